@@ -1,0 +1,1269 @@
+//! The `check_host()` function of RFC 7208 section 4 as a sans-IO state
+//! machine.
+//!
+//! # How suspension works
+//!
+//! The evaluation is written as plain recursive code (`check_host` calls
+//! itself for `include` and `redirect`) over a cache of DNS answers. When it
+//! needs an answer that is not cached yet it stops with that question;
+//! [`Evaluator::step`] hands the question to the caller, [`Evaluator::answer`]
+//! stores the answer, and the next `step` runs the evaluation again from the
+//! start, now further. Every run is a pure function of the request, the
+//! options and the answers, so replays are deterministic, and the processing
+//! limits of section 4.6.4 bound the number of distinct questions (see
+//! [`MAX_QUERIES`]), so the replays cost at most a few hundred cheap passes
+//! while the code keeps the shape of the RFC's prose.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use crate::macros::{MacroContext, MacroLetter, MacroString, MacroValues};
+use crate::record::{DomainSpec, DualCidr, Mechanism, Qualifier, Record, is_spf_record};
+use crate::{
+    Error, MAX_DEPTH, MAX_DNS_TERMS, MAX_DOMAIN_LEN, MAX_LABEL_LEN, MAX_MX_NAMES, MAX_PTR_NAMES,
+    MAX_QUERIES, MAX_VOID_LOOKUPS,
+};
+
+/// A DNS record type SPF asks for (RFC 7208 sections 4.4 and 5).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum QueryType {
+    /// TXT: SPF records and explanations.
+    Txt,
+    /// A: IPv4 addresses (`a`, `mx`, `ptr`, `exists`).
+    A,
+    /// AAAA: IPv6 addresses (`a`, `mx`, `ptr`).
+    Aaaa,
+    /// MX: mail exchangers (`mx`).
+    Mx,
+    /// PTR: reverse names (`ptr`, `%{p}`).
+    Ptr,
+}
+
+impl fmt::Display for QueryType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Txt => "TXT",
+            Self::A => "A",
+            Self::Aaaa => "AAAA",
+            Self::Mx => "MX",
+            Self::Ptr => "PTR",
+        })
+    }
+}
+
+/// A DNS question: a lower-case, fully qualified name without the trailing
+/// dot, and a type.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Query {
+    /// The name, lower case, no trailing dot, valid per RFC 1035 lengths.
+    pub name: String,
+    /// The record type.
+    pub qtype: QueryType,
+}
+
+impl fmt::Display for Query {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.name, self.qtype)
+    }
+}
+
+/// One record of an answer. Records of a type other than the question's
+/// are ignored, so a resolver may pass whole answer sections through.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RData {
+    /// The character-strings of one TXT record, in order (they are joined
+    /// without separator, RFC 7208 section 3.3).
+    Txt(Vec<Vec<u8>>),
+    /// An IPv4 address.
+    A(Ipv4Addr),
+    /// An IPv6 address.
+    Aaaa(Ipv6Addr),
+    /// A mail exchanger; an empty or `.` exchange is a null MX (RFC 7505).
+    Mx {
+        /// Preference (lower first).
+        preference: u16,
+        /// Exchange host name.
+        exchange: String,
+    },
+    /// A reverse name.
+    Ptr(String),
+}
+
+/// The answer to a [`Query`] (CNAME chains already followed by the
+/// resolver).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DnsAnswer {
+    /// RCODE 0 with records.
+    Records(Vec<RData>),
+    /// RCODE 3, "Name Error": the name does not exist.
+    NxDomain,
+    /// RCODE 0 without records of the type.
+    NoData,
+    /// A server failure, a timeout, or any other error: `temperror`.
+    TempFail,
+}
+
+/// Which identity is checked (RFC 7208 section 2.3 and 2.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Identity {
+    /// The MAIL FROM identity (`identity=mailfrom`).
+    MailFrom,
+    /// The HELO identity (`identity=helo`).
+    Helo,
+}
+
+impl Identity {
+    /// The `identity=` value of `Received-SPF` (RFC 7208 section 9.1).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::MailFrom => "mailfrom",
+            Self::Helo => "helo",
+        }
+    }
+}
+
+/// The arguments of `check_host()` (RFC 7208 section 4.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// `<ip>`: the SMTP client's address. An IPv4-mapped IPv6 address is
+    /// evaluated as IPv4 (section 5, last paragraph of the introduction).
+    pub ip: IpAddr,
+    /// The MAIL FROM reverse-path as given (may be empty for bounces).
+    pub sender: String,
+    /// The HELO/EHLO argument.
+    pub helo: String,
+    /// Which identity is checked.
+    pub identity: Identity,
+}
+
+impl Request {
+    /// A MAIL FROM check (section 2.4). A null reverse-path is checked as
+    /// `postmaster@<helo>`.
+    pub fn mail_from(ip: IpAddr, sender: impl Into<String>, helo: impl Into<String>) -> Self {
+        Self {
+            ip,
+            sender: sender.into(),
+            helo: helo.into(),
+            identity: Identity::MailFrom,
+        }
+    }
+
+    /// A HELO check (section 2.3): `<domain>` is the HELO name and
+    /// `<sender>` is `postmaster@<helo>`.
+    pub fn helo(ip: IpAddr, helo: impl Into<String>) -> Self {
+        Self {
+            ip,
+            sender: String::new(),
+            helo: helo.into(),
+            identity: Identity::Helo,
+        }
+    }
+
+    /// The effective `<sender>`, local-part and domain (section 4.3: a
+    /// missing local-part becomes `postmaster`).
+    fn sender_parts(&self) -> (String, String) {
+        let sender = match self.identity {
+            Identity::Helo => "",
+            Identity::MailFrom => self.sender.as_str(),
+        };
+        let sender = sender.trim_start_matches('<').trim_end_matches('>');
+        if sender.is_empty() {
+            return ("postmaster".into(), self.helo.clone());
+        }
+        match sender.rsplit_once('@') {
+            Some(("", domain)) => ("postmaster".into(), domain.into()),
+            Some((local, domain)) => (local.into(), domain.into()),
+            None => ("postmaster".into(), sender.into()),
+        }
+    }
+
+    /// The `<domain>` that is checked.
+    pub fn domain(&self) -> String {
+        self.sender_parts().1
+    }
+}
+
+/// Inputs that are not part of the request: time, the receiving host, and
+/// local policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// Seconds since the Unix epoch, for the `t` macro.
+    pub now_unix: u64,
+    /// The receiving host's domain name, for the `r` macro and
+    /// `Received-SPF` (RFC 7208 section 7.3: `unknown` when not known).
+    pub receiver_host: String,
+    /// Explanation for a `fail` whose record has no usable `exp=`: a macro
+    /// string in explanation syntax (used as plain text if it does not
+    /// parse). `None` leaves the explanation empty.
+    pub default_explanation: Option<String>,
+    /// Void-lookup limit (section 4.6.4 recommends two, which is the
+    /// default).
+    pub max_void_lookups: u32,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            now_unix: 0,
+            receiver_host: "unknown".into(),
+            default_explanation: None,
+            max_void_lookups: MAX_VOID_LOOKUPS,
+        }
+    }
+}
+
+/// An SPF result (RFC 7208 section 2.6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SpfResult {
+    /// No syntactically valid domain or no SPF record (2.6.1).
+    None,
+    /// The domain owner makes no assertion (2.6.2).
+    Neutral,
+    /// The client is authorized (2.6.3).
+    Pass,
+    /// The client is not authorized (2.6.4).
+    Fail,
+    /// Probably not authorized (2.6.5).
+    SoftFail,
+    /// A transient DNS error (2.6.6).
+    TempError,
+    /// The published records could not be interpreted (2.6.7).
+    PermError,
+}
+
+impl SpfResult {
+    /// The result's name as RFC 7208 writes it in `Received-SPF`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Neutral => "neutral",
+            Self::Pass => "pass",
+            Self::Fail => "fail",
+            Self::SoftFail => "softfail",
+            Self::TempError => "temperror",
+            Self::PermError => "permerror",
+        }
+    }
+}
+
+impl fmt::Display for SpfResult {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<Qualifier> for SpfResult {
+    fn from(q: Qualifier) -> Self {
+        match q {
+            Qualifier::Pass => Self::Pass,
+            Qualifier::Fail => Self::Fail,
+            Qualifier::SoftFail => Self::SoftFail,
+            Qualifier::Neutral => Self::Neutral,
+        }
+    }
+}
+
+/// The outcome of one evaluation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Output {
+    /// The verdict.
+    pub result: SpfResult,
+    /// The `<domain>` that was checked.
+    pub domain: String,
+    /// For `fail`: the expanded `exp=` text (section 6.2), else the
+    /// expanded [`Options::default_explanation`].
+    pub explanation: Option<String>,
+    /// The directive that decided the result, as text (for a match inside
+    /// an `include`, the `include` directive itself).
+    pub mechanism: Option<String>,
+    /// Why the result is `permerror` or `temperror`.
+    pub problem: Option<Error>,
+    /// DNS-querying terms evaluated (at most [`MAX_DNS_TERMS`] unless the
+    /// result is the permerror for exceeding it).
+    pub dns_terms: u32,
+    /// Void lookups seen (section 4.6.4).
+    pub void_lookups: u32,
+    /// Distinct DNS questions answered.
+    pub queries: u32,
+}
+
+/// What the caller must do next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Step {
+    /// Answer this question with [`Evaluator::answer`].
+    Query(Query),
+    /// The evaluation is over.
+    Done(Output),
+}
+
+/// A synchronous DNS source for [`check_host_with`].
+pub trait Resolver {
+    /// Answers one question.
+    fn lookup(&self, query: &Query) -> DnsAnswer;
+}
+
+/// Runs a whole evaluation against a synchronous resolver.
+pub fn check_host_with<R: Resolver + ?Sized>(
+    resolver: &R,
+    request: Request,
+    options: Options,
+) -> Output {
+    let mut eval = Evaluator::new(request, options);
+    loop {
+        match eval.step() {
+            Step::Query(q) => {
+                let answer = resolver.lookup(&q);
+                eval.answer(q, answer);
+            }
+            Step::Done(output) => return output,
+        }
+    }
+}
+
+/// The sans-IO evaluator of `check_host()` (RFC 7208 section 4).
+///
+/// ```
+/// use scop_spf::{DnsAnswer, Evaluator, Options, RData, Request, SpfResult, Step};
+///
+/// let request = Request::mail_from("192.0.2.1".parse().unwrap(), "a@example.com", "mx.example.com");
+/// let mut eval = Evaluator::new(request, Options::default());
+/// let output = loop {
+///     match eval.step() {
+///         Step::Query(q) => {
+///             let answer = if q.name == "example.com" {
+///                 DnsAnswer::Records(vec![RData::Txt(vec![b"v=spf1 ip4:192.0.2.0/24 -all".to_vec()])])
+///             } else {
+///                 DnsAnswer::NxDomain
+///             };
+///             eval.answer(q, answer);
+///         }
+///         Step::Done(output) => break output,
+///     }
+/// };
+/// assert_eq!(output.result, SpfResult::Pass);
+/// assert_eq!(output.mechanism.as_deref(), Some("ip4:192.0.2.0/24"));
+/// ```
+#[derive(Debug, Clone)]
+pub struct Evaluator {
+    ctx: Context,
+    options: Options,
+    cache: HashMap<Query, DnsAnswer>,
+    done: Option<Output>,
+}
+
+/// Request values derived once.
+#[derive(Debug, Clone)]
+struct Context {
+    /// The client address, IPv4-mapped IPv6 already unmapped.
+    ip: IpAddr,
+    sender: String,
+    local: String,
+    sender_domain: String,
+    helo: String,
+    domain: String,
+}
+
+impl Evaluator {
+    /// Starts an evaluation.
+    pub fn new(request: Request, options: Options) -> Self {
+        let (local, sender_domain) = request.sender_parts();
+        let ip = match request.ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        };
+        let ctx = Context {
+            ip,
+            sender: format!("{local}@{sender_domain}"),
+            local,
+            domain: sender_domain.clone(),
+            sender_domain,
+            helo: request.helo,
+        };
+        Self {
+            ctx,
+            options,
+            cache: HashMap::new(),
+            done: None,
+        }
+    }
+
+    /// Advances the evaluation as far as the answers so far allow.
+    pub fn step(&mut self) -> Step {
+        if let Some(out) = &self.done {
+            return Step::Done(out.clone());
+        }
+        match Run::new(self).top() {
+            Ok(out) => {
+                self.done = Some(out.clone());
+                Step::Done(out)
+            }
+            Err(q) => Step::Query(q),
+        }
+    }
+
+    /// Supplies the answer to a question that [`Evaluator::step`] asked.
+    pub fn answer(&mut self, query: Query, answer: DnsAnswer) {
+        self.cache.insert(query, answer);
+    }
+}
+
+/// Why a run stopped early.
+enum Halt {
+    /// An answer is missing.
+    Suspend(Query),
+    /// `permerror` or `temperror`.
+    Fail(Error),
+}
+
+impl From<Error> for Halt {
+    fn from(e: Error) -> Self {
+        Self::Fail(e)
+    }
+}
+
+/// The result of one (possibly recursive) `check_host()`.
+struct Verdict {
+    result: SpfResult,
+    mechanism: Option<String>,
+    /// The `exp=` of the record that decided, with that record's domain.
+    exp: Option<(DomainSpec, String)>,
+    domain: String,
+}
+
+/// One pass of the evaluation over the cached answers.
+struct Run<'a> {
+    ev: &'a Evaluator,
+    dns_terms: u32,
+    void: u32,
+    validated: Option<Vec<String>>,
+}
+
+impl<'a> Run<'a> {
+    fn new(ev: &'a Evaluator) -> Self {
+        Self {
+            ev,
+            dns_terms: 0,
+            void: 0,
+            validated: None,
+        }
+    }
+
+    /// Evaluates and builds the output, or returns the missing question.
+    fn top(mut self) -> Result<Output, Query> {
+        let domain = self.ev.ctx.domain.clone();
+        let mut out = Output {
+            result: SpfResult::None,
+            domain: domain.clone(),
+            explanation: None,
+            mechanism: None,
+            problem: None,
+            dns_terms: 0,
+            void_lookups: 0,
+            queries: 0,
+        };
+        match self.check_host(&domain, 0, false) {
+            Err(Halt::Suspend(q)) => return Err(q),
+            Err(Halt::Fail(e)) => {
+                out.result = if e.is_temporary() {
+                    SpfResult::TempError
+                } else {
+                    SpfResult::PermError
+                };
+                out.problem = Some(e);
+            }
+            Ok(v) => {
+                out.result = v.result;
+                out.mechanism = v.mechanism;
+                if v.result == SpfResult::Fail {
+                    out.explanation = match v.exp {
+                        Some((spec, d)) => match self.explain(&spec, &d) {
+                            Err(Halt::Suspend(q)) => return Err(q),
+                            Err(Halt::Fail(_)) => None,
+                            Ok(text) => text,
+                        },
+                        None => None,
+                    };
+                    if out.explanation.is_none() {
+                        out.explanation = self.default_explanation(&v.domain)?;
+                    }
+                }
+            }
+        }
+        out.dns_terms = self.dns_terms;
+        out.void_lookups = self.void;
+        out.queries = u32::try_from(self.ev.cache.len()).unwrap_or(u32::MAX);
+        Ok(out)
+    }
+
+    fn default_explanation(&mut self, domain: &str) -> Result<Option<String>, Query> {
+        let Some(text) = self.ev.options.default_explanation.clone() else {
+            return Ok(None);
+        };
+        let Ok(ms) = MacroString::parse(&text, MacroContext::Explanation) else {
+            return Ok(Some(text));
+        };
+        match self.expand(&ms, domain) {
+            Ok(s) => Ok(Some(s)),
+            Err(Halt::Suspend(q)) => Err(q),
+            Err(Halt::Fail(_)) => Ok(Some(text)),
+        }
+    }
+
+    /// `check_host(<ip>, <domain>, <sender>)` (section 4).
+    fn check_host(&mut self, domain: &str, depth: usize, nested: bool) -> Result<Verdict, Halt> {
+        if depth > MAX_DEPTH {
+            return Err(Error::TooManyDnsTerms.into());
+        }
+        let none = Verdict {
+            result: SpfResult::None,
+            mechanism: None,
+            exp: None,
+            domain: domain.to_string(),
+        };
+        let Some(name) = dns_name(domain) else {
+            return Ok(none);
+        };
+        let Some(record) = self.fetch_record(&name, nested)? else {
+            return Ok(none);
+        };
+        for directive in record.directives() {
+            if self.matches(&directive.mechanism, &name, depth)? {
+                return Ok(Verdict {
+                    result: directive.qualifier.into(),
+                    mechanism: Some(directive.to_string()),
+                    exp: record.explanation().map(|e| (e.clone(), name.clone())),
+                    domain: name,
+                });
+            }
+        }
+        if let Some(spec) = record.redirect() {
+            self.count_term()?;
+            let target = self.expand_domain(spec, &name)?;
+            let Some(target) = target else {
+                return Err(Error::RedirectWithoutRecord {
+                    domain: spec.to_string(),
+                }
+                .into());
+            };
+            let v = self.check_host(&target, depth + 1, true)?;
+            if v.result == SpfResult::None {
+                return Err(Error::RedirectWithoutRecord { domain: target }.into());
+            }
+            return Ok(v);
+        }
+        Ok(Verdict {
+            result: SpfResult::Neutral,
+            mechanism: None,
+            exp: None,
+            domain: name,
+        })
+    }
+
+    /// Record lookup and selection (sections 4.4 and 4.5).
+    fn fetch_record(&mut self, name: &str, count_void: bool) -> Result<Option<Record>, Halt> {
+        let records = match self.lookup(name, QueryType::Txt)? {
+            DnsAnswer::TempFail => return Err(temp(name, QueryType::Txt)),
+            DnsAnswer::NxDomain | DnsAnswer::NoData => Vec::new(),
+            DnsAnswer::Records(rs) => rs
+                .iter()
+                .filter_map(|r| match r {
+                    RData::Txt(strings) => Some(strings.concat()),
+                    _ => None,
+                })
+                .collect(),
+        };
+        if records.is_empty() {
+            if count_void {
+                self.count_void()?;
+            }
+            return Ok(None);
+        }
+        let mut spf = records.iter().filter(|r| is_spf_record(r));
+        let Some(text) = spf.next() else {
+            return Ok(None);
+        };
+        if spf.next().is_some() {
+            return Err(Error::MultipleRecords {
+                domain: name.to_string(),
+            }
+            .into());
+        }
+        Record::parse_bytes(text).map(Some).map_err(|error| {
+            Halt::Fail(Error::Record {
+                domain: name.to_string(),
+                error,
+            })
+        })
+    }
+
+    /// Whether a mechanism matches (section 5).
+    fn matches(&mut self, mech: &Mechanism, domain: &str, depth: usize) -> Result<bool, Halt> {
+        if mech.queries_dns() {
+            self.count_term()?;
+        }
+        match mech {
+            Mechanism::All => Ok(true),
+            Mechanism::Include(spec) => {
+                let target = self.expand_domain(spec, domain)?;
+                let Some(target) = target else {
+                    return Err(Error::IncludeWithoutRecord {
+                        domain: spec.to_string(),
+                    }
+                    .into());
+                };
+                let v = self.check_host(&target, depth + 1, true)?;
+                match v.result {
+                    SpfResult::Pass => Ok(true),
+                    SpfResult::None => Err(Error::IncludeWithoutRecord { domain: target }.into()),
+                    _ => Ok(false),
+                }
+            }
+            Mechanism::A { domain: spec, cidr } => {
+                let Some(target) = self.target(spec.as_ref(), domain)? else {
+                    return Ok(false);
+                };
+                let addrs = self.addresses(&target, true)?;
+                Ok(addrs.iter().any(|a| self.cidr_match(*a, *cidr)))
+            }
+            Mechanism::Mx { domain: spec, cidr } => {
+                let Some(target) = self.target(spec.as_ref(), domain)? else {
+                    return Ok(false);
+                };
+                self.mx_matches(&target, *cidr)
+            }
+            Mechanism::Ptr(spec) => {
+                let Some(target) = self.target(spec.as_ref(), domain)? else {
+                    return Ok(false);
+                };
+                self.ptr_matches(&target)
+            }
+            Mechanism::Ip4 { addr, prefix } => Ok(match self.ev.ctx.ip {
+                IpAddr::V4(ip) => prefix_match_v4(ip, *addr, prefix.unwrap_or(32)),
+                IpAddr::V6(_) => false,
+            }),
+            Mechanism::Ip6 { addr, prefix } => Ok(match self.ev.ctx.ip {
+                IpAddr::V6(ip) => prefix_match_v6(ip, *addr, prefix.unwrap_or(128)),
+                IpAddr::V4(_) => false,
+            }),
+            Mechanism::Exists(spec) => {
+                let Some(target) = self.expand_domain(spec, domain)? else {
+                    return Ok(false);
+                };
+                match self.lookup(&target, QueryType::A)? {
+                    DnsAnswer::TempFail => Err(temp(&target, QueryType::A)),
+                    DnsAnswer::Records(rs) if rs.iter().any(|r| matches!(r, RData::A(_))) => {
+                        Ok(true)
+                    }
+                    _ => {
+                        self.count_void()?;
+                        Ok(false)
+                    }
+                }
+            }
+        }
+    }
+
+    /// `mx` (section 5.4).
+    fn mx_matches(&mut self, target: &str, cidr: DualCidr) -> Result<bool, Halt> {
+        let mut exchanges: Vec<(u16, &str)> = match self.lookup(target, QueryType::Mx)? {
+            DnsAnswer::TempFail => return Err(temp(target, QueryType::Mx)),
+            DnsAnswer::Records(rs) => rs
+                .iter()
+                .filter_map(|r| match r {
+                    RData::Mx {
+                        preference,
+                        exchange,
+                    } => Some((*preference, exchange.as_str())),
+                    _ => None,
+                })
+                .collect(),
+            DnsAnswer::NxDomain | DnsAnswer::NoData => Vec::new(),
+        };
+        if exchanges.is_empty() {
+            self.count_void()?;
+            return Ok(false);
+        }
+        if exchanges.len() > MAX_MX_NAMES {
+            return Err(Error::TooManyMxRecords {
+                domain: target.to_string(),
+            }
+            .into());
+        }
+        exchanges.sort_by_key(|(pref, _)| *pref);
+        for (_, exchange) in exchanges {
+            // A null MX (RFC 7505) or a malformed name has no addresses.
+            let Some(host) = dns_name(exchange) else {
+                continue;
+            };
+            let addrs = self.addresses(&host, false)?;
+            if addrs.iter().any(|a| self.cidr_match(*a, cidr)) {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// `ptr` (section 5.5): a validated reverse name equal to or under the
+    /// target.
+    fn ptr_matches(&mut self, target: &str) -> Result<bool, Halt> {
+        let names = self.ptr_names(true)?;
+        let suffix = format!(".{target}");
+        for name in names {
+            if (name == target || name.ends_with(&suffix)) && self.validates(&name)? {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The first [`MAX_PTR_NAMES`] reverse names of the client, lower case;
+    /// a DNS error yields none (section 5.5).
+    fn ptr_names(&mut self, count_void: bool) -> Result<Vec<String>, Halt> {
+        let rev = reverse_name(self.ev.ctx.ip);
+        match self.lookup(&rev, QueryType::Ptr)? {
+            DnsAnswer::TempFail => Ok(Vec::new()),
+            DnsAnswer::Records(rs) if rs.iter().any(|r| matches!(r, RData::Ptr(_))) => Ok(rs
+                .iter()
+                .filter_map(|r| match r {
+                    RData::Ptr(p) => dns_name(p),
+                    _ => None,
+                })
+                .take(MAX_PTR_NAMES)
+                .collect()),
+            _ => {
+                if count_void {
+                    self.count_void()?;
+                }
+                Ok(Vec::new())
+            }
+        }
+    }
+
+    /// Whether a reverse name resolves back to the client; DNS errors make
+    /// it unvalidated (section 5.5).
+    fn validates(&mut self, name: &str) -> Result<bool, Halt> {
+        let ip = self.ev.ctx.ip;
+        match self.addresses(name, false) {
+            Ok(addrs) => Ok(addrs.contains(&ip)),
+            Err(Halt::Fail(_)) => Ok(false),
+            Err(suspend) => Err(suspend),
+        }
+    }
+
+    /// The `p` macro (section 7.3): a validated name, preferring the
+    /// current domain, then a subdomain of it, else the first; `unknown`.
+    fn validated_domain(&mut self, domain: &str) -> Result<String, Halt> {
+        let names = match &self.validated {
+            Some(v) => v.clone(),
+            None => {
+                let mut valid = Vec::new();
+                for name in self.ptr_names(false)? {
+                    if self.validates(&name)? {
+                        valid.push(name);
+                    }
+                }
+                self.validated = Some(valid.clone());
+                valid
+            }
+        };
+        let suffix = format!(".{domain}");
+        let pick = names
+            .iter()
+            .find(|n| *n == domain)
+            .or_else(|| names.iter().find(|n| n.ends_with(&suffix)))
+            .or_else(|| names.first());
+        Ok(pick.cloned().unwrap_or_else(|| "unknown".into()))
+    }
+
+    /// The client-family addresses of `name` (A for IPv4, AAAA for IPv6).
+    fn addresses(&mut self, name: &str, count_void: bool) -> Result<Vec<IpAddr>, Halt> {
+        let qtype = match self.ev.ctx.ip {
+            IpAddr::V4(_) => QueryType::A,
+            IpAddr::V6(_) => QueryType::Aaaa,
+        };
+        let addrs: Vec<IpAddr> = match self.lookup(name, qtype)? {
+            DnsAnswer::TempFail => return Err(temp(name, qtype)),
+            DnsAnswer::Records(rs) => rs
+                .iter()
+                .filter_map(|r| match (r, qtype) {
+                    (RData::A(a), QueryType::A) => Some(IpAddr::V4(*a)),
+                    (RData::Aaaa(a), QueryType::Aaaa) => Some(IpAddr::V6(*a)),
+                    _ => None,
+                })
+                .collect(),
+            DnsAnswer::NxDomain | DnsAnswer::NoData => Vec::new(),
+        };
+        if addrs.is_empty() && count_void {
+            self.count_void()?;
+        }
+        Ok(addrs)
+    }
+
+    fn cidr_match(&self, addr: IpAddr, cidr: DualCidr) -> bool {
+        match (self.ev.ctx.ip, addr) {
+            (IpAddr::V4(ip), IpAddr::V4(net)) => prefix_match_v4(ip, net, cidr.v4.unwrap_or(32)),
+            (IpAddr::V6(ip), IpAddr::V6(net)) => prefix_match_v6(ip, net, cidr.v6.unwrap_or(128)),
+            _ => false,
+        }
+    }
+
+    /// The explanation of section 6.2; any problem yields `None`.
+    fn explain(&mut self, spec: &DomainSpec, domain: &str) -> Result<Option<String>, Halt> {
+        let Some(target) = self.expand_domain(spec, domain)? else {
+            return Ok(None);
+        };
+        let DnsAnswer::Records(rs) = self.lookup(&target, QueryType::Txt)? else {
+            return Ok(None);
+        };
+        let mut txts = rs.iter().filter_map(|r| match r {
+            RData::Txt(strings) => Some(strings.concat()),
+            _ => None,
+        });
+        let (Some(text), None) = (txts.next(), txts.next()) else {
+            return Ok(None);
+        };
+        let Ok(text) = String::from_utf8(text) else {
+            return Ok(None);
+        };
+        if !text.is_ascii() {
+            return Ok(None);
+        }
+        let Ok(ms) = MacroString::parse(&text, MacroContext::Explanation) else {
+            return Ok(None);
+        };
+        self.expand(&ms, domain).map(Some)
+    }
+
+    /// The target of `a`, `mx` or `ptr`: the spec expanded, or the current
+    /// domain.
+    fn target(&mut self, spec: Option<&DomainSpec>, domain: &str) -> Result<Option<String>, Halt> {
+        match spec {
+            Some(spec) => self.expand_domain(spec, domain),
+            None => Ok(Some(domain.to_string())),
+        }
+    }
+
+    /// Expands a domain-spec into a query name (section 7.3: trailing dot
+    /// dropped, left labels removed beyond 253 characters). `None` when the
+    /// result is not a valid DNS name (the term then matches nothing).
+    fn expand_domain(&mut self, spec: &DomainSpec, domain: &str) -> Result<Option<String>, Halt> {
+        let mut name = self.expand(spec.macro_string(), domain)?;
+        if name.ends_with('.') {
+            name.pop();
+        }
+        while name.len() > MAX_DOMAIN_LEN {
+            match name.find('.') {
+                Some(dot) => {
+                    name.drain(..=dot);
+                }
+                None => return Ok(None),
+            }
+        }
+        Ok(dns_name(&name))
+    }
+
+    fn expand(&mut self, ms: &MacroString, domain: &str) -> Result<String, Halt> {
+        let mut values = Values { run: self, domain };
+        ms.expand(&mut values)
+    }
+
+    fn lookup(&self, name: &str, qtype: QueryType) -> Result<&'a DnsAnswer, Halt> {
+        let query = Query {
+            name: name.to_string(),
+            qtype,
+        };
+        if let Some(answer) = self.ev.cache.get(&query) {
+            return Ok(answer);
+        }
+        if self.ev.cache.len() >= MAX_QUERIES {
+            return Err(Error::TooManyQueries.into());
+        }
+        Err(Halt::Suspend(query))
+    }
+
+    fn count_term(&mut self) -> Result<(), Halt> {
+        self.dns_terms += 1;
+        if self.dns_terms > MAX_DNS_TERMS {
+            return Err(Error::TooManyDnsTerms.into());
+        }
+        Ok(())
+    }
+
+    fn count_void(&mut self) -> Result<(), Halt> {
+        self.void += 1;
+        if self.void > self.ev.options.max_void_lookups {
+            return Err(Error::TooManyVoidLookups.into());
+        }
+        Ok(())
+    }
+}
+
+fn temp(name: &str, qtype: QueryType) -> Halt {
+    Halt::Fail(Error::DnsTempFail {
+        name: name.to_string(),
+        qtype,
+    })
+}
+
+struct Values<'r, 'a> {
+    run: &'r mut Run<'a>,
+    domain: &'r str,
+}
+
+impl MacroValues for Values<'_, '_> {
+    type Error = Halt;
+
+    fn value(&mut self, letter: MacroLetter) -> Result<String, Halt> {
+        let ctx = &self.run.ev.ctx;
+        Ok(match letter {
+            MacroLetter::Sender => ctx.sender.clone(),
+            MacroLetter::LocalPart => ctx.local.clone(),
+            MacroLetter::SenderDomain => ctx.sender_domain.clone(),
+            MacroLetter::Domain => self.domain.to_string(),
+            MacroLetter::Ip => dotted_ip(ctx.ip),
+            MacroLetter::IpVersion => match ctx.ip {
+                IpAddr::V4(_) => "in-addr".into(),
+                IpAddr::V6(_) => "ip6".into(),
+            },
+            MacroLetter::Helo => ctx.helo.clone(),
+            MacroLetter::ClientIp => ctx.ip.to_string(),
+            MacroLetter::Receiver => self.run.ev.options.receiver_host.clone(),
+            MacroLetter::Timestamp => self.run.ev.options.now_unix.to_string(),
+            MacroLetter::ValidatedDomain => {
+                let domain = self.domain;
+                self.run.validated_domain(domain)?
+            }
+        })
+    }
+}
+
+/// The `i` macro: dotted quad, or 32 dot-separated lower-case nibbles
+/// (section 7.3).
+fn dotted_ip(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let mut out = String::with_capacity(63);
+            for byte in v6.octets() {
+                for nibble in [byte >> 4, byte & 0xf] {
+                    if !out.is_empty() {
+                        out.push('.');
+                    }
+                    out.push(char::from_digit(u32::from(nibble), 16).unwrap_or('0'));
+                }
+            }
+            out
+        }
+    }
+}
+
+/// The `in-addr.arpa` / `ip6.arpa` name of an address.
+fn reverse_name(ip: IpAddr) -> String {
+    let dotted = dotted_ip(ip);
+    let mut parts: Vec<&str> = dotted.split('.').collect();
+    parts.reverse();
+    let suffix = match ip {
+        IpAddr::V4(_) => "in-addr.arpa",
+        IpAddr::V6(_) => "ip6.arpa",
+    };
+    format!("{}.{suffix}", parts.join("."))
+}
+
+/// Normalizes a domain name for a query: lower case, trailing dot dropped;
+/// `None` if it is not a multi-label name within RFC 1035 lengths, or is a
+/// domain literal (section 4.3).
+pub(crate) fn dns_name(name: &str) -> Option<String> {
+    let name = name.strip_suffix('.').unwrap_or(name);
+    if name.is_empty() || name.len() > MAX_DOMAIN_LEN || name.starts_with('[') {
+        return None;
+    }
+    let mut labels = 0;
+    for label in name.split('.') {
+        if label.is_empty() || label.len() > MAX_LABEL_LEN {
+            return None;
+        }
+        labels += 1;
+    }
+    if labels < 2 {
+        return None;
+    }
+    Some(name.to_ascii_lowercase())
+}
+
+fn prefix_match_v4(ip: Ipv4Addr, net: Ipv4Addr, prefix: u8) -> bool {
+    let mask = u32::MAX
+        .checked_shl(32 - u32::from(prefix.min(32)))
+        .unwrap_or(0);
+    u32::from(ip) & mask == u32::from(net) & mask
+}
+
+fn prefix_match_v6(ip: Ipv6Addr, net: Ipv6Addr, prefix: u8) -> bool {
+    let mask = u128::MAX
+        .checked_shl(128 - u32::from(prefix.min(128)))
+        .unwrap_or(0);
+    u128::from(ip) & mask == u128::from(net) & mask
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prefixes() {
+        let a = |s: &str| s.parse::<Ipv4Addr>().unwrap();
+        assert!(prefix_match_v4(a("1.2.3.4"), a("1.2.3.0"), 24));
+        assert!(!prefix_match_v4(a("1.2.4.4"), a("1.2.3.0"), 24));
+        assert!(prefix_match_v4(a("9.9.9.9"), a("1.2.3.0"), 0));
+        assert!(prefix_match_v4(a("1.2.3.4"), a("1.2.3.4"), 32));
+        let b = |s: &str| s.parse::<Ipv6Addr>().unwrap();
+        assert!(prefix_match_v6(
+            b("cafe:babe:8000::1"),
+            b("cafe:babe:8000::"),
+            33
+        ));
+        assert!(!prefix_match_v6(
+            b("cafe:babe::1"),
+            b("cafe:babe:8000::"),
+            33
+        ));
+        assert!(prefix_match_v6(b("::1"), b("ffff::"), 0));
+    }
+
+    #[test]
+    fn names() {
+        assert_eq!(dns_name("Example.COM."), Some("example.com".into()));
+        assert_eq!(dns_name("localhost"), None);
+        assert_eq!(dns_name("a..b"), None);
+        assert_eq!(dns_name("[1.2.3.4]"), None);
+        assert_eq!(dns_name(&format!("{}.com", "a".repeat(64))), None);
+        assert_eq!(
+            reverse_name("192.0.2.3".parse().unwrap()),
+            "3.2.0.192.in-addr.arpa"
+        );
+        assert_eq!(
+            reverse_name("2001:db8::cb01".parse().unwrap()),
+            "1.0.b.c.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.8.b.d.0.1.0.0.2.ip6.arpa"
+        );
+    }
+
+    #[test]
+    fn sender_parts() {
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let r = Request::mail_from(ip, "", "mx.example.org");
+        assert_eq!(
+            r.sender_parts(),
+            ("postmaster".into(), "mx.example.org".into())
+        );
+        let r = Request::mail_from(ip, "@example.net", "x");
+        assert_eq!(
+            r.sender_parts(),
+            ("postmaster".into(), "example.net".into())
+        );
+        let r = Request::mail_from(ip, "a@b@example.net", "x");
+        assert_eq!(r.sender_parts(), ("a@b".into(), "example.net".into()));
+        let r = Request::helo(ip, "mx.example.org");
+        assert_eq!(r.domain(), "mx.example.org");
+    }
+
+    struct Zone(Vec<(&'static str, QueryType, DnsAnswer)>);
+    impl Resolver for Zone {
+        fn lookup(&self, q: &Query) -> DnsAnswer {
+            self.0
+                .iter()
+                .find(|(n, t, _)| *n == q.name && *t == q.qtype)
+                .map_or(DnsAnswer::NxDomain, |(_, _, a)| a.clone())
+        }
+    }
+
+    fn txt(s: &str) -> DnsAnswer {
+        DnsAnswer::Records(vec![RData::Txt(vec![s.as_bytes().to_vec()])])
+    }
+
+    #[test]
+    fn state_machine_asks_then_finishes() {
+        let request =
+            Request::mail_from("192.0.2.1".parse().unwrap(), "a@example.com", "h.example");
+        let mut eval = Evaluator::new(request, Options::default());
+        let Step::Query(q) = eval.step() else {
+            panic!("expected a query")
+        };
+        assert_eq!(q.to_string(), "example.com TXT");
+        eval.answer(q, txt("v=spf1 a -all exp=why.example.com"));
+        let Step::Query(q) = eval.step() else {
+            panic!("expected a query")
+        };
+        assert_eq!(q.to_string(), "example.com A");
+        eval.answer(q, DnsAnswer::NoData);
+        let Step::Query(q) = eval.step() else {
+            panic!("expected a query")
+        };
+        assert_eq!(q.to_string(), "why.example.com TXT");
+        eval.answer(q, txt("%{i} is not one of %{d}'s hosts"));
+        let Step::Done(out) = eval.step() else {
+            panic!("expected the end")
+        };
+        assert_eq!(out.result, SpfResult::Fail);
+        assert_eq!(out.mechanism.as_deref(), Some("-all"));
+        assert_eq!(
+            out.explanation.as_deref(),
+            Some("192.0.2.1 is not one of example.com's hosts")
+        );
+        assert_eq!((out.dns_terms, out.void_lookups, out.queries), (1, 1, 3));
+        assert_eq!(eval.step(), Step::Done(out));
+    }
+
+    #[test]
+    fn helo_identity_and_limits() {
+        let zone = Zone(vec![
+            (
+                "mx.example.org",
+                QueryType::Txt,
+                txt("v=spf1 a:a.example.org a:b.example.org a:c.example.org +all"),
+            ),
+            (
+                "example.net",
+                QueryType::Txt,
+                txt("v=spf1 include:example.org ptr -all"),
+            ),
+            ("example.org", QueryType::Txt, DnsAnswer::NoData),
+            (
+                "1.2.0.192.in-addr.arpa",
+                QueryType::Ptr,
+                DnsAnswer::Records(vec![RData::Ptr("mx.example.net".into())]),
+            ),
+            (
+                "mx.example.net",
+                QueryType::A,
+                DnsAnswer::Records(vec![RData::A(Ipv4Addr::new(192, 0, 2, 1))]),
+            ),
+        ]);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        // Three void `a` lookups: the third is one too many.
+        let out = check_host_with(
+            &zone,
+            Request::helo(ip, "mx.example.org"),
+            Options::default(),
+        );
+        assert_eq!(out.result, SpfResult::PermError);
+        assert_eq!(out.problem, Some(Error::TooManyVoidLookups));
+        assert_eq!(out.void_lookups, 3);
+        let relaxed = Options {
+            max_void_lookups: 3,
+            ..Options::default()
+        };
+        let out = check_host_with(&zone, Request::helo(ip, "mx.example.org"), relaxed);
+        assert_eq!(out.result, SpfResult::Pass);
+        assert_eq!(out.mechanism.as_deref(), Some("all"));
+        // An include without a record is a permerror (section 5.2).
+        let out = check_host_with(
+            &zone,
+            Request::mail_from(ip, "x@example.net", "h"),
+            Options::default(),
+        );
+        assert_eq!(
+            out.problem,
+            Some(Error::IncludeWithoutRecord {
+                domain: "example.org".into()
+            })
+        );
+        // Unqualified HELO: none without a lookup.
+        let out = check_host_with(&zone, Request::helo(ip, "localhost"), Options::default());
+        assert_eq!((out.result, out.queries), (SpfResult::None, 0));
+    }
+
+    #[test]
+    fn ptr_and_p_macro() {
+        let zone = Zone(vec![
+            (
+                "example.net",
+                QueryType::Txt,
+                txt("v=spf1 ptr -all exp=why.example.net"),
+            ),
+            (
+                "example.com",
+                QueryType::Txt,
+                txt("v=spf1 -ptr ?all exp=why.example.net"),
+            ),
+            ("why.example.net", QueryType::Txt, txt("%{p} says no")),
+            (
+                "1.2.0.192.in-addr.arpa",
+                QueryType::Ptr,
+                DnsAnswer::Records(vec![
+                    RData::Ptr("fake.example.net".into()),
+                    RData::Ptr("MX.Example.NET.".into()),
+                ]),
+            ),
+            (
+                "mx.example.net",
+                QueryType::A,
+                DnsAnswer::Records(vec![RData::A(Ipv4Addr::new(192, 0, 2, 1))]),
+            ),
+            ("fake.example.net", QueryType::A, DnsAnswer::TempFail),
+        ]);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let out = check_host_with(
+            &zone,
+            Request::mail_from(ip, "a@example.net", "h"),
+            Options::default(),
+        );
+        assert_eq!(out.result, SpfResult::Pass);
+        let other: IpAddr = "192.0.2.2".parse().unwrap();
+        let out = check_host_with(
+            &zone,
+            Request::mail_from(other, "a@example.com", "h"),
+            Options::default(),
+        );
+        assert_eq!(out.result, SpfResult::Neutral);
+        let zone2 = Zone(vec![
+            (
+                "example.com",
+                QueryType::Txt,
+                txt("v=spf1 -all exp=why.example.net"),
+            ),
+            ("why.example.net", QueryType::Txt, txt("%{p} says no")),
+            (
+                "1.2.0.192.in-addr.arpa",
+                QueryType::Ptr,
+                DnsAnswer::Records(vec![RData::Ptr("mx.example.net".into())]),
+            ),
+            (
+                "mx.example.net",
+                QueryType::A,
+                DnsAnswer::Records(vec![RData::A(Ipv4Addr::new(192, 0, 2, 1))]),
+            ),
+        ]);
+        let out = check_host_with(
+            &zone2,
+            Request::mail_from(ip, "a@example.com", "h"),
+            Options::default(),
+        );
+        assert_eq!(out.explanation.as_deref(), Some("mx.example.net says no"));
+    }
+
+    #[test]
+    fn temperror_and_default_explanation() {
+        let zone = Zone(vec![
+            ("example.com", QueryType::Txt, txt("v=spf1 mx ~all")),
+            ("example.com", QueryType::Mx, DnsAnswer::TempFail),
+            ("example.org", QueryType::Txt, txt("v=spf1 -all")),
+        ]);
+        let ip: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        let out = check_host_with(
+            &zone,
+            Request::mail_from(ip, "a@example.com", "h"),
+            Options::default(),
+        );
+        assert_eq!(out.result, SpfResult::TempError);
+        assert!(out.problem.as_ref().is_some_and(Error::is_temporary));
+        let options = Options {
+            default_explanation: Some("%{c} is not allowed by %{o}".into()),
+            ..Options::default()
+        };
+        let out = check_host_with(&zone, Request::mail_from(ip, "a@example.org", "h"), options);
+        assert_eq!(
+            out.explanation.as_deref(),
+            Some("192.0.2.1 is not allowed by example.org")
+        );
+    }
+}
