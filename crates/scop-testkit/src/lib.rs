@@ -61,6 +61,21 @@ pub fn cpython_email_data() -> PathBuf {
     peer_path("cpython-test-email")
 }
 
+/// A command for a binary unpacked from a Debian package by `cargo xtask
+/// peers` (e.g. `usr/bin/bogofilter-bdb`), with its libraries on the path.
+pub fn debian_command(relative_binary: &str) -> std::process::Command {
+    let root = peer_path("debian");
+    let binary = peer_path(&format!("debian/{relative_binary}"));
+    let mut cmd = std::process::Command::new(binary);
+    let libs = [
+        root.join("usr/lib/x86_64-linux-gnu"),
+        root.join("lib/x86_64-linux-gnu"),
+    ];
+    let joined = std::env::join_paths(libs.iter()).expect("library path");
+    cmd.env("LD_LIBRARY_PATH", joined);
+    cmd
+}
+
 /// Every regular file under `dir`, sorted, recursively.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

@@ -1,0 +1,83 @@
+//! `cargo xtask bench <name>`: side-by-side benchmarks. Each runs our code and
+//! the named peer in the same process run, on the same input, and prints both
+//! figures and their ratio. The machine is a noisy 2-core VM: the drivers
+//! report medians over several rounds.
+
+use crate::util::{cargo, peers_dir};
+use anyhow::{Result, bail};
+
+/// Benchmarks and what they compare.
+pub const BENCHES: &[(&str, &str)] = &[
+    (
+        "mime",
+        "scop-mime parse/encode vs mail-parser 0.11.9 (10,000 Hamlet + SpamAssassin corpus)",
+    ),
+    (
+        "spam",
+        "scop-spam vs bogofilter: accuracy on held-out SpamAssassin groups, train/classify msg/s",
+    ),
+    (
+        "hamlet",
+        "1,000,000 Hamlet messages generated and round-trip-checked (target: < 5 min, < 200 MB)",
+    ),
+];
+
+pub fn run(args: &[String]) -> Result<()> {
+    if args.is_empty() {
+        eprintln!("usage: cargo xtask bench <name>... | all\n\nbenchmarks:");
+        for (name, what) in BENCHES {
+            eprintln!("  {name:<8} {what}");
+        }
+        bail!("no benchmark named");
+    }
+    let names: Vec<&str> = if args.iter().any(|a| a == "all") {
+        BENCHES.iter().map(|(n, _)| *n).collect()
+    } else {
+        args.iter().map(String::as_str).collect()
+    };
+    for name in &names {
+        if !BENCHES.iter().any(|(n, _)| n == name) {
+            bail!("unknown benchmark `{name}`");
+        }
+    }
+    crate::peers::install()?;
+    for name in names {
+        match name {
+            "mime" => crate::util::run(
+                "bench mime",
+                cargo()
+                    .args(["run", "--release", "--quiet", "-p", "scop-bench", "--", "mime"])
+                    .arg("--spamassassin")
+                    .arg(peers_dir().join("spamassassin"))
+                    .args(["--hamlet", "10000"]),
+            )?,
+            "spam" => crate::util::run(
+                "bench spam",
+                cargo()
+                    .args(["run", "--release", "--quiet", "-p", "scop-bench", "--", "spam"])
+                    .arg("--corpus")
+                    .arg(peers_dir().join("spamassassin"))
+                    .arg("--debian")
+                    .arg(peers_dir().join("debian")),
+            )?,
+            "hamlet" => crate::util::run(
+                "bench hamlet",
+                cargo().args([
+                    "run",
+                    "--release",
+                    "--quiet",
+                    "-p",
+                    "scop",
+                    "--",
+                    "selfcheck",
+                    "--count",
+                    "1000000",
+                    "--seed",
+                    "1",
+                ]),
+            )?,
+            _ => unreachable!("checked above"),
+        }
+    }
+    Ok(())
+}

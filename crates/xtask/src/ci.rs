@@ -1,0 +1,143 @@
+//! What CI runs, and the fuzz runner.
+
+use crate::util::{cargo, root};
+use anyhow::{Result, bail};
+use std::fs;
+use std::path::PathBuf;
+use std::process::Command;
+
+/// Fuzz targets in `fuzz/fuzz_targets/`, each with the directories whose
+/// files seed its corpus.
+pub const FUZZ_TARGETS: &[(&str, &[&str])] = &[
+    ("mime_parse", &["crates/scop-mime/tests/golden"]),
+    ("mime_round_trip", &["crates/scop-mime/tests/golden"]),
+    ("spf_record", &[]),
+    ("spf_macro", &[]),
+];
+
+/// Seconds each fuzz target runs inside `cargo xtask ci`.
+const CI_FUZZ_SECONDS: u32 = 10;
+
+/// fmt, clippy, tests, docs, fuzz targets (built and run briefly).
+pub fn run() -> Result<()> {
+    run_step("fmt", cargo().args(["fmt", "--all", "--check"]))?;
+    run_step(
+        "clippy",
+        cargo().args([
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--",
+            "-D",
+            "warnings",
+        ]),
+    )?;
+    run_step("test", cargo().args(["test", "--workspace", "--locked"]))?;
+    run_step(
+        "doc",
+        cargo()
+            .args(["doc", "--workspace", "--no-deps", "--locked"])
+            .env("RUSTDOCFLAGS", "-D warnings"),
+    )?;
+    fuzz_build()?;
+    for (target, _) in FUZZ_TARGETS {
+        fuzz_run(target, CI_FUZZ_SECONDS)?;
+    }
+    eprintln!("==> ci: all steps passed");
+    Ok(())
+}
+
+fn run_step(step: &str, cmd: &mut Command) -> Result<()> {
+    crate::util::run(step, cmd)
+}
+
+/// `cargo xtask fuzz <target> [seconds]`.
+pub fn fuzz(args: &[String]) -> Result<()> {
+    match args {
+        [] => bail!("usage: cargo xtask fuzz <target|list> [seconds]"),
+        [list] if list == "list" => {
+            for (t, _) in FUZZ_TARGETS {
+                println!("{t}");
+            }
+            Ok(())
+        }
+        [target, rest @ ..] => {
+            if !FUZZ_TARGETS.iter().any(|(t, _)| t == target) {
+                bail!("unknown fuzz target `{target}` (see `cargo xtask fuzz list`)");
+            }
+            let seconds = match rest.first() {
+                Some(s) => s.parse()?,
+                None => 60,
+            };
+            fuzz_build()?;
+            fuzz_run(target, seconds)
+        }
+    }
+}
+
+/// Builds the fuzz targets with libFuzzer's coverage instrumentation. The
+/// flags are those cargo-fuzz passes, minus the sanitizer (which needs a
+/// nightly compiler); the code under test forbids `unsafe`.
+fn fuzz_build() -> Result<()> {
+    let flags = [
+        "-Cpasses=sancov-module",
+        "-Cllvm-args=-sanitizer-coverage-level=4",
+        "-Cllvm-args=-sanitizer-coverage-inline-8bit-counters",
+        "-Cllvm-args=-sanitizer-coverage-pc-table",
+        "-Cllvm-args=-sanitizer-coverage-trace-compares",
+        "--cfg=fuzzing",
+        "-Cdebug-assertions",
+        "-Coverflow-checks",
+    ]
+    .join("\x1f");
+    run_step(
+        "fuzz build",
+        cargo()
+            .args(["build", "--release", "--manifest-path", "fuzz/Cargo.toml", "--bins"])
+            .env("CARGO_ENCODED_RUSTFLAGS", flags),
+    )
+}
+
+fn fuzz_run(target: &str, seconds: u32) -> Result<()> {
+    let fuzz = root().join("fuzz");
+    let corpus = fuzz.join("corpus").join(target);
+    fs::create_dir_all(&corpus)?;
+    let seeds = FUZZ_TARGETS
+        .iter()
+        .find(|(t, _)| *t == target)
+        .map(|(_, s)| *s)
+        .unwrap_or_default();
+    for dir in seeds {
+        let dir = root().join(dir);
+        if dir.is_dir() {
+            seed_from(&dir, &corpus)?;
+        }
+    }
+    let bin = fuzz.join("target/release").join(target);
+    run_step(
+        &format!("fuzz {target}"),
+        Command::new(bin).arg(&corpus).args([
+            format!("-max_total_time={seconds}"),
+            "-max_len=65536".into(),
+            "-print_final_stats=1".into(),
+        ]),
+    )
+}
+
+fn seed_from(dir: &PathBuf, corpus: &PathBuf) -> Result<()> {
+    for entry in fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            seed_from(&path, corpus)?;
+        } else if path.extension().is_some_and(|e| e == "eml") {
+            let name = path
+                .strip_prefix(root())
+                .unwrap_or(&path)
+                .to_string_lossy()
+                .replace('/', "_");
+            fs::copy(&path, corpus.join(name))?;
+        }
+    }
+    Ok(())
+}
