@@ -70,6 +70,7 @@ pub fn debian_command(relative_binary: &str) -> std::process::Command {
     let libs = [
         root.join("usr/lib/x86_64-linux-gnu"),
         root.join("lib/x86_64-linux-gnu"),
+        root.join("usr/lib"),
     ];
     let joined = std::env::join_paths(libs.iter()).expect("library path");
     cmd.env("LD_LIBRARY_PATH", joined);

@@ -54,7 +54,15 @@ pub fn run(args: &[String]) -> Result<()> {
             "spam" => crate::util::run(
                 "bench spam",
                 cargo()
-                    .args(["run", "--release", "--quiet", "-p", "scop-bench", "--", "spam"])
+                    .args([
+                        "run",
+                        "--release",
+                        "--quiet",
+                        "-p",
+                        "scop-bench",
+                        "--",
+                        "spam",
+                    ])
                     .arg("--corpus")
                     .arg(peers_dir().join("spamassassin"))
                     .arg("--debian")

@@ -13,6 +13,8 @@ pub const FUZZ_TARGETS: &[(&str, &[&str])] = &[
     ("mime_round_trip", &["crates/scop-mime/tests/golden"]),
     ("spf_record", &[]),
     ("spf_macro", &[]),
+    ("dkim_signature", &[]),
+    ("dkim_verify", &["crates/scop-mime/tests/golden"]),
 ];
 
 /// Seconds each fuzz target runs inside `cargo xtask ci`.
