@@ -93,12 +93,24 @@ fn fuzz_build() -> Result<()> {
         "-Coverflow-checks",
     ]
     .join("\x1f");
+    // With an explicit --target the flags reach only the fuzz binaries,
+    // not build scripts (which cannot link the coverage callbacks).
+    let triple = host_triple()?;
     run_step(
         "fuzz build",
         cargo()
             .args(["build", "--release", "--manifest-path", "fuzz/Cargo.toml", "--bins"])
+            .args(["--target", &triple])
             .env("CARGO_ENCODED_RUSTFLAGS", flags),
     )
+}
+
+fn host_triple() -> Result<String> {
+    let out = crate::util::output(Command::new("rustc").arg("-vV"))?;
+    out.lines()
+        .find_map(|l| l.strip_prefix("host: "))
+        .map(|s| s.trim().to_string())
+        .ok_or_else(|| anyhow::anyhow!("rustc -vV printed no host line"))
 }
 
 fn fuzz_run(target: &str, seconds: u32) -> Result<()> {
@@ -116,7 +128,11 @@ fn fuzz_run(target: &str, seconds: u32) -> Result<()> {
             seed_from(&dir, &corpus)?;
         }
     }
-    let bin = fuzz.join("target/release").join(target);
+    let bin = fuzz
+        .join("target")
+        .join(host_triple()?)
+        .join("release")
+        .join(target);
     run_step(
         &format!("fuzz {target}"),
         Command::new(bin).arg(&corpus).args([

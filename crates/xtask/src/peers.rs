@@ -25,6 +25,11 @@ pub const PYTHON_PACKAGES: &[&str] = &[
     // scop-dkim's interop peer; pynacl gives it Ed25519 (RFC 8463)
     "dkimpy==1.1.8",
     "pynacl==1.6.2",
+    // scop-dmarc's oracle: DMARC (and SPF/DKIM) results as an
+    // Authentication-Results header, offline with a DNS callback
+    "authheaders==0.16.3",
+    "authres==1.2.0",
+    "publicsuffix2==2.20191221",
 ];
 
 /// dkimpy's source distribution, unpacked under `dkimpy-src/` for the RFC 8463
