@@ -15,6 +15,10 @@ pub const FUZZ_TARGETS: &[(&str, &[&str])] = &[
     ("spf_macro", &[]),
     ("dkim_signature", &[]),
     ("dkim_verify", &["crates/scop-mime/tests/golden"]),
+    ("smtp_command", &[]),
+    ("smtp_reply", &[]),
+    ("smtp_server", &[]),
+    ("smtp_client", &[]),
 ];
 
 /// Seconds each fuzz target runs inside `cargo xtask ci`.

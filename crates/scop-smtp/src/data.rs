@@ -1,0 +1,346 @@
+//! Message data: the DATA decoder (RFC 5321 4.1.1.4 end of data, 4.5.2
+//! transparency) with SMTP-smuggling-proof end detection, the BDAT body
+//! checker (RFC 3030), and the client-side encoders.
+//!
+//! # End of data, and smuggling
+//!
+//! Only `CRLF "." CRLF` ends DATA. Every other spelling (`\n.\n`,
+//! `\r.\r`, `\n.\r\n`, `\r\n.\n`, `\r\n.\r`, ...) is *not* an end: the
+//! bare CR or LF marks the message bad, the decoder keeps scanning for the
+//! real `CRLF "." CRLF`, emits no further data, and the server rejects the
+//! message there with `554 5.6.0` (the session stays open, counting one
+//! error). Commands smuggled after a fake end are thus swallowed as part of
+//! the rejected message and never executed.
+
+use crate::error::{Error, InvalidInput, PeerMisbehaved};
+use crate::limits::TEXT_LINE_MAX;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum St {
+    /// After CRLF (or at the start of data).
+    LineStart,
+    /// Inside a line.
+    Mid,
+    /// After a CR inside a line.
+    Cr,
+    /// After a dot at the start of a line.
+    Dot,
+    /// After `CRLF "." CR`.
+    DotCr,
+    /// `CRLF "." CRLF` seen.
+    Done,
+}
+
+/// Whether the decoder has seen the end of data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DataStatus {
+    /// Feed more bytes.
+    NeedMore,
+    /// `CRLF "." CRLF` consumed; bytes after it were not consumed.
+    Done,
+}
+
+/// Streaming DATA decoder: dot-unstuffing, strict line endings, NUL, 8-bit,
+/// line length and size checks; it buffers nothing.
+#[derive(Debug, Clone)]
+pub struct DataDecoder {
+    st: St,
+    size: u64,
+    max_size: u64,
+    allow_8bit: bool,
+    line_len: usize,
+    error: Option<Error>,
+}
+
+impl DataDecoder {
+    /// A decoder for one message. `allow_8bit` is true when the body was
+    /// declared `BODY=8BITMIME` (RFC 6152) or `SMTPUTF8` (RFC 6531).
+    pub fn new(max_size: u64, allow_8bit: bool) -> Self {
+        DataDecoder {
+            st: St::LineStart,
+            size: 0,
+            max_size,
+            allow_8bit,
+            line_len: 0,
+            error: None,
+        }
+    }
+
+    /// The first error found, if any (the message must then be rejected).
+    pub fn error(&self) -> Option<&Error> {
+        self.error.as_ref()
+    }
+
+    /// Octets of message emitted so far (after unstuffing).
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn fail(&mut self, e: impl Into<Error>) {
+        if self.error.is_none() {
+            self.error = Some(e.into());
+        }
+    }
+
+    fn emit(&mut self, out: &mut Vec<u8>, bytes: &[u8]) {
+        if self.error.is_some() {
+            return;
+        }
+        self.size += bytes.len() as u64;
+        if self.size > self.max_size {
+            self.fail(PeerMisbehaved::MessageTooBig);
+            return;
+        }
+        out.extend_from_slice(bytes);
+    }
+
+    /// Decode from `input`, appending message bytes to `out` (nothing once
+    /// an error is found). Returns the octets consumed and the status.
+    pub fn decode(&mut self, input: &[u8], out: &mut Vec<u8>) -> (usize, DataStatus) {
+        for (i, &b) in input.iter().enumerate() {
+            if self.st == St::Done {
+                return (i, DataStatus::Done);
+            }
+            self.line_len += 1;
+            if self.line_len > TEXT_LINE_MAX {
+                self.fail(InvalidInput::TextLineTooLong);
+            }
+            if b == 0 {
+                self.fail(InvalidInput::DataNul);
+            } else if b >= 0x80 && !self.allow_8bit {
+                self.fail(PeerMisbehaved::EightBitData);
+            }
+            self.st = match (self.st, b) {
+                (St::LineStart, b'.') => St::Dot,
+                (St::DotCr, b'\n') => St::Done,
+                (St::Cr, b'\n') => {
+                    self.emit(out, b"\r\n");
+                    self.line_len = 0;
+                    St::LineStart
+                }
+                (St::Cr | St::DotCr, _) => {
+                    // CR not followed by LF.
+                    self.fail(InvalidInput::DataBareNewline);
+                    if b == b'\r' { St::Cr } else { St::Mid }
+                }
+                (_, b'\r') if self.st == St::Dot => St::DotCr,
+                (_, b'\r') => St::Cr,
+                (_, b'\n') => {
+                    self.fail(InvalidInput::DataBareNewline);
+                    St::Mid
+                }
+                (St::Dot, _) | (St::LineStart | St::Mid, _) => {
+                    // A dot at line start is removed (RFC 5321 4.5.2).
+                    self.emit(out, &[b]);
+                    St::Mid
+                }
+                (St::Done, _) => St::Done,
+            };
+        }
+        if self.st == St::Done {
+            (input.len(), DataStatus::Done)
+        } else {
+            (input.len(), DataStatus::NeedMore)
+        }
+    }
+}
+
+/// Checker for BDAT chunk contents (RFC 3030): without BINARYMIME the body
+/// must still be CRLF text, so the same bare CR/LF, NUL, 8-bit and size
+/// checks apply across chunk boundaries; no dot handling.
+#[derive(Debug, Clone)]
+pub struct BdatChecker {
+    prev_cr: bool,
+    size: u64,
+    max_size: u64,
+    allow_8bit: bool,
+    error: Option<Error>,
+}
+
+impl BdatChecker {
+    /// A checker for one message.
+    pub fn new(max_size: u64, allow_8bit: bool) -> Self {
+        BdatChecker {
+            prev_cr: false,
+            size: 0,
+            max_size,
+            allow_8bit,
+            error: None,
+        }
+    }
+
+    /// The first error found.
+    pub fn error(&self) -> Option<&Error> {
+        self.error.as_ref()
+    }
+
+    /// Octets accepted so far.
+    pub fn size(&self) -> u64 {
+        self.size
+    }
+
+    fn fail(&mut self, e: impl Into<Error>) {
+        if self.error.is_none() {
+            self.error = Some(e.into());
+        }
+    }
+
+    /// Check `chunk`, appending it to `out` while no error was found.
+    pub fn chunk(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        for &b in chunk {
+            match (self.prev_cr, b) {
+                (true, b'\n') => {}
+                (true, _) => self.fail(InvalidInput::DataBareNewline),
+                (false, b'\n') => self.fail(InvalidInput::DataBareNewline),
+                _ => {}
+            }
+            self.prev_cr = b == b'\r';
+            if b == 0 {
+                self.fail(InvalidInput::DataNul);
+            } else if b >= 0x80 && !self.allow_8bit {
+                self.fail(PeerMisbehaved::EightBitData);
+            }
+        }
+        self.size = self.size.saturating_add(chunk.len() as u64);
+        if self.size > self.max_size {
+            self.fail(PeerMisbehaved::MessageTooBig);
+        }
+        if self.error.is_none() {
+            out.extend_from_slice(chunk);
+        }
+    }
+
+    /// Call after the LAST chunk: a trailing CR is a bare CR.
+    pub fn finish(&mut self) {
+        if self.prev_cr {
+            self.fail(InvalidInput::DataBareNewline);
+        }
+    }
+}
+
+/// Normalise line endings to CRLF (a bare CR or LF becomes CRLF) and make
+/// the message end with CRLF. Used by the client so that nothing it relays
+/// can smuggle an end of data downstream.
+pub fn normalize_crlf(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + message.len() / 64 + 2);
+    let mut i = 0;
+    while i < message.len() {
+        match message[i] {
+            b'\r' => {
+                out.extend_from_slice(b"\r\n");
+                if message.get(i + 1) == Some(&b'\n') {
+                    i += 1;
+                }
+            }
+            b'\n' => out.extend_from_slice(b"\r\n"),
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    if !out.is_empty() && !out.ends_with(b"\r\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// The DATA wire form of `message`: line endings normalised to CRLF, a dot
+/// added before every line starting with a dot (RFC 5321 4.5.2), and the
+/// terminating `"." CRLF`.
+pub fn dot_stuff(message: &[u8]) -> Vec<u8> {
+    let norm = normalize_crlf(message);
+    let mut out = Vec::with_capacity(norm.len() + 16);
+    let mut line_start = true;
+    for (i, &b) in norm.iter().enumerate() {
+        if line_start && b == b'.' {
+            out.push(b'.');
+        }
+        out.push(b);
+        line_start = b == b'\n' && i > 0 && norm[i - 1] == b'\r';
+    }
+    out.extend_from_slice(b".\r\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(input: &[u8]) -> (Vec<u8>, usize, DataStatus, Option<Error>) {
+        let mut d = DataDecoder::new(1 << 20, false);
+        let mut out = Vec::new();
+        let (n, st) = d.decode(input, &mut out);
+        (out, n, st, d.error().cloned())
+    }
+
+    #[test]
+    fn unstuffs_and_ends() {
+        let (out, n, st, err) = run(b"a\r\n..b\r\n.\r\nQUIT\r\n");
+        assert_eq!(out, b"a\r\n.b\r\n");
+        assert_eq!(n, 11);
+        assert_eq!(st, DataStatus::Done);
+        assert_eq!(err, None);
+        let (out, _, st, _) = run(b".\r\n");
+        assert!(out.is_empty());
+        assert_eq!(st, DataStatus::Done);
+    }
+
+    #[test]
+    fn fake_ends_are_not_ends() {
+        for fake in [
+            &b"a\n.\nMAIL FROM:<x@y>\r\n"[..],
+            b"a\r.\rMAIL FROM:<x@y>\r\n",
+            b"a\n.\r\nMAIL FROM:<x@y>\r\n",
+            b"a\r\n.\nMAIL FROM:<x@y>\r\n",
+            b"a\r\n.\rMAIL FROM:<x@y>\r\n",
+        ] {
+            let (_, n, st, err) = run(fake);
+            assert_eq!(st, DataStatus::NeedMore, "{fake:?}");
+            assert_eq!(n, fake.len());
+            assert_eq!(err, Some(InvalidInput::DataBareNewline.into()));
+        }
+    }
+
+    #[test]
+    fn real_end_after_error() {
+        let (out, n, st, err) = run(b"a\nb\r\n.\r\nNOOP\r\n");
+        // Bytes before the error were emitted; nothing after it.
+        assert_eq!(out, b"a");
+        assert_eq!(n, 8);
+        assert_eq!(st, DataStatus::Done);
+        assert!(err.is_some());
+    }
+
+    #[test]
+    fn size_and_8bit() {
+        let mut d = DataDecoder::new(4, true);
+        let mut out = Vec::new();
+        d.decode(b"abcdef\r\n.\r\n", &mut out);
+        assert_eq!(d.error(), Some(&PeerMisbehaved::MessageTooBig.into()));
+        let (_, _, _, err) = run("é\r\n.\r\n".as_bytes());
+        assert_eq!(err, Some(PeerMisbehaved::EightBitData.into()));
+    }
+
+    #[test]
+    fn stuffing_round_trip() {
+        let msg = b"a\n.b\r\n..c\rd";
+        let wire = dot_stuff(msg);
+        assert_eq!(wire, b"a\r\n..b\r\n...c\r\nd\r\n.\r\n");
+        let (out, n, st, err) = run(&wire);
+        assert_eq!(out, b"a\r\n.b\r\n..c\r\nd\r\n");
+        assert_eq!((n, st, err), (wire.len(), DataStatus::Done, None));
+    }
+
+    #[test]
+    fn bdat_checker() {
+        let mut c = BdatChecker::new(100, false);
+        let mut out = Vec::new();
+        c.chunk(b"a\r", &mut out);
+        c.chunk(b"\nb\r\n", &mut out);
+        c.finish();
+        assert_eq!(c.error(), None);
+        assert_eq!(out, b"a\r\nb\r\n");
+        let mut c = BdatChecker::new(100, false);
+        c.chunk(b"a\nb", &mut out);
+        assert!(c.error().is_some());
+    }
+}
