@@ -1,0 +1,765 @@
+//! From message bytes to the set of tokens the classifier weighs.
+
+use crate::html;
+use crate::limits::{
+    MAX_ATTACHMENTS, MAX_HEADER_FIELDS, MAX_TEXT_BYTES, MAX_TOKEN_LEN, MAX_TOKENS_PER_MESSAGE,
+};
+use crate::text::{Piece, segment};
+use scop_mime::{Address, Body, Message};
+use std::collections::HashSet;
+
+/// Most URLs read from one message.
+const MAX_URLS: usize = 1_000;
+
+/// Most characters of a header value read for words.
+const MAX_HEADER_VALUE_CHARS: usize = 2_000;
+
+/// The features of one message: its distinct tokens and its attachments.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Features {
+    /// Distinct tokens, in no particular order (at most
+    /// [`MAX_TOKENS_PER_MESSAGE`](crate::limits::MAX_TOKENS_PER_MESSAGE)).
+    pub tokens: Vec<String>,
+    /// Attachments (at most [`MAX_ATTACHMENTS`](crate::limits::MAX_ATTACHMENTS)).
+    pub attachments: Vec<Attachment>,
+    /// Whether the bytes were read as a MIME message (`false`: lossy raw text).
+    pub parsed: bool,
+}
+
+impl Features {
+    /// The attachments that carry at least one [`Danger`].
+    pub fn dangerous(&self) -> impl Iterator<Item = &Attachment> {
+        self.attachments.iter().filter(|a| !a.dangers.is_empty())
+    }
+}
+
+/// A body part that is not text to read: its name, type and what is risky
+/// about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attachment {
+    /// The file name (`Content-Disposition` `filename` or `Content-Type`
+    /// `name`), if any.
+    pub filename: Option<String>,
+    /// The lowercase media type.
+    pub mime_type: String,
+    /// Why this attachment is dangerous (empty when it is not).
+    pub dangers: Vec<Danger>,
+}
+
+/// Why an attachment is dangerous. Reported whatever the spam score.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Danger {
+    /// The file name ends with an executable or script extension (`.exe`,
+    /// `.scr`, `.js`, `.vbs`, ...).
+    ExecutableExtension(String),
+    /// A document-looking name hiding an executable extension
+    /// (`invoice.pdf.exe`).
+    DoubleExtension(String),
+    /// A macro-enabled Office document (`.docm`, `.xlsm`, ...).
+    MacroDocument(String),
+    /// The declared media type is an executable or script.
+    ExecutableType(String),
+    /// The content starts like a Windows or ELF executable, whatever its name.
+    ExecutableContent,
+}
+
+impl std::fmt::Display for Danger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Danger::ExecutableExtension(e) => write!(f, "executable extension .{e}"),
+            Danger::DoubleExtension(e) => write!(f, "double extension .{e}"),
+            Danger::MacroDocument(e) => write!(f, "macro-enabled document .{e}"),
+            Danger::ExecutableType(t) => write!(f, "executable media type {t}"),
+            Danger::ExecutableContent => f.write_str("executable content"),
+        }
+    }
+}
+
+const EXECUTABLE_EXTENSIONS: &[&str] = &[
+    "exe", "scr", "pif", "com", "bat", "cmd", "vbs", "vbe", "js", "jse", "wsf", "wsh", "hta",
+    "cpl", "msi", "msp", "jar", "lnk", "reg", "ps1", "dll", "sys", "app", "gadget", "msc", "inf",
+    "scf", "url", "vb", "sct", "chm", "iso", "img", "appx", "elf", "run", "sh", "apk",
+];
+
+const MACRO_EXTENSIONS: &[&str] = &[
+    "docm", "dotm", "xlsm", "xltm", "xlam", "pptm", "potm", "ppam", "ppsm", "sldm",
+];
+
+const EXECUTABLE_TYPES: &[&str] = &[
+    "application/x-msdownload",
+    "application/x-msdos-program",
+    "application/x-dosexec",
+    "application/x-executable",
+    "application/x-ms-installer",
+    "application/x-msi",
+    "application/x-ms-shortcut",
+    "application/hta",
+    "application/x-sh",
+    "application/x-bat",
+    "application/java-archive",
+    "application/x-java-archive",
+    "application/vnd.microsoft.portable-executable",
+    "application/javascript",
+    "application/x-javascript",
+    "text/javascript",
+    "application/x-vbscript",
+    "text/vbscript",
+];
+
+/// Fields whose words are read, tagged with the field name.
+const WORD_FIELDS: &[&str] = &[
+    "x-mailer",
+    "user-agent",
+    "x-mimeole",
+    "x-msmail-priority",
+    "x-priority",
+    "organization",
+    "importance",
+    "precedence",
+    "content-transfer-encoding",
+    "mime-version",
+    "thread-index",
+    "x-originating-ip",
+    "list-id",
+    "sender",
+    "errors-to",
+    "return-path",
+];
+
+/// The token accumulator: a bounded set of distinct tokens.
+struct Sink {
+    tokens: HashSet<String, foldhash::fast::RandomState>,
+    attachments: Vec<Attachment>,
+    text_budget: usize,
+    headers_left: usize,
+    urls_left: usize,
+    buf: String,
+}
+
+impl Sink {
+    fn new() -> Sink {
+        Sink {
+            tokens: HashSet::with_capacity_and_hasher(512, Default::default()),
+            attachments: Vec::new(),
+            text_budget: MAX_TEXT_BYTES,
+            headers_left: MAX_HEADER_FIELDS,
+            urls_left: MAX_URLS,
+            buf: String::with_capacity(MAX_TOKEN_LEN),
+        }
+    }
+
+    fn full(&self) -> bool {
+        self.tokens.len() >= MAX_TOKENS_PER_MESSAGE
+    }
+
+    /// Adds `tag` + `word` (bounded; too long tokens are dropped).
+    fn add(&mut self, tag: &str, word: &str) {
+        if tag.len() + word.len() > MAX_TOKEN_LEN || self.full() {
+            return;
+        }
+        self.buf.clear();
+        self.buf.push_str(tag);
+        self.buf.push_str(word);
+        if !self.tokens.contains(self.buf.as_str()) {
+            self.tokens.insert(self.buf.clone());
+        }
+    }
+
+    fn add_pair(&mut self, tag: &str, a: &str, b: &str) {
+        if tag.len() + a.len() + b.len() + 1 > MAX_TOKEN_LEN || self.full() {
+            return;
+        }
+        self.buf.clear();
+        self.buf.push_str(tag);
+        self.buf.push_str(a);
+        self.buf.push(' ');
+        self.buf.push_str(b);
+        if !self.tokens.contains(self.buf.as_str()) {
+            self.tokens.insert(self.buf.clone());
+        }
+    }
+
+    /// Words of `text` tagged with `tag`; with `pairs`, adjacent word pairs too.
+    fn words(&mut self, tag: &str, text: &str, pairs: bool) {
+        let mut prev = String::new();
+        segment(text, &mut |piece| {
+            match piece {
+                Piece::Word(w) => {
+                    self.add(tag, &w);
+                    if pairs {
+                        if !prev.is_empty() {
+                            self.add_pair(tag, &prev, &w);
+                        }
+                        prev.clear();
+                        prev.push_str(&w);
+                    }
+                }
+                Piece::Cjk(b) => {
+                    self.add(tag, &b);
+                    prev.clear();
+                }
+            }
+            !self.full()
+        });
+    }
+
+    /// Body text: words, pairs and URLs; bounded by the text budget.
+    fn body_text(&mut self, text: &str) {
+        if self.text_budget == 0 {
+            return;
+        }
+        let text = clip(text, self.text_budget);
+        self.text_budget -= text.len();
+        self.urls_in_text(text);
+        self.words("", text, true);
+    }
+
+    fn urls_in_text(&mut self, text: &str) {
+        const STARTS: [&str; 4] = ["http://", "https://", "www.", "ftp://"];
+        // ASCII lowercasing keeps byte offsets (and char boundaries).
+        let lower = text.to_ascii_lowercase();
+        let mut next: [Option<usize>; 4] = [None; 4];
+        for (k, p) in STARTS.iter().enumerate() {
+            next[k] = lower.find(p);
+        }
+        while self.urls_left > 0 {
+            let Some(start) = next.iter().flatten().copied().min() else {
+                break;
+            };
+            let end = text[start..]
+                .find(|c: char| {
+                    c.is_whitespace() || matches!(c, '"' | '\'' | '<' | '>' | ')' | ']')
+                })
+                .map_or(text.len(), |e| start + e);
+            self.url(&text[start..end]);
+            let mut i = end.max(start + 1);
+            while !text.is_char_boundary(i) {
+                i += 1;
+            }
+            for (k, p) in STARTS.iter().enumerate() {
+                if next[k].is_some_and(|at| at < i) {
+                    next[k] = lower[i..].find(p).map(|at| at + i);
+                }
+            }
+        }
+    }
+
+    /// Tokens of one URL: its host, the host's parent domains, the scheme.
+    fn url(&mut self, url: &str) {
+        if self.urls_left == 0 {
+            return;
+        }
+        self.urls_left -= 1;
+        let lower = url.trim().to_ascii_lowercase();
+        let (scheme, rest) = match lower.split_once("://") {
+            Some((s, r)) => (s, r),
+            None if lower.starts_with("www.") => ("none", lower.as_str()),
+            None if lower.starts_with("mailto:") => {
+                let addr = &lower["mailto:".len()..];
+                if let Some((_, d)) = addr.split_once('@') {
+                    let d = d.split(['?', '>', '&']).next().unwrap_or("");
+                    self.domain("mailto:", d);
+                }
+                return;
+            }
+            None => return,
+        };
+        if scheme.len() <= 8 {
+            self.add("url:scheme:", scheme);
+        }
+        let authority = rest.split(['/', '?', '#', '\\']).next().unwrap_or("");
+        let path = &rest[authority.len()..];
+        let host_port = authority.rsplit('@').next().unwrap_or("");
+        if authority.contains('@') {
+            self.add("url:", "userinfo");
+        }
+        let host = host_port
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim_end_matches('.');
+        if host.is_empty() {
+            return;
+        }
+        if host.contains('%') {
+            self.add("url:", "encoded-host");
+        }
+        if host.split('.').count() == 4 && host.split('.').all(|p| p.parse::<u8>().is_ok()) {
+            self.add("url:", "ip-host");
+            return;
+        }
+        self.domain("url:", host);
+        // A few path words: spam URLs have telling paths (`/remove`, `/cgi-bin`).
+        let mut n = 0;
+        for w in path.split(|c: char| !c.is_alphanumeric()) {
+            if w.len() >= 3 && w.len() <= 20 && n < 8 {
+                self.add("url:path:", w);
+                n += 1;
+            }
+        }
+    }
+
+    /// A domain and its parent domains (down to two labels).
+    fn domain(&mut self, tag: &str, domain: &str) {
+        let d = domain
+            .trim()
+            .trim_matches(['.', '>', '<', '[', ']'])
+            .to_ascii_lowercase();
+        if d.is_empty()
+            || !d
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+        {
+            if !d.is_empty() {
+                self.add(tag, "odd-domain");
+            }
+            return;
+        }
+        let mut rest = d.as_str();
+        let mut n = 0;
+        loop {
+            self.add(tag, rest);
+            n += 1;
+            match rest.split_once('.') {
+                Some((_, parent)) if parent.contains('.') && n < 6 => rest = parent,
+                _ => break,
+            }
+        }
+    }
+
+    fn mailbox(&mut self, field: &str, name: Option<&str>, local: &str, domain: &str) {
+        match name {
+            Some(n) if !n.trim().is_empty() => {
+                let tag = format!("{field}:name:");
+                self.words(&tag, n, false);
+            }
+            _ => self.add(field, ":noname"),
+        }
+        self.domain(&format!("{field}:domain:"), domain);
+        if !local.is_empty() && local.len() <= 30 {
+            self.add(&format!("{field}:local:"), &local.to_lowercase());
+        }
+    }
+
+    fn header(&mut self, name: &str, text: &str, addresses: &dyn Fn() -> Vec<Address>) {
+        if self.headers_left == 0 {
+            return;
+        }
+        self.headers_left -= 1;
+        let name = name.to_ascii_lowercase();
+        if name.len() <= 40 {
+            self.add("header:", &name);
+        }
+        let text: &str = match text.char_indices().nth(MAX_HEADER_VALUE_CHARS) {
+            Some((i, _)) => &text[..i],
+            None => text,
+        };
+        match name.as_str() {
+            "subject" => {
+                self.words("subject:", text, true);
+                let letters: Vec<char> = text.chars().filter(|c| c.is_alphabetic()).collect();
+                if letters.len() >= 6 && letters.iter().all(|c| !c.is_lowercase()) {
+                    self.add("subject:", "ALLCAPS");
+                }
+                if text.trim().is_empty() {
+                    self.add("subject:", "EMPTY");
+                }
+            }
+            "from" | "reply-to" | "to" | "cc" | "sender" => {
+                let list = addresses();
+                let mut count = 0usize;
+                for a in &list {
+                    match a {
+                        Address::Mailbox(m) => {
+                            count += 1;
+                            if count <= 10 {
+                                self.mailbox(&name, m.name.as_deref(), &m.local, &m.domain);
+                            }
+                        }
+                        Address::Group { name: g, members } => {
+                            count += members.len();
+                            if members.is_empty() {
+                                self.add(&name, ":empty-group");
+                            }
+                            self.words(&format!("{name}:group:"), g, false);
+                        }
+                    }
+                }
+                if list.is_empty() {
+                    self.words(&format!("{name}:"), text, false);
+                }
+                if name == "to" || name == "cc" {
+                    let bucket = match count {
+                        0 => "0",
+                        1 => "1",
+                        2 => "2",
+                        3..=5 => "3-5",
+                        6..=10 => "6-10",
+                        _ => "many",
+                    };
+                    self.add(&format!("{name}:count:"), bucket);
+                }
+            }
+            "received" => self.received(text),
+            "message-id" => {
+                let id = text.trim().trim_matches(['<', '>']);
+                if let Some((local, domain)) = id.rsplit_once('@') {
+                    self.domain("message-id:domain:", domain);
+                    self.add("message-id:shape:", &shape(local));
+                } else {
+                    self.add("message-id:", "no-at");
+                }
+            }
+            "date" => {
+                if let Some(tz) = text.split_whitespace().last()
+                    && tz.len() <= 6
+                {
+                    self.add("date:zone:", tz);
+                }
+            }
+            "content-type" | "content-disposition" => {
+                // Read through the parsed form per entity (`entity`).
+            }
+            _ if WORD_FIELDS.contains(&name.as_str()) => {
+                let tag = format!("{name}:");
+                self.words(&tag, text, false);
+            }
+            _ => {}
+        }
+    }
+
+    /// `Received:` hosts, IP prefixes and words.
+    fn received(&mut self, text: &str) {
+        for piece in text.split(|c: char| c.is_whitespace() || "()[];<>".contains(c)) {
+            let p = piece.trim_matches(['.', ',']).to_ascii_lowercase();
+            if p.is_empty() || p.len() > 60 {
+                continue;
+            }
+            let dots = p.split('.').count();
+            if dots == 4 && p.split('.').all(|o| o.parse::<u8>().is_ok()) {
+                let prefix: Vec<&str> = p.split('.').take(3).collect();
+                self.add("received:ip:", &prefix.join("."));
+                continue;
+            }
+            if dots >= 2
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-._".contains(&b))
+            {
+                self.domain("received:", &p);
+            } else if p.len() >= 3
+                && p.len() <= 20
+                && p.bytes().all(|b| b.is_ascii_alphabetic() || b == b'-')
+            {
+                self.add("received:", &p);
+            }
+        }
+    }
+}
+
+/// A coarse shape of an identifier: runs of digits become `9`, of letters
+/// `a` (`A` for upper case), other characters are kept; at most 20 long.
+fn shape(s: &str) -> String {
+    let mut out = String::new();
+    let mut last = '\0';
+    for c in s.chars() {
+        let k = if c.is_ascii_digit() {
+            '9'
+        } else if c.is_lowercase() {
+            'a'
+        } else if c.is_uppercase() {
+            'A'
+        } else if c.is_alphanumeric() {
+            'x'
+        } else {
+            c
+        };
+        if k != last {
+            out.push(k);
+            last = k;
+        }
+        if out.len() >= 20 {
+            break;
+        }
+    }
+    out
+}
+
+/// The longest prefix of `s` of at most `n` bytes that ends on a character
+/// boundary.
+fn clip(s: &str, n: usize) -> &str {
+    let mut end = s.len().min(n);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+fn find_ascii_ci(hay: &str, needle: &str) -> Option<usize> {
+    let h = hay.as_bytes();
+    let n = needle.as_bytes();
+    if n.is_empty() || h.len() < n.len() {
+        return None;
+    }
+    (0..=h.len() - n.len()).find(|&i| h[i..i + n.len()].eq_ignore_ascii_case(n))
+}
+
+/// The `filename` parameter of a Content-Disposition value (plain, quoted or
+/// the first RFC 2231 section, undecoded).
+fn disposition_filename(value: &str) -> Option<String> {
+    let lower = value.to_ascii_lowercase();
+    let at = lower.find("filename")?;
+    let rest = &value[at + "filename".len()..];
+    let rest = rest.trim_start_matches(['*', '0']).trim_start();
+    let rest = rest.strip_prefix('=')?.trim_start();
+    let v = if let Some(q) = rest.strip_prefix('"') {
+        q.split('"').next().unwrap_or("")
+    } else {
+        rest.split(';').next().unwrap_or("").trim()
+    };
+    let v = match v.split_once("''") {
+        Some((_, name)) => name,
+        None => v,
+    };
+    (!v.is_empty()).then(|| v.to_string())
+}
+
+/// Extensions of a (lowercased) file name, last first; at most 3.
+fn extensions(name: &str) -> Vec<&str> {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or(name);
+    let mut parts: Vec<&str> = base.split('.').skip(1).collect();
+    parts.reverse();
+    parts
+        .into_iter()
+        .map(str::trim)
+        .take_while(|e| {
+            !e.is_empty() && e.len() <= 8 && e.chars().all(|c| c.is_ascii_alphanumeric())
+        })
+        .take(3)
+        .collect()
+}
+
+fn attachment(sink: &mut Sink, filename: Option<String>, mime_type: &str, content: &[u8]) {
+    let mut dangers = Vec::new();
+    sink.add("attach:type:", mime_type);
+    if let Some(name) = &filename {
+        let lower = name.to_lowercase();
+        let exts = extensions(&lower);
+        if let Some(last) = exts.first() {
+            sink.add("attach:ext:", last);
+            if EXECUTABLE_EXTENSIONS.contains(last) {
+                dangers.push(Danger::ExecutableExtension((*last).to_string()));
+                sink.add("attach:", "executable");
+            }
+            if MACRO_EXTENSIONS.contains(last) {
+                dangers.push(Danger::MacroDocument((*last).to_string()));
+                sink.add("attach:", "macro");
+            }
+            if let Some(prev) = exts.get(1) {
+                let double = format!("{prev}.{last}");
+                sink.add("attach:double:", &double);
+                if EXECUTABLE_EXTENSIONS.contains(last) && !EXECUTABLE_EXTENSIONS.contains(prev) {
+                    dangers.push(Danger::DoubleExtension(double));
+                    sink.add("attach:", "double-executable");
+                }
+            }
+        } else {
+            sink.add("attach:ext:", "none");
+        }
+        // Padding before the real extension hides it in narrow columns.
+        if lower.contains("    ") {
+            sink.add("attach:", "padded-name");
+        }
+    }
+    if EXECUTABLE_TYPES.contains(&mime_type) {
+        dangers.push(Danger::ExecutableType(mime_type.to_string()));
+    }
+    if mime_type.contains("macroenabled") {
+        dangers.push(Danger::MacroDocument(mime_type.to_string()));
+    }
+    if content.starts_with(b"MZ") || content.starts_with(b"\x7fELF") {
+        dangers.push(Danger::ExecutableContent);
+        sink.add("attach:", "executable-content");
+    }
+    if sink.attachments.len() < MAX_ATTACHMENTS {
+        sink.attachments.push(Attachment {
+            filename,
+            mime_type: mime_type.to_string(),
+            dangers,
+        });
+    }
+}
+
+/// Per-message structure facts gathered while walking.
+#[derive(Default)]
+struct Shape {
+    parts: usize,
+    text_plain: bool,
+    text_html: bool,
+}
+
+fn entity(sink: &mut Sink, msg: &Message<'_>, depth: usize, top: bool, shape: &mut Shape) {
+    if top {
+        for h in msg.headers() {
+            let text = h.text();
+            sink.header(h.name(), &text, &|| h.addresses());
+        }
+    } else {
+        for h in msg.headers() {
+            if sink.headers_left == 0 {
+                break;
+            }
+            sink.headers_left -= 1;
+            let name = h.name().to_ascii_lowercase();
+            if name.len() <= 40 {
+                sink.add("part-header:", &name);
+            }
+            if name == "content-transfer-encoding" {
+                sink.words("part-cte:", &h.text(), false);
+            }
+        }
+    }
+    let ct = msg.content_type();
+    let mime_type = ct.mime_type.as_str();
+    if mime_type.len() <= 60 {
+        sink.add("content-type:", mime_type);
+    }
+    if let Some(cs) = ct.param("charset")
+        && cs.len() <= 30
+    {
+        sink.add("charset:", &cs.to_ascii_lowercase());
+    }
+    shape.parts += 1;
+    match msg.body() {
+        Body::Leaf(leaf) => {
+            let disposition = msg.header("content-disposition").map(|h| h.text());
+            let filename = disposition
+                .as_deref()
+                .and_then(disposition_filename)
+                .or_else(|| ct.param("name").map(str::to_string));
+            let attached = disposition.as_deref().is_some_and(|d| {
+                d.trim_start()
+                    .to_ascii_lowercase()
+                    .starts_with("attachment")
+            });
+            let is_text = matches!(
+                mime_type,
+                "text/plain" | "text/html" | "text/enriched" | "text/rtf" | "text/richtext"
+            ) || (ct.main_type() == "text" && filename.is_none());
+            if is_text && !(attached && filename.is_some()) {
+                let text = match leaf.text() {
+                    Some(t) => t,
+                    None => String::from_utf8_lossy(leaf.decoded()),
+                };
+                if mime_type == "text/html" {
+                    shape.text_html = true;
+                    html_text(sink, &text);
+                } else {
+                    shape.text_plain = true;
+                    // Plain text that is really HTML is read as HTML too.
+                    if find_ascii_ci(clip(&text, 2048), "<html").is_some() {
+                        sink.add("meta:", "html-in-plain");
+                        html_text(sink, &text);
+                    } else {
+                        sink.body_text(&text);
+                    }
+                }
+            } else {
+                attachment(sink, filename, mime_type, leaf.decoded());
+            }
+        }
+        Body::Multipart(mp) => {
+            if depth >= scop_mime::limits::MAX_DEPTH {
+                return;
+            }
+            for part in mp.parts() {
+                if sink.full() {
+                    break;
+                }
+                entity(sink, part, depth + 1, false, shape);
+            }
+        }
+        Body::Message(inner) => {
+            if depth < scop_mime::limits::MAX_DEPTH {
+                entity(sink, inner, depth + 1, false, shape);
+            }
+        }
+    }
+}
+
+fn html_text(sink: &mut Sink, html: &str) {
+    let reduced = html::reduce(clip(html, sink.text_budget.max(1) * 4));
+    for tag in &reduced.tags {
+        if tag.len() <= 12 {
+            sink.add("html:", tag);
+        }
+    }
+    for link in &reduced.links {
+        sink.url(link);
+    }
+    sink.body_text(&reduced.text);
+}
+
+/// Tokenizes one message (RFC 5322 bytes, LF or CRLF). Input that is not a
+/// message is read as lossy UTF-8 text. Never panics; bounded by
+/// [`limits`](crate::limits).
+pub fn tokenize(input: &[u8]) -> Features {
+    let mut sink = Sink::new();
+    let parsed = match scop_mime::parse(input) {
+        Ok(parsed) => {
+            let mut shape = Shape::default();
+            entity(&mut sink, &parsed.message, 0, true, &mut shape);
+            let parts = match shape.parts {
+                0..=1 => "1",
+                2 => "2",
+                3..=4 => "3-4",
+                _ => "many",
+            };
+            sink.add("meta:parts:", parts);
+            if shape.text_html && !shape.text_plain {
+                sink.add("meta:", "html-only");
+            }
+            if !shape.text_html && !shape.text_plain {
+                sink.add("meta:", "no-text");
+            }
+            if !parsed.diagnostics.is_empty() {
+                sink.add("meta:", "mime-diagnostics");
+            }
+            true
+        }
+        Err(_) => {
+            let text = String::from_utf8_lossy(&input[..input.len().min(MAX_TEXT_BYTES)]);
+            sink.add("meta:", "not-a-message");
+            sink.body_text(&text);
+            false
+        }
+    };
+    let size_class = (usize::BITS - input.len().leading_zeros()).to_string();
+    sink.add("meta:size:", &size_class);
+    Features {
+        tokens: sink.tokens.into_iter().collect(),
+        attachments: sink.attachments,
+        parsed,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shapes_and_extensions() {
+        assert_eq!(shape("20020822.ABC123@x"), "9.A9@a");
+        assert_eq!(extensions("invoice.pdf.exe"), ["exe", "pdf"]);
+        assert_eq!(extensions("a.tar.gz"), ["gz", "tar"]);
+        assert_eq!(extensions("noext"), Vec::<&str>::new());
+        assert_eq!(
+            disposition_filename("attachment; filename=\"a b.doc\""),
+            Some("a b.doc".into())
+        );
+        assert_eq!(
+            disposition_filename("attachment; filename*=utf-8''x.exe"),
+            Some("x.exe".into())
+        );
+    }
+}
