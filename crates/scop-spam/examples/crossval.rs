@@ -115,13 +115,7 @@ fn main() {
     let first_fold = usize::from(!random);
 
     if std::env::var_os("CROSSVAL_DEBUG").is_some() {
-        let p = Params {
-            s: 0.0178,
-            x: 0.6,
-            min_dev: 0.45,
-            max_clues: 50,
-            ..Params::default()
-        };
+        let p = Params::default();
         debug(&features, &items, &fold_of, p, &trains_on);
         return;
     }
@@ -211,7 +205,10 @@ fn main() {
     for (name, idx) in [("best", Some(best)), ("default", default_idx)] {
         let Some(idx) = idx else { continue };
         let saturated = |class: Class| {
-            pooled[idx].iter().filter(|(s, c)| *c == class && (s - 0.5).abs() < 1e-8).count()
+            pooled[idx]
+                .iter()
+                .filter(|(s, c)| *c == class && (s - 0.5).abs() < 1e-8)
+                .count()
         };
         println!(
             "cutoffs for {name} {:?} (saturated, in the band around 1/2: {} ham, {} spam):",

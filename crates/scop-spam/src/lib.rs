@@ -28,8 +28,9 @@
 //! [`tokenize`] reads the decoded message: header fields tagged by field
 //! (`subject:`, `from:name:`, `from:domain:`, `reply-to:`, `received:`,
 //! `content-type:`, `x-mailer:`, ...), body text with HTML reduced to text,
-//! URL hosts (`url:`), Unicode words (Han, Kana and Hangul runs become
-//! character bigrams), adjacent word pairs, and attachment features
+//! URL hosts (`url:`), Unicode words, lowercased (`caps:` marks words
+//! written in capitals; Han, Kana and Hangul runs become character
+//! bigrams), adjacent word pairs, and attachment features
 //! (extensions, double extensions such as `.pdf.exe`, executable and macro
 //! types). Every per-message quantity is bounded by a constant in [`limits`].
 //!

@@ -12,8 +12,9 @@ use std::borrow::Cow;
 /// One piece of segmented text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Piece<'a> {
-    /// A lowercased word (or a `skip:` token standing for a too-long word).
-    Word(Cow<'a, str>),
+    /// A lowercased word (or a `skip:` token standing for a too-long word),
+    /// and whether it was written in capitals.
+    Word(Cow<'a, str>, bool),
     /// A CJK character bigram (or a lone CJK character).
     Cjk(String),
 }
@@ -92,6 +93,21 @@ fn normalise(raw: &str) -> Option<Cow<'_, str>> {
     Some(Cow::Owned(s))
 }
 
+/// Whether a word is written in capitals (at least three letters, none
+/// lowercase): `FREE`, `ACT`. The tokenizer adds a `caps:` token for it.
+fn shouting(raw: &str) -> bool {
+    let mut letters = 0;
+    for c in raw.chars() {
+        if c.is_lowercase() {
+            return false;
+        }
+        if c.is_alphabetic() {
+            letters += 1;
+        }
+    }
+    letters >= 3
+}
+
 /// Cuts `text` into pieces, calling `out` for each in order. Stops early when
 /// `out` returns `false`.
 pub(crate) fn segment<'a>(text: &'a str, out: &mut dyn FnMut(Piece<'a>) -> bool) {
@@ -104,7 +120,7 @@ pub(crate) fn segment<'a>(text: &'a str, out: &mut dyn FnMut(Piece<'a>) -> bool)
         if (cjk || !is_word_char(c))
             && let Some(s) = start.take()
             && let Some(w) = normalise(&text[s..i])
-            && !out(Piece::Word(w))
+            && !out(Piece::Word(w, shouting(&text[s..i])))
         {
             return;
         }
@@ -143,7 +159,7 @@ pub(crate) fn segment<'a>(text: &'a str, out: &mut dyn FnMut(Piece<'a>) -> bool)
     if let Some(s) = start
         && let Some(w) = normalise(&text[s..])
     {
-        out(Piece::Word(w));
+        out(Piece::Word(w, shouting(&text[s..])));
     }
 }
 
@@ -155,7 +171,7 @@ mod tests {
         let mut v = Vec::new();
         segment(text, &mut |p| {
             v.push(match p {
-                Piece::Word(w) => w.into_owned(),
+                Piece::Word(w, _) => w.into_owned(),
                 Piece::Cjk(w) => w,
             });
             true

@@ -185,8 +185,11 @@ impl Sink {
         let mut prev = String::new();
         segment(text, &mut |piece| {
             match piece {
-                Piece::Word(w) => {
+                Piece::Word(w, caps) => {
                     self.add(tag, &w);
+                    if caps {
+                        self.add("caps:", &w);
+                    }
                     if pairs {
                         if !prev.is_empty() {
                             self.add_pair(tag, &prev, &w);

@@ -12,11 +12,12 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-/// Bounds (besides "no false positive") from the measurement on this split (scop-spam: (1-AUC)% 0.212,
-/// 0 false positives, 50 false negatives (3.6 %), 34.9 % unsure; bogofilter
-/// 1.2.5 on the same files: (1-AUC)% 0.428, 0 FP, 115 FN, 37.2 % unsure),
-/// with a margin for tokenizer changes.
-const MAX_ONE_MINUS_AUC_PERCENT: f64 = 0.3;
+/// Bounds (besides "no false positive") from the measurement on this split
+/// (scop-spam: (1-AUC)% 0.167, 0 false positives, 45 false negatives
+/// (3.2 %), 34.8 % unsure; bogofilter 1.2.5 on the same files: (1-AUC)%
+/// 0.428, 0 FP, 115 FN (8.2 %), 37.2 % unsure), with a margin for tokenizer
+/// changes.
+const MAX_ONE_MINUS_AUC_PERCENT: f64 = 0.25;
 const MAX_FALSE_NEGATIVE_RATE: f64 = 0.05;
 const MAX_UNSURE_RATE: f64 = 0.40;
 

@@ -246,6 +246,16 @@ fn dangerous_attachments_are_flagged_whatever_the_score() {
 }
 
 #[test]
+fn shouted_words_get_a_caps_token() {
+    let t = tokens("Subject: x\r\n\r\nACT NOW for FREE money, OK?\r\n");
+    assert_has(
+        &t,
+        &["act", "caps:act", "caps:now", "caps:free", "free money"],
+    );
+    assert!(!has(&t, "caps:money") && !has(&t, "caps:ok"), "{t:?}");
+}
+
+#[test]
 fn not_a_message_is_read_as_text() {
     let f = tokenize("this is not a message, just words\n".as_bytes());
     assert!(!f.parsed);

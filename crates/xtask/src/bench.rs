@@ -46,7 +46,15 @@ pub fn run(args: &[String]) -> Result<()> {
             "mime" => crate::util::run(
                 "bench mime",
                 cargo()
-                    .args(["run", "--release", "--quiet", "-p", "scop-bench", "--", "mime"])
+                    .args([
+                        "run",
+                        "--release",
+                        "--quiet",
+                        "-p",
+                        "scop-bench",
+                        "--",
+                        "mime",
+                    ])
                     .arg("--spamassassin")
                     .arg(peers_dir().join("spamassassin"))
                     .args(["--hamlet", "10000"]),

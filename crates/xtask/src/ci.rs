@@ -103,7 +103,13 @@ fn fuzz_build() -> Result<()> {
     run_step(
         "fuzz build",
         cargo()
-            .args(["build", "--release", "--manifest-path", "fuzz/Cargo.toml", "--bins"])
+            .args([
+                "build",
+                "--release",
+                "--manifest-path",
+                "fuzz/Cargo.toml",
+                "--bins",
+            ])
             .args(["--target", &triple])
             .env("CARGO_ENCODED_RUSTFLAGS", flags),
     )

@@ -215,7 +215,10 @@ fn cpython_email(dir: &Path) -> Result<()> {
         bail!("only {n} test_email messages in {}", source.display());
     }
     fs::write(dest.join(".complete"), format!("{n}\n"))?;
-    eprintln!("==> cpython test_email: {n} messages from {}", source.display());
+    eprintln!(
+        "==> cpython test_email: {n} messages from {}",
+        source.display()
+    );
     Ok(())
 }
 
@@ -251,7 +254,10 @@ pub fn debian(packages: &[&str]) -> Result<PathBuf> {
     };
     if !download(&debs).map(|s| s.success()).unwrap_or(false) {
         // A fresh machine may have no package lists yet.
-        run("apt-get update", Command::new("apt-get").args(["update", "-qq"]))?;
+        run(
+            "apt-get update",
+            Command::new("apt-get").args(["update", "-qq"]),
+        )?;
         run(
             "apt-get download",
             Command::new("apt-get")
@@ -269,7 +275,10 @@ pub fn debian(packages: &[&str]) -> Result<PathBuf> {
                     .is_some_and(|n| n.starts_with(&format!("{pkg}_")) && n.ends_with(".deb"))
             })
             .with_context(|| format!("apt-get download left no .deb for {pkg}"))?;
-        run("dpkg -x", Command::new("dpkg").arg("-x").arg(&deb).arg(&root))?;
+        run(
+            "dpkg -x",
+            Command::new("dpkg").arg("-x").arg(&deb).arg(&root),
+        )?;
         fs::write(root.join(format!(".installed-{pkg}")), "")?;
     }
     Ok(root)
