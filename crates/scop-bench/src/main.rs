@@ -4,6 +4,7 @@
 //! medians and the ratio ours/peer (higher is better for throughput).
 #![forbid(unsafe_code)]
 
+mod auth;
 mod spam;
 
 use anyhow::{Context, Result, bail};
@@ -19,8 +20,9 @@ fn main() -> Result<()> {
     match args.first().map(String::as_str) {
         Some("mime") => mime(&args[1..]),
         Some("spam") => spam::run(&args[1..]),
+        Some("auth") => auth::run(&args[1..]),
         _ => bail!(
-            "usage: scop-bench mime --spamassassin DIR --hamlet N\n       scop-bench spam --corpus DIR [--debian DIR] [--roc-svg FILE]"
+            "usage: scop-bench mime --spamassassin DIR --hamlet N\n       scop-bench spam --corpus DIR [--debian DIR] [--roc-svg FILE]\n       scop-bench auth [--messages N] [--python VENV_PYTHON]"
         ),
     }
 }

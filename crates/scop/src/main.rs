@@ -2,11 +2,13 @@
 //! sans-IO libraries of the workspace.
 #![forbid(unsafe_code)]
 
+mod cmd_auth;
 mod cmd_dkim;
 mod cmd_hamlet;
 mod cmd_mime;
 mod cmd_spam;
 mod progress;
+mod zonefile;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -46,6 +48,16 @@ enum Command {
     /// Example: scop dkim sign --domain example.org --selector s1 --key s1.pem < msg > signed
     #[command(subcommand)]
     Dkim(cmd_dkim::DkimCommand),
+    /// SPF (RFC 7208): evaluate a client IP / MAIL FROM / HELO against DNS data.
+    ///
+    /// Example: scop spf check --ip 192.0.2.1 --mail-from a@example.com --helo mx.example.com --dns-zone example.com.zone
+    #[command(subcommand)]
+    Spf(cmd_auth::SpfCommand),
+    /// SPF, DKIM and DMARC together: print the Authentication-Results header.
+    ///
+    /// Example: scop auth check --ip 192.0.2.1 --mail-from a@example.com --helo mx.example.com --dns-zone example.com.zone < message.eml
+    #[command(subcommand)]
+    Auth(cmd_auth::AuthCommand),
 }
 
 fn main() -> ExitCode {
@@ -56,6 +68,8 @@ fn main() -> ExitCode {
         Command::Mime(cmd) => cmd_mime::run(cmd),
         Command::Spam(cmd) => cmd_spam::run(cmd),
         Command::Dkim(cmd) => cmd_dkim::run(cmd),
+        Command::Spf(cmd) => cmd_auth::run_spf(cmd),
+        Command::Auth(cmd) => cmd_auth::run_auth(cmd),
     };
     match result {
         Ok(code) => code,

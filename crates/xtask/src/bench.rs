@@ -20,6 +20,10 @@ pub const BENCHES: &[(&str, &str)] = &[
         "hamlet",
         "1,000,000 Hamlet messages generated and round-trip-checked (target: < 5 min, < 200 MB)",
     ),
+    (
+        "auth",
+        "DKIM sign/verify RSA-2048 + Ed25519, body hash MB/s, SPF eval/s: scop vs mail-auth 0.13.3 and dkimpy; openssl speed ceiling",
+    ),
 ];
 
 pub fn run(args: &[String]) -> Result<()> {
@@ -91,6 +95,21 @@ pub fn run(args: &[String]) -> Result<()> {
                     "--seed",
                     "1",
                 ]),
+            )?,
+            "auth" => crate::util::run(
+                "bench auth",
+                cargo()
+                    .args([
+                        "run",
+                        "--release",
+                        "--quiet",
+                        "-p",
+                        "scop-bench",
+                        "--",
+                        "auth",
+                    ])
+                    .arg("--python")
+                    .arg(peers_dir().join("venv/bin/python")),
             )?,
             _ => unreachable!("checked above"),
         }

@@ -19,6 +19,8 @@ pub const FUZZ_TARGETS: &[(&str, &[&str])] = &[
     ("smtp_reply", &[]),
     ("smtp_server", &[]),
     ("smtp_client", &[]),
+    ("dmarc_record", &[]),
+    ("dmarc_authres", &[]),
 ];
 
 /// Seconds each fuzz target runs inside `cargo xtask ci`.
