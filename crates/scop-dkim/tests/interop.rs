@@ -701,8 +701,12 @@ fn dkimpy_and_opendkim_verified_by_ours() {
             fs::write(
                 &conf,
                 format!(
+                    // RequireSafeKeys off: the checkout may live under a
+                    // world-writable directory such as /tmp, which OpenDKIM
+                    // otherwise refuses to read keys from (SMFIS_TEMPFAIL).
                     "Mode s\nKeyTable file:{0}/keytable\nSigningTable refile:{0}/signing-{sel}\n\
-                     Canonicalization {1}\nSignatureAlgorithm {alg}\nSyslog no\n",
+                     Canonicalization {1}\nSignatureAlgorithm {alg}\nSyslog no\n\
+                     RequireSafeKeys false\n",
                     dir.display(),
                     canon_name(canon)
                 ),
