@@ -117,10 +117,58 @@ pub(crate) fn relaxed_header(name: &[u8], value: &[u8], out: &mut Vec<u8>) {
 
 const STAGING: usize = 64 * 1024;
 
+/// Unchanged spans at least this long are hashed in place.
+const DIRECT_MIN: usize = 4096;
+
 fn double_space() -> &'static memchr::memmem::Finder<'static> {
     static FINDER: std::sync::OnceLock<memchr::memmem::Finder<'static>> =
         std::sync::OnceLock::new();
     FINDER.get_or_init(|| memchr::memmem::Finder::new(b"  "))
+}
+
+/// The next tab and the next double space at or after a position of one
+/// chunk, searched for once per occurrence rather than once per line.
+struct Marks {
+    tab: Option<usize>,
+    double: Option<usize>,
+}
+
+impl Marks {
+    fn new(canon: Canonicalization) -> Marks {
+        // Simple needs neither; usize::MAX never stops a span.
+        let never = match canon {
+            Canonicalization::Simple => Some(usize::MAX),
+            Canonicalization::Relaxed => None,
+        };
+        Marks {
+            tab: never,
+            double: never,
+        }
+    }
+
+    fn tab(&mut self, data: &[u8], pos: usize) -> usize {
+        match self.tab {
+            Some(t) if t >= pos => t,
+            _ => {
+                let t = memchr::memchr(b'\t', &data[pos..]).map_or(usize::MAX, |i| pos + i);
+                self.tab = Some(t);
+                t
+            }
+        }
+    }
+
+    fn double(&mut self, data: &[u8], pos: usize) -> usize {
+        match self.double {
+            Some(d) if d >= pos => d,
+            _ => {
+                let d = double_space()
+                    .find(&data[pos..])
+                    .map_or(usize::MAX, |i| pos + i);
+                self.double = Some(d);
+                d
+            }
+        }
+    }
 }
 
 /// The body hash of RFC 6376 section 3.7, computed in a stream: feed the
@@ -184,13 +232,83 @@ impl BodyHasher {
             line_started: false,
             ws_pending: false,
             cr_pending: false,
-            out: Vec::with_capacity(STAGING + 1024),
+            out: Vec::new(),
             capture: None,
         }
     }
 
     /// Feeds the next chunk of the body.
-    pub fn update(&mut self, mut data: &[u8]) {
+    ///
+    /// Runs of lines that canonicalization leaves unchanged (CRLF-terminated
+    /// and non-empty; for relaxed also without tabs, double spaces or
+    /// trailing whitespace) are hashed straight from `data` as one slice;
+    /// only the other lines go through the byte-level state machine.
+    pub fn update(&mut self, data: &[u8]) {
+        let mut marks = Marks::new(self.canon);
+        let mut pos = 0;
+        while pos < data.len() {
+            if self.is_clean() {
+                let end = self.clean_span(data, pos, &mut marks);
+                if end > pos {
+                    self.direct(&data[pos..end]);
+                    pos = end;
+                    continue;
+                }
+            }
+            // One line (or the unterminated rest) the slow way.
+            let end = memchr::memchr(b'\n', &data[pos..]).map_or(data.len(), |i| pos + i + 1);
+            self.update_lines(&data[pos..end]);
+            pos = end;
+        }
+    }
+
+    /// No line content, whitespace or CR held back: the next byte starts a
+    /// line.
+    fn is_clean(&self) -> bool {
+        !self.line_started && !self.ws_pending && !self.cr_pending
+    }
+
+    /// The end of the run of unchanged lines starting at `pos`.
+    fn clean_span(&self, data: &[u8], mut pos: usize, marks: &mut Marks) -> usize {
+        let relaxed = self.canon == Canonicalization::Relaxed;
+        while let Some(i) = memchr::memchr(b'\n', &data[pos..]) {
+            let nl = pos + i;
+            // Content, then CR: at least two bytes before the LF.
+            if i < 2 || data[nl - 1] != b'\r' {
+                break;
+            }
+            if relaxed
+                && (is_wsp(data[nl - 2])
+                    || marks.tab(data, pos) < nl
+                    || marks.double(data, pos) < nl)
+            {
+                break;
+            }
+            pos = nl + 1;
+        }
+        pos
+    }
+
+    /// Hashes unchanged canonical lines straight from the input.
+    fn direct(&mut self, bytes: &[u8]) {
+        while self.pending_empty > 0 {
+            self.pending_empty -= 1;
+            self.emit(b"\r\n");
+        }
+        // Short spans join the staged bytes: few large hash updates beat
+        // many small ones.
+        if bytes.len() < DIRECT_MIN {
+            self.emit(bytes);
+            if self.out.len() >= STAGING {
+                self.flush();
+            }
+        } else {
+            self.flush();
+            self.consume(bytes);
+        }
+    }
+
+    fn update_lines(&mut self, mut data: &[u8]) {
         while !data.is_empty() {
             let (line, terminated) = match memchr::memchr(b'\n', data) {
                 Some(i) => (&data[..i], true),
@@ -329,7 +447,18 @@ impl BodyHasher {
 
     /// Hashes the staged canonical bytes, up to the `l=` limit.
     fn flush(&mut self) {
-        let n = self.out.len();
+        if self.out.is_empty() {
+            return;
+        }
+        let out = std::mem::take(&mut self.out);
+        self.consume(&out);
+        self.out = out;
+        self.out.clear();
+    }
+
+    /// Hashes canonical bytes, up to the `l=` limit.
+    fn consume(&mut self, bytes: &[u8]) {
+        let n = bytes.len();
         self.canonical_len += n as u64;
         let take = match self.limit {
             Some(limit) => {
@@ -339,13 +468,12 @@ impl BodyHasher {
             None => n,
         };
         if take > 0 {
-            self.ctx.update(&self.out[..take]);
+            self.ctx.update(&bytes[..take]);
             self.hashed += take as u64;
         }
         if let Some(c) = &mut self.capture {
-            c.extend_from_slice(&self.out);
+            c.extend_from_slice(bytes);
         }
-        self.out.clear();
     }
 
     fn is_empty_so_far(&self) -> bool {
@@ -458,6 +586,37 @@ mod tests {
         let r = h.finish();
         assert_eq!(r.canonical_len, canon.len() as u64);
         assert_eq!(r.digest, digest::digest(&digest::SHA256, &canon).as_ref());
+    }
+
+    #[test]
+    fn direct_spans_match_the_state_machine() {
+        // A small LCG: bodies of CRLF lines mixed with tabs, runs of spaces,
+        // bare CR and LF and empty lines, fed in random chunks.
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move |n: u64| {
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            (seed >> 33) % n
+        };
+        let pieces: [&[u8]; 9] = [
+            b"ab", b"c", b" ", b"  ", b"\t", b"\r\n", b"\r\n", b"\n", b"\r",
+        ];
+        for _ in 0..2000 {
+            let mut body = Vec::new();
+            for _ in 0..next(40) {
+                body.extend_from_slice(pieces[next(9) as usize]);
+            }
+            for canon in [Simple, Relaxed] {
+                for limit in [None, Some(next(20))] {
+                    let mut slow = BodyHasher::new(canon, HashAlgorithm::Sha256, limit);
+                    slow.update_lines(&body);
+                    let mut fast = BodyHasher::new(canon, HashAlgorithm::Sha256, limit);
+                    let split = next(body.len() as u64 + 1) as usize;
+                    fast.update(&body[..split]);
+                    fast.update(&body[split..]);
+                    assert_eq!(fast.finish(), slow.finish(), "{canon:?} {body:?}");
+                }
+            }
+        }
     }
 
     #[test]

@@ -14,9 +14,12 @@
 //! [`MAX_QUERIES`]), so the replays cost at most a few hundred cheap passes
 //! while the code keeps the shape of the RFC's prose.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::{Arc, Mutex};
 
 use crate::macros::{MacroContext, MacroLetter, MacroString, MacroValues};
 use crate::record::{DomainSpec, DualCidr, Mechanism, Qualifier, Record, is_spf_record};
@@ -309,16 +312,169 @@ pub fn check_host_with<R: Resolver + ?Sized>(
     request: Request,
     options: Options,
 ) -> Output {
+    // One pass that asks the resolver inline: the same code as the
+    // sans-IO replay, without the replays.
     let mut eval = Evaluator::new(request, options);
-    loop {
-        match eval.step() {
-            Step::Query(q) => {
-                let answer = resolver.lookup(&q);
-                eval.answer(q, answer);
+    let resolver: &dyn Resolver = &Inline(resolver);
+    match Run::new(&eval.ctx, &eval.options, &mut eval.cache, Some(resolver)).top() {
+        Ok(out) => out,
+        // Unreachable: with a resolver every question is answered inline.
+        Err(q) => {
+            let answer = resolver.lookup(&q);
+            eval.answer(q, answer);
+            loop {
+                match eval.step() {
+                    Step::Query(q) => {
+                        let answer = resolver.lookup(&q);
+                        eval.answer(q, answer);
+                    }
+                    Step::Done(output) => return output,
+                }
             }
-            Step::Done(output) => return output,
         }
     }
+}
+
+/// Adapts a possibly unsized resolver to `&dyn Resolver`.
+struct Inline<'r, R: Resolver + ?Sized>(&'r R);
+
+impl<R: Resolver + ?Sized> Resolver for Inline<'_, R> {
+    fn lookup(&self, query: &Query) -> DnsAnswer {
+        self.0.lookup(query)
+    }
+}
+
+/// The answers so far. There are at most [`MAX_QUERIES`] of them (a few
+/// in practice), so a list scanned in order beats hashing.
+#[derive(Debug, Clone, Default)]
+struct Cache {
+    /// Type, name (a range of `names`) and answer of each question.
+    entries: Vec<(QueryType, std::ops::Range<usize>, Arc<DnsAnswer>)>,
+    /// The names asked for, one after the other.
+    names: String,
+    /// A reusable question for a resolver called inline.
+    scratch: Option<Query>,
+}
+
+impl Cache {
+    fn get(&self, name: &str, qtype: QueryType) -> Option<&Arc<DnsAnswer>> {
+        self.entries
+            .iter()
+            .find(|(t, r, _)| *t == qtype && self.names[r.clone()] == *name)
+            .map(|(_, _, a)| a)
+    }
+
+    fn insert(&mut self, query: Query, answer: DnsAnswer) -> Arc<DnsAnswer> {
+        let answer = Arc::new(answer);
+        let names = &self.names;
+        match self
+            .entries
+            .iter_mut()
+            .find(|(t, r, _)| *t == query.qtype && names[r.clone()] == *query.name)
+        {
+            Some((_, _, slot)) => *slot = Arc::clone(&answer),
+            None => self.push(&query.name, query.qtype, Arc::clone(&answer)),
+        }
+        answer
+    }
+
+    /// Adds the answer to a question not asked before.
+    fn push(&mut self, name: &str, qtype: QueryType, answer: Arc<DnsAnswer>) {
+        if self.entries.capacity() == 0 {
+            self.entries.reserve(8);
+            self.names.reserve(256);
+        }
+        let start = self.names.len();
+        self.names.push_str(name);
+        self.entries.push((qtype, start..self.names.len(), answer));
+    }
+
+    /// Asks `resolver` and stores the answer.
+    fn resolve(&mut self, resolver: &dyn Resolver, name: &str, qtype: QueryType) -> Arc<DnsAnswer> {
+        let mut query = self.scratch.take().unwrap_or(Query {
+            name: String::new(),
+            qtype,
+        });
+        query.name.clear();
+        query.name.push_str(name);
+        query.qtype = qtype;
+        // Only called for a question not in the cache.
+        let answer = Arc::new(resolver.lookup(&query));
+        self.push(name, qtype, Arc::clone(&answer));
+        self.scratch = Some(query);
+        answer
+    }
+
+    fn len(&self) -> usize {
+        self.entries.len()
+    }
+}
+
+/// A parsed record with the text of each directive (for
+/// [`Output::mechanism`]).
+#[derive(Debug)]
+struct Parsed {
+    record: Record,
+    texts: Box<[String]>,
+}
+
+/// A word-at-a-time multiplicative hash (as rustc's `FxHasher`): the keys
+/// are short, and the cache is bounded, so collisions cost little.
+#[derive(Default)]
+struct Fx(u64);
+
+impl Fx {
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+}
+
+impl Hasher for Fx {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in &mut chunks {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.add(u64::from_le_bytes(word));
+        }
+        let mut word = [0u8; 8];
+        let rest = chunks.remainder();
+        word[..rest.len()].copy_from_slice(rest);
+        self.add(u64::from_le_bytes(word));
+    }
+
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+}
+
+/// Parsed records by their exact text, shared by all evaluations: parsing
+/// is a pure function of the text, and the records of popular domains
+/// repeat from one message to the next. Bounded: emptied when full.
+fn parse_record(text: &[u8]) -> Result<Arc<Parsed>, crate::RecordError> {
+    const MAX_ENTRIES: usize = 1024;
+    type Map = HashMap<Box<[u8]>, Arc<Parsed>, BuildHasherDefault<Fx>>;
+    static PARSED: Mutex<Option<Map>> = Mutex::new(None);
+    if let Ok(guard) = PARSED.lock()
+        && let Some(record) = guard.as_ref().and_then(|m| m.get(text))
+    {
+        return Ok(Arc::clone(record));
+    }
+    let record = Record::parse_bytes(text)?;
+    let texts = record.directives().map(ToString::to_string).collect();
+    let record = Arc::new(Parsed { record, texts });
+    if let Ok(mut guard) = PARSED.lock() {
+        let map = guard.get_or_insert_with(Map::default);
+        if map.len() >= MAX_ENTRIES {
+            map.clear();
+        }
+        map.insert(text.into(), Arc::clone(&record));
+    }
+    Ok(record)
 }
 
 /// The sans-IO evaluator of `check_host()` (RFC 7208 section 4).
@@ -348,7 +504,7 @@ pub fn check_host_with<R: Resolver + ?Sized>(
 pub struct Evaluator {
     ctx: Context,
     options: Options,
-    cache: HashMap<Query, DnsAnswer>,
+    cache: Cache,
     done: Option<Output>,
 }
 
@@ -357,33 +513,56 @@ pub struct Evaluator {
 struct Context {
     /// The client address, IPv4-mapped IPv6 already unmapped.
     ip: IpAddr,
+    /// The effective `<sender>`, `local@domain`; the domain is also the
+    /// `<domain>` checked.
     sender: String,
-    local: String,
-    sender_domain: String,
+    /// Where the `@` is in `sender`.
+    at: usize,
     helo: String,
-    domain: String,
+}
+
+impl Context {
+    fn local(&self) -> &str {
+        &self.sender[..self.at]
+    }
+
+    fn sender_domain(&self) -> &str {
+        &self.sender[self.at + 1..]
+    }
 }
 
 impl Evaluator {
     /// Starts an evaluation.
     pub fn new(request: Request, options: Options) -> Self {
-        let (local, sender_domain) = request.sender_parts();
         let ip = match request.ip {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
             v4 => v4,
         };
+        // The common case, `local@domain` as given, keeps the request's
+        // string.
+        let plain = match request.identity {
+            Identity::MailFrom => request.sender.rfind('@').filter(|&at| {
+                at > 0 && !request.sender.starts_with('<') && !request.sender.ends_with('>')
+            }),
+            Identity::Helo => None,
+        };
+        let (sender, at) = match plain {
+            Some(at) => (request.sender, at),
+            None => {
+                let (local, domain) = request.sender_parts();
+                (format!("{local}@{domain}"), local.len())
+            }
+        };
         let ctx = Context {
             ip,
-            sender: format!("{local}@{sender_domain}"),
-            local,
-            domain: sender_domain.clone(),
-            sender_domain,
+            sender,
+            at,
             helo: request.helo,
         };
         Self {
             ctx,
             options,
-            cache: HashMap::new(),
+            cache: Cache::default(),
             done: None,
         }
     }
@@ -393,7 +572,7 @@ impl Evaluator {
         if let Some(out) = &self.done {
             return Step::Done(out.clone());
         }
-        match Run::new(self).top() {
+        match Run::new(&self.ctx, &self.options, &mut self.cache, None).top() {
             Ok(out) => {
                 self.done = Some(out.clone());
                 Step::Done(out)
@@ -425,24 +604,50 @@ impl From<Error> for Halt {
 /// The result of one (possibly recursive) `check_host()`.
 struct Verdict {
     result: SpfResult,
-    mechanism: Option<String>,
-    /// The `exp=` of the record that decided, with that record's domain.
-    exp: Option<(DomainSpec, String)>,
+    /// The directive that decided, if one did.
+    matched: Option<Matched>,
+}
+
+/// A matching directive: its record, its index among the record's
+/// directives, and the record's domain. The text of the directive and the
+/// `exp=` are only needed at the top, so they are not built on the way.
+struct Matched {
+    record: Arc<Parsed>,
+    index: usize,
     domain: String,
 }
 
-/// One pass of the evaluation over the cached answers.
+impl Verdict {
+    const NONE: Self = Self {
+        result: SpfResult::None,
+        matched: None,
+    };
+}
+
+/// One pass of the evaluation over the cached answers (and, with a
+/// resolver, over answers asked for inline).
 struct Run<'a> {
-    ev: &'a Evaluator,
+    ctx: &'a Context,
+    options: &'a Options,
+    cache: &'a mut Cache,
+    resolver: Option<&'a dyn Resolver>,
     dns_terms: u32,
     void: u32,
     validated: Option<Vec<String>>,
 }
 
 impl<'a> Run<'a> {
-    fn new(ev: &'a Evaluator) -> Self {
+    fn new(
+        ctx: &'a Context,
+        options: &'a Options,
+        cache: &'a mut Cache,
+        resolver: Option<&'a dyn Resolver>,
+    ) -> Self {
         Self {
-            ev,
+            ctx,
+            options,
+            cache,
+            resolver,
             dns_terms: 0,
             void: 0,
             validated: None,
@@ -451,10 +656,11 @@ impl<'a> Run<'a> {
 
     /// Evaluates and builds the output, or returns the missing question.
     fn top(mut self) -> Result<Output, Query> {
-        let domain = self.ev.ctx.domain.clone();
+        let ctx = self.ctx;
+        let domain = ctx.sender_domain();
         let mut out = Output {
             result: SpfResult::None,
-            domain: domain.clone(),
+            domain: domain.to_string(),
             explanation: None,
             mechanism: None,
             problem: None,
@@ -462,7 +668,7 @@ impl<'a> Run<'a> {
             void_lookups: 0,
             queries: 0,
         };
-        match self.check_host(&domain, 0, false) {
+        match self.check_host(domain, 0, false) {
             Err(Halt::Suspend(q)) => return Err(q),
             Err(Halt::Fail(e)) => {
                 out.result = if e.is_temporary() {
@@ -474,30 +680,32 @@ impl<'a> Run<'a> {
             }
             Ok(v) => {
                 out.result = v.result;
-                out.mechanism = v.mechanism;
-                if v.result == SpfResult::Fail {
-                    out.explanation = match v.exp {
-                        Some((spec, d)) => match self.explain(&spec, &d) {
-                            Err(Halt::Suspend(q)) => return Err(q),
-                            Err(Halt::Fail(_)) => None,
-                            Ok(text) => text,
-                        },
-                        None => None,
-                    };
-                    if out.explanation.is_none() {
-                        out.explanation = self.default_explanation(&v.domain)?;
+                if let Some(m) = v.matched {
+                    out.mechanism = m.record.texts.get(m.index).cloned();
+                    if v.result == SpfResult::Fail {
+                        out.explanation = match m.record.record.explanation() {
+                            Some(spec) => match self.explain(spec, &m.domain) {
+                                Err(Halt::Suspend(q)) => return Err(q),
+                                Err(Halt::Fail(_)) => None,
+                                Ok(text) => text,
+                            },
+                            None => None,
+                        };
+                        if out.explanation.is_none() {
+                            out.explanation = self.default_explanation(&m.domain)?;
+                        }
                     }
                 }
             }
         }
         out.dns_terms = self.dns_terms;
         out.void_lookups = self.void;
-        out.queries = u32::try_from(self.ev.cache.len()).unwrap_or(u32::MAX);
+        out.queries = u32::try_from(self.cache.len()).unwrap_or(u32::MAX);
         Ok(out)
     }
 
     fn default_explanation(&mut self, domain: &str) -> Result<Option<String>, Query> {
-        let Some(text) = self.ev.options.default_explanation.clone() else {
+        let Some(text) = self.options.default_explanation.clone() else {
             return Ok(None);
         };
         let Ok(ms) = MacroString::parse(&text, MacroContext::Explanation) else {
@@ -515,29 +723,25 @@ impl<'a> Run<'a> {
         if depth > MAX_DEPTH {
             return Err(Error::TooManyDnsTerms.into());
         }
-        let none = Verdict {
-            result: SpfResult::None,
-            mechanism: None,
-            exp: None,
-            domain: domain.to_string(),
-        };
-        let Some(name) = dns_name(domain) else {
-            return Ok(none);
+        let Some(name) = query_name(domain) else {
+            return Ok(Verdict::NONE);
         };
         let Some(record) = self.fetch_record(&name, nested)? else {
-            return Ok(none);
+            return Ok(Verdict::NONE);
         };
-        for directive in record.directives() {
+        for (index, directive) in record.record.directives().enumerate() {
             if self.matches(&directive.mechanism, &name, depth)? {
                 return Ok(Verdict {
                     result: directive.qualifier.into(),
-                    mechanism: Some(directive.to_string()),
-                    exp: record.explanation().map(|e| (e.clone(), name.clone())),
-                    domain: name,
+                    matched: Some(Matched {
+                        record: Arc::clone(&record),
+                        index,
+                        domain: name.into_owned(),
+                    }),
                 });
             }
         }
-        if let Some(spec) = record.redirect() {
+        if let Some(spec) = record.record.redirect() {
             self.count_term()?;
             let target = self.expand_domain(spec, &name)?;
             let Some(target) = target else {
@@ -548,38 +752,42 @@ impl<'a> Run<'a> {
             };
             let v = self.check_host(&target, depth + 1, true)?;
             if v.result == SpfResult::None {
-                return Err(Error::RedirectWithoutRecord { domain: target }.into());
+                return Err(Error::RedirectWithoutRecord {
+                    domain: target.into_owned(),
+                }
+                .into());
             }
             return Ok(v);
         }
         Ok(Verdict {
             result: SpfResult::Neutral,
-            mechanism: None,
-            exp: None,
-            domain: name,
+            matched: None,
         })
     }
 
     /// Record lookup and selection (sections 4.4 and 4.5).
-    fn fetch_record(&mut self, name: &str, count_void: bool) -> Result<Option<Record>, Halt> {
-        let records = match self.lookup(name, QueryType::Txt)? {
+    fn fetch_record(&mut self, name: &str, count_void: bool) -> Result<Option<Arc<Parsed>>, Halt> {
+        let answer = self.lookup(name, QueryType::Txt)?;
+        let records: &[RData] = match &*answer {
             DnsAnswer::TempFail => return Err(temp(name, QueryType::Txt)),
-            DnsAnswer::NxDomain | DnsAnswer::NoData => Vec::new(),
-            DnsAnswer::Records(rs) => rs
-                .iter()
-                .filter_map(|r| match r {
-                    RData::Txt(strings) => Some(strings.concat()),
-                    _ => None,
-                })
-                .collect(),
+            DnsAnswer::NxDomain | DnsAnswer::NoData => &[],
+            DnsAnswer::Records(rs) => rs,
         };
-        if records.is_empty() {
+        // The TXT records, their strings joined (borrowed when there is one).
+        let mut texts = records.iter().filter_map(|r| match r {
+            RData::Txt(strings) => Some(match strings.as_slice() {
+                [one] => Cow::Borrowed(one.as_slice()),
+                many => Cow::Owned(many.concat()),
+            }),
+            _ => None,
+        });
+        if !records.iter().any(|r| matches!(r, RData::Txt(_))) {
             if count_void {
                 self.count_void()?;
             }
             return Ok(None);
         }
-        let mut spf = records.iter().filter(|r| is_spf_record(r));
+        let mut spf = texts.by_ref().filter(|r| is_spf_record(r));
         let Some(text) = spf.next() else {
             return Ok(None);
         };
@@ -589,7 +797,7 @@ impl<'a> Run<'a> {
             }
             .into());
         }
-        Record::parse_bytes(text).map(Some).map_err(|error| {
+        parse_record(&text).map(Some).map_err(|error| {
             Halt::Fail(Error::Record {
                 domain: name.to_string(),
                 error,
@@ -615,7 +823,10 @@ impl<'a> Run<'a> {
                 let v = self.check_host(&target, depth + 1, true)?;
                 match v.result {
                     SpfResult::Pass => Ok(true),
-                    SpfResult::None => Err(Error::IncludeWithoutRecord { domain: target }.into()),
+                    SpfResult::None => Err(Error::IncludeWithoutRecord {
+                        domain: target.into_owned(),
+                    }
+                    .into()),
                     _ => Ok(false),
                 }
             }
@@ -623,8 +834,8 @@ impl<'a> Run<'a> {
                 let Some(target) = self.target(spec.as_ref(), domain)? else {
                     return Ok(false);
                 };
-                let addrs = self.addresses(&target, true)?;
-                Ok(addrs.iter().any(|a| self.cidr_match(*a, *cidr)))
+                let (client, cidr) = (self.ctx.ip, *cidr);
+                self.any_address(&target, true, |a| cidr_match(client, a, cidr))
             }
             Mechanism::Mx { domain: spec, cidr } => {
                 let Some(target) = self.target(spec.as_ref(), domain)? else {
@@ -638,11 +849,11 @@ impl<'a> Run<'a> {
                 };
                 self.ptr_matches(&target)
             }
-            Mechanism::Ip4 { addr, prefix } => Ok(match self.ev.ctx.ip {
+            Mechanism::Ip4 { addr, prefix } => Ok(match self.ctx.ip {
                 IpAddr::V4(ip) => prefix_match_v4(ip, *addr, prefix.unwrap_or(32)),
                 IpAddr::V6(_) => false,
             }),
-            Mechanism::Ip6 { addr, prefix } => Ok(match self.ev.ctx.ip {
+            Mechanism::Ip6 { addr, prefix } => Ok(match self.ctx.ip {
                 IpAddr::V6(ip) => prefix_match_v6(ip, *addr, prefix.unwrap_or(128)),
                 IpAddr::V4(_) => false,
             }),
@@ -650,7 +861,7 @@ impl<'a> Run<'a> {
                 let Some(target) = self.expand_domain(spec, domain)? else {
                     return Ok(false);
                 };
-                match self.lookup(&target, QueryType::A)? {
+                match &*self.lookup(&target, QueryType::A)? {
                     DnsAnswer::TempFail => Err(temp(&target, QueryType::A)),
                     DnsAnswer::Records(rs) if rs.iter().any(|r| matches!(r, RData::A(_))) => {
                         Ok(true)
@@ -666,7 +877,8 @@ impl<'a> Run<'a> {
 
     /// `mx` (section 5.4).
     fn mx_matches(&mut self, target: &str, cidr: DualCidr) -> Result<bool, Halt> {
-        let mut exchanges: Vec<(u16, &str)> = match self.lookup(target, QueryType::Mx)? {
+        let answer = self.lookup(target, QueryType::Mx)?;
+        let mut exchanges: Vec<(u16, &str)> = match &*answer {
             DnsAnswer::TempFail => return Err(temp(target, QueryType::Mx)),
             DnsAnswer::Records(rs) => rs
                 .iter()
@@ -693,11 +905,11 @@ impl<'a> Run<'a> {
         exchanges.sort_by_key(|(pref, _)| *pref);
         for (_, exchange) in exchanges {
             // A null MX (RFC 7505) or a malformed name has no addresses.
-            let Some(host) = dns_name(exchange) else {
+            let Some(host) = query_name(exchange) else {
                 continue;
             };
-            let addrs = self.addresses(&host, false)?;
-            if addrs.iter().any(|a| self.cidr_match(*a, cidr)) {
+            let client = self.ctx.ip;
+            if self.any_address(&host, false, |a| cidr_match(client, a, cidr))? {
                 return Ok(true);
             }
         }
@@ -720,8 +932,8 @@ impl<'a> Run<'a> {
     /// The first [`MAX_PTR_NAMES`] reverse names of the client, lower case;
     /// a DNS error yields none (section 5.5).
     fn ptr_names(&mut self, count_void: bool) -> Result<Vec<String>, Halt> {
-        let rev = reverse_name(self.ev.ctx.ip);
-        match self.lookup(&rev, QueryType::Ptr)? {
+        let rev = reverse_name(self.ctx.ip);
+        match &*self.lookup(&rev, QueryType::Ptr)? {
             DnsAnswer::TempFail => Ok(Vec::new()),
             DnsAnswer::Records(rs) if rs.iter().any(|r| matches!(r, RData::Ptr(_))) => Ok(rs
                 .iter()
@@ -743,9 +955,9 @@ impl<'a> Run<'a> {
     /// Whether a reverse name resolves back to the client; DNS errors make
     /// it unvalidated (section 5.5).
     fn validates(&mut self, name: &str) -> Result<bool, Halt> {
-        let ip = self.ev.ctx.ip;
-        match self.addresses(name, false) {
-            Ok(addrs) => Ok(addrs.contains(&ip)),
+        let ip = self.ctx.ip;
+        match self.any_address(name, false, |a| a == ip) {
+            Ok(found) => Ok(found),
             Err(Halt::Fail(_)) => Ok(false),
             Err(suspend) => Err(suspend),
         }
@@ -777,43 +989,61 @@ impl<'a> Run<'a> {
     }
 
     /// The client-family addresses of `name` (A for IPv4, AAAA for IPv6).
-    fn addresses(&mut self, name: &str, count_void: bool) -> Result<Vec<IpAddr>, Halt> {
-        let qtype = match self.ev.ctx.ip {
+    /// Whether one of them satisfies `pred` (a name without any is a void
+    /// lookup when `count_void`).
+    fn any_address(
+        &mut self,
+        name: &str,
+        count_void: bool,
+        pred: impl Fn(IpAddr) -> bool,
+    ) -> Result<bool, Halt> {
+        let qtype = match self.ctx.ip {
             IpAddr::V4(_) => QueryType::A,
             IpAddr::V6(_) => QueryType::Aaaa,
         };
-        let addrs: Vec<IpAddr> = match self.lookup(name, qtype)? {
+        let answer = self.lookup(name, qtype)?;
+        let (mut any, mut hit) = (false, false);
+        match &*answer {
             DnsAnswer::TempFail => return Err(temp(name, qtype)),
-            DnsAnswer::Records(rs) => rs
-                .iter()
-                .filter_map(|r| match (r, qtype) {
-                    (RData::A(a), QueryType::A) => Some(IpAddr::V4(*a)),
-                    (RData::Aaaa(a), QueryType::Aaaa) => Some(IpAddr::V6(*a)),
-                    _ => None,
-                })
-                .collect(),
-            DnsAnswer::NxDomain | DnsAnswer::NoData => Vec::new(),
-        };
-        if addrs.is_empty() && count_void {
+            DnsAnswer::Records(rs) => {
+                for r in rs {
+                    let addr = match (r, qtype) {
+                        (RData::A(a), QueryType::A) => IpAddr::V4(*a),
+                        (RData::Aaaa(a), QueryType::Aaaa) => IpAddr::V6(*a),
+                        _ => continue,
+                    };
+                    any = true;
+                    if pred(addr) {
+                        hit = true;
+                        break;
+                    }
+                }
+            }
+            DnsAnswer::NxDomain | DnsAnswer::NoData => {}
+        }
+        if !any && count_void {
             self.count_void()?;
         }
-        Ok(addrs)
+        Ok(hit)
     }
+}
 
-    fn cidr_match(&self, addr: IpAddr, cidr: DualCidr) -> bool {
-        match (self.ev.ctx.ip, addr) {
-            (IpAddr::V4(ip), IpAddr::V4(net)) => prefix_match_v4(ip, net, cidr.v4.unwrap_or(32)),
-            (IpAddr::V6(ip), IpAddr::V6(net)) => prefix_match_v6(ip, net, cidr.v6.unwrap_or(128)),
-            _ => false,
-        }
+fn cidr_match(client: IpAddr, addr: IpAddr, cidr: DualCidr) -> bool {
+    match (client, addr) {
+        (IpAddr::V4(ip), IpAddr::V4(net)) => prefix_match_v4(ip, net, cidr.v4.unwrap_or(32)),
+        (IpAddr::V6(ip), IpAddr::V6(net)) => prefix_match_v6(ip, net, cidr.v6.unwrap_or(128)),
+        _ => false,
     }
+}
 
+impl Run<'_> {
     /// The explanation of section 6.2; any problem yields `None`.
     fn explain(&mut self, spec: &DomainSpec, domain: &str) -> Result<Option<String>, Halt> {
         let Some(target) = self.expand_domain(spec, domain)? else {
             return Ok(None);
         };
-        let DnsAnswer::Records(rs) = self.lookup(&target, QueryType::Txt)? else {
+        let answer = self.lookup(&target, QueryType::Txt)?;
+        let DnsAnswer::Records(rs) = &*answer else {
             return Ok(None);
         };
         let mut txts = rs.iter().filter_map(|r| match r {
@@ -837,17 +1067,32 @@ impl<'a> Run<'a> {
 
     /// The target of `a`, `mx` or `ptr`: the spec expanded, or the current
     /// domain.
-    fn target(&mut self, spec: Option<&DomainSpec>, domain: &str) -> Result<Option<String>, Halt> {
+    fn target<'s>(
+        &mut self,
+        spec: Option<&'s DomainSpec>,
+        domain: &'s str,
+    ) -> Result<Option<Cow<'s, str>>, Halt> {
         match spec {
             Some(spec) => self.expand_domain(spec, domain),
-            None => Ok(Some(domain.to_string())),
+            None => Ok(Some(Cow::Borrowed(domain))),
         }
     }
 
     /// Expands a domain-spec into a query name (section 7.3: trailing dot
     /// dropped, left labels removed beyond 253 characters). `None` when the
     /// result is not a valid DNS name (the term then matches nothing).
-    fn expand_domain(&mut self, spec: &DomainSpec, domain: &str) -> Result<Option<String>, Halt> {
+    fn expand_domain<'s>(
+        &mut self,
+        spec: &'s DomainSpec,
+        domain: &str,
+    ) -> Result<Option<Cow<'s, str>>, Halt> {
+        // Without macros the spec is its own expansion.
+        if let Some(literal) = spec.macro_string().as_literal() {
+            let name = literal.strip_suffix('.').unwrap_or(literal);
+            if name.len() <= MAX_DOMAIN_LEN {
+                return Ok(query_name(name));
+            }
+        }
         let mut name = self.expand(spec.macro_string(), domain)?;
         if name.ends_with('.') {
             name.pop();
@@ -860,7 +1105,7 @@ impl<'a> Run<'a> {
                 None => return Ok(None),
             }
         }
-        Ok(dns_name(&name))
+        Ok(dns_name(&name).map(Cow::Owned))
     }
 
     fn expand(&mut self, ms: &MacroString, domain: &str) -> Result<String, Halt> {
@@ -868,18 +1113,20 @@ impl<'a> Run<'a> {
         ms.expand(&mut values)
     }
 
-    fn lookup(&self, name: &str, qtype: QueryType) -> Result<&'a DnsAnswer, Halt> {
-        let query = Query {
-            name: name.to_string(),
-            qtype,
-        };
-        if let Some(answer) = self.ev.cache.get(&query) {
-            return Ok(answer);
+    fn lookup(&mut self, name: &str, qtype: QueryType) -> Result<Arc<DnsAnswer>, Halt> {
+        if let Some(answer) = self.cache.get(name, qtype) {
+            return Ok(Arc::clone(answer));
         }
-        if self.ev.cache.len() >= MAX_QUERIES {
+        if self.cache.len() >= MAX_QUERIES {
             return Err(Error::TooManyQueries.into());
         }
-        Err(Halt::Suspend(query))
+        match self.resolver {
+            Some(resolver) => Ok(self.cache.resolve(resolver, name, qtype)),
+            None => Err(Halt::Suspend(Query {
+                name: name.to_string(),
+                qtype,
+            })),
+        }
     }
 
     fn count_term(&mut self) -> Result<(), Halt> {
@@ -892,7 +1139,7 @@ impl<'a> Run<'a> {
 
     fn count_void(&mut self) -> Result<(), Halt> {
         self.void += 1;
-        if self.void > self.ev.options.max_void_lookups {
+        if self.void > self.options.max_void_lookups {
             return Err(Error::TooManyVoidLookups.into());
         }
         Ok(())
@@ -915,11 +1162,11 @@ impl MacroValues for Values<'_, '_> {
     type Error = Halt;
 
     fn value(&mut self, letter: MacroLetter) -> Result<String, Halt> {
-        let ctx = &self.run.ev.ctx;
+        let ctx = &self.run.ctx;
         Ok(match letter {
             MacroLetter::Sender => ctx.sender.clone(),
-            MacroLetter::LocalPart => ctx.local.clone(),
-            MacroLetter::SenderDomain => ctx.sender_domain.clone(),
+            MacroLetter::LocalPart => ctx.local().to_string(),
+            MacroLetter::SenderDomain => ctx.sender_domain().to_string(),
             MacroLetter::Domain => self.domain.to_string(),
             MacroLetter::Ip => dotted_ip(ctx.ip),
             MacroLetter::IpVersion => match ctx.ip {
@@ -928,8 +1175,8 @@ impl MacroValues for Values<'_, '_> {
             },
             MacroLetter::Helo => ctx.helo.clone(),
             MacroLetter::ClientIp => ctx.ip.to_string(),
-            MacroLetter::Receiver => self.run.ev.options.receiver_host.clone(),
-            MacroLetter::Timestamp => self.run.ev.options.now_unix.to_string(),
+            MacroLetter::Receiver => self.run.options.receiver_host.clone(),
+            MacroLetter::Timestamp => self.run.options.now_unix.to_string(),
             MacroLetter::ValidatedDomain => {
                 let domain = self.domain;
                 self.run.validated_domain(domain)?
@@ -974,21 +1221,36 @@ fn reverse_name(ip: IpAddr) -> String {
 /// `None` if it is not a multi-label name within RFC 1035 lengths, or is a
 /// domain literal (section 4.3).
 pub(crate) fn dns_name(name: &str) -> Option<String> {
+    query_name(name).map(Cow::into_owned)
+}
+
+/// [`dns_name`], borrowing when the name needs no change.
+fn query_name(name: &str) -> Option<Cow<'_, str>> {
     let name = name.strip_suffix('.').unwrap_or(name);
     if name.is_empty() || name.len() > MAX_DOMAIN_LEN || name.starts_with('[') {
         return None;
     }
-    let mut labels = 0;
-    for label in name.split('.') {
-        if label.is_empty() || label.len() > MAX_LABEL_LEN {
-            return None;
+    let (mut labels, mut label_len, mut upper) = (1, 0, false);
+    for &b in name.as_bytes() {
+        if b == b'.' {
+            if label_len == 0 || label_len > MAX_LABEL_LEN {
+                return None;
+            }
+            labels += 1;
+            label_len = 0;
+        } else {
+            label_len += 1;
+            upper |= b.is_ascii_uppercase();
         }
-        labels += 1;
     }
-    if labels < 2 {
+    if label_len == 0 || label_len > MAX_LABEL_LEN || labels < 2 {
         return None;
     }
-    Some(name.to_ascii_lowercase())
+    Some(if upper {
+        Cow::Owned(name.to_ascii_lowercase())
+    } else {
+        Cow::Borrowed(name)
+    })
 }
 
 fn prefix_match_v4(ip: Ipv4Addr, net: Ipv4Addr, prefix: u8) -> bool {
@@ -1078,6 +1340,87 @@ mod tests {
 
     fn txt(s: &str) -> DnsAnswer {
         DnsAnswer::Records(vec![RData::Txt(vec![s.as_bytes().to_vec()])])
+    }
+
+    #[test]
+    fn inline_resolver_matches_the_state_machine() {
+        let a = |ip: &str| DnsAnswer::Records(vec![RData::A(ip.parse().unwrap())]);
+        let zone = Zone(vec![
+            (
+                "example.com",
+                QueryType::Txt,
+                txt(
+                    "v=spf1 ip4:192.0.2.0/28 a mx include:inc.example.net exists:%{l}.%{o}.x.example.com redirect=r.example.org exp=e.example.com",
+                ),
+            ),
+            ("example.com", QueryType::A, a("192.0.2.20")),
+            (
+                "example.com",
+                QueryType::Mx,
+                DnsAnswer::Records(vec![RData::Mx {
+                    preference: 5,
+                    exchange: "MX.example.com.".into(),
+                }]),
+            ),
+            ("mx.example.com", QueryType::A, a("192.0.2.30")),
+            (
+                "inc.example.net",
+                QueryType::Txt,
+                txt("v=spf1 ip4:198.51.100.0/24 -all"),
+            ),
+            ("ok.example.com.x.example.com", QueryType::A, a("127.0.0.2")),
+            (
+                "r.example.org",
+                QueryType::Txt,
+                txt("v=spf1 ?ip4:203.0.113.1 -all exp=e.example.com"),
+            ),
+            (
+                "e.example.com",
+                QueryType::Txt,
+                txt("%{s} is not allowed from %{i}"),
+            ),
+            ("helo.example", QueryType::Txt, txt("v=spf1 ptr -all")),
+        ]);
+        let ips = [
+            "192.0.2.1",
+            "192.0.2.20",
+            "192.0.2.30",
+            "198.51.100.9",
+            "203.0.113.1",
+            "203.0.113.2",
+            "::ffff:192.0.2.1",
+        ];
+        let senders = [
+            "u@example.com",
+            "ok@example.com",
+            "<u@example.com>",
+            "",
+            "example.com",
+            "@example.com",
+            "x@nowhere.example",
+        ];
+        for ip in ips {
+            let ip: IpAddr = ip.parse().unwrap();
+            let mut requests: Vec<Request> = senders
+                .iter()
+                .map(|s| Request::mail_from(ip, *s, "example.com"))
+                .collect();
+            requests.push(Request::helo(ip, "helo.example"));
+            for request in requests {
+                let inline = check_host_with(&zone, request.clone(), Options::default());
+                let mut eval = Evaluator::new(request.clone(), Options::default());
+                let stepped = loop {
+                    match eval.step() {
+                        Step::Query(q) => {
+                            let answer = zone.lookup(&q);
+                            eval.answer(q, answer);
+                        }
+                        Step::Done(out) => break out,
+                    }
+                };
+                assert_eq!(inline, stepped, "{request:?}");
+            }
+        }
     }
 
     #[test]

@@ -234,6 +234,14 @@ impl MacroString {
     /// # Errors
     ///
     /// Whatever `values` returns when asked for a letter.
+    /// The text of a macro string that is one literal (no macros).
+    pub(crate) fn as_literal(&self) -> Option<&str> {
+        match self.parts.as_slice() {
+            [MacroPart::Literal(text)] => Some(text),
+            _ => None,
+        }
+    }
+
     pub fn expand<V: MacroValues>(&self, values: &mut V) -> Result<String, V::Error> {
         let mut out = String::new();
         for part in &self.parts {

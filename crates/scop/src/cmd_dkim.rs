@@ -90,6 +90,10 @@ pub struct VerifyArgs {
     /// repeat for several. Names not given are answered NXDOMAIN.
     #[arg(long = "dns-txt", value_name = "NAME=VALUE")]
     dns_txt: Vec<String>,
+    /// An RFC 1035 master file to answer key queries from; repeat for
+    /// several. `--dns-txt` records are consulted first.
+    #[arg(long = "dns-zone", value_name = "FILE")]
+    dns_zone: Vec<std::path::PathBuf>,
     /// Accept rsa-sha1 signatures as pass (they are `policy` otherwise).
     #[arg(long)]
     accept_rsa_sha1: bool,
@@ -208,11 +212,16 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
             .or_default()
             .push(value.as_bytes().to_vec());
     }
+    let mut zone = crate::zonefile::Zone::default();
+    for path in &args.dns_zone {
+        zone.load(path)?;
+    }
     let message = read_stdin()?;
     let mut options = VerifyOptions::at(now());
     options.accept_rsa_sha1 = args.accept_rsa_sha1;
     let results = verify_message(&message, options, |name| match records.get(name) {
         Some(txt) => DnsAnswer::Txt(txt.clone()),
+        None if !args.dns_zone.is_empty() => zone.dkim(name),
         None => DnsAnswer::NxDomain,
     });
     let mut any_pass = false;
