@@ -347,7 +347,7 @@ fn write_value(out: &mut String, value: &str) {
                 out.push(c);
             }
             // CR and LF cannot appear in a quoted-string (RFC 5322 3.2.4).
-            '\r' | '\n' => out.push(' '),
+            '\r' | '\n' => {}
             c => out.push(c),
         }
     }
@@ -361,7 +361,7 @@ fn write_comment(out: &mut String, text: &str) {
                 out.push('\\');
                 out.push(c);
             }
-            '\r' | '\n' => out.push(' '),
+            '\r' | '\n' => {}
             c => out.push(c),
         }
     }
@@ -429,8 +429,13 @@ impl<'a> Parser<'a> {
                         return Err(AuthResError::Unterminated);
                     };
                     self.i += 1;
-                    text.push(n);
+                    if n != b'\r' && n != b'\n' {
+                        text.push(n);
+                    }
                 }
+                // Unfolding (RFC 5322 section 2.2.3): line breaks inside a
+                // comment are not part of its text.
+                b'\r' | b'\n' => {}
                 b => text.push(b),
             }
         }
@@ -453,7 +458,9 @@ impl<'a> Parser<'a> {
                         let Some(n) = self.peek() else {
                             return Err(AuthResError::Unterminated);
                         };
-                        v.push(n);
+                        if n != b'\r' && n != b'\n' {
+                            v.push(n);
+                        }
                         self.i += 1;
                     }
                     Some(b'\r' | b'\n') => self.i += 1,
@@ -650,6 +657,17 @@ mod tests {
     }
 
     #[test]
+    #[test]
+    fn line_breaks_in_comments_are_unfolded() {
+        // Found by the dmarc_authres fuzz target: a bare CR inside a comment
+        // was kept by the parser but written as a space.
+        let input = "mx.example; spf=pass (a\rb\r\n c\\\rd) smtp.mailfrom=example.org";
+        let ar = AuthenticationResults::parse(input).unwrap();
+        assert_eq!(ar.results[0].comment.as_deref(), Some("ab cd"));
+        let again = AuthenticationResults::parse(&ar.to_string()).unwrap();
+        assert_eq!(again, ar);
+    }
+
     fn comment_escapes_round_trip() {
         let mut r = MethodResult::new("dmarc", "fail");
         r.comment = Some("p=reject (x) \\ dis=none".into());
