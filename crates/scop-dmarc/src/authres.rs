@@ -657,7 +657,6 @@ mod tests {
     }
 
     #[test]
-    #[test]
     fn line_breaks_in_comments_are_unfolded() {
         // Found by the dmarc_authres fuzz target: a bare CR inside a comment
         // was kept by the parser but written as a space.
@@ -668,6 +667,7 @@ mod tests {
         assert_eq!(again, ar);
     }
 
+    #[test]
     fn comment_escapes_round_trip() {
         let mut r = MethodResult::new("dmarc", "fail");
         r.comment = Some("p=reject (x) \\ dis=none".into());
