@@ -109,39 +109,6 @@ pub fn run(cmd: SpamCommand) -> Result<ExitCode> {
     }
 }
 
-/// Every message file under `path` (recursively, sorted, dot files skipped).
-fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    let meta =
-        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
-    if meta.is_dir() {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(path)
-            .with_context(|| format!("cannot list {}", path.display()))?
-            .map(|e| e.map(|e| e.path()))
-            .collect::<std::io::Result<_>>()
-            .with_context(|| format!("cannot list {}", path.display()))?;
-        entries.sort();
-        for entry in entries {
-            let hidden = entry
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with('.'));
-            if !hidden {
-                collect(&entry, out)?;
-            }
-        }
-    } else {
-        out.push(path.to_path_buf());
-    }
-    Ok(())
-}
-
-fn collect_all(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
-    let mut out = Vec::new();
-    for p in paths {
-        collect(p, &mut out)?;
-    }
-    Ok(out)
-}
-
 /// Reads and tokenizes `files` on every core, in order, advancing `bar`.
 fn tokenize_files(files: &[PathBuf], bar: &indicatif::ProgressBar) -> Result<Vec<Features>> {
     let jobs = std::thread::available_parallelism()
@@ -199,8 +166,8 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
     } else {
         Model::new()
     };
-    let ham = collect_all(&args.ham)?;
-    let spam = collect_all(&args.spam)?;
+    let ham = scop::files::message_files(&args.ham)?;
+    let spam = scop::files::message_files(&args.spam)?;
     let mut files: Vec<(PathBuf, Class)> = Vec::with_capacity(ham.len() + spam.len());
     if args.on_error {
         // Interleave so that neither class is learnt entirely before the other.
@@ -256,7 +223,7 @@ fn train(args: TrainArgs) -> Result<ExitCode> {
 
 fn classify(args: ClassifyArgs) -> Result<ExitCode> {
     let model = load_model(&args.model)?;
-    let files = collect_all(&args.paths)?;
+    let files = scop::files::message_files(&args.paths)?;
     for path in files {
         let data =
             std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -285,8 +252,8 @@ fn classify(args: ClassifyArgs) -> Result<ExitCode> {
 
 fn eval(args: EvalArgs) -> Result<ExitCode> {
     let model = load_model(&args.model)?;
-    let ham = collect_all(&args.ham)?;
-    let spam = collect_all(&args.spam)?;
+    let ham = scop::files::message_files(&args.ham)?;
+    let spam = scop::files::message_files(&args.spam)?;
     let mut files: Vec<PathBuf> = ham.clone();
     files.extend(spam.iter().cloned());
     let bar = progress::bar(files.len() as u64, "messages");

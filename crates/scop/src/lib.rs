@@ -3,4 +3,5 @@
 #![forbid(unsafe_code)]
 
 pub mod check;
+pub mod files;
 pub mod mbox;
