@@ -65,6 +65,43 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "libopendbx1",
     "libunbound8",
     "libldap-2.5-0",
+    // DNS peers: dig, nsupdate, delv (BIND's utilities), kdig and knsupdate
+    // (Knot's), BIND's named as a secondary, Unbound as a validating
+    // resolver, ldns-verify-zone; and the libraries they link
+    "bind9-dnsutils",
+    "bind9-host",
+    "bind9-libs",
+    "bind9",
+    "bind9-utils",
+    "libuv1",
+    "libfstrm0",
+    "libjemalloc2",
+    "liblmdb0",
+    "libmaxminddb0",
+    "libprotobuf-c1",
+    "knot-dnsutils",
+    "libknot13",
+    "libdnssec9",
+    "libzscanner4",
+    "liburcu8",
+    "libxdp1",
+    "libbpf1",
+    "unbound",
+    "ldnsutils",
+    "libldns3",
+    "libpcap0.8",
+    // SMTP peers: swaks (with the Perl TLS modules for --tls and
+    // --tls-on-connect) and Postfix (smtp-source, smtp-sink, the MTA)
+    "swaks",
+    "libnet-ssleay-perl",
+    "libio-socket-ssl-perl",
+    "postfix",
+    // PostgreSQL, the scale-out store backend (run as an unprivileged user)
+    "postgresql-15",
+    "postgresql-client-15",
+    "libpq5",
+    "libllvm14",
+    "libxslt1.1",
 ];
 
 /// Installs everything.
