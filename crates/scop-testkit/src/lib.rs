@@ -6,6 +6,8 @@
 //! it never skips.
 #![forbid(unsafe_code)]
 
+pub mod postgres;
+
 use std::path::{Path, PathBuf};
 
 /// The workspace root (the directory holding the top-level `Cargo.toml`).

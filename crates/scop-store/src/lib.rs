@@ -1,0 +1,283 @@
+//! SCoP store: accounts, domains, aliases, the outbound queue and delivery
+//! records.
+//!
+//! ```text
+//!             +-----------------------------+
+//!  callers -> | Store (Clone + Send + Sync) |   time is passed in (unix seconds)
+//!             +--------------+--------------+
+//!     sans-IO: address, alias, retry, password
+//!                            |
+//!           sql: migrate, accounts, queue (one SQL text, two backends)
+//!                            |
+//!              SqlitePool (embedded)  |  PgPool (scale-out)
+//! ```
+//!
+//! SQLite is the embedded default: WAL journal with `synchronous=FULL`, so a
+//! returned [`Store::enqueue`] is on disk (DESIGN invariant 1, "never lose
+//! mail"). PostgreSQL commits are durable by default. The schema is
+//! versioned ([`SCHEMA_VERSION`]); [`Store::open`] migrates an older database
+//! and refuses a newer one ([`StoreError::SchemaTooNew`]).
+//!
+//! Addresses are matched case-insensitively (see [`address`]); passwords are
+//! argon2id PHC strings with a random salt from the OS (see [`password`]).
+#![forbid(unsafe_code)]
+
+pub mod address;
+pub mod alias;
+mod error;
+pub mod password;
+pub mod retry;
+mod sql;
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+pub use alias::{MAX_ALIAS_DEPTH, MAX_ALIAS_EXPANSION, Resolution};
+pub use error::{Result, StoreError};
+pub use retry::next_retry;
+pub use sql::accounts::{MAX_FORWARD_TARGETS, User};
+pub use sql::migrate::SCHEMA_VERSION;
+pub use sql::queue::{
+    DeliveryRecord, MAX_ADDRESS_BYTES, MAX_DETAIL_BYTES, MAX_RECIPIENTS, MessageId, NewMessage,
+    Outcome, QueueEntry, QueuedMessage, RecipientState, RecipientStatus,
+};
+
+/// How long a SQLite connection waits for a lock held by another writer.
+pub const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Connections in a file-backed SQLite pool (one writer at a time, readers in parallel).
+pub const SQLITE_MAX_CONNECTIONS: u32 = 4;
+/// Connections in a PostgreSQL pool.
+pub const PG_MAX_CONNECTIONS: u32 = 16;
+/// How long to wait for a pooled connection before failing.
+pub const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(30);
+
+#[derive(Clone)]
+pub(crate) enum Pool {
+    Sqlite(SqlitePool),
+    Pg(PgPool),
+}
+
+/// The store: a cheap-to-clone handle on a connection pool.
+#[derive(Clone)]
+pub struct Store {
+    pub(crate) pool: Pool,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let backend = match &self.pool {
+            Pool::Sqlite(_) => "sqlite",
+            Pool::Pg(_) => "postgres",
+        };
+        f.debug_struct("Store").field("backend", &backend).finish()
+    }
+}
+
+/// Runs `$body` with `$p` bound to the concrete pool (the same code, compiled
+/// once per backend).
+macro_rules! on_pool {
+    ($store:expr, $p:ident => $body:expr) => {
+        match &$store.pool {
+            $crate::Pool::Sqlite($p) => $body,
+            $crate::Pool::Pg($p) => $body,
+        }
+    };
+}
+pub(crate) use on_pool;
+
+/// Runs `$body` (an expression of type `Result<T>`) inside a write
+/// transaction bound to `$tx`; commits when it returns `Ok`, rolls back
+/// otherwise. SQLite transactions start with `BEGIN IMMEDIATE` so two
+/// writers never deadlock on a lock upgrade.
+macro_rules! write_tx {
+    ($store:expr, $tx:ident => $body:expr) => {
+        match &$store.pool {
+            $crate::Pool::Sqlite(p) => {
+                #[allow(unused_mut)]
+                let mut $tx = p.begin_with("BEGIN IMMEDIATE").await?;
+                let result = $body;
+                if result.is_ok() {
+                    $tx.commit().await?;
+                }
+                result
+            }
+            $crate::Pool::Pg(p) => {
+                #[allow(unused_mut)]
+                let mut $tx = p.begin().await?;
+                let result = $body;
+                if result.is_ok() {
+                    $tx.commit().await?;
+                }
+                result
+            }
+        }
+    };
+}
+pub(crate) use write_tx;
+
+fn redact(url: &str) -> String {
+    // Drop anything between "://" and "@" (user:password).
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => format!("{}://***{}", &url[..s], &url[at..]),
+        _ => url.to_owned(),
+    }
+}
+
+impl Store {
+    /// Opens (creating if needed) and migrates the store at `url`:
+    /// `sqlite:PATH` (the file is created if missing), `sqlite::memory:` (a
+    /// private in-memory database, for tests), or `postgres://...` /
+    /// `postgresql://...` (the database must exist).
+    pub async fn open(url: &str) -> Result<Store> {
+        Self::open_at(url, SCHEMA_VERSION).await
+    }
+
+    /// Like [`Store::open`] but migrates only up to `version`: for testing
+    /// the upgrade path. Not for production use.
+    #[doc(hidden)]
+    pub async fn open_at(url: &str, version: i64) -> Result<Store> {
+        let store = Self::connect(url).await?;
+        sql::migrate::migrate(&store, version).await?;
+        Ok(store)
+    }
+
+    async fn connect(url: &str) -> Result<Store> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            let opts = PgConnectOptions::from_str(url)?;
+            let pool = PgPoolOptions::new()
+                .max_connections(PG_MAX_CONNECTIONS)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .connect_with(opts)
+                .await?;
+            return Ok(Store {
+                pool: Pool::Pg(pool),
+            });
+        }
+        let Some(rest) = url.strip_prefix("sqlite:") else {
+            return Err(StoreError::UnsupportedUrl { url: redact(url) });
+        };
+        if rest.is_empty() {
+            return Err(StoreError::UnsupportedUrl { url: redact(url) });
+        }
+        let memory = rest == ":memory:";
+        let opts = if memory {
+            SqliteConnectOptions::from_str("sqlite::memory:")?
+        } else {
+            let path = rest.strip_prefix("//").unwrap_or(rest);
+            SqliteConnectOptions::new()
+                .filename(path)
+                .create_if_missing(true)
+        };
+        let opts = opts
+            .journal_mode(if memory {
+                SqliteJournalMode::Memory
+            } else {
+                SqliteJournalMode::Wal
+            })
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(SQLITE_BUSY_TIMEOUT);
+        let pool_opts = SqlitePoolOptions::new().acquire_timeout(ACQUIRE_TIMEOUT);
+        let pool_opts = if memory {
+            // One connection that never closes: the database lives as long as it does.
+            pool_opts
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+        } else {
+            pool_opts.max_connections(SQLITE_MAX_CONNECTIONS)
+        };
+        let pool = pool_opts.connect_with(opts).await?;
+        Ok(Store {
+            pool: Pool::Sqlite(pool),
+        })
+    }
+
+    /// The schema version of the open database.
+    pub async fn schema_version(&self) -> Result<i64> {
+        sql::migrate::current_version(self).await
+    }
+
+    /// `"sqlite"` or `"postgres"`.
+    pub fn backend(&self) -> &'static str {
+        match &self.pool {
+            Pool::Sqlite(_) => "sqlite",
+            Pool::Pg(_) => "postgres",
+        }
+    }
+
+    /// Closes every connection (pending operations finish first).
+    pub async fn close(&self) {
+        on_pool!(self, p => p.close().await)
+    }
+}
+
+/// Hooks for tests of the upgrade path; not for production use.
+#[doc(hidden)]
+pub mod testing {
+    use crate::{Result, Store};
+
+    /// Records `version` as applied without running anything, as a newer
+    /// SCoP would have.
+    pub async fn set_schema_version(url: &str, version: i64) -> Result<()> {
+        let store = Store::connect(url).await?;
+        crate::on_pool!(store, p => {
+            sqlx::query("INSERT INTO schema_version (version) VALUES ($1)").bind(version).execute(p).await?;
+        });
+        store.close().await;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sqlx::Row;
+
+    #[tokio::test]
+    async fn sqlite_file_store_is_wal_and_synchronous_full() {
+        let path =
+            std::env::temp_dir().join(format!("scop-store-pragma-{}.db", std::process::id()));
+        let store = Store::open(&format!("sqlite:{}", path.display()))
+            .await
+            .unwrap();
+        let Pool::Sqlite(p) = &store.pool else {
+            panic!("not sqlite")
+        };
+        let mode: String = sqlx::query("PRAGMA journal_mode")
+            .fetch_one(p)
+            .await
+            .unwrap()
+            .get(0);
+        let sync: i64 = sqlx::query("PRAGMA synchronous")
+            .fetch_one(p)
+            .await
+            .unwrap()
+            .get(0);
+        let fk: i64 = sqlx::query("PRAGMA foreign_keys")
+            .fetch_one(p)
+            .await
+            .unwrap()
+            .get(0);
+        store.close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        assert_eq!(mode, "wal");
+        assert_eq!(sync, 2, "synchronous=FULL: a committed enqueue is on disk");
+        assert_eq!(fk, 1);
+    }
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(super::redact("mysql://u:pw@h/db"), "mysql://***@h/db");
+        assert_eq!(super::redact("nope"), "nope");
+    }
+}

@@ -1,0 +1,430 @@
+//! Domains, accounts, addresses, forwarding and aliases.
+
+use std::collections::{BTreeMap, HashSet};
+
+use sqlx::Row;
+
+use crate::address::{Address, AliasSource, Domain};
+use crate::alias::{
+    self, AddressEntry, Directory, DomainEntry, Expansion, Need, Owner, Resolution,
+};
+use crate::error::{Result, StoreError, invalid};
+use crate::{Store, on_pool, password, write_tx};
+
+/// Most forwarding targets per account.
+pub const MAX_FORWARD_TARGETS: usize = 32;
+
+/// An account as listed by [`Store::list_users`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    /// The login (an address, domain normalised).
+    pub login: String,
+    /// Every address the account receives at: its own first, then the extra ones.
+    pub addresses: Vec<String>,
+    /// Forwarding targets, in the order set.
+    pub forward: Vec<String>,
+}
+
+fn parse_login(login: &str) -> Result<Address> {
+    Address::parse(login).map_err(|e| invalid("login", login, e))
+}
+
+fn parse_address(address: &str) -> Result<Address> {
+    Address::parse(address).map_err(|e| invalid("address", address, e))
+}
+
+async fn hash_blocking(password: &str) -> Result<String> {
+    let password = password.to_owned();
+    tokio::task::spawn_blocking(move || password::hash(&password))
+        .await
+        .map_err(|e| StoreError::PasswordHash(e.to_string()))?
+}
+
+const INSERT_DOMAIN: &str = "INSERT INTO domains (name) VALUES ($1) ON CONFLICT DO NOTHING";
+const SELECT_DOMAIN: &str = "SELECT 1 FROM domains WHERE name = $1";
+const USER_EXISTS: &str = "SELECT 1 FROM users WHERE login_key = $1";
+const INSERT_USER: &str = "INSERT INTO users (login_key, login, password_hash) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+const INSERT_ADDRESS: &str = "INSERT INTO addresses (address_key, address, login_key) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+const ADDRESS_EXISTS: &str = "SELECT 1 FROM addresses WHERE address_key = $1";
+
+impl Store {
+    /// Makes `domain` local (idempotent).
+    pub async fn add_domain(&self, domain: &str) -> Result<()> {
+        let d = Domain::parse(domain).map_err(|e| invalid("domain", domain, e))?;
+        on_pool!(self, p => {
+            sqlx::query(INSERT_DOMAIN).bind(d.as_str()).execute(p).await?;
+            Ok(())
+        })
+    }
+
+    /// Whether `domain` is local (case-insensitive, trailing dot ignored).
+    /// An invalid domain is not local.
+    pub async fn is_local_domain(&self, domain: &str) -> Result<bool> {
+        let Ok(d) = Domain::parse(domain) else {
+            return Ok(false);
+        };
+        on_pool!(self, p => {
+            Ok(sqlx::query(SELECT_DOMAIN).bind(d.as_str()).fetch_optional(p).await?.is_some())
+        })
+    }
+
+    /// The local domains, sorted.
+    pub async fn list_domains(&self) -> Result<Vec<String>> {
+        on_pool!(self, p => {
+            let rows = sqlx::query("SELECT name FROM domains ORDER BY name").fetch_all(p).await?;
+            rows.iter().map(|r| Ok(r.try_get::<String, _>(0)?)).collect()
+        })
+    }
+
+    /// Creates an account. The login is an address; the account receives
+    /// mail at it, and its domain becomes local.
+    pub async fn add_user(&self, login: &str, password: &str) -> Result<()> {
+        let login = parse_login(login)?;
+        let hash = hash_blocking(password).await?;
+        let key = login.key();
+        let shown = login.to_string();
+        write_tx!(self, tx => async {
+            sqlx::query(INSERT_DOMAIN).bind(login.domain().as_str()).execute(&mut *tx).await?;
+            if sqlx::query(ADDRESS_EXISTS).bind(&key).fetch_optional(&mut *tx).await?.is_some() {
+                return Err(StoreError::AlreadyExists { what: "address", key: shown.clone() });
+            }
+            let done = sqlx::query(INSERT_USER).bind(&key).bind(&shown).bind(&hash).execute(&mut *tx).await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::AlreadyExists { what: "user", key: shown.clone() });
+            }
+            sqlx::query(INSERT_ADDRESS).bind(&key).bind(&shown).bind(&key).execute(&mut *tx).await?;
+            Ok(())
+        }.await)
+    }
+
+    /// Deletes an account, its addresses, its forwarding targets, and the
+    /// aliases that point at any of its addresses.
+    pub async fn delete_user(&self, login: &str) -> Result<()> {
+        let login = parse_login(login)?;
+        let key = login.key();
+        write_tx!(self, tx => async {
+            sqlx::query(
+                "DELETE FROM aliases WHERE target_key IN (SELECT address_key FROM addresses WHERE login_key = $1)",
+            )
+            .bind(&key)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query("DELETE FROM forwards WHERE login_key = $1").bind(&key).execute(&mut *tx).await?;
+            sqlx::query("DELETE FROM addresses WHERE login_key = $1").bind(&key).execute(&mut *tx).await?;
+            let done = sqlx::query("DELETE FROM users WHERE login_key = $1").bind(&key).execute(&mut *tx).await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound { what: "user", key: login.to_string() });
+            }
+            Ok(())
+        }.await)
+    }
+
+    /// Replaces an account's password.
+    pub async fn set_password(&self, login: &str, password: &str) -> Result<()> {
+        let login = parse_login(login)?;
+        let hash = hash_blocking(password).await?;
+        on_pool!(self, p => {
+            let done = sqlx::query("UPDATE users SET password_hash = $2 WHERE login_key = $1")
+                .bind(login.key())
+                .bind(&hash)
+                .execute(p)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound { what: "user", key: login.to_string() });
+            }
+            Ok(())
+        })
+    }
+
+    /// Every account, sorted by login.
+    pub async fn list_users(&self) -> Result<Vec<User>> {
+        let (users, addresses, forwards) = on_pool!(self, p => {
+            let users = sqlx::query("SELECT login_key, login FROM users ORDER BY login_key").fetch_all(p).await?;
+            let addresses = sqlx::query("SELECT login_key, address, address_key FROM addresses ORDER BY address_key")
+                .fetch_all(p)
+                .await?;
+            let forwards = sqlx::query("SELECT login_key, target FROM forwards ORDER BY login_key, position")
+                .fetch_all(p)
+                .await?;
+            let users: Vec<(String, String)> =
+                users.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect::<Result<_>>()?;
+            let addresses: Vec<(String, String, String)> = addresses
+                .iter()
+                .map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?)))
+                .collect::<Result<_>>()?;
+            let forwards: Vec<(String, String)> =
+                forwards.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect::<Result<_>>()?;
+            (users, addresses, forwards)
+        });
+        let mut by_key: BTreeMap<String, User> = users
+            .into_iter()
+            .map(|(key, login)| {
+                (
+                    key,
+                    User {
+                        login,
+                        addresses: Vec::new(),
+                        forward: Vec::new(),
+                    },
+                )
+            })
+            .collect();
+        for (login_key, address, address_key) in addresses {
+            if let Some(u) = by_key.get_mut(&login_key) {
+                if address_key == login_key {
+                    u.addresses.insert(0, address);
+                } else {
+                    u.addresses.push(address);
+                }
+            }
+        }
+        for (login_key, target) in forwards {
+            if let Some(u) = by_key.get_mut(&login_key) {
+                u.forward.push(target);
+            }
+        }
+        Ok(by_key.into_values().collect())
+    }
+
+    /// Checks a password. An unknown (or invalid) login costs the same
+    /// argon2 work as a known one and answers `false`.
+    pub async fn verify_password(&self, login: &str, password: &str) -> Result<bool> {
+        let stored: Option<String> = match Address::parse(login) {
+            Err(_) => None,
+            Ok(login) => on_pool!(self, p => {
+                let row = sqlx::query("SELECT password_hash FROM users WHERE login_key = $1")
+                    .bind(login.key())
+                    .fetch_optional(p)
+                    .await?;
+                match row {
+                    Some(r) => Some(r.try_get::<String, _>(0)?),
+                    None => None,
+                }
+            }),
+        };
+        let password = password.to_owned();
+        tokio::task::spawn_blocking(move || match stored {
+            Some(phc) => password::verify(&password, &phc),
+            None => {
+                let _ = password::verify(&password, password::dummy_hash());
+                Ok(false)
+            }
+        })
+        .await
+        .map_err(|e| StoreError::PasswordHash(e.to_string()))?
+    }
+
+    /// Whether the account `login` may use `address` (as a sender): its own
+    /// address, an extra address added with [`Store::add_address`], or the
+    /// source of an exact alias whose target is one of those. A catch-all
+    /// alias does not grant sending rights. Invalid input answers `false`.
+    pub async fn owns_address(&self, login: &str, address: &str) -> Result<bool> {
+        let (Ok(login), Ok(address)) = (Address::parse(login), Address::parse(address)) else {
+            return Ok(false);
+        };
+        on_pool!(self, p => {
+            let row = sqlx::query(
+                "SELECT 1 FROM addresses WHERE address_key = $2 AND login_key = $1 \
+                 UNION ALL \
+                 SELECT 1 FROM aliases WHERE source_key = $2 AND target_key IN \
+                   (SELECT address_key FROM addresses WHERE login_key = $1)",
+            )
+            .bind(login.key())
+            .bind(address.key())
+            .fetch_optional(p)
+            .await?;
+            Ok(row.is_some())
+        })
+    }
+
+    /// Gives the account `login` another address (it receives mail there and
+    /// may send from it). The address's domain becomes local.
+    pub async fn add_address(&self, login: &str, address: &str) -> Result<()> {
+        let login = parse_login(login)?;
+        let address = parse_address(address)?;
+        let login_key = login.key();
+        let key = address.key();
+        write_tx!(self, tx => async {
+            if sqlx::query(USER_EXISTS).bind(&login_key).fetch_optional(&mut *tx).await?.is_none() {
+                return Err(StoreError::NotFound { what: "user", key: login.to_string() });
+            }
+            sqlx::query(INSERT_DOMAIN).bind(address.domain().as_str()).execute(&mut *tx).await?;
+            let done = sqlx::query(INSERT_ADDRESS)
+                .bind(&key)
+                .bind(address.to_string())
+                .bind(&login_key)
+                .execute(&mut *tx)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::AlreadyExists { what: "address", key: address.to_string() });
+            }
+            Ok(())
+        }.await)
+    }
+
+    /// Replaces the account's forwarding targets (empty: no forwarding).
+    /// Mail to the account is forwarded there and also kept in its mailbox.
+    pub async fn set_forward(&self, login: &str, targets: &[String]) -> Result<()> {
+        let login = parse_login(login)?;
+        if targets.len() > MAX_FORWARD_TARGETS {
+            return Err(StoreError::InvalidArgument(
+                "more than 32 forwarding targets",
+            ));
+        }
+        let mut seen = HashSet::new();
+        let mut parsed = Vec::new();
+        for t in targets {
+            let a = parse_address(t)?;
+            if a.key() == login.key() {
+                return Err(StoreError::InvalidArgument(
+                    "an account cannot forward to itself",
+                ));
+            }
+            if seen.insert(a.key()) {
+                parsed.push(a.to_string());
+            }
+        }
+        let key = login.key();
+        write_tx!(self, tx => async {
+            if sqlx::query(USER_EXISTS).bind(&key).fetch_optional(&mut *tx).await?.is_none() {
+                return Err(StoreError::NotFound { what: "user", key: login.to_string() });
+            }
+            sqlx::query("DELETE FROM forwards WHERE login_key = $1").bind(&key).execute(&mut *tx).await?;
+            for (position, target) in (0i64..).zip(&parsed) {
+                sqlx::query("INSERT INTO forwards (login_key, position, target) VALUES ($1, $2, $3)")
+                    .bind(&key)
+                    .bind(position)
+                    .bind(target)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            Ok(())
+        }.await)
+    }
+
+    /// Adds an alias from `source` (`x@d`, or `@d` for a catch-all) to
+    /// `target` (a local login or address, or an external address). The
+    /// source's domain becomes local.
+    pub async fn add_alias(&self, source: &str, target: &str) -> Result<()> {
+        let src = AliasSource::parse(source).map_err(|e| invalid("alias source", source, e))?;
+        let dst = parse_address(target)?;
+        if src.key() == dst.key() {
+            return Err(StoreError::InvalidArgument(
+                "an alias cannot point at itself",
+            ));
+        }
+        write_tx!(self, tx => async {
+            sqlx::query(INSERT_DOMAIN).bind(src.domain().as_str()).execute(&mut *tx).await?;
+            let done = sqlx::query(
+                "INSERT INTO aliases (source_key, source, target_key, target) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
+            )
+            .bind(src.key())
+            .bind(src.to_string())
+            .bind(dst.key())
+            .bind(dst.to_string())
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::AlreadyExists { what: "alias", key: format!("{src} -> {dst}") });
+            }
+            Ok(())
+        }.await)
+    }
+
+    /// Removes one alias.
+    pub async fn delete_alias(&self, source: &str, target: &str) -> Result<()> {
+        let src = AliasSource::parse(source).map_err(|e| invalid("alias source", source, e))?;
+        let dst = parse_address(target)?;
+        on_pool!(self, p => {
+            let done = sqlx::query("DELETE FROM aliases WHERE source_key = $1 AND target_key = $2")
+                .bind(src.key())
+                .bind(dst.key())
+                .execute(p)
+                .await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound { what: "alias", key: format!("{src} -> {dst}") });
+            }
+            Ok(())
+        })
+    }
+
+    /// Every alias as `(source, target)`, sorted.
+    pub async fn list_aliases(&self) -> Result<Vec<(String, String)>> {
+        on_pool!(self, p => {
+            let rows = sqlx::query("SELECT source, target FROM aliases ORDER BY source_key, target_key")
+                .fetch_all(p)
+                .await?;
+            rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?))).collect()
+        })
+    }
+
+    /// Resolves a recipient address (see [`crate::alias`] for the rules).
+    pub async fn resolve(&self, address: &str) -> Result<Resolution> {
+        let addr = parse_address(address)?;
+        let mut dir = Directory::default();
+        // Each round loads at least one level of the alias tree.
+        for _ in 0..(alias::MAX_ALIAS_DEPTH + 3) {
+            let needs = match alias::expand(&dir, &addr) {
+                Expansion::Done(r) => return Ok(r),
+                Expansion::Need(needs) => needs,
+            };
+            for need in needs {
+                match need {
+                    Need::Domain(d) => {
+                        let entry = self.load_domain(&d).await?;
+                        dir.domains.insert(d, entry);
+                    }
+                    Need::Address(k) => {
+                        let entry = self.load_address(&k).await?;
+                        dir.addresses.insert(k, entry);
+                    }
+                }
+            }
+        }
+        Err(StoreError::Corrupt("alias expansion did not converge"))
+    }
+
+    async fn load_domain(&self, domain: &str) -> Result<DomainEntry> {
+        on_pool!(self, p => {
+            if sqlx::query(SELECT_DOMAIN).bind(domain).fetch_optional(p).await?.is_none() {
+                return Ok(DomainEntry::Foreign);
+            }
+            let rows = sqlx::query("SELECT target FROM aliases WHERE source_key = $1 ORDER BY target_key")
+                .bind(format!("@{domain}"))
+                .fetch_all(p)
+                .await?;
+            let catch_all = rows.iter().map(|r| r.try_get::<String, _>(0)).collect::<Result<_, _>>()?;
+            Ok(DomainEntry::Local { catch_all })
+        })
+    }
+
+    async fn load_address(&self, key: &str) -> Result<AddressEntry> {
+        on_pool!(self, p => {
+            let owner = sqlx::query(
+                "SELECT u.login, u.login_key FROM addresses a JOIN users u ON u.login_key = a.login_key WHERE a.address_key = $1",
+            )
+            .bind(key)
+            .fetch_optional(p)
+            .await?;
+            let owner = match owner {
+                None => None,
+                Some(row) => {
+                    let login: String = row.try_get(0)?;
+                    let login_key: String = row.try_get(1)?;
+                    let rows = sqlx::query("SELECT target FROM forwards WHERE login_key = $1 ORDER BY position")
+                        .bind(&login_key)
+                        .fetch_all(p)
+                        .await?;
+                    let forward = rows.iter().map(|r| r.try_get::<String, _>(0)).collect::<Result<_, _>>()?;
+                    Some(Owner { login, forward })
+                }
+            };
+            let rows = sqlx::query("SELECT target FROM aliases WHERE source_key = $1 ORDER BY target_key")
+                .bind(key)
+                .fetch_all(p)
+                .await?;
+            let aliases = rows.iter().map(|r| r.try_get::<String, _>(0)).collect::<Result<_, _>>()?;
+            Ok(AddressEntry { owner, aliases })
+        })
+    }
+}

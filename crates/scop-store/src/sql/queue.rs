@@ -1,0 +1,604 @@
+//! The outbound queue and the delivery log.
+//!
+//! Each recipient moves `pending -> delivered` or `pending -> failed` once;
+//! a deferral keeps it pending with a later `next_attempt`. When no recipient
+//! of a message is pending any more, the message and its recipients are
+//! removed; the delivery log keeps one record per attempt and outcome.
+
+use std::collections::{BTreeMap, HashSet};
+use std::fmt;
+
+use sqlx::Row;
+
+use crate::address::loose_key;
+use crate::error::{Result, StoreError};
+use crate::{Store, on_pool, write_tx};
+
+/// Most recipients of one queued message (RFC 5321 section 4.5.3.1.8 asks for at least 100).
+pub const MAX_RECIPIENTS: usize = 1000;
+/// Longest recipient or sender address stored, in bytes.
+pub const MAX_ADDRESS_BYTES: usize = 1024;
+/// Longest stored detail text (an SMTP reply, usually), in bytes; longer ones are cut.
+pub const MAX_DETAIL_BYTES: usize = 4096;
+
+/// A queued message's identifier (never reused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct MessageId(pub i64);
+
+impl fmt::Display for MessageId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// A message to queue.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    /// Envelope sender; `""` for the null sender (bounces).
+    pub sender: String,
+    /// Envelope recipients (duplicates, compared case-insensitively, are queued once).
+    pub recipients: Vec<String>,
+    /// The whole message.
+    pub body: Vec<u8>,
+    /// Seconds after queueing at which undelivered recipients should fail.
+    pub lifetime_secs: i64,
+    /// Whether the sender asked for delivery status notifications (RFC 3461).
+    pub dsn_requested: bool,
+}
+
+/// A message that is due for delivery, as returned by [`Store::due`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueuedMessage {
+    /// Its identifier.
+    pub id: MessageId,
+    /// Envelope sender (`""` for the null sender).
+    pub sender: String,
+    /// When it was queued.
+    pub created: i64,
+    /// When undelivered recipients should fail (`created + lifetime_secs`).
+    pub expires: i64,
+    /// Failed attempts so far: the most of any recipient in `pending`.
+    pub attempts: i64,
+    /// Whether the sender asked for DSNs.
+    pub dsn_requested: bool,
+    /// The pending recipients that are due now, in queueing order.
+    pub pending: Vec<String>,
+    /// The whole message.
+    pub body: Vec<u8>,
+}
+
+/// A recipient's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecipientState {
+    /// Not delivered yet (maybe deferred).
+    Pending,
+    /// Accepted by the next hop.
+    Delivered,
+    /// Permanently failed.
+    Failed,
+}
+
+impl RecipientState {
+    fn as_str(self) -> &'static str {
+        match self {
+            RecipientState::Pending => "pending",
+            RecipientState::Delivered => "delivered",
+            RecipientState::Failed => "failed",
+        }
+    }
+
+    fn parse(s: &str) -> Result<RecipientState> {
+        match s {
+            "pending" => Ok(RecipientState::Pending),
+            "delivered" => Ok(RecipientState::Delivered),
+            "failed" => Ok(RecipientState::Failed),
+            _ => Err(StoreError::Corrupt("unknown recipient state")),
+        }
+    }
+}
+
+impl fmt::Display for RecipientState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One recipient of a queued message, as listed by [`Store::list_queue`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecipientStatus {
+    /// The address as queued.
+    pub rcpt: String,
+    /// Its state.
+    pub state: RecipientState,
+    /// Attempts recorded so far.
+    pub attempts: i64,
+    /// When the next attempt is due (meaningful while pending).
+    pub next_attempt: i64,
+    /// The last detail recorded (an SMTP reply, an error), or `""`.
+    pub last_detail: String,
+}
+
+/// A queued message, as listed by [`Store::list_queue`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueEntry {
+    /// Its identifier.
+    pub id: MessageId,
+    /// Envelope sender.
+    pub sender: String,
+    /// When it was queued.
+    pub created: i64,
+    /// When it expires.
+    pub expires: i64,
+    /// Until when a relay worker holds it (0 or past: nobody).
+    pub lease_until: i64,
+    /// Body size in bytes.
+    pub size: i64,
+    /// Every recipient (delivered and failed ones too, while any is pending).
+    pub recipients: Vec<RecipientStatus>,
+}
+
+/// What happened to a recipient, as logged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Accepted by the next hop.
+    Delivered,
+    /// Temporarily failed; retried later.
+    Deferred,
+    /// Permanently failed.
+    Failed,
+    /// Removed from the queue by an administrator while pending.
+    Deleted,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Delivered => "delivered",
+            Outcome::Deferred => "deferred",
+            Outcome::Failed => "failed",
+            Outcome::Deleted => "deleted",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Outcome> {
+        match s {
+            "delivered" => Ok(Outcome::Delivered),
+            "deferred" => Ok(Outcome::Deferred),
+            "failed" => Ok(Outcome::Failed),
+            "deleted" => Ok(Outcome::Deleted),
+            _ => Err(StoreError::Corrupt("unknown delivery outcome")),
+        }
+    }
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One line of the delivery log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryRecord {
+    /// The message.
+    pub id: MessageId,
+    /// The recipient.
+    pub rcpt: String,
+    /// When (unix seconds, as passed in by the caller).
+    pub at: i64,
+    /// What happened.
+    pub outcome: Outcome,
+    /// The detail given (an SMTP reply, an error).
+    pub detail: String,
+}
+
+fn cut(detail: &str) -> &str {
+    if detail.len() <= MAX_DETAIL_BYTES {
+        return detail;
+    }
+    let mut end = MAX_DETAIL_BYTES;
+    while !detail.is_char_boundary(end) {
+        end -= 1;
+    }
+    &detail[..end]
+}
+
+/// Serialises writers of one message. A no-op update takes the row lock on
+/// PostgreSQL (READ COMMITTED would otherwise let two transactions that
+/// finish the last two recipients each see the other's still pending, and
+/// neither remove the message); SQLite writers are serialised already.
+const LOCK_MESSAGE: &str = "UPDATE messages SET lease_until = lease_until WHERE id = $1";
+
+const INSERT_LOG: &str =
+    "INSERT INTO deliveries (message_id, rcpt, at, outcome, detail) VALUES ($1, $2, $3, $4, $5)";
+
+impl Store {
+    /// Queues a message; when this returns, it is durably stored. Every
+    /// recipient is pending and due at `now`.
+    pub async fn enqueue(&self, msg: &NewMessage, now: i64) -> Result<MessageId> {
+        if msg.recipients.is_empty() {
+            return Err(StoreError::InvalidArgument(
+                "a message needs at least one recipient",
+            ));
+        }
+        if msg.recipients.len() > MAX_RECIPIENTS {
+            return Err(StoreError::InvalidArgument("more than 1000 recipients"));
+        }
+        if msg.lifetime_secs <= 0 {
+            return Err(StoreError::InvalidArgument("lifetime must be positive"));
+        }
+        if msg.sender.len() > MAX_ADDRESS_BYTES
+            || msg
+                .recipients
+                .iter()
+                .any(|r| r.is_empty() || r.len() > MAX_ADDRESS_BYTES)
+        {
+            return Err(StoreError::InvalidArgument("empty or over-long address"));
+        }
+        let mut seen = HashSet::new();
+        let recipients: Vec<(String, &str)> = msg
+            .recipients
+            .iter()
+            .map(|r| (loose_key(r), r.as_str()))
+            .filter(|(k, _)| seen.insert(k.clone()))
+            .collect();
+        let size = i64::try_from(msg.body.len())
+            .map_err(|_| StoreError::InvalidArgument("message too large"))?;
+        let expires = now.saturating_add(msg.lifetime_secs);
+        write_tx!(self, tx => async {
+            let row = sqlx::query(
+                "INSERT INTO messages (sender, created, expires, dsn_requested, lease_until, size, body) \
+                 VALUES ($1, $2, $3, $4, 0, $5, $6) RETURNING id",
+            )
+            .bind(&msg.sender)
+            .bind(now)
+            .bind(expires)
+            .bind(i64::from(msg.dsn_requested))
+            .bind(size)
+            .bind(&msg.body)
+            .fetch_one(&mut *tx)
+            .await?;
+            let id: i64 = row.try_get(0)?;
+            for (position, (key, rcpt)) in (0i64..).zip(&recipients) {
+                sqlx::query(
+                    "INSERT INTO recipients (message_id, position, rcpt, rcpt_key, state, attempts, next_attempt, last_detail) \
+                     VALUES ($1, $2, $3, $4, 'pending', 0, $5, '')",
+                )
+                .bind(id)
+                .bind(position)
+                .bind(*rcpt)
+                .bind(key)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+            }
+            Ok(MessageId(id))
+        }.await)
+    }
+
+    /// Up to `limit` messages, oldest first, that are not leased at `now`
+    /// and have at least one pending recipient due at `now`. Each lists only
+    /// its due recipients.
+    pub async fn due(&self, now: i64, limit: usize) -> Result<Vec<QueuedMessage>> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        on_pool!(self, p => {
+            let rows = sqlx::query(
+                "SELECT id, sender, created, expires, dsn_requested, body FROM messages m \
+                 WHERE m.lease_until <= $1 AND EXISTS (SELECT 1 FROM recipients r \
+                   WHERE r.message_id = m.id AND r.state = 'pending' AND r.next_attempt <= $1) \
+                 ORDER BY m.id LIMIT $2",
+            )
+            .bind(now)
+            .bind(limit)
+            .fetch_all(p)
+            .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                let id: i64 = row.try_get(0)?;
+                let rcpts = sqlx::query(
+                    "SELECT rcpt, attempts FROM recipients WHERE message_id = $1 AND state = 'pending' \
+                     AND next_attempt <= $2 ORDER BY position",
+                )
+                .bind(id)
+                .bind(now)
+                .fetch_all(p)
+                .await?;
+                let mut pending = Vec::with_capacity(rcpts.len());
+                let mut attempts = 0i64;
+                for r in &rcpts {
+                    pending.push(r.try_get::<String, _>(0)?);
+                    attempts = attempts.max(r.try_get::<i64, _>(1)?);
+                }
+                if pending.is_empty() {
+                    continue; // delivered in between
+                }
+                out.push(QueuedMessage {
+                    id: MessageId(id),
+                    sender: row.try_get(1)?,
+                    created: row.try_get(2)?,
+                    expires: row.try_get(3)?,
+                    attempts,
+                    dsn_requested: row.try_get::<i64, _>(4)? != 0,
+                    pending,
+                    body: row.try_get(5)?,
+                });
+            }
+            Ok(out)
+        })
+    }
+
+    /// Takes the message for one relay worker until `until`, if nobody holds
+    /// it at `now`. A worker that crashes frees it when the lease expires.
+    /// `false`: leased by another worker, or no such message.
+    pub async fn lease(&self, id: MessageId, now: i64, until: i64) -> Result<bool> {
+        on_pool!(self, p => {
+            let done = sqlx::query("UPDATE messages SET lease_until = $3 WHERE id = $1 AND lease_until <= $2")
+                .bind(id.0)
+                .bind(now)
+                .bind(until)
+                .execute(p)
+                .await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    /// Gives up a lease early (after an attempt). `false`: no such message.
+    pub async fn release(&self, id: MessageId) -> Result<bool> {
+        on_pool!(self, p => {
+            let done = sqlx::query("UPDATE messages SET lease_until = 0 WHERE id = $1").bind(id.0).execute(p).await?;
+            Ok(done.rows_affected() == 1)
+        })
+    }
+
+    /// Records that `rcpt` was accepted by the next hop (final).
+    pub async fn record_delivered(
+        &self,
+        id: MessageId,
+        rcpt: &str,
+        now: i64,
+        detail: &str,
+    ) -> Result<()> {
+        self.record(id, rcpt, now, Outcome::Delivered, None, detail)
+            .await
+    }
+
+    /// Records a temporary failure; `rcpt` stays pending until `next_attempt`.
+    pub async fn record_deferred(
+        &self,
+        id: MessageId,
+        rcpt: &str,
+        now: i64,
+        next_attempt: i64,
+        detail: &str,
+    ) -> Result<()> {
+        self.record(id, rcpt, now, Outcome::Deferred, Some(next_attempt), detail)
+            .await
+    }
+
+    /// Records a permanent failure of `rcpt` (final).
+    pub async fn record_failed(
+        &self,
+        id: MessageId,
+        rcpt: &str,
+        now: i64,
+        detail: &str,
+    ) -> Result<()> {
+        self.record(id, rcpt, now, Outcome::Failed, None, detail)
+            .await
+    }
+
+    async fn record(
+        &self,
+        id: MessageId,
+        rcpt: &str,
+        now: i64,
+        outcome: Outcome,
+        next_attempt: Option<i64>,
+        detail: &str,
+    ) -> Result<()> {
+        let key = loose_key(rcpt);
+        let detail = cut(detail);
+        write_tx!(self, tx => async {
+            sqlx::query(LOCK_MESSAGE).bind(id.0).execute(&mut *tx).await?;
+            let row = sqlx::query("SELECT state, rcpt FROM recipients WHERE message_id = $1 AND rcpt_key = $2")
+                .bind(id.0)
+                .bind(&key)
+                .fetch_optional(&mut *tx)
+                .await?;
+            let Some(row) = row else {
+                return Err(StoreError::NotFound { what: "queued recipient", key: format!("{id} {rcpt}") });
+            };
+            let state = RecipientState::parse(&row.try_get::<String, _>(0)?)?;
+            let stored_rcpt: String = row.try_get(1)?;
+            if state != RecipientState::Pending {
+                return Err(StoreError::NotPending { id: id.0, rcpt: stored_rcpt, state: state.to_string() });
+            }
+            match next_attempt {
+                Some(next) => {
+                    sqlx::query(
+                        "UPDATE recipients SET attempts = attempts + 1, next_attempt = $3, last_detail = $4 \
+                         WHERE message_id = $1 AND rcpt_key = $2",
+                    )
+                    .bind(id.0)
+                    .bind(&key)
+                    .bind(next)
+                    .bind(detail)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+                None => {
+                    let new_state = match outcome {
+                        Outcome::Delivered => RecipientState::Delivered,
+                        _ => RecipientState::Failed,
+                    };
+                    sqlx::query(
+                        "UPDATE recipients SET state = $3, attempts = attempts + 1, last_detail = $4 \
+                         WHERE message_id = $1 AND rcpt_key = $2",
+                    )
+                    .bind(id.0)
+                    .bind(&key)
+                    .bind(new_state.as_str())
+                    .bind(detail)
+                    .execute(&mut *tx)
+                    .await?;
+                }
+            }
+            sqlx::query(INSERT_LOG)
+                .bind(id.0)
+                .bind(&stored_rcpt)
+                .bind(now)
+                .bind(outcome.as_str())
+                .bind(detail)
+                .execute(&mut *tx)
+                .await?;
+            if next_attempt.is_none() {
+                let left: i64 = sqlx::query(
+                    "SELECT COUNT(*) FROM recipients WHERE message_id = $1 AND state = 'pending'",
+                )
+                .bind(id.0)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
+                if left == 0 {
+                    sqlx::query("DELETE FROM recipients WHERE message_id = $1").bind(id.0).execute(&mut *tx).await?;
+                    sqlx::query("DELETE FROM messages WHERE id = $1").bind(id.0).execute(&mut *tx).await?;
+                }
+            }
+            Ok(())
+        }.await)
+    }
+
+    /// Every queued message with all its recipients, oldest first.
+    pub async fn list_queue(&self) -> Result<Vec<QueueEntry>> {
+        on_pool!(self, p => {
+            let msgs = sqlx::query("SELECT id, sender, created, expires, lease_until, size FROM messages ORDER BY id")
+                .fetch_all(p)
+                .await?;
+            let rcpts = sqlx::query(
+                "SELECT message_id, rcpt, state, attempts, next_attempt, last_detail FROM recipients \
+                 ORDER BY message_id, position",
+            )
+            .fetch_all(p)
+            .await?;
+            let mut entries: BTreeMap<i64, QueueEntry> = BTreeMap::new();
+            for m in &msgs {
+                let id: i64 = m.try_get(0)?;
+                entries.insert(id, QueueEntry {
+                    id: MessageId(id),
+                    sender: m.try_get(1)?,
+                    created: m.try_get(2)?,
+                    expires: m.try_get(3)?,
+                    lease_until: m.try_get(4)?,
+                    size: m.try_get(5)?,
+                    recipients: Vec::new(),
+                });
+            }
+            for r in &rcpts {
+                let id: i64 = r.try_get(0)?;
+                if let Some(e) = entries.get_mut(&id) {
+                    e.recipients.push(RecipientStatus {
+                        rcpt: r.try_get(1)?,
+                        state: RecipientState::parse(&r.try_get::<String, _>(2)?)?,
+                        attempts: r.try_get(3)?,
+                        next_attempt: r.try_get(4)?,
+                        last_detail: r.try_get(5)?,
+                    });
+                }
+            }
+            Ok(entries.into_values().collect())
+        })
+    }
+
+    /// Makes every pending recipient of the message due at `now`.
+    /// `false`: no such message (or nothing pending).
+    pub async fn retry_now(&self, id: MessageId, now: i64) -> Result<bool> {
+        on_pool!(self, p => {
+            let done = sqlx::query("UPDATE recipients SET next_attempt = $2 WHERE message_id = $1 AND state = 'pending'")
+                .bind(id.0)
+                .bind(now)
+                .execute(p)
+                .await?;
+            Ok(done.rows_affected() > 0)
+        })
+    }
+
+    /// Removes a message from the queue; its pending recipients are logged
+    /// as [`Outcome::Deleted`] at `now`. `false`: no such message.
+    pub async fn delete_message(&self, id: MessageId, now: i64) -> Result<bool> {
+        write_tx!(self, tx => async {
+            sqlx::query(LOCK_MESSAGE).bind(id.0).execute(&mut *tx).await?;
+            let rows = sqlx::query("SELECT rcpt FROM recipients WHERE message_id = $1 AND state = 'pending' ORDER BY position")
+                .bind(id.0)
+                .fetch_all(&mut *tx)
+                .await?;
+            for r in &rows {
+                sqlx::query(INSERT_LOG)
+                    .bind(id.0)
+                    .bind(r.try_get::<String, _>(0)?)
+                    .bind(now)
+                    .bind(Outcome::Deleted.as_str())
+                    .bind("deleted by administrator")
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            sqlx::query("DELETE FROM recipients WHERE message_id = $1").bind(id.0).execute(&mut *tx).await?;
+            let done = sqlx::query("DELETE FROM messages WHERE id = $1").bind(id.0).execute(&mut *tx).await?;
+            Ok(done.rows_affected() == 1)
+        }.await)
+    }
+
+    /// The delivery log of a message (also after it left the queue), oldest first.
+    pub async fn delivery_log(&self, id: MessageId) -> Result<Vec<DeliveryRecord>> {
+        on_pool!(self, p => {
+            let rows = sqlx::query("SELECT rcpt, at, outcome, detail FROM deliveries WHERE message_id = $1 ORDER BY id")
+                .bind(id.0)
+                .fetch_all(p)
+                .await?;
+            rows.iter()
+                .map(|r| {
+                    Ok(DeliveryRecord {
+                        id,
+                        rcpt: r.try_get(0)?,
+                        at: r.try_get(1)?,
+                        outcome: Outcome::parse(&r.try_get::<String, _>(2)?)?,
+                        detail: r.try_get(3)?,
+                    })
+                })
+                .collect()
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cut_respects_char_boundaries() {
+        let s = "é".repeat(MAX_DETAIL_BYTES);
+        let c = cut(&s);
+        assert!(c.len() <= MAX_DETAIL_BYTES);
+        assert!(c.len() >= MAX_DETAIL_BYTES - 1);
+        assert_eq!(cut("short"), "short");
+    }
+
+    #[test]
+    fn states_round_trip() {
+        for s in [
+            RecipientState::Pending,
+            RecipientState::Delivered,
+            RecipientState::Failed,
+        ] {
+            assert_eq!(RecipientState::parse(s.as_str()).unwrap(), s);
+        }
+        for o in [
+            Outcome::Delivered,
+            Outcome::Deferred,
+            Outcome::Failed,
+            Outcome::Deleted,
+        ] {
+            assert_eq!(Outcome::parse(o.as_str()).unwrap(), o);
+        }
+        assert!(RecipientState::parse("bogus").is_err());
+    }
+}

@@ -1,0 +1,866 @@
+//! The store test suite, run once against SQLite (a file, WAL) and once
+//! against PostgreSQL (a fresh database on a throw-away server).
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use scop_store::{
+    MessageId, NewMessage, Outcome, RecipientState, Resolution, SCHEMA_VERSION, Store, StoreError,
+};
+
+static COUNTER: AtomicU32 = AtomicU32::new(0);
+
+/// A place for one test's database; the SQLite file is removed on drop.
+struct Db {
+    url: String,
+    files: Vec<PathBuf>,
+}
+
+impl Drop for Db {
+    fn drop(&mut self) {
+        for f in &self.files {
+            let _ = std::fs::remove_file(f);
+        }
+    }
+}
+
+fn sqlite_db() -> Db {
+    let path = std::env::temp_dir().join(format!(
+        "scop-store-test-{}-{}.db",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    ));
+    let files = ["", "-wal", "-shm"]
+        .iter()
+        .map(|s| PathBuf::from(format!("{}{s}", path.display())))
+        .collect();
+    Db {
+        url: format!("sqlite:{}", path.display()),
+        files,
+    }
+}
+
+fn postgres_db() -> Db {
+    let server = scop_testkit::postgres::TestServer::shared();
+    Db {
+        url: server.create_database(),
+        files: Vec::new(),
+    }
+}
+
+fn s(v: &[&str]) -> Vec<String> {
+    v.iter().map(|x| x.to_string()).collect()
+}
+
+fn msg(sender: &str, rcpts: &[&str], body: &[u8]) -> NewMessage {
+    NewMessage {
+        sender: sender.into(),
+        recipients: s(rcpts),
+        body: body.to_vec(),
+        lifetime_secs: 5 * 86_400,
+        dsn_requested: false,
+    }
+}
+
+async fn open_and_version(db: Db) {
+    let store = Store::open(&db.url).await.unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), SCHEMA_VERSION);
+    // Opening again is a no-op.
+    let again = Store::open(&db.url).await.unwrap();
+    assert_eq!(again.schema_version().await.unwrap(), SCHEMA_VERSION);
+}
+
+async fn domains(db: Db) {
+    let store = Store::open(&db.url).await.unwrap();
+    assert!(!store.is_local_domain("alice.test").await.unwrap());
+    store.add_domain("Alice.TEST.").await.unwrap();
+    store.add_domain("alice.test").await.unwrap(); // idempotent
+    assert!(store.is_local_domain("ALICE.test").await.unwrap());
+    assert!(store.is_local_domain("alice.test.").await.unwrap());
+    assert!(!store.is_local_domain("bob.test").await.unwrap());
+    assert!(!store.is_local_domain("not a domain").await.unwrap());
+    store.add_user("bob@Bob.Test", "pw-bob").await.unwrap();
+    assert_eq!(
+        store.list_domains().await.unwrap(),
+        s(&["alice.test", "bob.test"])
+    );
+    assert!(matches!(
+        store.add_domain("bad domain").await,
+        Err(StoreError::InvalidAddress { .. })
+    ));
+}
+
+async fn users_and_passwords(db: Db) {
+    let store = Store::open(&db.url).await.unwrap();
+    store
+        .add_user("Alice@Alice.Test", "correct horse")
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.add_user("alice@alice.test", "x").await,
+        Err(StoreError::AlreadyExists {
+            what: "address",
+            ..
+        })
+    ));
+    assert!(matches!(
+        store.add_user("no-at-sign", "x").await,
+        Err(StoreError::InvalidAddress { .. })
+    ));
+    assert!(matches!(
+        store.add_user("carol@c.test", "").await,
+        Err(StoreError::InvalidArgument(_))
+    ));
+    assert!(
+        store
+            .verify_password("alice@alice.test", "correct horse")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .verify_password("ALICE@ALICE.TEST", "correct horse")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .verify_password("alice@alice.test", "Correct horse")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .verify_password("nobody@alice.test", "correct horse")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .verify_password("garbage", "correct horse")
+            .await
+            .unwrap()
+    );
+    store
+        .set_password("alice@alice.test", "battery staple")
+        .await
+        .unwrap();
+    assert!(
+        !store
+            .verify_password("alice@alice.test", "correct horse")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .verify_password("alice@alice.test", "battery staple")
+            .await
+            .unwrap()
+    );
+    assert!(matches!(
+        store.set_password("nobody@alice.test", "x").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let users = store.list_users().await.unwrap();
+    assert_eq!(users.len(), 1);
+    assert_eq!(users[0].login, "Alice@alice.test");
+    assert_eq!(users[0].addresses, s(&["Alice@alice.test"]));
+    store.delete_user("alice@ALICE.test").await.unwrap();
+    assert!(store.list_users().await.unwrap().is_empty());
+    assert!(matches!(
+        store.delete_user("alice@alice.test").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(
+        !store
+            .verify_password("alice@alice.test", "battery staple")
+            .await
+            .unwrap()
+    );
+    // the domain stays local after the last account goes
+    assert!(store.is_local_domain("alice.test").await.unwrap());
+}
+
+async fn addresses_forwards_and_ownership(db: Db) {
+    let store = Store::open(&db.url).await.unwrap();
+    store.add_user("alice@alice.test", "pw").await.unwrap();
+    store.add_user("bob@bob.test", "pw").await.unwrap();
+    store
+        .add_address("alice@alice.test", "Postmaster@Alice.test")
+        .await
+        .unwrap();
+    store
+        .add_address("alice@alice.test", "a@other.test")
+        .await
+        .unwrap();
+    assert!(store.is_local_domain("other.test").await.unwrap());
+    assert!(matches!(
+        store
+            .add_address("bob@bob.test", "postmaster@alice.test")
+            .await,
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    assert!(matches!(
+        store.add_address("bob@bob.test", "alice@alice.test").await,
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    assert!(matches!(
+        store.add_address("zed@bob.test", "z2@bob.test").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    store
+        .add_alias("sales@alice.test", "alice@alice.test")
+        .await
+        .unwrap();
+    store
+        .add_alias("@alice.test", "alice@alice.test")
+        .await
+        .unwrap();
+    assert!(
+        store
+            .owns_address("alice@alice.test", "alice@alice.test")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .owns_address("Alice@Alice.test", "POSTMASTER@alice.test")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .owns_address("alice@alice.test", "a@other.test")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .owns_address("alice@alice.test", "sales@alice.test")
+            .await
+            .unwrap()
+    );
+    // a catch-all does not grant sending rights
+    assert!(
+        !store
+            .owns_address("alice@alice.test", "random@alice.test")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .owns_address("bob@bob.test", "alice@alice.test")
+            .await
+            .unwrap()
+    );
+    assert!(!store.owns_address("bob@bob.test", "").await.unwrap());
+    store
+        .set_forward(
+            "bob@bob.test",
+            &s(&["bob@ext.test", "BOB@ext.test", "b2@ext.test"]),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .set_forward("bob@bob.test", &s(&["bob@bob.test"]))
+            .await,
+        Err(StoreError::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        store.set_forward("bob@bob.test", &s(&["bad"])).await,
+        Err(StoreError::InvalidAddress { .. })
+    ));
+    let users = store.list_users().await.unwrap();
+    assert_eq!(users.len(), 2);
+    assert_eq!(users[0].login, "alice@alice.test");
+    assert_eq!(
+        users[0].addresses,
+        s(&["alice@alice.test", "a@other.test", "Postmaster@alice.test"])
+    );
+    assert_eq!(users[1].forward, s(&["bob@ext.test", "b2@ext.test"]));
+    store.set_forward("bob@bob.test", &[]).await.unwrap();
+    assert!(store.list_users().await.unwrap()[1].forward.is_empty());
+    // deleting alice removes her addresses and the aliases pointing at her
+    store.delete_user("alice@alice.test").await.unwrap();
+    assert!(store.list_aliases().await.unwrap().is_empty());
+    store.add_user("x@bob.test", "pw").await.unwrap();
+    store
+        .add_address("x@bob.test", "postmaster@alice.test")
+        .await
+        .unwrap();
+}
+
+async fn aliases(db: Db) {
+    let store = Store::open(&db.url).await.unwrap();
+    store.add_user("alice@a.test", "pw").await.unwrap();
+    store
+        .add_alias("Team@A.test", "alice@a.test")
+        .await
+        .unwrap();
+    store
+        .add_alias("team@a.test", "carol@ext.test")
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.add_alias("TEAM@a.test", "Alice@a.test").await,
+        Err(StoreError::AlreadyExists { .. })
+    ));
+    assert!(matches!(
+        store.add_alias("x@a.test", "X@A.test").await,
+        Err(StoreError::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        store.add_alias("bad", "alice@a.test").await,
+        Err(StoreError::InvalidAddress { .. })
+    ));
+    store.add_alias("@b.test", "alice@a.test").await.unwrap();
+    assert!(store.is_local_domain("b.test").await.unwrap());
+    assert_eq!(
+        store.list_aliases().await.unwrap(),
+        vec![
+            ("@b.test".to_string(), "alice@a.test".to_string()),
+            ("Team@a.test".to_string(), "alice@a.test".to_string()),
+            ("team@a.test".to_string(), "carol@ext.test".to_string()),
+        ]
+    );
+    store
+        .delete_alias("team@a.test", "CAROL@ext.test")
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.delete_alias("team@a.test", "carol@ext.test").await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert_eq!(store.list_aliases().await.unwrap().len(), 2);
+}
+
+fn deliver(m: &[&str], f: &[&str]) -> Resolution {
+    Resolution::Deliver {
+        mailboxes: s(m),
+        forward: s(f),
+    }
+}
+
+async fn resolution(db: Db) {
+    let store = Store::open(&db.url).await.unwrap();
+    store.add_user("Alice@a.test", "pw").await.unwrap();
+    store.add_user("bob@a.test", "pw").await.unwrap();
+    store
+        .set_forward("bob@a.test", &s(&["bob@ext.test"]))
+        .await
+        .unwrap();
+    store
+        .add_address("alice@a.test", "al@a.test")
+        .await
+        .unwrap();
+    store
+        .add_alias("team@a.test", "alice@a.test")
+        .await
+        .unwrap();
+    store.add_alias("team@a.test", "bob@a.test").await.unwrap();
+    store
+        .add_alias("team@a.test", "carol@ext.test")
+        .await
+        .unwrap();
+    store.add_alias("all@a.test", "team@a.test").await.unwrap();
+    store.add_alias("all@a.test", "alice@a.test").await.unwrap();
+    store
+        .add_alias("loop1@a.test", "loop2@a.test")
+        .await
+        .unwrap();
+    store
+        .add_alias("loop2@a.test", "loop1@a.test")
+        .await
+        .unwrap();
+    store
+        .add_alias("dangling@a.test", "ghost@a.test")
+        .await
+        .unwrap();
+    store.add_alias("@c.test", "bob@a.test").await.unwrap();
+    store
+        .add_alias("info@c.test", "alice@a.test")
+        .await
+        .unwrap();
+    assert_eq!(
+        store.resolve("x@ext.test").await.unwrap(),
+        Resolution::NotLocal
+    );
+    assert_eq!(
+        store.resolve("nobody@a.test").await.unwrap(),
+        Resolution::Unknown
+    );
+    assert_eq!(
+        store.resolve("ALICE@A.TEST").await.unwrap(),
+        deliver(&["Alice@a.test"], &[])
+    );
+    assert_eq!(
+        store.resolve("Al@a.test.").await.unwrap(),
+        deliver(&["Alice@a.test"], &[])
+    );
+    assert_eq!(
+        store.resolve("bob@a.test").await.unwrap(),
+        deliver(&["bob@a.test"], &["bob@ext.test"])
+    );
+    assert_eq!(
+        store.resolve("team@a.test").await.unwrap(),
+        deliver(
+            &["Alice@a.test", "bob@a.test"],
+            &["bob@ext.test", "carol@ext.test"]
+        )
+    );
+    assert_eq!(
+        store.resolve("All@A.test").await.unwrap(),
+        deliver(
+            &["Alice@a.test", "bob@a.test"],
+            &["bob@ext.test", "carol@ext.test"]
+        )
+    );
+    assert_eq!(
+        store.resolve("loop1@a.test").await.unwrap(),
+        Resolution::Unknown
+    );
+    assert_eq!(
+        store.resolve("dangling@a.test").await.unwrap(),
+        Resolution::Unknown
+    );
+    // catch-all only when no exact match
+    assert_eq!(
+        store.resolve("info@c.test").await.unwrap(),
+        deliver(&["Alice@a.test"], &[])
+    );
+    assert_eq!(
+        store.resolve("whatever@C.test").await.unwrap(),
+        deliver(&["bob@a.test"], &["bob@ext.test"])
+    );
+    assert!(matches!(
+        store.resolve("bad address").await,
+        Err(StoreError::InvalidAddress { .. })
+    ));
+    // a chain longer than the limit stops resolving
+    let n = scop_store::MAX_ALIAS_DEPTH + 1;
+    for i in 0..n {
+        store
+            .add_alias(&format!("l{i}@a.test"), &format!("l{}@a.test", i + 1))
+            .await
+            .unwrap();
+    }
+    store
+        .add_alias(&format!("l{n}@a.test"), "alice@a.test")
+        .await
+        .unwrap();
+    // l2 -> ... -> l9 -> alice is MAX_ALIAS_DEPTH hops; l1 is one too many
+    assert_eq!(
+        store.resolve("l2@a.test").await.unwrap(),
+        deliver(&["Alice@a.test"], &[])
+    );
+    assert_eq!(
+        store.resolve("l1@a.test").await.unwrap(),
+        Resolution::Unknown
+    );
+}
+
+async fn queue_lifecycle(db: Db) {
+    let store = Store::open(&db.url).await.unwrap();
+    let now = 1_000_000;
+    let id = store
+        .enqueue(
+            &msg(
+                "alice@a.test",
+                &["x@ext.test", "Y@ext.test", "X@EXT.test"],
+                b"hello\r\n",
+            ),
+            now,
+        )
+        .await
+        .unwrap();
+    // not due before now
+    assert!(store.due(now - 1, 10).await.unwrap().is_empty());
+    let due = store.due(now, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    let m = &due[0];
+    assert_eq!(m.id, id);
+    assert_eq!(m.sender, "alice@a.test");
+    assert_eq!(m.created, now);
+    assert_eq!(m.expires, now + 5 * 86_400);
+    assert_eq!(m.attempts, 0);
+    assert_eq!(
+        m.pending,
+        s(&["x@ext.test", "Y@ext.test"]),
+        "duplicates queued once"
+    );
+    assert_eq!(m.body, b"hello\r\n");
+    // lease: one worker only
+    assert!(store.lease(id, now, now + 60).await.unwrap());
+    assert!(!store.lease(id, now + 1, now + 61).await.unwrap());
+    assert!(
+        store.due(now + 1, 10).await.unwrap().is_empty(),
+        "leased messages are not due"
+    );
+    // x delivered, y deferred
+    store
+        .record_delivered(id, "X@ext.test", now + 2, "250 ok")
+        .await
+        .unwrap();
+    store
+        .record_deferred(id, "y@ext.test", now + 2, now + 300, "451 later")
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .record_delivered(id, "x@ext.test", now + 3, "250 again")
+            .await,
+        Err(StoreError::NotPending { .. })
+    ));
+    assert!(matches!(
+        store.record_failed(id, "x@ext.test", now + 3, "550").await,
+        Err(StoreError::NotPending { .. })
+    ));
+    assert!(matches!(
+        store
+            .record_delivered(id, "z@ext.test", now + 3, "250")
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    assert!(store.release(id).await.unwrap());
+    assert!(store.due(now + 299, 10).await.unwrap().is_empty());
+    let due = store.due(now + 300, 10).await.unwrap();
+    assert_eq!(due[0].pending, s(&["Y@ext.test"]));
+    assert_eq!(due[0].attempts, 1);
+    let q = store.list_queue().await.unwrap();
+    assert_eq!(q.len(), 1);
+    assert_eq!(q[0].size, 7);
+    assert_eq!(q[0].recipients.len(), 2);
+    assert_eq!(q[0].recipients[0].state, RecipientState::Delivered);
+    assert_eq!(q[0].recipients[1].state, RecipientState::Pending);
+    assert_eq!(q[0].recipients[1].attempts, 1);
+    assert_eq!(q[0].recipients[1].next_attempt, now + 300);
+    assert_eq!(q[0].recipients[1].last_detail, "451 later");
+    // retry now
+    assert!(store.retry_now(id, now + 10).await.unwrap());
+    assert_eq!(store.due(now + 10, 10).await.unwrap().len(), 1);
+    // y fails permanently: the message leaves the queue, the log stays
+    store
+        .record_failed(id, "y@ext.test", now + 20, "550 no such user")
+        .await
+        .unwrap();
+    assert!(store.list_queue().await.unwrap().is_empty());
+    assert!(store.due(i64::MAX, 10).await.unwrap().is_empty());
+    assert!(!store.retry_now(id, now).await.unwrap());
+    assert!(!store.lease(id, now + 1000, now + 2000).await.unwrap());
+    let log = store.delivery_log(id).await.unwrap();
+    let summary: Vec<(String, Outcome, i64)> = log
+        .iter()
+        .map(|r| (r.rcpt.clone(), r.outcome, r.at))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("x@ext.test".to_string(), Outcome::Delivered, now + 2),
+            ("Y@ext.test".to_string(), Outcome::Deferred, now + 2),
+            ("Y@ext.test".to_string(), Outcome::Failed, now + 20),
+        ]
+    );
+    assert_eq!(log[2].detail, "550 no such user");
+    assert!(matches!(
+        store
+            .record_delivered(id, "y@ext.test", now + 30, "250")
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+}
+
+async fn queue_order_limits_and_delete(db: Db) {
+    let store = Store::open(&db.url).await.unwrap();
+    let now = 5_000;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let body = vec![b'x'; i * 1000];
+        ids.push(
+            store
+                .enqueue(&msg("", &["a@ext.test"], &body), now + i as i64)
+                .await
+                .unwrap(),
+        );
+    }
+    assert!(ids.windows(2).all(|w| w[0] < w[1]));
+    let due = store.due(now + 10, 3).await.unwrap();
+    assert_eq!(
+        due.iter().map(|m| m.id).collect::<Vec<_>>(),
+        ids[..3].to_vec()
+    );
+    assert_eq!(due[0].sender, "", "null sender kept");
+    assert!(store.delete_message(ids[1], now + 11).await.unwrap());
+    assert!(!store.delete_message(ids[1], now + 12).await.unwrap());
+    assert!(!store.delete_message(MessageId(999_999), now).await.unwrap());
+    let log = store.delivery_log(ids[1]).await.unwrap();
+    assert_eq!(log.len(), 1);
+    assert_eq!(log[0].outcome, Outcome::Deleted);
+    assert_eq!(store.list_queue().await.unwrap().len(), 4);
+    // a new message never reuses an id, even of a deleted one
+    let last = store.delete_message(ids[4], now).await.unwrap();
+    assert!(last);
+    let next = store
+        .enqueue(&msg("", &["a@ext.test"], b""), now)
+        .await
+        .unwrap();
+    assert!(next > ids[4]);
+    // invalid input
+    assert!(matches!(
+        store.enqueue(&msg("a@b.test", &[], b"x"), now).await,
+        Err(StoreError::InvalidArgument(_))
+    ));
+    let mut m = msg("a@b.test", &["c@d.test"], b"x");
+    m.lifetime_secs = 0;
+    assert!(matches!(
+        store.enqueue(&m, now).await,
+        Err(StoreError::InvalidArgument(_))
+    ));
+    // an expired lease frees the message
+    let id = ids[0];
+    assert!(store.lease(id, now, now + 60).await.unwrap());
+    assert!(!store.lease(id, now + 59, now + 120).await.unwrap());
+    assert!(store.lease(id, now + 60, now + 120).await.unwrap());
+    assert!(
+        store
+            .due(now + 100, 10)
+            .await
+            .unwrap()
+            .iter()
+            .all(|m| m.id != id)
+    );
+    assert!(
+        store
+            .due(now + 120, 10)
+            .await
+            .unwrap()
+            .iter()
+            .any(|m| m.id == id)
+    );
+}
+
+async fn durable_across_reopen(db: Db) {
+    let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let id = {
+        let store = Store::open(&db.url).await.unwrap();
+        store.add_user("alice@a.test", "pw").await.unwrap();
+        let id = store
+            .enqueue(&msg("alice@a.test", &["r@ext.test"], &big), 7)
+            .await
+            .unwrap();
+        store.close().await;
+        id
+    };
+    let store = Store::open(&db.url).await.unwrap();
+    let due = store.due(7, 1).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].id, id);
+    assert_eq!(due[0].body, big);
+    assert!(store.verify_password("alice@a.test", "pw").await.unwrap());
+}
+
+async fn concurrent_workers_lease_once(db: Db) {
+    let store = Store::open(&db.url).await.unwrap();
+    let now = 100;
+    let mut ids = Vec::new();
+    for i in 0..20 {
+        ids.push(
+            store
+                .enqueue(&msg("s@a.test", &[&format!("r{i}@ext.test")], b"m"), now)
+                .await
+                .unwrap(),
+        );
+    }
+    // four workers race to lease every message; each must be won exactly once
+    let mut tasks = Vec::new();
+    for w in 0..4 {
+        let store = store.clone();
+        let ids = ids.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut won = Vec::new();
+            for id in ids {
+                if store.lease(id, now, now + 60).await.unwrap() {
+                    won.push((w, id));
+                }
+            }
+            won
+        }));
+    }
+    let mut won = Vec::new();
+    for t in tasks {
+        won.extend(t.await.unwrap());
+    }
+    won.sort_by_key(|(_, id)| *id);
+    assert_eq!(won.iter().map(|(_, id)| *id).collect::<Vec<_>>(), ids);
+    // concurrent delivery records of distinct recipients all land
+    let mut tasks = Vec::new();
+    for (i, id) in ids.iter().copied().enumerate() {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            store
+                .record_delivered(id, &format!("r{i}@ext.test"), now + 1, "250")
+                .await
+                .unwrap();
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert!(store.list_queue().await.unwrap().is_empty());
+    // the last recipients of one message finished concurrently: the message
+    // still leaves the queue (no orphan without pending recipients)
+    for round in 0..20 {
+        let rcpts: Vec<String> = (0..16).map(|i| format!("m{round}-{i}@ext.test")).collect();
+        let refs: Vec<&str> = rcpts.iter().map(String::as_str).collect();
+        let id = store
+            .enqueue(&msg("s@a.test", &refs, b"m"), now)
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for (i, r) in rcpts.into_iter().enumerate() {
+            let store = store.clone();
+            tasks.push(tokio::spawn(async move {
+                if i % 2 == 0 {
+                    store
+                        .record_delivered(id, &r, now + 1, "250")
+                        .await
+                        .unwrap();
+                } else {
+                    store.record_failed(id, &r, now + 1, "550").await.unwrap();
+                }
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert!(
+            store.list_queue().await.unwrap().is_empty(),
+            "round {round}"
+        );
+        assert_eq!(store.delivery_log(id).await.unwrap().len(), 16);
+    }
+}
+
+async fn migrates_older_schema(db: Db) {
+    {
+        let v1 = Store::open_at(&db.url, 1).await.unwrap();
+        assert_eq!(v1.schema_version().await.unwrap(), 1);
+        v1.add_user("alice@a.test", "pw").await.unwrap();
+        // the queue tables do not exist yet
+        assert!(v1.list_queue().await.is_err());
+        v1.close().await;
+    }
+    let store = Store::open(&db.url).await.unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), SCHEMA_VERSION);
+    assert!(store.verify_password("alice@a.test", "pw").await.unwrap());
+    let id = store
+        .enqueue(&msg("alice@a.test", &["b@ext.test"], b"x"), 1)
+        .await
+        .unwrap();
+    assert_eq!(store.due(1, 10).await.unwrap()[0].id, id);
+}
+
+async fn refuses_newer_schema(db: Db) {
+    {
+        let store = Store::open(&db.url).await.unwrap();
+        store.add_user("alice@a.test", "pw").await.unwrap();
+        store.close().await;
+    }
+    // Pretend a newer SCoP wrote the database.
+    scop_store::testing::set_schema_version(&db.url, SCHEMA_VERSION + 1)
+        .await
+        .unwrap();
+    match Store::open(&db.url).await {
+        Err(StoreError::SchemaTooNew { found, supported }) => {
+            assert_eq!(found, SCHEMA_VERSION + 1);
+            assert_eq!(supported, SCHEMA_VERSION);
+            let text = StoreError::SchemaTooNew { found, supported }.to_string();
+            assert!(text.contains("newer than this program supports"), "{text}");
+        }
+        other => panic!("expected SchemaTooNew, got {other:?}"),
+    }
+}
+
+async fn concurrent_open_migrates_once(db: Db) {
+    // Several processes (here: tasks with their own pools) open a fresh
+    // database at once: each migration runs once, every open succeeds.
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        let url = db.url.clone();
+        tasks.push(tokio::spawn(async move {
+            Store::open(&url).await.map(|s| s.backend())
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let store = Store::open(&db.url).await.unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), SCHEMA_VERSION);
+    store.add_user("alice@a.test", "pw").await.unwrap();
+}
+
+macro_rules! suite {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::sqlite_db()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name(super::postgres_db()).await;
+                }
+            )*
+        }
+    };
+}
+
+suite!(
+    open_and_version,
+    domains,
+    users_and_passwords,
+    addresses_forwards_and_ownership,
+    aliases,
+    resolution,
+    queue_lifecycle,
+    queue_order_limits_and_delete,
+    durable_across_reopen,
+    concurrent_workers_lease_once,
+    migrates_older_schema,
+    refuses_newer_schema,
+    concurrent_open_migrates_once,
+);
+
+#[tokio::test]
+async fn memory_store_works_and_is_private() {
+    let a = Store::open("sqlite::memory:").await.unwrap();
+    let b = Store::open("sqlite::memory:").await.unwrap();
+    a.add_user("alice@a.test", "pw").await.unwrap();
+    assert_eq!(a.list_users().await.unwrap().len(), 1);
+    assert!(b.list_users().await.unwrap().is_empty());
+    assert_eq!(a.backend(), "sqlite");
+}
+
+#[tokio::test]
+async fn unsupported_url_is_refused() {
+    assert!(matches!(
+        Store::open("sqlite:").await,
+        Err(StoreError::UnsupportedUrl { .. })
+    ));
+    assert!(matches!(
+        Store::open("/var/lib/scop.db").await,
+        Err(StoreError::UnsupportedUrl { .. })
+    ));
+    match Store::open("mysql://user:secret@host/db").await {
+        Err(e @ StoreError::UnsupportedUrl { .. }) => {
+            let text = e.to_string();
+            assert!(!text.contains("secret"), "{text}");
+        }
+        other => panic!("expected UnsupportedUrl, got {other:?}"),
+    }
+}
