@@ -1,11 +1,9 @@
-//! A small reader of RFC 1035 master files (section 5), enough to feed the
-//! offline `--dns-zone` of `scop spf check` and `scop auth check`.
+//! Offline DNS answers from RFC 1035 master files, for the `--dns-zone`
+//! option of `scop spf check`, `scop auth check` and `scop dkim verify`.
 //!
-//! Supported: `$ORIGIN`, `$TTL`, relative and absolute owner names, `@`,
-//! a blank owner (the previous one), TTL and class in either order,
-//! parentheses spanning lines, quoted strings with `\X` and `\DDD`
-//! escapes, `;` comments, and the types A, AAAA, MX, TXT, PTR, CNAME, NS
-//! and SOA. Other types and `$INCLUDE` are skipped with a warning.
+//! The files are read by `scop_dns::parse_master` (the same reader as the
+//! DNS server's); the types A, AAAA, MX, TXT, PTR, CNAME, NS and SOA are
+//! kept, other types are skipped with a warning, `$INCLUDE` is refused.
 //!
 //! [`Zone`] answers the questions of `scop-spf`, `scop-dkim` and
 //! `scop-dmarc` (CNAME chains followed, NXDOMAIN for names that own
@@ -65,107 +63,35 @@ impl Zone {
         self.parse(&text, &path.display().to_string())
     }
 
-    /// Parses master-file text (`file` names it in messages).
+    /// Parses master-file text (`file` names it in messages) with the
+    /// workspace's one master-file reader, [`scop_dns::parse_master`];
+    /// names without `$ORIGIN` are taken as absolute.
     pub fn parse(&mut self, text: &str, file: &str) -> Result<()> {
-        let mut origin = String::new();
-        let mut last_owner: Option<String> = None;
-        for entry in entries(text, file)? {
-            let Entry {
-                line,
-                blank_owner,
-                mut words,
-            } = entry;
-            let at = |msg: &str| format!("{file}:{line}: {msg}");
-            if words.is_empty() {
-                continue;
-            }
-            if let Word::Plain(first) = &words[0] {
-                let first = first.to_ascii_uppercase();
-                if first == "$ORIGIN" {
-                    let Some(name) = words.get(1).map(Word::text) else {
-                        bail!(at("$ORIGIN needs a name"));
-                    };
-                    origin = absolute(&name, &origin)
-                        .ok_or_else(|| anyhow::anyhow!(at("bad $ORIGIN")))?;
-                    continue;
-                }
-                if first == "$TTL" {
-                    continue;
-                }
-                if first.starts_with('$') {
-                    self.warnings
-                        .push(at(&format!("directive {first} ignored")));
-                    continue;
-                }
-            }
-            let owner = if blank_owner {
-                match &last_owner {
-                    Some(o) => o.clone(),
-                    None => bail!(at("record without an owner name")),
-                }
-            } else {
-                let w = words.remove(0).text();
-                absolute(&w, &origin)
-                    .ok_or_else(|| anyhow::anyhow!(at(&format!("bad owner name {w:?}"))))?
-            };
-            last_owner = Some(owner.clone());
-            // [TTL] [class] or [class] [TTL], then the type.
-            let mut i = 0;
-            while i < words.len() && i < 2 {
-                let w = words[i].text();
-                let is_ttl = !w.is_empty()
-                    && w.chars().all(|c| c.is_ascii_alphanumeric())
-                    && w.chars().next().is_some_and(|c| c.is_ascii_digit());
-                let is_class = matches!(w.to_ascii_uppercase().as_str(), "IN" | "CH" | "HS" | "CS");
-                if is_ttl || is_class {
-                    i += 1;
-                } else {
-                    break;
-                }
-            }
-            let Some(rtype) = words.get(i).map(|w| w.text().to_ascii_uppercase()) else {
-                bail!(at("missing record type"));
-            };
-            let rdata = &words[i + 1..];
-            let name = |k: usize| -> Result<String> {
-                let w = rdata
-                    .get(k)
-                    .ok_or_else(|| anyhow::anyhow!(at(&format!("{rtype} needs more data"))))?
-                    .text();
-                absolute(&w, &origin).ok_or_else(|| anyhow::anyhow!(at(&format!("bad name {w:?}"))))
-            };
-            let first = || -> Result<String> {
-                rdata
-                    .first()
-                    .map(Word::text)
-                    .ok_or_else(|| anyhow::anyhow!(at(&format!("{rtype} needs data"))))
-            };
-            let rr = match rtype.as_str() {
-                "A" => Rdata::A(first()?.parse().with_context(|| at("bad IPv4 address"))?),
-                "AAAA" => Rdata::Aaaa(first()?.parse().with_context(|| at("bad IPv6 address"))?),
-                "MX" => Rdata::Mx(
-                    first()?.parse().with_context(|| at("bad MX preference"))?,
-                    name(1)?,
-                ),
-                "TXT" | "SPF" => {
-                    if rdata.is_empty() {
-                        bail!(at("TXT needs at least one string"));
-                    }
-                    Rdata::Txt(rdata.iter().map(Word::bytes).collect())
-                }
-                "PTR" => Rdata::Ptr(name(0)?),
-                "CNAME" => Rdata::Cname(name(0)?),
-                "NS" => Rdata::Ns(name(0)?),
-                "SOA" => Rdata::Soa(name(0)?),
+        use scop_dns::hickory_proto::rr::{Name, RData};
+        // A default TTL: offline answers do not need one, and files
+        // written for `--dns-zone` often have none.
+        let records = scop_dns::parse_master_with_ttl(text, Some(&Name::root()), Some(3600))
+            .map_err(|e| anyhow::anyhow!("{file}: {e}"))?;
+        for r in records {
+            let owner = strip_dot(&r.name.to_ascii());
+            let name = |n: &Name| strip_dot(&n.to_ascii());
+            let rr = match &r.data {
+                RData::A(a) => Rdata::A(a.0),
+                RData::AAAA(a) => Rdata::Aaaa(a.0),
+                RData::MX(mx) => Rdata::Mx(mx.preference, name(&mx.exchange)),
+                RData::TXT(txt) => Rdata::Txt(txt.txt_data.iter().map(|s| s.to_vec()).collect()),
+                RData::PTR(p) => Rdata::Ptr(name(&p.0)),
+                RData::CNAME(c) => Rdata::Cname(name(&c.0)),
+                RData::NS(ns) => Rdata::Ns(name(&ns.0)),
+                RData::SOA(soa) => Rdata::Soa(name(&soa.mname)),
                 other => {
-                    self.warnings
-                        .push(at(&format!("record type {other} not supported, skipped")));
+                    self.warnings.push(format!(
+                        "{file}: {owner}: record type {} not used, skipped",
+                        other.record_type()
+                    ));
                     continue;
                 }
             };
-            if rtype == "SPF" {
-                self.warnings.push(at("type SPF read as TXT"));
-            }
             self.records.entry(owner).or_default().push(rr);
         }
         Ok(())
@@ -276,187 +202,6 @@ impl Zone {
     }
 }
 
-/// `name` made absolute against `origin` (lower case, no trailing dot).
-fn absolute(name: &str, origin: &str) -> Option<String> {
-    if name == "@" {
-        return Some(origin.to_string());
-    }
-    if name.is_empty() || name.contains("..") {
-        return None;
-    }
-    let name = if let Some(abs) = name.strip_suffix('.') {
-        abs.to_ascii_lowercase()
-    } else if origin.is_empty() {
-        name.to_ascii_lowercase()
-    } else {
-        format!("{}.{origin}", name.to_ascii_lowercase())
-    };
-    (name.len() <= 253).then_some(name)
-}
-
-#[derive(Debug, Clone)]
-enum Word {
-    Plain(String),
-    Quoted(Vec<u8>),
-}
-
-impl Word {
-    fn text(&self) -> String {
-        match self {
-            Word::Plain(s) => s.clone(),
-            Word::Quoted(b) => String::from_utf8_lossy(b).into_owned(),
-        }
-    }
-    fn bytes(&self) -> Vec<u8> {
-        match self {
-            Word::Plain(s) => unescape(s.as_bytes()),
-            Word::Quoted(b) => b.clone(),
-        }
-    }
-}
-
-fn unescape(s: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(s.len());
-    let mut i = 0;
-    while i < s.len() {
-        if s[i] == b'\\' && i + 1 < s.len() {
-            let d = &s[i + 1..];
-            if d.len() >= 3 && d[..3].iter().all(u8::is_ascii_digit) {
-                let v =
-                    (d[0] - b'0') as u32 * 100 + (d[1] - b'0') as u32 * 10 + (d[2] - b'0') as u32;
-                out.push(v.min(255) as u8);
-                i += 4;
-            } else {
-                out.push(d[0]);
-                i += 2;
-            }
-        } else {
-            out.push(s[i]);
-            i += 1;
-        }
-    }
-    out
-}
-
-struct Entry {
-    line: usize,
-    blank_owner: bool,
-    words: Vec<Word>,
-}
-
-/// Splits the text into entries: logical lines (parentheses joined),
-/// comments removed, quoted strings unescaped.
-fn entries(text: &str, file: &str) -> Result<Vec<Entry>> {
-    let b = text.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    let mut line = 1;
-    let mut depth = 0u32;
-    let mut cur: Option<Entry> = None;
-    let mut at_line_start = true;
-    while i < b.len() {
-        let c = b[i];
-        if at_line_start && depth == 0 {
-            if let Some(e) = cur.take()
-                && !e.words.is_empty()
-            {
-                out.push(e);
-            }
-            cur = Some(Entry {
-                line,
-                blank_owner: c == b' ' || c == b'\t',
-                words: Vec::new(),
-            });
-        }
-        at_line_start = false;
-        let entry = cur.get_or_insert_with(|| Entry {
-            line,
-            blank_owner: false,
-            words: Vec::new(),
-        });
-        match c {
-            b'\n' => {
-                line += 1;
-                at_line_start = true;
-                i += 1;
-            }
-            b' ' | b'\t' | b'\r' => i += 1,
-            b';' => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'(' => {
-                depth += 1;
-                i += 1;
-            }
-            b')' => {
-                if depth == 0 {
-                    bail!("{file}:{line}: unbalanced ')'");
-                }
-                depth -= 1;
-                i += 1;
-            }
-            b'"' => {
-                i += 1;
-                let mut v = Vec::new();
-                loop {
-                    let Some(&q) = b.get(i) else {
-                        bail!("{file}:{line}: unterminated quoted string");
-                    };
-                    match q {
-                        b'"' => {
-                            i += 1;
-                            break;
-                        }
-                        b'\\' if i + 1 < b.len() => {
-                            let start = i;
-                            i += 2;
-                            if b[start + 1].is_ascii_digit() {
-                                i = (start + 4).min(b.len());
-                            }
-                            v.extend(unescape(&b[start..i]));
-                        }
-                        b'\n' => {
-                            line += 1;
-                            v.push(q);
-                            i += 1;
-                        }
-                        _ => {
-                            v.push(q);
-                            i += 1;
-                        }
-                    }
-                }
-                entry.words.push(Word::Quoted(v));
-            }
-            _ => {
-                let start = i;
-                while i < b.len() && !b" \t\r\n;()\"".contains(&b[i]) {
-                    if b[i] == b'\\' {
-                        i += 1;
-                    }
-                    i += 1;
-                }
-                let i_end = i.min(b.len());
-                entry.words.push(Word::Plain(
-                    String::from_utf8_lossy(&b[start..i_end]).into_owned(),
-                ));
-                i = i_end;
-            }
-        }
-    }
-    if depth != 0 {
-        bail!("{file}: unbalanced '(' at end of file");
-    }
-    if let Some(e) = cur
-        && !e.words.is_empty()
-    {
-        out.push(e);
-    }
-    Ok(out)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -536,8 +281,14 @@ x IN HINFO "cpu" "os"
     #[test]
     fn errors_have_line_numbers() {
         let mut z = Zone::default();
-        let e = z.parse("a.example. IN A 999.1.1.1\n", "f").unwrap_err();
-        assert!(format!("{e:#}").contains("f:1"), "{e:#}");
+        let e = z
+            .parse(
+                "a.example. IN A 192.0.2.1\nb.example. IN A 999.1.1.1\n",
+                "f",
+            )
+            .unwrap_err();
+        assert!(format!("{e:#}").contains("f: line 2"), "{e:#}");
+        assert!(z.parse("x IN A 192.0.2.1\n", "f").is_ok(), "no TTL needed");
         assert!(z.parse("a.example. IN TXT \"open\n", "f").is_err());
         assert!(z.parse("a.example. IN A ( 192.0.2.1\n", "f").is_err());
     }

@@ -1,0 +1,243 @@
+//! `scop dns tsig-keygen`, `scop dns serve` and `scop dns update`, end to
+//! end through the binary, with BIND's `dig` and `nsupdate -k` as the
+//! other side (a missing peer fails the test).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+const ZONE: &str = "$ORIGIN example.org.\n$TTL 3600\n\
+@ IN SOA ns1 hostmaster 2024010101 7200 3600 1209600 300\n\
+@ NS ns1\n@ MX 10 mail\nns1 A 127.0.0.1\nmail A 192.0.2.2\n";
+
+const POLICY: &str = "update dkim-signer. *._domainkey.@ TXT\n";
+
+fn scop() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_scop"))
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = scop_testkit::workspace_root()
+        .join("target")
+        .join("scop-dns-cli-tests")
+        .join(format!("{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn peer(binary: &str) -> Command {
+    let root = scop_testkit::peer_path("debian");
+    let mut cmd = scop_testkit::debian_command(binary);
+    let libs = [
+        root.join("usr/lib/x86_64-linux-gnu"),
+        root.join("usr/lib/x86_64-linux-gnu/bind"),
+    ];
+    cmd.env(
+        "LD_LIBRARY_PATH",
+        std::env::join_paths(libs.iter()).unwrap(),
+    );
+    cmd
+}
+
+fn dig_txt(port: u16, name: &str) -> String {
+    let out = peer("usr/bin/dig")
+        .args([
+            "@127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "+short",
+            "+time=2",
+            "+tries=1",
+            name,
+            "TXT",
+        ])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+struct Serve(Child);
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(dir: &Path, key: &Path) -> (Serve, u16) {
+    let mut child = scop()
+        .args(["dns", "serve", "--listen", "127.0.0.1:0", "--zone"])
+        .arg(dir.join("zone"))
+        .arg("--tsig-key")
+        .arg(key)
+        .arg("--policy")
+        .arg(dir.join("policy"))
+        .arg("--journal")
+        .arg(dir.join("journal"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .strip_prefix("listening on 127.0.0.1:")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .parse()
+        .unwrap();
+    (Serve(child), port)
+}
+
+#[test]
+fn keygen_serve_update_and_nsupdate_with_the_key_file() {
+    let dir = scratch("flow");
+    std::fs::write(dir.join("zone"), ZONE).unwrap();
+    std::fs::write(dir.join("policy"), POLICY).unwrap();
+    let key = dir.join("dkim.key");
+    let st = scop()
+        .args(["dns", "tsig-keygen", "dkim-signer", "--out"])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let text = std::fs::read_to_string(&key).unwrap();
+    assert!(text.starts_with("key \"dkim-signer.\" {"), "{text}");
+    assert!(text.contains("algorithm hmac-sha256;"), "{text}");
+    // Refuses to overwrite a key.
+    assert!(
+        !scop()
+            .args(["dns", "tsig-keygen", "x", "--out"])
+            .arg(&key)
+            .status()
+            .unwrap()
+            .success()
+    );
+
+    let (server, port) = serve(&dir, &key);
+    let server_addr = format!("127.0.0.1:{port}");
+    let update = |args: &[&str]| {
+        scop()
+            .args(["dns", "update", "--server", &server_addr, "--key"])
+            .arg(&key)
+            .args(["--zone", "example.org"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = update(&["add", "s1._domainkey", "300", "TXT", "\"v=DKIM1; p=one\""]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "update: NOERROR"
+    );
+    assert_eq!(
+        dig_txt(port, "s1._domainkey.example.org."),
+        "\"v=DKIM1; p=one\""
+    );
+
+    let out = update(&[
+        "replace",
+        "s1._domainkey",
+        "300",
+        "TXT",
+        "\"v=DKIM1; p=two\"",
+    ]);
+    assert!(out.status.success());
+    assert_eq!(
+        dig_txt(port, "s1._domainkey.example.org."),
+        "\"v=DKIM1; p=two\""
+    );
+
+    // The policy: the DKIM key may not touch the apex MX.
+    let out = update(&["replace", "@", "300", "MX", "10 evil.example.net."]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Refused"));
+
+    // nsupdate reads the same key file (-k).
+    let mut ns = peer("usr/bin/nsupdate")
+        .arg("-k")
+        .arg(&key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = ns.stdin.take().unwrap();
+        write!(
+            stdin,
+            "server 127.0.0.1 {port}\nzone example.org.\nupdate delete s1._domainkey.example.org. TXT\nsend\n"
+        )
+        .unwrap();
+    }
+    let out = ns.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(dig_txt(port, "s1._domainkey.example.org."), "");
+
+    let out = update(&["add", "s2._domainkey", "300", "TXT", "\"kept\""]);
+    assert!(out.status.success());
+    drop(server);
+
+    // A restart replays the journal.
+    let (_server, port) = serve(&dir, &key);
+    assert_eq!(dig_txt(port, "s2._domainkey.example.org."), "\"kept\"");
+}
+
+#[test]
+fn update_with_a_wrong_secret_reports_badsig() {
+    let dir = scratch("badsig");
+    std::fs::write(dir.join("zone"), ZONE).unwrap();
+    std::fs::write(dir.join("policy"), POLICY).unwrap();
+    let key = dir.join("good.key");
+    assert!(
+        scop()
+            .args(["dns", "tsig-keygen", "dkim-signer", "--out"])
+            .arg(&key)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let bad = dir.join("bad.key");
+    std::fs::write(
+        &bad,
+        "key \"dkim-signer.\" { algorithm hmac-sha256; secret \"d3Jvbmcgc2VjcmV0IDAxMjM0NTY3ODk=\"; };\n",
+    )
+    .unwrap();
+    let (_server, port) = serve(&dir, &key);
+    let out = scop()
+        .args([
+            "dns",
+            "update",
+            "--server",
+            &format!("127.0.0.1:{port}"),
+            "--key",
+        ])
+        .arg(&bad)
+        .args([
+            "--zone",
+            "example.org",
+            "add",
+            "s1._domainkey",
+            "300",
+            "TXT",
+            "x",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("BADSIG"), "{stdout}");
+}
