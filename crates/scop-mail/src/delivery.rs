@@ -1,0 +1,189 @@
+//! Local delivery: recipients of local domains are resolved through the
+//! store (accounts, aliases, catch-all, forwarding), written durably to
+//! each account's Maildir, and forwarded through the outbound queue with
+//! SRS. A bounce addressed to one of our SRS addresses goes back to the
+//! original sender.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use scop_store::{NewMessage, Resolution, Store};
+use tokio::sync::Notify;
+
+use crate::maildir;
+use crate::srs::Srs;
+
+/// The outcome for one recipient.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RcptOutcome {
+    /// Written to mailboxes and/or queued for forwarding.
+    Done,
+    /// No such address (permanent).
+    Unknown,
+    /// Not one of our domains (permanent, for this path).
+    NotLocal,
+}
+
+/// Why a delivery must be retried.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    /// The store failed.
+    #[error("store: {0}")]
+    Store(#[from] scop_store::StoreError),
+    /// Writing a mailbox failed.
+    #[error("mailbox: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// The local delivery agent shared by the MX and the relay.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The store.
+    pub store: Store,
+    /// Root of the mailboxes (`<root>/<login>/Maildir`).
+    pub mail_root: PathBuf,
+    /// Our host name (Maildir names).
+    pub hostname: String,
+    /// SRS rewriting for forwards.
+    pub srs: Arc<Srs>,
+    /// Queue lifetime of forwarded messages.
+    pub lifetime_secs: i64,
+    /// Woken when something is queued, so the relay starts at once.
+    pub queued: Arc<Notify>,
+}
+
+/// What a recipient resolves to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// Local mailboxes and forwarding addresses.
+    Deliver {
+        /// Account logins.
+        mailboxes: Vec<String>,
+        /// External addresses.
+        forward: Vec<String>,
+    },
+    /// A valid SRS bounce address: send back to this original sender.
+    SrsBounce(String),
+    /// No such address in a local domain.
+    Unknown,
+    /// Not a local domain.
+    NotLocal,
+}
+
+impl Delivery {
+    /// Resolves one recipient address (`local@domain`).
+    pub async fn resolve(&self, rcpt: &str, now: i64) -> Result<Target, DeliveryError> {
+        if let Some((local, domain)) = rcpt.rsplit_once('@')
+            && Srs::is_srs(local)
+            && self.store.is_local_domain(domain).await?
+        {
+            return Ok(match self.srs.reverse(local, now) {
+                Ok(orig) => Target::SrsBounce(orig),
+                Err(e) => {
+                    tracing::info!(rcpt, error = %e, "SRS address refused");
+                    Target::Unknown
+                }
+            });
+        }
+        Ok(match self.store.resolve(rcpt).await? {
+            Resolution::NotLocal => Target::NotLocal,
+            Resolution::Unknown => Target::Unknown,
+            Resolution::Deliver { mailboxes, forward } => Target::Deliver { mailboxes, forward },
+        })
+    }
+
+    /// Delivers `msg` (trace fields already added) from `sender` ("" for
+    /// the null sender) to `rcpts`. Returns each recipient's outcome once
+    /// every mailbox write is fsync'd and every forward is queued; an
+    /// error means nothing may be acknowledged.
+    pub async fn deliver(
+        &self,
+        sender: &str,
+        rcpts: &[String],
+        msg: &[u8],
+        now: i64,
+    ) -> Result<Vec<(String, RcptOutcome)>, DeliveryError> {
+        self.deliver_to(sender, rcpts, msg, now, None).await
+    }
+
+    /// As [`Delivery::deliver`], into the Maildir++ sub-folder `folder`
+    /// (e.g. `Junk`) when given; forwarding is skipped for such messages
+    /// (quarantined mail is not sent on).
+    pub async fn deliver_to(
+        &self,
+        sender: &str,
+        rcpts: &[String],
+        msg: &[u8],
+        now: i64,
+        folder: Option<&str>,
+    ) -> Result<Vec<(String, RcptOutcome)>, DeliveryError> {
+        let mut mailboxes = BTreeSet::new();
+        // (envelope sender, recipients) of forwarded copies.
+        let mut forwards: Vec<(String, Vec<String>)> = Vec::new();
+        let mut outcomes = Vec::with_capacity(rcpts.len());
+        for rcpt in rcpts {
+            let outcome = match self.resolve(rcpt, now).await? {
+                Target::Deliver {
+                    mailboxes: m,
+                    forward,
+                } => {
+                    mailboxes.extend(m);
+                    if !forward.is_empty() && folder.is_none() {
+                        let domain = rcpt.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+                        let rewritten = self.srs.forward(sender, domain, now).unwrap_or_default();
+                        forwards.push((rewritten, forward));
+                    }
+                    RcptOutcome::Done
+                }
+                Target::SrsBounce(orig) => {
+                    // The bounce keeps its (normally null) sender.
+                    forwards.push((sender.to_string(), vec![orig]));
+                    RcptOutcome::Done
+                }
+                Target::Unknown => RcptOutcome::Unknown,
+                Target::NotLocal => RcptOutcome::NotLocal,
+            };
+            outcomes.push((rcpt.clone(), outcome));
+        }
+
+        // The final delivery records the envelope sender (RFC 5321 4.4).
+        let mut stored = Vec::with_capacity(msg.len() + sender.len() + 20);
+        stored.extend_from_slice(
+            format!(
+                "Return-Path: <{}>\r\n",
+                sender.replace(['\r', '\n', '>'], "")
+            )
+            .as_bytes(),
+        );
+        stored.extend_from_slice(msg);
+        let stored = Arc::new(stored);
+        for login in mailboxes {
+            let mut dir = maildir::mailbox_dir(&self.mail_root, &login)?;
+            if let Some(f) = folder {
+                dir = dir.join(format!(".{f}"));
+            }
+            let name = maildir::unique_name(now, &self.hostname);
+            let body = stored.clone();
+            tokio::task::spawn_blocking(move || maildir::deliver(&dir, &name, &body))
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))??;
+        }
+        for (sender, recipients) in forwards {
+            self.store
+                .enqueue(
+                    &NewMessage {
+                        sender,
+                        recipients,
+                        body: msg.to_vec(),
+                        lifetime_secs: self.lifetime_secs,
+                        dsn_requested: false,
+                    },
+                    now,
+                )
+                .await?;
+            self.queued.notify_one();
+        }
+        Ok(outcomes)
+    }
+}

@@ -1,0 +1,285 @@
+//! Trace and origination fields the compartments add (sans-IO): the
+//! `Received` field (RFC 5321 4.4, with the RFC 3848 protocol keywords),
+//! and the `Message-ID` and `Date` a submission server adds when the client
+//! left them out (RFC 6409 8.2, 8.3).
+
+use std::net::IpAddr;
+
+use scop_mime::DateTime;
+
+/// The `with` keyword of a Received field (RFC 3848).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// HELO.
+    Smtp,
+    /// EHLO, no TLS, no AUTH.
+    Esmtp,
+    /// EHLO with AUTH.
+    Esmtpa,
+    /// EHLO under TLS.
+    Esmtps,
+    /// EHLO under TLS with AUTH.
+    Esmtpsa,
+}
+
+impl Protocol {
+    /// The keyword for a session.
+    pub fn for_session(extended: bool, tls: bool, authenticated: bool) -> Self {
+        match (extended, tls, authenticated) {
+            (false, _, _) => Protocol::Smtp,
+            (true, false, false) => Protocol::Esmtp,
+            (true, false, true) => Protocol::Esmtpa,
+            (true, true, false) => Protocol::Esmtps,
+            (true, true, true) => Protocol::Esmtpsa,
+        }
+    }
+
+    /// The keyword as written.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Smtp => "SMTP",
+            Protocol::Esmtp => "ESMTP",
+            Protocol::Esmtpa => "ESMTPA",
+            Protocol::Esmtps => "ESMTPS",
+            Protocol::Esmtpsa => "ESMTPSA",
+        }
+    }
+}
+
+/// What a Received field records.
+#[derive(Debug, Clone)]
+pub struct Received<'a> {
+    /// The client's HELO/EHLO argument, if it sent one.
+    pub helo: Option<&'a str>,
+    /// The client's address.
+    pub addr: IpAddr,
+    /// Our host name.
+    pub by: &'a str,
+    /// The protocol keyword.
+    pub protocol: Protocol,
+    /// TLS version and cipher, when under TLS.
+    pub tls: Option<&'a str>,
+    /// Our queue identifier.
+    pub id: &'a str,
+    /// The single recipient, when there is exactly one (never several: that
+    /// would disclose Bcc recipients).
+    pub for_rcpt: Option<&'a str>,
+    /// Unix time of receipt.
+    pub now: i64,
+}
+
+impl Received<'_> {
+    /// The whole field, folded, ending in CRLF.
+    pub fn to_field(&self) -> String {
+        let helo = self.helo.map(clean).unwrap_or_else(|| "unknown".into());
+        let mut s = format!(
+            "Received: from {helo} ([{}])\r\n\tby {} with {}",
+            self.addr,
+            clean(self.by),
+            self.protocol.as_str()
+        );
+        if let Some(t) = self.tls {
+            s.push_str(&format!(" ({})", clean(t)));
+        }
+        s.push_str(&format!("\r\n\tid {}", clean(self.id)));
+        if let Some(r) = self.for_rcpt {
+            s.push_str(&format!("\r\n\tfor <{}>", clean(r)));
+        }
+        s.push_str(&format!(
+            ";\r\n\t{}\r\n",
+            DateTime::from_unix_timestamp(self.now).to_rfc5322()
+        ));
+        s
+    }
+}
+
+/// Keeps printable ASCII and UTF-8 letters; drops controls, parentheses
+/// and angle brackets so that a client-chosen string cannot break the
+/// field's syntax or fold it.
+fn clean(s: &str) -> String {
+    s.chars()
+        .filter(|c| !c.is_control() && !matches!(c, '(' | ')' | '<' | '>' | ';' | '\\'))
+        .take(255)
+        .collect()
+}
+
+/// The offset just past the blank line ending the header block (the body
+/// start), or the message length when there is no body.
+pub fn header_end(msg: &[u8]) -> usize {
+    let mut i = 0;
+    while i < msg.len() {
+        let line_end = match memchr(b'\n', &msg[i..]) {
+            Some(p) => i + p + 1,
+            None => return msg.len(),
+        };
+        let line = &msg[i..line_end];
+        if line == b"\r\n" || line == b"\n" {
+            return line_end;
+        }
+        i = line_end;
+    }
+    msg.len()
+}
+
+fn memchr(b: u8, s: &[u8]) -> Option<usize> {
+    s.iter().position(|&c| c == b)
+}
+
+/// Whether the header block has a field named `name` (case-insensitive).
+pub fn has_field(msg: &[u8], name: &str) -> bool {
+    let head = &msg[..header_end(msg)];
+    head.split(|&b| b == b'\n').any(|line| {
+        line.len() > name.len()
+            && line[..name.len()].eq_ignore_ascii_case(name.as_bytes())
+            && line[name.len()..]
+                .iter()
+                .take_while(|&&b| b == b' ' || b == b'\t')
+                .count()
+                + name.len()
+                < line.len()
+            && line[name.len()..]
+                .iter()
+                .find(|&&b| b != b' ' && b != b'\t')
+                == Some(&b':')
+    })
+}
+
+/// A Message-ID value (with angle brackets) from a unique token and our
+/// host name.
+pub fn message_id(unique: &str, host: &str) -> String {
+    format!("<{}@{}>", clean(unique), clean(host))
+}
+
+/// `trace` (already ending in CRLF) prepended to `msg`, plus `Message-ID`
+/// and `Date` appended to the header block when `ids` is given and the
+/// message lacks them: `ids` is the Message-ID to use and the time.
+pub fn with_trace(msg: &[u8], trace: &str, ids: Option<(&str, i64)>) -> Vec<u8> {
+    let mut out = Vec::with_capacity(msg.len() + trace.len() + 128);
+    out.extend_from_slice(trace.as_bytes());
+    let Some((id, now)) = ids else {
+        out.extend_from_slice(msg);
+        return out;
+    };
+    let mut extra = String::new();
+    if !has_field(msg, "Message-ID") {
+        extra.push_str(&format!("Message-ID: {id}\r\n"));
+    }
+    if !has_field(msg, "Date") {
+        extra.push_str(&format!(
+            "Date: {}\r\n",
+            DateTime::from_unix_timestamp(now).to_rfc5322()
+        ));
+    }
+    let end = header_end(msg);
+    // Insert before the blank line (or at the end of a header-only message).
+    let blank = if msg[..end].ends_with(b"\r\n\r\n") {
+        end - 2
+    } else if msg[..end].ends_with(b"\n\n") {
+        end - 1
+    } else {
+        end
+    };
+    out.extend_from_slice(&msg[..blank]);
+    if blank == msg.len() && !msg.is_empty() && !msg.ends_with(b"\n") {
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(extra.as_bytes());
+    out.extend_from_slice(&msg[blank..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn received() -> Received<'static> {
+        Received {
+            helo: Some("client.example"),
+            addr: "192.0.2.7".parse().unwrap(),
+            by: "mx.example.org",
+            protocol: Protocol::Esmtps,
+            tls: Some("TLSv1.3 TLS13_AES_256_GCM_SHA384"),
+            id: "Q123",
+            for_rcpt: Some("bob@example.org"),
+            now: 1_700_000_000,
+        }
+    }
+
+    #[test]
+    fn received_field_is_folded_and_parses() {
+        let f = received().to_field();
+        assert!(f.starts_with(
+            "Received: from client.example ([192.0.2.7])\r\n\tby mx.example.org with ESMTPS"
+        ));
+        assert!(f.ends_with("\r\n"));
+        let msg = format!("{f}Subject: x\r\n\r\nbody\r\n");
+        let parsed = scop_mime::parse(msg.as_bytes()).unwrap();
+        let r = parsed.message.header("Received").unwrap().text();
+        assert!(r.contains("for <bob@example.org>;"), "{r}");
+    }
+
+    #[test]
+    fn client_strings_cannot_break_the_field() {
+        let mut r = received();
+        r.helo = Some("evil)\r\nX-Injected: yes (");
+        let f = r.to_field();
+        assert!(!f.contains("X-Injected: yes\r\n"));
+        assert_eq!(f.matches("\r\n").count(), f.matches("\r\n\t").count() + 1);
+    }
+
+    #[test]
+    fn protocol_keywords() {
+        assert_eq!(Protocol::for_session(false, true, true), Protocol::Smtp);
+        assert_eq!(Protocol::for_session(true, true, true).as_str(), "ESMTPSA");
+        assert_eq!(Protocol::for_session(true, false, true).as_str(), "ESMTPA");
+    }
+
+    #[test]
+    fn missing_ids_are_added_in_the_header_block() {
+        let msg = b"From: a@example.org\r\nSubject: hi\r\n\r\nbody\r\n";
+        let out = with_trace(msg, "Received: x\r\n", Some(("<id@h>", 0)));
+        let s = String::from_utf8(out).unwrap();
+        assert_eq!(
+            s,
+            "Received: x\r\nFrom: a@example.org\r\nSubject: hi\r\nMessage-ID: <id@h>\r\nDate: Thu, 01 Jan 1970 00:00:00 +0000\r\n\r\nbody\r\n"
+        );
+    }
+
+    #[test]
+    fn present_ids_are_kept() {
+        let msg = b"message-id: <x@y>\r\nDATE: Mon, 1 Jan 2024 00:00:00 +0000\r\n\r\nb\r\n";
+        let out = with_trace(msg, "", Some(("<id@h>", 0)));
+        assert_eq!(out, msg);
+    }
+
+    #[test]
+    fn header_only_message_gets_fields() {
+        let out = with_trace(b"Subject: x", "", Some(("<i@h>", 0)));
+        let s = String::from_utf8(out).unwrap();
+        assert!(
+            s.starts_with("Subject: x\r\nMessage-ID: <i@h>\r\nDate: "),
+            "{s}"
+        );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_and_keep_the_message(msg in proptest::collection::vec(proptest::num::u8::ANY, 0..400)) {
+            let end = header_end(&msg);
+            proptest::prop_assert!(end <= msg.len());
+            let _ = has_field(&msg, "Date");
+            let out = with_trace(&msg, "Received: x\r\n", Some(("<i@h>", 0)));
+            // The original bytes survive in order, with at most the two
+            // fields inserted at the end of the header block.
+            proptest::prop_assert!(out.len() >= msg.len() + 13);
+            proptest::prop_assert!(out.ends_with(&msg[end.min(msg.len())..]));
+        }
+    }
+
+    #[test]
+    fn has_field_ignores_body_and_prefixes() {
+        let msg = b"Dated: x\r\nX-Date: y\r\n\r\nDate: z\r\n";
+        assert!(!has_field(msg, "Date"));
+        assert!(has_field(b"Date : x\r\n\r\n", "Date"));
+    }
+}

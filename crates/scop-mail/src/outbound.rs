@@ -1,0 +1,218 @@
+//! The I/O shell around [`scop_smtp::Client`]: one connection, one
+//! message, STARTTLS when offered (opportunistic, falling back to
+//! plaintext on a new connection when the handshake fails), timeouts.
+
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+use scop_smtp::{Client, ClientConfig, ClientEvent, Envelope, TlsPolicy, TransactionResult};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+/// Timeouts of an outbound session.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// TCP connect.
+    pub connect: Duration,
+    /// Each wait for the server (RFC 5321 4.5.3.2 suggests minutes).
+    pub reply: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            connect: Duration::from_secs(30),
+            reply: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What one attempt produced.
+#[derive(Debug)]
+pub enum Attempt {
+    /// The server answered the transaction (per-recipient replies inside).
+    Done(TransactionResult),
+    /// No transaction result: connection, TLS or protocol trouble
+    /// (transient).
+    Failed(String),
+}
+
+enum Stream {
+    Plain(TcpStream),
+    Tls(Box<TlsStream<TcpStream>>),
+    Gone,
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_read(cx, buf),
+            Stream::Gone => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_write(cx, buf),
+            Stream::Gone => Poll::Ready(Err(io::ErrorKind::NotConnected.into())),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_flush(cx),
+            Stream::Gone => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Stream::Plain(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(s.as_mut()).poll_shutdown(cx),
+            Stream::Gone => Poll::Ready(Ok(())),
+        }
+    }
+}
+
+/// Sends one message to `addr`. `server_name` is the MX host name (for
+/// SNI); `tls` is the client configuration for STARTTLS.
+pub async fn send(
+    addr: SocketAddr,
+    server_name: &str,
+    config: &ClientConfig,
+    tls: &Arc<rustls::ClientConfig>,
+    envelope: &Envelope,
+    message: &[u8],
+    timeouts: Timeouts,
+) -> Attempt {
+    match attempt(addr, server_name, config, tls, envelope, message, timeouts).await {
+        Err(AttemptError::Tls(e)) if config.tls == TlsPolicy::Opportunistic => {
+            tracing::info!(%addr, error = %e, "TLS handshake failed, retrying without TLS");
+            let mut plain = config.clone();
+            plain.tls = TlsPolicy::Disabled;
+            match attempt(addr, server_name, &plain, tls, envelope, message, timeouts).await {
+                Ok(r) => Attempt::Done(r),
+                Err(e) => Attempt::Failed(e.to_string()),
+            }
+        }
+        Ok(r) => Attempt::Done(r),
+        Err(e) => Attempt::Failed(e.to_string()),
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum AttemptError {
+    #[error("{0}")]
+    Io(#[from] io::Error),
+    #[error("TLS handshake: {0}")]
+    Tls(io::Error),
+    #[error("{0}")]
+    Protocol(String),
+    #[error("timed out waiting for the server")]
+    Timeout,
+}
+
+async fn attempt(
+    addr: SocketAddr,
+    server_name: &str,
+    config: &ClientConfig,
+    tls: &Arc<rustls::ClientConfig>,
+    envelope: &Envelope,
+    message: &[u8],
+    timeouts: Timeouts,
+) -> Result<TransactionResult, AttemptError> {
+    let tcp = tokio::time::timeout(timeouts.connect, TcpStream::connect(addr))
+        .await
+        .map_err(|_| AttemptError::Timeout)??;
+    tcp.set_nodelay(true).ok();
+    let mut stream = Stream::Plain(tcp);
+    let mut client = Client::new(config.clone());
+    client
+        .send_message(envelope.clone(), message)
+        .map_err(|e| AttemptError::Protocol(e.to_string()))?;
+    client.quit();
+    let mut result = None;
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        while let Some(ev) = client.poll_event() {
+            match ev {
+                ClientEvent::Transaction(r) => result = Some(r),
+                ClientEvent::Closed(err) => {
+                    let out = client.take_output();
+                    if !out.is_empty() {
+                        stream.write_all(&out).await.ok();
+                    }
+                    stream.shutdown().await.ok();
+                    return match (result, err) {
+                        (Some(r), _) => Ok(r),
+                        (None, Some(e)) => Err(AttemptError::Protocol(e.to_string())),
+                        (None, None) => Err(AttemptError::Protocol(
+                            "the server closed the session before the transaction".into(),
+                        )),
+                    };
+                }
+                _ => {}
+            }
+        }
+        let out = client.take_output();
+        if !out.is_empty() {
+            stream.write_all(&out).await?;
+            stream.flush().await?;
+        }
+        if client.tls_pending() {
+            let Stream::Plain(tcp) = std::mem::replace(&mut stream, Stream::Gone) else {
+                return Err(AttemptError::Protocol("STARTTLS twice".into()));
+            };
+            let name = ServerName::try_from(server_name.to_string())
+                .unwrap_or_else(|_| ServerName::IpAddress(addr.ip().into()));
+            let connector = TlsConnector::from(tls.clone());
+            let s = tokio::time::timeout(timeouts.reply, connector.connect(name, tcp))
+                .await
+                .map_err(|_| AttemptError::Timeout)?
+                .map_err(AttemptError::Tls)?;
+            stream = Stream::Tls(Box::new(s));
+            client
+                .tls_established()
+                .map_err(|e| AttemptError::Protocol(e.to_string()))?;
+            continue;
+        }
+        if client.is_closed() {
+            return result.ok_or_else(|| AttemptError::Protocol("session closed".into()));
+        }
+        let n = tokio::time::timeout(timeouts.reply, stream.read(&mut buf))
+            .await
+            .map_err(|_| AttemptError::Timeout)??;
+        if n == 0 {
+            return result
+                .ok_or_else(|| AttemptError::Protocol("connection closed by the server".into()));
+        }
+        let mut fed = 0;
+        while fed < n {
+            let k = client.feed(&buf[fed..n]);
+            if k == 0 {
+                return Err(AttemptError::Protocol("reply buffer overflow".into()));
+            }
+            fed += k;
+        }
+    }
+}

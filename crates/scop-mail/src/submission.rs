@@ -1,0 +1,273 @@
+//! The submission compartment (465 implicit TLS, 587 STARTTLS, RFC 6409 and
+//! RFC 8314): AUTH is required and offered only under TLS; MAIL FROM must
+//! be an address the user owns; limits per user and a growing delay after
+//! failed logins; the message gets a Received field (and Message-ID and
+//! Date when missing) and is queued durably before the 250.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use scop_smtp::{ForwardPath, Host, MailParams, RcptParams, Reply, ReversePath};
+use scop_store::{NewMessage, Store};
+use tokio::sync::Notify;
+
+use crate::headers::{self, Protocol, Received};
+use crate::mx::reverse_path;
+use crate::session::{Decision, Handler, Incoming, Peer};
+use crate::{now, queue_id};
+
+/// Per-user limits.
+#[derive(Debug, Clone, Copy)]
+pub struct UserLimits {
+    /// Messages per user per hour.
+    pub messages_per_hour: usize,
+    /// Longest delay imposed after failed logins from one address.
+    pub max_login_delay: Duration,
+}
+
+impl Default for UserLimits {
+    fn default() -> Self {
+        UserLimits {
+            messages_per_hour: 500,
+            max_login_delay: Duration::from_secs(8),
+        }
+    }
+}
+
+/// Failed logins remembered per client address.
+const FAILED_LOGIN_MEMORY: Duration = Duration::from_secs(15 * 60);
+/// Client addresses remembered at most (the oldest are forgotten).
+const TRACKED_ADDRESSES_MAX: usize = 100_000;
+
+#[derive(Debug, Default)]
+struct Throttle {
+    failures: HashMap<IpAddr, (u32, Instant)>,
+    sent: HashMap<String, VecDeque<Instant>>,
+}
+
+/// The submission handler.
+#[derive(Debug, Clone)]
+pub struct Submission {
+    /// The store (accounts and the queue).
+    pub store: Store,
+    /// Our host name.
+    pub hostname: String,
+    /// Queue lifetime of submitted messages.
+    pub lifetime_secs: i64,
+    /// Limits.
+    pub limits: UserLimits,
+    /// Woken when a message is queued.
+    pub queued: Arc<Notify>,
+    throttle: Arc<Mutex<Throttle>>,
+}
+
+impl Submission {
+    /// A handler over `store`.
+    pub fn new(store: Store, hostname: &str, lifetime_secs: i64, queued: Arc<Notify>) -> Self {
+        Submission {
+            store,
+            hostname: hostname.to_string(),
+            lifetime_secs,
+            limits: UserLimits::default(),
+            queued,
+            throttle: Arc::default(),
+        }
+    }
+
+    fn login_delay(&self, ip: IpAddr) -> Duration {
+        let t = self.throttle.lock().unwrap_or_else(|p| p.into_inner());
+        match t.failures.get(&ip) {
+            Some((n, at)) if at.elapsed() < FAILED_LOGIN_MEMORY && *n > 0 => {
+                let ms = 250u64.saturating_mul(1 << (*n - 1).min(16));
+                Duration::from_millis(ms).min(self.limits.max_login_delay)
+            }
+            _ => Duration::ZERO,
+        }
+    }
+
+    fn record_login(&self, ip: IpAddr, ok: bool) {
+        let mut t = self.throttle.lock().unwrap_or_else(|p| p.into_inner());
+        if ok {
+            t.failures.remove(&ip);
+            return;
+        }
+        if t.failures.len() >= TRACKED_ADDRESSES_MAX {
+            t.failures
+                .retain(|_, (_, at)| at.elapsed() < FAILED_LOGIN_MEMORY);
+            if t.failures.len() >= TRACKED_ADDRESSES_MAX {
+                t.failures.clear();
+            }
+        }
+        let e = t.failures.entry(ip).or_insert((0, Instant::now()));
+        e.0 = e.0.saturating_add(1);
+        e.1 = Instant::now();
+    }
+
+    /// Counts a message for `login`; false when over the hourly limit.
+    fn take_message_slot(&self, login: &str) -> bool {
+        let mut t = self.throttle.lock().unwrap_or_else(|p| p.into_inner());
+        let hour = Duration::from_secs(3600);
+        let q = t.sent.entry(login.to_string()).or_default();
+        while q.front().is_some_and(|at| at.elapsed() > hour) {
+            q.pop_front();
+        }
+        if q.len() >= self.limits.messages_per_hour {
+            return false;
+        }
+        q.push_back(Instant::now());
+        true
+    }
+}
+
+fn tempfail() -> Reply {
+    crate::reply(451, (4, 3, 0), "Temporary local problem, try again later")
+}
+
+impl Handler for Submission {
+    async fn auth(&self, peer: &Peer, username: &str, password: &str) -> Decision {
+        let delay = self.login_delay(peer.addr.ip());
+        if !delay.is_zero() {
+            tokio::time::sleep(delay).await;
+        }
+        match self.store.verify_password(username, password).await {
+            Ok(true) => {
+                self.record_login(peer.addr.ip(), true);
+                tracing::info!(peer = %peer.addr, login = username, "authenticated");
+                Decision::Accept
+            }
+            Ok(false) => {
+                self.record_login(peer.addr.ip(), false);
+                tracing::info!(peer = %peer.addr, login = username, "authentication failed");
+                Decision::Reject(crate::reply(
+                    535,
+                    (5, 7, 8),
+                    "Authentication credentials invalid",
+                ))
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "password check failed");
+                Decision::Reject(crate::reply(
+                    454,
+                    (4, 7, 0),
+                    "Temporary authentication failure",
+                ))
+            }
+        }
+    }
+
+    async fn mail(&self, peer: &Peer, from: &ReversePath, _params: &MailParams) -> Decision {
+        let Some(login) = &peer.login else {
+            return Decision::Reject(crate::reply(530, (5, 7, 0), "Authentication required"));
+        };
+        let ReversePath::Mailbox(m) = from else {
+            return Decision::Reject(crate::reply(
+                553,
+                (5, 7, 1),
+                "The null sender is not for submission",
+            ));
+        };
+        let Host::Domain(_) = m.host() else {
+            return Decision::Reject(crate::reply(
+                553,
+                (5, 7, 1),
+                "Sender must be a domain address",
+            ));
+        };
+        match self.store.owns_address(login, &reverse_path(from)).await {
+            Ok(true) => {}
+            Ok(false) => {
+                return Decision::Reject(crate::reply(
+                    553,
+                    (5, 7, 1),
+                    format!("Sender address not owned by {login}"),
+                ));
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "ownership check failed");
+                return Decision::Reject(tempfail());
+            }
+        }
+        if !self.take_message_slot(login) {
+            return Decision::Reject(crate::reply(
+                450,
+                (4, 7, 1),
+                "Message rate limit exceeded, try again later",
+            ));
+        }
+        Decision::Accept
+    }
+
+    async fn rcpt(
+        &self,
+        _peer: &Peer,
+        _from: &ReversePath,
+        to: &ForwardPath,
+        _params: &RcptParams,
+    ) -> Decision {
+        match to {
+            ForwardPath::Mailbox(m) if matches!(m.host(), Host::Domain(_)) => Decision::Accept,
+            ForwardPath::Mailbox(_) => Decision::Reject(crate::reply(
+                550,
+                (5, 1, 3),
+                "Recipient must be a domain address",
+            )),
+            ForwardPath::Postmaster => {
+                Decision::Reject(crate::reply(550, (5, 1, 3), "Give the postmaster's domain"))
+            }
+        }
+    }
+
+    async fn message(&self, peer: &Peer, msg: Incoming) -> Result<String, Reply> {
+        let now = now();
+        let id = queue_id();
+        let rcpts: Vec<String> = msg
+            .rcpts
+            .iter()
+            .filter_map(|f| match f {
+                ForwardPath::Mailbox(m) => crate::mx::address(m),
+                ForwardPath::Postmaster => None,
+            })
+            .collect();
+        let single = (rcpts.len() == 1).then(|| rcpts[0].as_str());
+        let trace = Received {
+            helo: peer.helo.as_deref(),
+            addr: peer.addr.ip(),
+            by: &self.hostname,
+            protocol: Protocol::for_session(peer.extended, peer.tls.is_some(), true),
+            tls: peer.tls.as_deref(),
+            id: &id,
+            for_rcpt: single,
+            now,
+        }
+        .to_field();
+        let mid = headers::message_id(&id, &self.hostname);
+        let body = headers::with_trace(&msg.body, &trace, Some((&mid, now)));
+        let sender = reverse_path(&msg.from);
+        let queued = self
+            .store
+            .enqueue(
+                &NewMessage {
+                    sender: sender.clone(),
+                    recipients: rcpts.clone(),
+                    body,
+                    lifetime_secs: self.lifetime_secs,
+                    dsn_requested: false,
+                },
+                now,
+            )
+            .await;
+        match queued {
+            Ok(qid) => {
+                self.queued.notify_one();
+                tracing::info!(queue_id = %qid, login = peer.login.as_deref().unwrap_or(""), from = %sender, rcpts = rcpts.len(), "queued");
+                Ok(qid.to_string())
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "enqueue failed");
+                Err(tempfail())
+            }
+        }
+    }
+}

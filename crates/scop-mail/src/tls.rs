@@ -1,0 +1,164 @@
+//! TLS for the public endpoints (rustls with aws-lc-rs): server
+//! configurations from PEM files, a self-signed certificate for local use,
+//! and the relay's opportunistic client configuration.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, SignatureScheme};
+
+/// TLS set-up errors.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The PEM data holds no usable certificate or key.
+    #[error("{0}")]
+    Pem(String),
+    /// rustls refused the configuration.
+    #[error("TLS configuration: {0}")]
+    Rustls(#[from] rustls::Error),
+    /// Certificate generation failed.
+    #[error("certificate generation: {0}")]
+    Generate(String),
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::aws_lc_rs::default_provider())
+}
+
+/// A server configuration from a PEM certificate chain and private key.
+pub fn server_config(
+    cert_pem: &[u8],
+    key_pem: &[u8],
+) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(cert_pem)
+        .collect::<Result<_, _>>()
+        .map_err(|e| TlsError::Pem(format!("certificate: {e}")))?;
+    if certs.is_empty() {
+        return Err(TlsError::Pem("no certificate in the PEM data".into()));
+    }
+    let key = PrivateKeyDer::from_pem_slice(key_pem)
+        .map_err(|e| TlsError::Pem(format!("private key: {e}")))?;
+    let cfg = rustls::ServerConfig::builder_with_provider(provider())
+        .with_safe_default_protocol_versions()?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)?;
+    Ok(Arc::new(cfg))
+}
+
+/// A self-signed certificate and its key (PEM) for `names`.
+pub fn self_signed(names: &[String]) -> Result<(String, String), TlsError> {
+    let ck = rcgen::generate_simple_self_signed(names.to_vec())
+        .map_err(|e| TlsError::Generate(e.to_string()))?;
+    Ok((ck.cert.pem(), ck.signing_key.serialize_pem()))
+}
+
+/// Loads `cert.pem` and `key.pem` from `dir`, creating a self-signed pair
+/// for `hostname` first when they do not exist (the key file is written
+/// with mode 0600).
+pub fn load_or_create(dir: &Path, hostname: &str) -> Result<Arc<rustls::ServerConfig>, TlsError> {
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    let io = |path: &Path| {
+        let path = path.display().to_string();
+        move |source| TlsError::Io { path, source }
+    };
+    if !cert.exists() || !key.exists() {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        let (c, k) = self_signed(&[hostname.to_string()])?;
+        write_private(&key, k.as_bytes()).map_err(io(&key))?;
+        std::fs::write(&cert, c).map_err(io(&cert))?;
+    }
+    let c = std::fs::read(&cert).map_err(io(&cert))?;
+    let k = std::fs::read(&key).map_err(io(&key))?;
+    server_config(&c, &k)
+}
+
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    o.mode(0o600);
+    let mut f = o.open(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
+/// The relay's client configuration: opportunistic TLS as MTAs do without
+/// DANE or MTA-STS (RFC 7435): the connection is encrypted, the server's
+/// certificate is not checked against a trust store (a failed check would
+/// only make the relay fall back to cleartext). The handshake signature is
+/// still verified, so the session key belongs to whoever holds the
+/// presented certificate.
+pub fn opportunistic_client() -> Arc<rustls::ClientConfig> {
+    let provider = provider();
+    let verifier = Arc::new(Opportunistic(provider.clone()));
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("the default provider supports the default versions")
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    Arc::new(cfg)
+}
+
+#[derive(Debug)]
+struct Opportunistic(Arc<rustls::crypto::CryptoProvider>);
+
+impl ServerCertVerifier for Opportunistic {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}

@@ -1,0 +1,192 @@
+//! Two mail domains on loopback, each with its own store, mailboxes, MX,
+//! submission listeners and relay, and the swaks peer.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use scop_mail::relay::{RetryPolicy, Routes};
+use scop_mail::service::{self, MailConfig, Running};
+use scop_store::Store;
+
+pub struct Domain {
+    pub name: String,
+    pub dir: PathBuf,
+    pub store: Store,
+    pub running: Running,
+}
+
+impl Domain {
+    pub fn mx(&self) -> SocketAddr {
+        self.running.mx.unwrap()
+    }
+    pub fn submission(&self) -> SocketAddr {
+        self.running.submission.unwrap()
+    }
+    pub fn submissions(&self) -> SocketAddr {
+        self.running.submissions.unwrap()
+    }
+    pub fn maildir(&self, login: &str) -> PathBuf {
+        self.dir
+            .join("mail")
+            .join(login)
+            .join("Maildir")
+            .join("new")
+    }
+    /// Messages in `login`'s Maildir.
+    pub fn messages(&self, login: &str) -> Vec<Vec<u8>> {
+        read_all(&self.maildir(login))
+    }
+    /// Messages in `login`'s Junk folder.
+    pub fn junk(&self, login: &str) -> Vec<Vec<u8>> {
+        let dir = self.dir.join("mail").join(login).join("Maildir");
+        read_all(&dir.join(".Junk").join("new"))
+    }
+
+    /// Waits until `login` has `n` messages (or fails after `secs`).
+    pub async fn wait_messages(&self, login: &str, n: usize, secs: u64) -> Vec<Vec<u8>> {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let m = self.messages(login);
+            if m.len() >= n {
+                return m;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{login} has {} messages, expected {n}",
+                m.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+fn read_all(dir: &Path) -> Vec<Vec<u8>> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    files.iter().map(|p| std::fs::read(p).unwrap()).collect()
+}
+
+pub fn temp_dir(tag: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!(
+        "scop-mail-{tag}-{}-{}",
+        std::process::id(),
+        scop_mail::queue_id()
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+pub struct Setup {
+    pub routes: Routes,
+    pub greeting_delay: Duration,
+    pub lifetime_secs: i64,
+    pub retry: RetryPolicy,
+    pub per_ip: usize,
+    pub idle_timeout: Duration,
+    pub message_size: u64,
+    pub spam: Option<scop_mail::service::SpamConfig>,
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            routes: Routes::default(),
+            greeting_delay: Duration::ZERO,
+            lifetime_secs: 5 * 86_400,
+            retry: RetryPolicy::default(),
+            per_ip: 50,
+            idle_timeout: Duration::from_secs(20),
+            message_size: 10 * 1024 * 1024,
+            spam: None,
+        }
+    }
+}
+
+/// A domain `name` with users `(login, password)`.
+pub async fn domain(name: &str, users: &[(&str, &str)], setup: Setup) -> Domain {
+    let dir = temp_dir(name);
+    let store = Store::open(&format!("sqlite:{}", dir.join("scop.db").display()))
+        .await
+        .unwrap();
+    store.add_domain(name).await.unwrap();
+    for (login, pw) in users {
+        store.add_user(login, pw).await.unwrap();
+    }
+    let hostname = format!("mail.{name}");
+    let (cert, key) = scop_mail::tls::self_signed(std::slice::from_ref(&hostname)).unwrap();
+    let tls = scop_mail::tls::server_config(cert.as_bytes(), key.as_bytes()).unwrap();
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let running = service::start(MailConfig {
+        hostname,
+        store: store.clone(),
+        mail_root: dir.join("mail"),
+        tls,
+        mx: Some(any),
+        submission: Some(any),
+        submissions: Some(any),
+        relay: true,
+        routes: setup.routes,
+        lifetime_secs: setup.lifetime_secs,
+        retry: setup.retry,
+        greeting_delay: setup.greeting_delay,
+        idle_timeout: setup.idle_timeout,
+        conn_limits: scop_mail::listener::ConnLimits {
+            per_ip: setup.per_ip,
+            total: 1000,
+        },
+        message_size: setup.message_size,
+        srs_key: b"test srs key".to_vec(),
+        spam: setup.spam,
+    })
+    .await
+    .unwrap();
+    Domain {
+        name: name.to_string(),
+        dir,
+        store,
+        running,
+    }
+}
+
+/// The swaks command (Perl script from Debian, with the TLS modules).
+pub fn swaks() -> Command {
+    let root = scop_testkit::peer_path("debian");
+    let script = scop_testkit::peer_path("debian/usr/bin/swaks");
+    let mut cmd = Command::new("perl");
+    cmd.arg(script);
+    let perl5 = [
+        root.join("usr/share/perl5"),
+        root.join("usr/lib/x86_64-linux-gnu/perl5/5.36"),
+    ];
+    cmd.env("PERL5LIB", std::env::join_paths(perl5.iter()).unwrap());
+    cmd.env(
+        "LD_LIBRARY_PATH",
+        std::env::join_paths([root.join("usr/lib/x86_64-linux-gnu")].iter()).unwrap(),
+    );
+    cmd.args(["--hide-informational", "--timeout", "20"]);
+    cmd
+}
+
+/// Runs swaks off the async runtime; returns (exit success, transcript).
+pub async fn run_swaks(args: Vec<String>) -> (bool, String) {
+    let out: Output = tokio::task::spawn_blocking(move || swaks().args(&args).output().unwrap())
+        .await
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+pub fn file_with(dir: &Path, name: &str, content: &[u8]) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, content).unwrap();
+    p.display().to_string()
+}

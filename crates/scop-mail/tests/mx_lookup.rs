@@ -1,0 +1,150 @@
+//! The relay finds mail servers through DNS: MX records by preference, the
+//! implicit MX, the null MX (RFC 7505) and a missing domain, answered by
+//! SCoP's own authoritative server (scop-dns) on loopback.
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use common::{Setup, domain, file_with, run_swaks};
+use scop_dns::policy::Policy;
+use scop_dns::server::{Config, Server};
+use scop_dns::tsig::KeyRing;
+use scop_dns::{Engine, Zone};
+use scop_mail::mxlookup::{Answer, Plan, Stub, plan};
+use scop_mail::relay::Routes;
+
+const ZONE: &str = "$ORIGIN b.test.\n$TTL 300\n\
+@ IN SOA ns hostmaster 1 7200 3600 1209600 300\n\
+@ NS ns\nns A 127.0.0.1\n\
+@ MX 20 backup\n@ MX 10 mx1\nmx1 A 127.0.0.1\nbackup A 127.0.0.1\nbackup AAAA ::1\n\
+null MX 0 .\n\
+plain A 127.0.0.1\n";
+
+async fn dns() -> SocketAddr {
+    let zone = Zone::from_master(ZONE, None).unwrap();
+    let engine = Engine::new(vec![zone], KeyRing::default(), Policy::default()).unwrap();
+    let server = Server::bind(
+        engine,
+        "127.0.0.1:0".parse().unwrap(),
+        Config {
+            journal_dir: None,
+            notify: Vec::new(),
+        },
+    )
+    .await
+    .unwrap();
+    let addr = server.local_addr().unwrap();
+    tokio::spawn(server.run(std::future::pending()));
+    addr
+}
+
+fn stub(addr: SocketAddr) -> Stub {
+    Stub {
+        servers: vec![addr],
+        timeout: Duration::from_secs(5),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mx_records_implicit_and_null_mx() {
+    let s = stub(dns().await);
+    assert_eq!(
+        plan("b.test", s.mx("b.test").await),
+        Plan::Hosts(vec!["mx1.b.test".into(), "backup.b.test".into()])
+    );
+    assert_eq!(plan("null.b.test", s.mx("null.b.test").await), Plan::NullMx);
+    assert_eq!(
+        plan("plain.b.test", s.mx("plain.b.test").await),
+        Plan::Hosts(vec!["plain.b.test".into()])
+    );
+    assert_eq!(s.mx("missing.b.test").await, Answer::NxDomain);
+    let mut backup = s.addresses("backup.b.test").await.unwrap();
+    backup.sort();
+    assert_eq!(
+        backup,
+        vec![
+            "127.0.0.1".parse::<std::net::IpAddr>().unwrap(),
+            "::1".parse().unwrap()
+        ]
+    );
+    // A resolver that does not answer is a temporary failure.
+    let dead = Stub {
+        servers: vec!["127.0.0.1:9".parse().unwrap()],
+        timeout: Duration::from_millis(300),
+    };
+    assert!(matches!(dead.mx("b.test").await, Answer::Temp(_)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_delivers_by_mx_and_bounces_null_mx_and_missing_domains_at_once() {
+    let dns = dns().await;
+    let b = domain("b.test", &[("bob@b.test", "pw")], Setup::default()).await;
+    let routes = Routes {
+        port: b.mx().port(),
+        dns: Some(stub(dns)),
+        ..Routes::default()
+    };
+    let a = domain(
+        "a.test",
+        &[("alice@a.test", "alice-password")],
+        Setup {
+            routes,
+            ..Setup::default()
+        },
+    )
+    .await;
+    let data = file_with(
+        &a.dir,
+        "msg.eml",
+        b"From: alice@a.test\r\nSubject: by mx\r\n\r\nhello\r\n",
+    );
+    let p = a.submissions().port().to_string();
+    for rcpt in ["bob@b.test", "x@null.b.test", "y@missing.b.test"] {
+        let (ok, t) = run_swaks(
+            [
+                "--server",
+                "127.0.0.1",
+                "--port",
+                &p,
+                "--tls-on-connect",
+                "--auth",
+                "PLAIN",
+                "--auth-user",
+                "alice@a.test",
+                "--auth-password",
+                "alice-password",
+                "--from",
+                "alice@a.test",
+                "--to",
+                rcpt,
+                "--data",
+                &data,
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+        )
+        .await;
+        assert!(ok, "{rcpt}: {t}");
+    }
+    let got = b.wait_messages("bob@b.test", 1, 20).await;
+    assert!(String::from_utf8_lossy(&got[0]).contains("Subject: by mx"));
+    // Both failures are permanent: reported at once, not after the lifetime.
+    let bounces = a.wait_messages("alice@a.test", 2, 20).await;
+    let all: String = bounces
+        .iter()
+        .map(|m| String::from_utf8_lossy(m).to_string())
+        .collect();
+    assert!(
+        all.contains("Final-Recipient: rfc822; x@null.b.test"),
+        "{all}"
+    );
+    assert!(all.contains("Status: 5.1.10"), "{all}");
+    assert!(
+        all.contains("Final-Recipient: rfc822; y@missing.b.test"),
+        "{all}"
+    );
+    assert!(all.contains("Status: 5.1.2"), "{all}");
+}

@@ -1,0 +1,285 @@
+//! `scop mail serve`: the mail compartments (MX, submission, relay and
+//! local delivery) in one process, on one data directory.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use scop_mail::relay::{RetryPolicy, Routes};
+use scop_mail::service::{self, MailConfig};
+
+/// Mail service commands.
+#[derive(Debug, Subcommand)]
+pub enum MailCommand {
+    /// Run the MX (port 25), submission (587 STARTTLS, 465 TLS), the relay
+    /// queue and local delivery until SIGINT or SIGTERM.
+    ///
+    /// Accounts, aliases and the queue live in the store (see `scop user`,
+    /// `scop alias`, `scop queue`); mailboxes are Maildirs under
+    /// DATA/mail/<login>/Maildir. A self-signed TLS certificate is created
+    /// in DATA/tls on first start unless --tls-cert/--tls-key are given.
+    ///
+    /// Example (unprivileged ports, one local domain):
+    ///   scop user add alice@example.org --password-stdin <<< 'secret'
+    ///   scop mail serve --hostname mail.example.org --mx 127.0.0.1:2525 --submission 127.0.0.1:5587 --submissions 127.0.0.1:5465
+    Serve(ServeArgs),
+}
+
+/// Options of `scop mail serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Data directory (store, mailboxes, TLS files, SRS key).
+    #[arg(long, default_value = "scop-data", env = "SCOP_DATA")]
+    data: PathBuf,
+    /// Store URL (default: sqlite:DATA/scop.db); postgres://... for PostgreSQL.
+    #[arg(long, env = "SCOP_STORE")]
+    store: Option<String>,
+    /// Our host name, used in greetings, trace fields and bounces
+    /// (default: the system host name).
+    #[arg(long)]
+    hostname: Option<String>,
+    /// MX listener; "off" disables it.
+    #[arg(long, default_value = "[::]:25")]
+    mx: String,
+    /// Submission listener with STARTTLS; "off" disables it.
+    #[arg(long, default_value = "[::]:587")]
+    submission: String,
+    /// Submission listener with implicit TLS; "off" disables it.
+    #[arg(long, default_value = "[::]:465")]
+    submissions: String,
+    /// Do not run the relay (outbound queue).
+    #[arg(long)]
+    no_relay: bool,
+    /// Send mail for DOMAIN to HOST:PORT (repeatable), e.g. b.test=127.0.0.3:25.
+    #[arg(long, value_name = "DOMAIN=ADDR")]
+    route: Vec<String>,
+    /// Recursive resolver for MX lookups (repeatable; default: the
+    /// nameservers of /etc/resolv.conf).
+    #[arg(long, value_name = "ADDR:PORT")]
+    resolver: Vec<SocketAddr>,
+    /// Send all other outbound mail through this host.
+    #[arg(long, value_name = "ADDR")]
+    smarthost: Option<SocketAddr>,
+    /// TLS certificate chain (PEM) for STARTTLS and port 465.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// How long a message may stay queued before it bounces.
+    #[arg(long, default_value_t = 5 * 86_400, value_name = "SECONDS")]
+    queue_lifetime: i64,
+    /// First retry delay; it doubles up to 4 hours.
+    #[arg(long, default_value_t = 60, value_name = "SECONDS")]
+    retry_base: i64,
+    /// MX greeting delay to catch clients that talk first (0 disables).
+    #[arg(long, default_value_t = 1000, value_name = "MILLISECONDS")]
+    greeting_delay: u64,
+    /// Concurrent connections per client address on each listener.
+    #[arg(long, default_value_t = 10)]
+    per_ip: usize,
+    /// Largest message accepted, in bytes.
+    #[arg(long, default_value_t = 50 * 1024 * 1024)]
+    message_size: u64,
+    /// Spam model (from `scop spam train`): the MX labels every message
+    /// (X-Spam-Score, X-Spam-Verdict, X-Spam-Clues) and delivers spam and
+    /// dangerous attachments into the Junk folder.
+    #[arg(long, value_name = "FILE")]
+    spam_model: Option<PathBuf>,
+    /// Refuse messages scoring at or above this (0 to 1); default: never.
+    #[arg(long, value_name = "SCORE", requires = "spam_model")]
+    spam_reject_at: Option<f64>,
+    /// Refuse a client address at MAIL after this many spam messages in an
+    /// hour (0: never).
+    #[arg(long, default_value_t = 20, value_name = "N")]
+    spam_block_after: u32,
+}
+
+/// Runs a mail command.
+pub fn run(cmd: MailCommand) -> Result<ExitCode> {
+    match cmd {
+        MailCommand::Serve(a) => serve(a),
+    }
+}
+
+fn listen(what: &str, s: &str) -> Result<Option<SocketAddr>> {
+    if s == "off" {
+        return Ok(None);
+    }
+    s.parse()
+        .map(Some)
+        .with_context(|| format!("--{what} {s:?}: expected ADDRESS:PORT or \"off\""))
+}
+
+fn system_hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .ok()
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "localhost".into())
+}
+
+fn srs_key(data: &Path) -> Result<Vec<u8>> {
+    let path = data.join("srs.key");
+    if let Ok(k) = std::fs::read(&path)
+        && k.len() >= 16
+    {
+        return Ok(k);
+    }
+    let mut key = vec![0u8; 32];
+    aws_lc_rs::rand::fill(&mut key).map_err(|_| anyhow::anyhow!("no system randomness"))?;
+    write_private(&path, &key).with_context(|| format!("write {}", path.display()))?;
+    Ok(key)
+}
+
+fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
+fn serve(a: ServeArgs) -> Result<ExitCode> {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("SCOP_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    std::fs::create_dir_all(&a.data)
+        .with_context(|| format!("create data directory {}", a.data.display()))?;
+    let hostname = a.hostname.clone().unwrap_or_else(system_hostname);
+    let mut fixed = HashMap::new();
+    for r in &a.route {
+        let Some((d, addr)) = r.split_once('=') else {
+            bail!("--route {r:?}: expected DOMAIN=ADDRESS:PORT");
+        };
+        let addr: SocketAddr = addr
+            .parse()
+            .with_context(|| format!("--route {r:?}: bad address"))?;
+        fixed
+            .entry(d.to_ascii_lowercase())
+            .or_insert_with(Vec::new)
+            .push(addr);
+    }
+    let routes = Routes {
+        fixed,
+        smarthost: a.smarthost.map(|s| vec![s]),
+        port: 25,
+        dns: {
+            let stub = if a.resolver.is_empty() {
+                scop_mail::mxlookup::Stub::from_resolv_conf(
+                    &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+                )
+            } else {
+                scop_mail::mxlookup::Stub {
+                    servers: a.resolver.clone(),
+                    timeout: Duration::from_secs(5),
+                }
+            };
+            (!stub.servers.is_empty()).then_some(stub)
+        },
+    };
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(c), Some(k)) => {
+            let cert = std::fs::read(c).with_context(|| format!("read {}", c.display()))?;
+            let key = std::fs::read(k).with_context(|| format!("read {}", k.display()))?;
+            scop_mail::tls::server_config(&cert, &key)?
+        }
+        _ => scop_mail::tls::load_or_create(&a.data.join("tls"), &hostname)?,
+    };
+    let store_url = a
+        .store
+        .clone()
+        .unwrap_or_else(|| format!("sqlite:{}", a.data.join("scop.db").display()));
+    let srs_key = srs_key(&a.data)?;
+    let spam = match &a.spam_model {
+        None => None,
+        Some(path) => {
+            let bytes = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+            let model = scop_spam::Model::from_bytes(&bytes)
+                .with_context(|| format!("load the spam model {}", path.display()))?;
+            if let Some(t) = a.spam_reject_at
+                && !(0.0..=1.0).contains(&t)
+            {
+                bail!("--spam-reject-at {t}: expected a score from 0 to 1");
+            }
+            Some(service::SpamConfig {
+                model,
+                policy: scop_mail::spamfilter::Policy {
+                    reject_at: a.spam_reject_at,
+                    ..Default::default()
+                },
+                block_after: a.spam_block_after,
+            })
+        }
+    };
+    let mx = listen("mx", &a.mx)?;
+    let submission = listen("submission", &a.submission)?;
+    let submissions = listen("submissions", &a.submissions)?;
+
+    let rt = tokio::runtime::Runtime::new().context("start the async runtime")?;
+    rt.block_on(async move {
+        let store = scop_store::Store::open(&store_url)
+            .await
+            .with_context(|| format!("open the store {store_url}"))?;
+        let running = service::start(MailConfig {
+            hostname: hostname.clone(),
+            store,
+            mail_root: a.data.join("mail"),
+            tls,
+            mx,
+            submission,
+            submissions,
+            relay: !a.no_relay,
+            routes,
+            lifetime_secs: a.queue_lifetime,
+            retry: RetryPolicy {
+                base_secs: a.retry_base.max(1),
+                max_secs: 4 * 3600,
+            },
+            greeting_delay: Duration::from_millis(a.greeting_delay),
+            idle_timeout: Duration::from_secs(300),
+            conn_limits: scop_mail::listener::ConnLimits {
+                per_ip: a.per_ip.max(1),
+                total: 1000,
+            },
+            message_size: a.message_size,
+            srs_key,
+            spam,
+        })
+        .await
+        .context("bind the listeners (ports below 1024 need privileges; see --help for other ports)")?;
+        for (what, addr) in [
+            ("mx", running.mx),
+            ("submission (STARTTLS)", running.submission),
+            ("submission (TLS)", running.submissions),
+        ] {
+            if let Some(addr) = addr {
+                tracing::info!(%addr, "{what} listening");
+            }
+        }
+        tracing::info!(%hostname, relay = !a.no_relay, "scop mail is running; SIGINT or SIGTERM stops it");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("install the SIGTERM handler")?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+        tracing::info!("stopping");
+        running.stop().await;
+        anyhow::Ok(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
