@@ -2,9 +2,12 @@
 //! sans-IO libraries of the workspace.
 #![forbid(unsafe_code)]
 
+mod cmd_admin;
 mod cmd_auth;
 mod cmd_dkim;
+mod cmd_dns;
 mod cmd_hamlet;
+mod cmd_mail;
 mod cmd_mime;
 mod cmd_spam;
 mod progress;
@@ -58,6 +61,28 @@ enum Command {
     /// Example: scop auth check --ip 192.0.2.1 --mail-from a@example.com --helo mx.example.com --dns-zone example.com.zone < message.eml
     #[command(subcommand)]
     Auth(cmd_auth::AuthCommand),
+    /// DNS: an authoritative primary with TSIG-signed updates, journal, AXFR/IXFR, NOTIFY.
+    ///
+    /// Example: scop dns serve --zone example.org.zone --listen 127.0.0.1:5353 --tsig-key dkim.key
+    #[command(subcommand)]
+    Dns(cmd_dns::DnsCommand),
+    /// The mail service: MX, submission, relay queue and local delivery.
+    ///
+    /// Example: scop mail serve --hostname mail.example.org
+    #[command(subcommand)]
+    Mail(cmd_mail::MailCommand),
+    /// Accounts: add, delete, change passwords, list (passwords come from stdin).
+    ///
+    /// Example: printf '%s\n' "$PASSWORD" | scop user add alice@example.org --password-stdin
+    User(cmd_admin::UserArgs),
+    /// Aliases and catch-alls: add, delete, list.
+    ///
+    /// Example: scop alias add sales@example.org alice@example.org
+    Alias(cmd_admin::AliasArgs),
+    /// The outbound queue: list, retry, delete, delivery log.
+    ///
+    /// Example: scop queue list
+    Queue(cmd_admin::QueueArgs),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +95,11 @@ fn main() -> ExitCode {
         Command::Dkim(cmd) => cmd_dkim::run(cmd),
         Command::Spf(cmd) => cmd_auth::run_spf(cmd),
         Command::Auth(cmd) => cmd_auth::run_auth(cmd),
+        Command::Dns(cmd) => cmd_dns::run(cmd),
+        Command::Mail(cmd) => cmd_mail::run(cmd),
+        Command::User(args) => cmd_admin::run_user(args),
+        Command::Alias(args) => cmd_admin::run_alias(args),
+        Command::Queue(args) => cmd_admin::run_queue(args),
     };
     match result {
         Ok(code) => code,

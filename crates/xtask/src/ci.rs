@@ -21,6 +21,7 @@ pub const FUZZ_TARGETS: &[(&str, &[&str])] = &[
     ("smtp_client", &[]),
     ("dmarc_record", &[]),
     ("dmarc_authres", &[]),
+    ("dns_message", &[]),
 ];
 
 /// Seconds each fuzz target runs at most inside `cargo xtask ci`.
