@@ -71,6 +71,7 @@ pub fn debian_command(relative_binary: &str) -> std::process::Command {
     let mut cmd = std::process::Command::new(binary);
     let libs = [
         root.join("usr/lib/x86_64-linux-gnu"),
+        root.join("usr/lib/x86_64-linux-gnu/bind"),
         root.join("lib/x86_64-linux-gnu"),
         root.join("usr/lib"),
     ];
