@@ -72,7 +72,7 @@ pub use sign::{
 pub use signature::{Algorithm, KeyType, Signature, SignatureError, parse_signature};
 pub use verify::{
     DkimOutput, DkimResult, DnsAnswer, Flags, MAX_SIGNATURES, Reason, Verifier, VerifyOptions,
-    verify_message,
+    signature_b_values, verify_message,
 };
 
 /// Entry points for fuzz targets (`fuzz/`): they must never panic.

@@ -555,3 +555,22 @@ pub fn verify_message(
     }
     v.finish()
 }
+
+/// The `b=` value of each DKIM-Signature field, in header order (the order
+/// of [`verify_message`]'s verdicts), for the `header.b` property of
+/// Authentication-Results (RFC 6008).
+pub fn signature_b_values(message: &[u8]) -> Vec<Option<String>> {
+    let header = crate::header::split_header(message);
+    header
+        .fields
+        .iter()
+        .filter(|f| f.is("DKIM-Signature"))
+        .map(|f| {
+            crate::tags::parse_tags(f.value()).ok().and_then(|tags| {
+                tags.iter()
+                    .find(|t| t.name == "b")
+                    .map(|t| String::from_utf8_lossy(t.value).into_owned())
+            })
+        })
+        .collect()
+}

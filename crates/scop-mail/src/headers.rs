@@ -144,6 +144,44 @@ pub fn has_field(msg: &[u8], name: &str) -> bool {
     })
 }
 
+/// `msg` without the header fields for which `drop` (given the field's
+/// first line, name included) says true, continuation lines included; the
+/// body is untouched.
+pub fn remove_fields(msg: &[u8], drop: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+    let end = header_end(msg);
+    let mut out = Vec::with_capacity(msg.len());
+    let mut dropping = false;
+    let mut i = 0;
+    while i < end {
+        let line_end = msg[i..end]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map(|p| i + p + 1)
+            .unwrap_or(end);
+        let line = &msg[i..line_end];
+        if !matches!(line.first(), Some(b' ' | b'\t')) {
+            dropping = drop(line);
+        }
+        if !dropping {
+            out.extend_from_slice(line);
+        }
+        i = line_end;
+    }
+    out.extend_from_slice(&msg[end..]);
+    out
+}
+
+/// The value of a field line named `name` (case-insensitive), if `line`
+/// is one.
+pub fn field_value<'a>(line: &'a [u8], name: &str) -> Option<&'a [u8]> {
+    if line.len() <= name.len() || !line[..name.len()].eq_ignore_ascii_case(name.as_bytes()) {
+        return None;
+    }
+    let rest = &line[name.len()..];
+    let colon = rest.iter().position(|&b| b != b' ' && b != b'\t')?;
+    (rest[colon] == b':').then(|| &rest[colon + 1..])
+}
+
 /// A Message-ID value (with angle brackets) from a unique token and our
 /// host name.
 pub fn message_id(unique: &str, host: &str) -> String {

@@ -31,6 +31,7 @@ pub mod spamfilter;
 pub mod srs;
 pub mod submission;
 pub mod tls;
+pub mod verifier;
 
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};

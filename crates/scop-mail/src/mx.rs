@@ -23,6 +23,8 @@ pub struct Mx {
     pub hostname: String,
     /// The spam-filter stage, when a model is configured.
     pub spam: Option<Arc<SpamStage>>,
+    /// The SPF/DKIM/DMARC stage, when configured.
+    pub verifier: Option<Arc<crate::verifier::Verifier>>,
 }
 
 /// The spam-filter stage the MX runs before delivery.
@@ -173,6 +175,39 @@ impl Handler for Mx {
             }
         };
         let sender = reverse_path(&msg.from);
+        let body = match &self.verifier {
+            None => body,
+            Some(v) => {
+                let body = crate::verifier::strip_forged_results(&body, &v.authserv_id);
+                let mut sample = [0u8; 1];
+                aws_lc_rs::rand::fill(&mut sample).ok();
+                let result = v
+                    .verify(
+                        peer.addr.ip(),
+                        peer.helo.as_deref().unwrap_or(""),
+                        &sender,
+                        &body,
+                        now,
+                        sample[0] % 100,
+                    )
+                    .await;
+                tracing::info!(queue_id = %id, dmarc = %result.dmarc, "verified");
+                match result.disposition {
+                    scop_dmarc::Disposition::Reject => {
+                        return Err(crate::reply(
+                            550,
+                            (5, 7, 1),
+                            "Rejected by the DMARC policy of the From domain",
+                        ));
+                    }
+                    scop_dmarc::Disposition::Quarantine => folder = Some("Junk"),
+                    scop_dmarc::Disposition::None => {}
+                }
+                let mut out = result.field.into_bytes();
+                out.extend_from_slice(&body);
+                out
+            }
+        };
         let outcomes = match self
             .delivery
             .deliver_to(&sender, &rcpts, &body, now, folder)

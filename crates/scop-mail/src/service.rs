@@ -60,6 +60,8 @@ pub struct MailConfig {
     pub srs_key: Vec<u8>,
     /// The spam filter of the MX, if any.
     pub spam: Option<SpamConfig>,
+    /// SPF/DKIM/DMARC checks on the MX, if any.
+    pub verifier: Option<crate::verifier::Verifier>,
 }
 
 /// The MX's spam filter.
@@ -144,6 +146,7 @@ pub async fn start(cfg: MailConfig) -> io::Result<Running> {
         let mx = Arc::new(Mx {
             delivery: delivery.clone(),
             hostname: cfg.hostname.clone(),
+            verifier: cfg.verifier.clone().map(Arc::new),
             spam: cfg.spam.clone().map(|s| {
                 Arc::new(crate::mx::SpamStage {
                     model: s.model,

@@ -14,8 +14,6 @@ use std::net::IpAddr;
 
 use scop_spam::{Label, Model};
 
-use crate::headers::header_end;
-
 /// The fields this stage owns (removed from incoming messages).
 pub const OWN_FIELDS: &[&str] = &[
     "X-Spam-Score",
@@ -125,32 +123,11 @@ pub fn inspect(model: &Model, policy: &Policy, msg: &[u8]) -> Inspection {
 /// `msg` without the header fields named in [`OWN_FIELDS`] (and their
 /// continuation lines); the body is untouched.
 pub fn strip_own_fields(msg: &[u8]) -> Vec<u8> {
-    let end = header_end(msg);
-    let mut out = Vec::with_capacity(msg.len());
-    let mut dropping = false;
-    let mut i = 0;
-    while i < end {
-        let line_end = msg[i..end]
+    crate::headers::remove_fields(msg, |line| {
+        OWN_FIELDS
             .iter()
-            .position(|&b| b == b'\n')
-            .map(|p| i + p + 1)
-            .unwrap_or(end);
-        let line = &msg[i..line_end];
-        let continuation = matches!(line.first(), Some(b' ' | b'\t'));
-        if !continuation {
-            dropping = OWN_FIELDS.iter().any(|f| {
-                line.len() > f.len()
-                    && line[..f.len()].eq_ignore_ascii_case(f.as_bytes())
-                    && line[f.len()..].iter().find(|&&b| b != b' ' && b != b'\t') == Some(&b':')
-            });
-        }
-        if !dropping {
-            out.extend_from_slice(line);
-        }
-        i = line_end;
-    }
-    out.extend_from_slice(&msg[end..]);
-    out
+            .any(|f| crate::headers::field_value(line, f).is_some())
+    })
 }
 
 /// Spam counts per client address; an address that sent `threshold` spam
@@ -240,6 +217,7 @@ impl SourceList {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::headers::header_end;
     use scop_spam::Class;
 
     fn model() -> Model {

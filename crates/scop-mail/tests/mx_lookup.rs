@@ -148,3 +148,90 @@ async fn relay_delivers_by_mx_and_bounces_null_mx_and_missing_domains_at_once() 
     );
     assert!(all.contains("Status: 5.1.2"), "{all}");
 }
+
+const GOOD: &str = "$ORIGIN good.test.\n$TTL 300\n\
+@ IN SOA ns hostmaster 1 7200 3600 1209600 300\n@ NS ns\nns A 127.0.0.1\n\
+@ TXT \"v=spf1 ip4:127.0.0.0/8 -all\"\n_dmarc TXT \"v=DMARC1; p=reject\"\n";
+const VICTIM: &str = "$ORIGIN victim.test.\n$TTL 300\n\
+@ IN SOA ns hostmaster 1 7200 3600 1209600 300\n@ NS ns\nns A 127.0.0.1\n\
+@ TXT \"v=spf1 ip4:192.0.2.10 -all\"\n_dmarc TXT \"v=DMARC1; p=reject\"\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mx_checks_spf_and_dmarc_and_rejects_a_forged_from() {
+    let zones = vec![
+        Zone::from_master(GOOD, None).unwrap(),
+        Zone::from_master(VICTIM, None).unwrap(),
+    ];
+    let engine = Engine::new(zones, KeyRing::default(), Policy::default()).unwrap();
+    let server = Server::bind(
+        engine,
+        "127.0.0.1:0".parse().unwrap(),
+        Config {
+            journal_dir: None,
+            notify: Vec::new(),
+        },
+    )
+    .await
+    .unwrap();
+    let dns = server.local_addr().unwrap();
+    tokio::spawn(server.run(std::future::pending()));
+    let b = domain(
+        "b.test",
+        &[("bob@b.test", "pw")],
+        Setup {
+            verifier: Some(scop_mail::verifier::Verifier {
+                dns: stub(dns),
+                authserv_id: "mail.b.test".into(),
+                enforce: true,
+            }),
+            ..Setup::default()
+        },
+    )
+    .await;
+    let p = b.mx().port().to_string();
+    let send = |from: &str, header_from: &str, forged_ar: bool| {
+        let data = format!(
+            "{}From: {header_from}\r\nSubject: from {header_from}\r\n\r\nhello\r\n",
+            if forged_ar {
+                "Authentication-Results: mail.b.test; dmarc=pass\r\n"
+            } else {
+                ""
+            }
+        );
+        let file = file_with(
+            &b.dir,
+            &format!("{}.eml", header_from.replace('@', "_")),
+            data.as_bytes(),
+        );
+        [
+            "--server",
+            "127.0.0.1",
+            "--port",
+            &p,
+            "--from",
+            from,
+            "--to",
+            "bob@b.test",
+            "--data",
+            &file,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+    };
+    let (ok, t) = run_swaks(send("alice@good.test", "alice@good.test", false)).await;
+    assert!(ok, "{t}");
+    let got = b.wait_messages("bob@b.test", 1, 10).await;
+    let m = String::from_utf8_lossy(&got[0]).to_string();
+    assert!(m.contains("Authentication-Results: mail.b.test;"), "{m}");
+    assert!(m.contains("spf=pass"), "{m}");
+    assert!(m.contains("dmarc=pass"), "{m}");
+    // A forged victim.test From from an address its SPF does not allow,
+    // with a forged Authentication-Results of ours: refused.
+    let (ok, t) = run_swaks(send("ceo@victim.test", "ceo@victim.test", true)).await;
+    assert!(!ok, "{t}");
+    assert!(t.contains("550 5.7.1"), "{t}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(b.messages("bob@b.test").len(), 1);
+    assert!(b.junk("bob@b.test").is_empty());
+}

@@ -156,26 +156,6 @@ fn random_sample() -> u8 {
     (h.finish() % 100) as u8
 }
 
-/// The `b=` value of each DKIM-Signature field, in header order (the
-/// order of `verify_message`'s verdicts).
-fn signature_b_values(message: &[u8]) -> Vec<Option<String>> {
-    let header = scop_dkim::header::split_header(message);
-    header
-        .fields
-        .iter()
-        .filter(|f| f.is("DKIM-Signature"))
-        .map(|f| {
-            scop_dkim::tags::parse_tags(f.value())
-                .ok()
-                .and_then(|tags| {
-                    tags.iter()
-                        .find(|t| t.name == "b")
-                        .map(|t| String::from_utf8_lossy(t.value).into_owned())
-                })
-        })
-        .collect()
-}
-
 fn auth_check(args: AuthCheckArgs) -> Result<ExitCode> {
     let env = &args.envelope;
     let zone = env.zone()?;
@@ -206,7 +186,7 @@ fn auth_check(args: AuthCheckArgs) -> Result<ExitCode> {
     if dkim.iter().all(|d| d.result == scop_dkim::DkimResult::None) {
         ar = ar.push(scop_dmarc::MethodResult::new("dkim", "none"));
     } else {
-        let bs = signature_b_values(&message);
+        let bs = scop_dkim::signature_b_values(&message);
         for (i, d) in dkim.iter().enumerate() {
             let b = bs.get(i).and_then(|b| b.as_deref());
             ar = ar.push(scop_dmarc::MethodResult::dkim(d, b));

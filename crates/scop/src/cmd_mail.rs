@@ -93,6 +93,14 @@ pub struct ServeArgs {
     /// Refuse messages scoring at or above this (0 to 1); default: never.
     #[arg(long, value_name = "SCORE", requires = "spam_model")]
     spam_reject_at: Option<f64>,
+    /// Check SPF, DKIM and DMARC on the MX through the resolver, add
+    /// Authentication-Results, and apply DMARC policies (reject,
+    /// quarantine into Junk).
+    #[arg(long)]
+    verify: bool,
+    /// With --verify: label only, never reject or quarantine on DMARC.
+    #[arg(long, requires = "verify")]
+    no_dmarc_enforce: bool,
     /// Refuse a client address at MAIL after this many spam messages in an
     /// hour (0: never).
     #[arg(long, default_value_t = 20, value_name = "N")]
@@ -173,23 +181,34 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
             .or_insert_with(Vec::new)
             .push(addr);
     }
+    let stub = if a.resolver.is_empty() {
+        scop_mail::mxlookup::Stub::from_resolv_conf(
+            &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        )
+    } else {
+        scop_mail::mxlookup::Stub {
+            servers: a.resolver.clone(),
+            timeout: Duration::from_secs(5),
+        }
+    };
+    let stub = (!stub.servers.is_empty()).then_some(stub);
+    if a.verify && stub.is_none() {
+        bail!("--verify needs a resolver: give --resolver ADDR:PORT (none in /etc/resolv.conf)");
+    }
+    let verifier = if a.verify {
+        stub.clone().map(|dns| scop_mail::verifier::Verifier {
+            dns,
+            authserv_id: a.hostname.clone().unwrap_or_else(system_hostname),
+            enforce: !a.no_dmarc_enforce,
+        })
+    } else {
+        None
+    };
     let routes = Routes {
         fixed,
         smarthost: a.smarthost.map(|s| vec![s]),
         port: 25,
-        dns: {
-            let stub = if a.resolver.is_empty() {
-                scop_mail::mxlookup::Stub::from_resolv_conf(
-                    &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
-                )
-            } else {
-                scop_mail::mxlookup::Stub {
-                    servers: a.resolver.clone(),
-                    timeout: Duration::from_secs(5),
-                }
-            };
-            (!stub.servers.is_empty()).then_some(stub)
-        },
+        dns: stub,
     };
     let tls = match (&a.tls_cert, &a.tls_key) {
         (Some(c), Some(k)) => {
@@ -258,6 +277,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
             message_size: a.message_size,
             srs_key,
             spam,
+            verifier,
         })
         .await
         .context("bind the listeners (ports below 1024 need privileges; see --help for other ports)")?;

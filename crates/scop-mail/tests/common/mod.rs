@@ -90,6 +90,7 @@ pub struct Setup {
     pub idle_timeout: Duration,
     pub message_size: u64,
     pub spam: Option<scop_mail::service::SpamConfig>,
+    pub verifier: Option<scop_mail::verifier::Verifier>,
 }
 
 impl Default for Setup {
@@ -103,6 +104,7 @@ impl Default for Setup {
             idle_timeout: Duration::from_secs(20),
             message_size: 10 * 1024 * 1024,
             spam: None,
+            verifier: None,
         }
     }
 }
@@ -142,6 +144,7 @@ pub async fn domain(name: &str, users: &[(&str, &str)], setup: Setup) -> Domain 
         message_size: setup.message_size,
         srs_key: b"test srs key".to_vec(),
         spam: setup.spam,
+        verifier: setup.verifier,
     })
     .await
     .unwrap();
