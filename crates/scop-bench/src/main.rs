@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod auth;
+mod smtp;
 mod spam;
 
 use anyhow::{Context, Result, bail};
@@ -21,8 +22,11 @@ fn main() -> Result<()> {
         Some("mime") => mime(&args[1..]),
         Some("spam") => spam::run(&args[1..]),
         Some("auth") => auth::run(&args[1..]),
+        Some("smtp") => smtp::run(&args[1..]),
+        // The MX child process of `smtp` (not for direct use).
+        Some("smtp-mx") => smtp::mx_child(&args[1..]),
         _ => bail!(
-            "usage: scop-bench mime --spamassassin DIR --hamlet N\n       scop-bench spam --corpus DIR [--debian DIR] [--roc-svg FILE]\n       scop-bench auth [--messages N] [--python VENV_PYTHON]"
+            "usage: scop-bench mime --spamassassin DIR --hamlet N\n       scop-bench spam --corpus DIR [--debian DIR] [--roc-svg FILE]\n       scop-bench auth [--messages N] [--python VENV_PYTHON]\n       scop-bench smtp --debian DIR [--rounds N] [--scale F] [--idle N] [--peak-sessions N]"
         ),
     }
 }

@@ -24,6 +24,10 @@ pub const BENCHES: &[(&str, &str)] = &[
         "auth",
         "DKIM sign/verify RSA-2048 + Ed25519, body hash MB/s, SPF eval/s: scop vs mail-auth 0.13.3 and dkimpy; openssl speed ceiling",
     ),
+    (
+        "smtp",
+        "smtp-source msg/s (1/20 sessions, 2/100 KB) into our MX (SQLite, fsync) vs Postfix smtpd + queue; MX RSS per idle connection and at 1,000 sessions",
+    ),
 ];
 
 pub fn run(args: &[String]) -> Result<()> {
@@ -110,6 +114,21 @@ pub fn run(args: &[String]) -> Result<()> {
                     ])
                     .arg("--python")
                     .arg(peers_dir().join("venv/bin/python")),
+            )?,
+            "smtp" => crate::util::run(
+                "bench smtp",
+                cargo()
+                    .args([
+                        "run",
+                        "--release",
+                        "--quiet",
+                        "-p",
+                        "scop-bench",
+                        "--",
+                        "smtp",
+                    ])
+                    .arg("--debian")
+                    .arg(peers_dir().join("debian")),
             )?,
             _ => unreachable!("checked above"),
         }

@@ -1,0 +1,684 @@
+//! `scop-bench smtp`: Postfix's load generator `smtp-source` against two
+//! receivers on the same machine, in the same run, rounds interleaved:
+//!
+//! - our MX (`scop_mail::service::start`) with a SQLite store, one local
+//!   domain and one user, every message fsync'd into the Maildir before the
+//!   250; it runs in a child process (this binary's hidden `smtp-mx`
+//!   subcommand) so that its RSS is measured alone;
+//! - Postfix's own `master`/`smtpd` from the Debian package unpacked by
+//!   `cargo xtask peers`, in a private queue directory, queueing every
+//!   message durably (its 250) and then handing it to the `discard`
+//!   transport.
+//!
+//! Both log one line or more per message to a file (ours through
+//! `tracing` at `info`, Postfix through `postlogd`), neither does DNS.
+//! Then the memory of our MX: RSS growth per idle connection (N idle
+//! sessions that have read the greeting) and the peak RSS while
+//! `smtp-source` drives 1,000 concurrent sessions.
+
+use anyhow::{Context, Result, bail};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The local domain of both receivers.
+const DOMAIN: &str = "bench.test";
+/// The one recipient (a user of our store; any local part for Postfix).
+const RCPT: &str = "user@bench.test";
+/// The envelope sender.
+const FROM: &str = "sender@origin.test";
+
+/// The measured cases: sessions, message size (bytes), messages per run.
+const CASES: &[(usize, usize, usize)] = &[
+    (1, 2_000, 400),
+    (1, 100_000, 300),
+    (20, 2_000, 3_000),
+    (20, 100_000, 1_500),
+];
+
+fn usage() -> &'static str {
+    "scop-bench smtp --debian ROOT [--rounds N] [--scale F] [--idle N] [--peak-sessions N]"
+}
+
+pub fn run(args: &[String]) -> Result<()> {
+    let mut debian = None;
+    let mut rounds = 3usize;
+    let mut scale = 1.0f64;
+    let mut idle = 1000usize;
+    let mut peak_sessions = 1000usize;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        let mut value = || it.next().with_context(|| format!("{a} needs a value"));
+        match a.as_str() {
+            "--debian" => debian = Some(PathBuf::from(value()?)),
+            "--rounds" => rounds = value()?.parse()?,
+            "--scale" => scale = value()?.parse()?,
+            "--idle" => idle = value()?.parse()?,
+            "--peak-sessions" => peak_sessions = value()?.parse()?,
+            other => bail!("unknown argument {other}\nusage: {}", usage()),
+        }
+    }
+    let debian =
+        debian.with_context(|| format!("--debian ROOT is required\nusage: {}", usage()))?;
+    if rounds == 0 {
+        bail!("--rounds must be at least 1");
+    }
+    let tools = Tools::new(&debian)?;
+    raise_nofile(idle.max(peak_sessions) * 2 + 1024)?;
+
+    let root = std::env::temp_dir().join(format!("scop-bench-smtp-{}", std::process::id()));
+    if root.exists() {
+        std::fs::remove_dir_all(&root).ok();
+    }
+    std::fs::create_dir_all(&root)?;
+    let result = bench(&tools, &root, rounds, scale, idle, peak_sessions);
+    match &result {
+        Ok(()) => {
+            std::fs::remove_dir_all(&root).ok();
+        }
+        Err(_) => eprintln!("smtp bench: logs and data kept in {}", root.display()),
+    }
+    result
+}
+
+fn bench(
+    tools: &Tools,
+    root: &Path,
+    rounds: usize,
+    scale: f64,
+    idle: usize,
+    peak_sessions: usize,
+) -> Result<()> {
+    let ours = OurMx::start(&root.join("scop"))?;
+    let postfix = Postfix::start(tools, &root.join("postfix"))?;
+    let version = tools.postfix_version();
+    println!(
+        "smtp: smtp-source (Postfix {version}) -> scop MX (SQLite store, Maildir, fsync before 250) \
+         vs Postfix {version} smtpd + queue (fsync before 250, then discard); \
+         a new connection per message; median of {rounds} interleaved rounds"
+    );
+    println!(
+        "{:>8} {:>8} {:>6} | {:>11} {:>13} | {:>7}",
+        "sessions", "size", "msgs", "scop msg/s", "postfix msg/s", "ratio"
+    );
+    let mut sent_to_ours = 0usize;
+    for &(sessions, size, count) in CASES {
+        let count = ((count as f64 * scale).round() as usize).max(sessions);
+        let (mut a, mut b) = (Vec::new(), Vec::new());
+        for _ in 0..rounds {
+            a.push(tools.smtp_source(sessions, count, size, ours.addr)?);
+            sent_to_ours += count;
+            b.push(tools.smtp_source(sessions, count, size, postfix.addr)?);
+        }
+        let (a, b) = (crate::median(a), crate::median(b));
+        let rate = |d: Duration| count as f64 / d.as_secs_f64();
+        println!(
+            "{:>8} {:>5} KB {:>6} | {:>11.1} {:>13.1} | {:>6.2}x",
+            sessions,
+            size / 1000,
+            count,
+            rate(a),
+            rate(b),
+            b.as_secs_f64() / a.as_secs_f64()
+        );
+    }
+    let delivered = ours.delivered()?;
+    if delivered != sent_to_ours {
+        bail!("our MX answered 250 for {sent_to_ours} messages but {delivered} are in the Maildir");
+    }
+    postfix.stop()?;
+    ours.stop()?;
+    println!(
+        "ratio = scop msg/s / Postfix msg/s (higher is better); all {sent_to_ours} messages sent to scop found in its Maildir"
+    );
+
+    // Memory, on a fresh MX so that earlier allocations do not hide growth.
+    let mx = OurMx::start(&root.join("scop-mem"))?;
+    tools.smtp_source(4, 40, 2_000, mx.addr)?;
+    std::thread::sleep(Duration::from_millis(500));
+    let base = mx.status_kb("VmRSS")?;
+    let mut conns = Vec::with_capacity(idle);
+    for i in 0..idle {
+        conns.push(greeted(mx.addr).with_context(|| format!("idle connection {i}"))?);
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let with_idle = mx.status_kb("VmRSS")?;
+    drop(conns);
+    std::thread::sleep(Duration::from_secs(1));
+    let after_close = mx.status_kb("VmRSS")?;
+    // Reset the high-water mark (Linux: "5" to clear_refs) so that VmHWM is
+    // the peak of the loaded run alone.
+    let reset = std::fs::write(format!("/proc/{}/clear_refs", mx.pid()), "5").is_ok();
+    let peak_count = peak_sessions * 5;
+    let took = tools.smtp_source(peak_sessions, peak_count, 2_000, mx.addr)?;
+    let peak = mx.status_kb("VmHWM")?;
+    let delivered = mx.delivered()?;
+    mx.stop()?;
+    let per_conn = (with_idle.saturating_sub(base)) as f64 * 1024.0 / idle as f64;
+    println!("memory of the scop MX process (VmRSS/VmHWM from /proc/PID/status):");
+    println!(
+        "  idle: {base} KB before, {with_idle} KB with {idle} idle connections (greeting read), \
+         {after_close} KB after closing them: {:.1} KB per idle connection",
+        per_conn / 1024.0
+    );
+    println!(
+        "  peak: {peak} KB VmHWM{} while smtp-source ran {peak_sessions} concurrent sessions \
+         ({peak_count} x 2 KB messages, {:.1} msg/s, {delivered} delivered in all)",
+        if reset {
+            " (reset before the run)"
+        } else {
+            " (process lifetime)"
+        },
+        peak_count as f64 / took.as_secs_f64()
+    );
+    Ok(())
+}
+
+/// Opens a connection and reads the 220 greeting.
+fn greeted(addr: SocketAddr) -> Result<TcpStream> {
+    let mut s = TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(20)))?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 512];
+    while !got.ends_with(b"\r\n") {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            bail!("connection closed before the greeting");
+        }
+        got.extend_from_slice(&buf[..n]);
+    }
+    if !got.starts_with(b"220") {
+        bail!("greeting: {}", String::from_utf8_lossy(&got).trim_end());
+    }
+    Ok(s)
+}
+
+/// The soft open-files limit is raised with util-linux `prlimit` on this
+/// process (no libc here: the workspace forbids unsafe code); children
+/// inherit it.
+fn raise_nofile(want: usize) -> Result<()> {
+    let current = nofile_soft()?;
+    if current >= want {
+        return Ok(());
+    }
+    let status = Command::new("prlimit")
+        .arg("--pid")
+        .arg(std::process::id().to_string())
+        .arg(format!("--nofile={want}:{want}"))
+        .status()
+        .context("run prlimit to raise the open-files limit")?;
+    let now = nofile_soft()?;
+    if !status.success() || now < want {
+        bail!(
+            "open-files limit is {now}, {want} needed (prlimit failed: run as root or raise `ulimit -n`)"
+        );
+    }
+    Ok(())
+}
+
+fn nofile_soft() -> Result<usize> {
+    let limits = std::fs::read_to_string("/proc/self/limits")?;
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .context("no open-files line in /proc/self/limits")?;
+    let soft = line.split_whitespace().nth(3).context("open-files line")?;
+    Ok(if soft == "unlimited" {
+        usize::MAX
+    } else {
+        soft.parse()?
+    })
+}
+
+fn status_kb(pid: u32, key: &str) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status
+        .lines()
+        .find(|l| l.strip_prefix(key).is_some_and(|r| r.starts_with(':')))
+        .with_context(|| format!("no {key} in /proc/{pid}/status"))?;
+    Ok(line[key.len() + 1..]
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()?)
+}
+
+/// The unpacked Debian root and the Postfix tools in it.
+struct Tools {
+    root: PathBuf,
+    libs: std::ffi::OsString,
+}
+
+impl Tools {
+    fn new(root: &Path) -> Result<Tools> {
+        let root = &std::path::absolute(root)?;
+        for p in [
+            "usr/sbin/smtp-source",
+            "usr/lib/postfix/sbin/master",
+            "usr/sbin/postconf",
+        ] {
+            if !root.join(p).exists() {
+                bail!(
+                    "{} is missing: run `cargo xtask peers`",
+                    root.join(p).display()
+                );
+            }
+        }
+        let libs = std::env::join_paths([
+            root.join("usr/lib/postfix"),
+            root.join("usr/lib/x86_64-linux-gnu"),
+        ])?;
+        Ok(Tools {
+            root: root.to_path_buf(),
+            libs,
+        })
+    }
+
+    fn command(&self, relative: &str) -> Command {
+        let mut c = Command::new(self.root.join(relative));
+        c.env("LD_LIBRARY_PATH", &self.libs);
+        c
+    }
+
+    fn postfix_version(&self) -> String {
+        self.command("usr/sbin/postconf")
+            .args(["-d", "-h", "mail_version"])
+            .stderr(Stdio::null())
+            .output()
+            .ok()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| "?".into())
+    }
+
+    /// Runs `smtp-source` to completion; its wall time.
+    fn smtp_source(
+        &self,
+        sessions: usize,
+        count: usize,
+        size: usize,
+        addr: SocketAddr,
+    ) -> Result<Duration> {
+        let start = Instant::now();
+        let out = self
+            .command("usr/sbin/smtp-source")
+            .args(["-s", &sessions.to_string()])
+            .args(["-m", &count.to_string()])
+            .args(["-l", &size.to_string()])
+            .args(["-f", FROM, "-t", RCPT])
+            .arg(addr.to_string())
+            .stdin(Stdio::null())
+            .output()
+            .context("run smtp-source")?;
+        let took = start.elapsed();
+        if !out.status.success() || !out.stderr.is_empty() {
+            bail!(
+                "smtp-source -s {sessions} -m {count} -l {size} {addr}: {}{}{}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Ok(took)
+    }
+}
+
+/// Our MX in a child process (`scop-bench smtp-mx`); closing its stdin
+/// stops it.
+struct OurMx {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    addr: SocketAddr,
+    dir: PathBuf,
+}
+
+impl OurMx {
+    fn start(dir: &Path) -> Result<OurMx> {
+        std::fs::create_dir_all(dir)?;
+        let log = std::fs::File::create(dir.join("mx.log"))?;
+        let mut child = Command::new(std::env::current_exe()?)
+            .arg("smtp-mx")
+            .arg("--dir")
+            .arg(dir)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .context("start our MX (scop-bench smtp-mx)")?;
+        let stdin = child.stdin.take();
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            BufReader::new(out).read_line(&mut line)?;
+        }
+        let mut mx = OurMx {
+            child,
+            stdin,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            dir: dir.to_path_buf(),
+        };
+        let Ok(port) = line.trim().parse::<u16>() else {
+            let log = std::fs::read_to_string(dir.join("mx.log")).unwrap_or_default();
+            bail!("our MX did not start: {log}");
+        };
+        mx.addr.set_port(port);
+        greeted(mx.addr).context("our MX's greeting")?;
+        Ok(mx)
+    }
+
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn status_kb(&self, key: &str) -> Result<u64> {
+        status_kb(self.pid(), key)
+    }
+
+    /// Messages in the user's Maildir.
+    fn delivered(&self) -> Result<usize> {
+        let new = self.dir.join("mail").join(RCPT).join("Maildir").join("new");
+        Ok(std::fs::read_dir(&new)
+            .with_context(|| format!("read {}", new.display()))?
+            .count())
+    }
+
+    fn stop(mut self) -> Result<()> {
+        self.stdin.take();
+        let status = wait_for(&mut self.child, Duration::from_secs(20))?;
+        if !status.success() {
+            bail!("our MX exited with {status}");
+        }
+        Ok(())
+    }
+}
+
+impl Drop for OurMx {
+    fn drop(&mut self) {
+        self.stdin.take();
+        if wait_for(&mut self.child, Duration::from_secs(10)).is_err() {
+            self.child.kill().ok();
+            self.child.wait().ok();
+        }
+    }
+}
+
+fn wait_for(child: &mut Child, limit: Duration) -> Result<std::process::ExitStatus> {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if Instant::now() > deadline {
+            bail!("process {} did not exit within {limit:?}", child.id());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The child: our MX on 127.0.0.1 (any port, printed on stdout), until
+/// stdin closes.
+pub fn mx_child(args: &[String]) -> Result<()> {
+    let dir = match args {
+        [flag, dir] if flag == "--dir" => PathBuf::from(dir),
+        _ => bail!("usage: scop-bench smtp-mx --dir DIR"),
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter("info")
+        .with_ansi(false)
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Runtime::new()?;
+    rt.block_on(async move {
+        use scop_mail::service::{self, MailConfig};
+        let store =
+            scop_store::Store::open(&format!("sqlite:{}", dir.join("scop.db").display())).await?;
+        store.add_domain(DOMAIN).await?;
+        store.add_user(RCPT, "bench password").await?;
+        let hostname = format!("mail.{DOMAIN}");
+        let (cert, key) = scop_mail::tls::self_signed(std::slice::from_ref(&hostname))?;
+        let tls = scop_mail::tls::server_config(cert.as_bytes(), key.as_bytes())?;
+        let running = service::start(MailConfig {
+            hostname,
+            store,
+            mail_root: dir.join("mail"),
+            tls,
+            mx: Some(SocketAddr::from(([127, 0, 0, 1], 0))),
+            submission: None,
+            submissions: None,
+            relay: false,
+            routes: Default::default(),
+            lifetime_secs: 5 * 86_400,
+            retry: Default::default(),
+            greeting_delay: Duration::ZERO,
+            idle_timeout: Duration::from_secs(300),
+            conn_limits: scop_mail::listener::ConnLimits {
+                per_ip: 10_000,
+                total: 10_000,
+            },
+            message_size: 10 * 1024 * 1024,
+            srs_key: b"bench srs key, not secret".to_vec(),
+            spam: None,
+            verifier: None,
+        })
+        .await?;
+        let port = running.mx.context("no MX address")?.port();
+        let mut out = std::io::stdout();
+        writeln!(out, "{port}")?;
+        out.flush()?;
+        tokio::task::spawn_blocking(|| {
+            let mut sink = Vec::new();
+            std::io::stdin().read_to_end(&mut sink).ok();
+        })
+        .await?;
+        running.stop().await;
+        anyhow::Ok(())
+    })?;
+    // Sessions still open are dropped with the runtime.
+    rt.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
+}
+
+/// A Postfix master from the unpacked package, in a private directory.
+struct Postfix {
+    master: Child,
+    addr: SocketAddr,
+    dir: PathBuf,
+}
+
+/// The numeric id of `name` in an /etc/passwd-style file.
+fn id_of(file: &str, name: &str, field: usize) -> Result<u32> {
+    let text = std::fs::read_to_string(file)?;
+    text.lines()
+        .map(|l| l.split(':').collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&name))
+        .and_then(|f| f.get(field)?.parse().ok())
+        .with_context(|| format!("no {name} in {file}"))
+}
+
+/// Postfix refuses a mail_owner whose group is the setgid_group, so
+/// `nobody` (group `nogroup`) gets `mail` as setgid_group; default_privs
+/// must differ from mail_owner too. Neither matters here: nothing is
+/// posted through postdrop and nothing is delivered locally.
+const MAIL_OWNER: &str = "nobody";
+const SETGID_GROUP: &str = "mail";
+const DEFAULT_PRIVS: &str = "daemon";
+
+impl Postfix {
+    fn start(tools: &Tools, dir: &Path) -> Result<Postfix> {
+        use std::os::unix::fs::{PermissionsExt, chown};
+        use std::os::unix::process::CommandExt;
+        let uid = id_of("/etc/passwd", MAIL_OWNER, 2)?;
+        let sgid = id_of("/etc/group", SETGID_GROUP, 2)?;
+        let conf = dir.join("conf");
+        let queue = dir.join("queue");
+        let data = dir.join("data");
+        for d in [&conf, &queue, &data] {
+            std::fs::create_dir_all(d)?;
+        }
+        let set_mode = |p: &Path, mode: u32| {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
+        };
+        set_mode(dir, 0o755)?;
+        set_mode(&queue, 0o755)?;
+        chown(&data, Some(uid), None)?;
+        set_mode(&data, 0o700)?;
+        for q in [
+            "active", "bounce", "corrupt", "defer", "deferred", "flush", "hold", "incoming",
+            "private", "saved", "trace",
+        ] {
+            let p = queue.join(q);
+            std::fs::create_dir_all(&p)?;
+            chown(&p, Some(uid), Some(0))?;
+            set_mode(&p, 0o700)?;
+        }
+        for (q, mode) in [("maildrop", 0o730), ("public", 0o710)] {
+            let p = queue.join(q);
+            std::fs::create_dir_all(&p)?;
+            chown(&p, Some(uid), Some(sgid))?;
+            set_mode(&p, mode)?;
+        }
+        std::fs::create_dir_all(queue.join("pid"))?;
+
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let root = &tools.root;
+        let libs = tools.libs.to_string_lossy();
+        let main_cf = format!(
+            "compatibility_level = 3.6\n\
+             queue_directory = {queue}\n\
+             data_directory = {data}\n\
+             command_directory = {root}/usr/sbin\n\
+             daemon_directory = {root}/usr/lib/postfix/sbin\n\
+             shlib_directory = {root}/usr/lib/postfix\n\
+             meta_directory = {root}/etc/postfix\n\
+             mail_owner = {MAIL_OWNER}\n\
+             setgid_group = {SETGID_GROUP}\n\
+             default_privs = {DEFAULT_PRIVS}\n\
+             myhostname = mail.{DOMAIN}\n\
+             mydomain = {DOMAIN}\n\
+             myorigin = {DOMAIN}\n\
+             mydestination = {DOMAIN}\n\
+             inet_interfaces = 127.0.0.1\n\
+             inet_protocols = ipv4\n\
+             mynetworks = 127.0.0.0/8\n\
+             smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination\n\
+             local_recipient_maps =\n\
+             alias_maps =\n\
+             alias_database =\n\
+             local_transport = discard:\n\
+             default_transport = discard:\n\
+             relay_transport = discard:\n\
+             disable_dns_lookups = yes\n\
+             smtp_host_lookup = native\n\
+             smtpd_peername_lookup = no\n\
+             smtpd_client_connection_count_limit = 0\n\
+             smtpd_client_connection_rate_limit = 0\n\
+             default_process_limit = 200\n\
+             biff = no\n\
+             maillog_file = {log}\n\
+             maillog_file_prefixes = {dir}\n\
+             import_environment = MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C POSTLOG_SERVICE POSTLOG_HOSTNAME LD_LIBRARY_PATH={libs}\n",
+            queue = queue.display(),
+            data = data.display(),
+            root = root.display(),
+            log = dir.join("maillog").display(),
+            dir = dir.display(),
+        );
+        // Debian's master.cf.dist, chroot "n" everywhere, smtpd on a
+        // private port, only the services this setup uses.
+        let master_cf = format!(
+            "127.0.0.1:{port} inet n - n - - smtpd\n\
+             pickup    unix  n  -  n  60    1  pickup\n\
+             cleanup   unix  n  -  n  -     0  cleanup\n\
+             qmgr      unix  n  -  n  300   1  qmgr\n\
+             rewrite   unix  -  -  n  -     -  trivial-rewrite\n\
+             bounce    unix  -  -  n  -     0  bounce\n\
+             defer     unix  -  -  n  -     0  bounce\n\
+             trace     unix  -  -  n  -     0  bounce\n\
+             verify    unix  -  -  n  -     1  verify\n\
+             flush     unix  n  -  n  1000? 0  flush\n\
+             proxymap  unix  -  -  n  -     -  proxymap\n\
+             proxywrite unix -  -  n  -     1  proxymap\n\
+             showq     unix  n  -  n  -     -  showq\n\
+             error     unix  -  -  n  -     -  error\n\
+             retry     unix  -  -  n  -     -  error\n\
+             discard   unix  -  -  n  -     -  discard\n\
+             anvil     unix  -  -  n  -     1  anvil\n\
+             scache    unix  -  -  n  -     1  scache\n\
+             postlog   unix-dgram n - n - 1 postlogd\n"
+        );
+        std::fs::write(conf.join("main.cf"), main_cf)?;
+        std::fs::write(conf.join("master.cf"), master_cf)?;
+        let out = std::fs::File::create(dir.join("master.out"))?;
+        let master = tools
+            .command("usr/lib/postfix/sbin/master")
+            .arg("-c")
+            .arg(&conf)
+            .arg("-d")
+            // Its own process group: on SIGTERM, master signals its group.
+            .process_group(0)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(out.try_clone()?)
+            .stderr(out)
+            .spawn()
+            .context("start Postfix's master")?;
+        let mut pf = Postfix {
+            master,
+            addr: SocketAddr::from(([127, 0, 0, 1], port)),
+            dir: dir.to_path_buf(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = pf.master.try_wait()? {
+                bail!("Postfix's master exited ({status}): {}", pf.log_tail());
+            }
+            if greeted(pf.addr).is_ok() {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("Postfix's smtpd did not answer: {}", pf.log_tail());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Ok(pf)
+    }
+
+    fn log_tail(&self) -> String {
+        let mut s = std::fs::read_to_string(self.dir.join("master.out")).unwrap_or_default();
+        let log = std::fs::read_to_string(self.dir.join("maillog")).unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        for l in &lines[lines.len().saturating_sub(20)..] {
+            s.push('\n');
+            s.push_str(l);
+        }
+        s
+    }
+
+    /// SIGTERM to master: it stops its children and exits.
+    fn terminate(&mut self) -> Result<std::process::ExitStatus> {
+        if let Some(status) = self.master.try_wait()? {
+            return Ok(status);
+        }
+        Command::new("kill")
+            .args(["-TERM", &self.master.id().to_string()])
+            .status()?;
+        wait_for(&mut self.master, Duration::from_secs(20))
+    }
+
+    fn stop(mut self) -> Result<()> {
+        self.terminate()?;
+        Ok(())
+    }
+}
+
+impl Drop for Postfix {
+    fn drop(&mut self) {
+        if self.terminate().is_err() {
+            self.master.kill().ok();
+            self.master.wait().ok();
+        }
+    }
+}
