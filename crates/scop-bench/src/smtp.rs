@@ -460,6 +460,7 @@ pub fn mx_child(args: &[String]) -> Result<()> {
             srs_key: b"bench srs key, not secret".to_vec(),
             spam: None,
             verifier: None,
+            dkim: Default::default(),
         })
         .await?;
         let port = running.mx.context("no MX address")?.port();

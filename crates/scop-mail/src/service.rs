@@ -62,6 +62,8 @@ pub struct MailConfig {
     pub spam: Option<SpamConfig>,
     /// SPF/DKIM/DMARC checks on the MX, if any.
     pub verifier: Option<crate::verifier::Verifier>,
+    /// DKIM signers of submitted mail, per sender domain (lower case).
+    pub dkim: Arc<std::collections::HashMap<String, Vec<scop_dkim::Signer>>>,
 }
 
 /// The MX's spam filter.
@@ -167,12 +169,14 @@ pub async fn start(cfg: MailConfig) -> io::Result<Running> {
             stop_rx.clone(),
         )));
     }
-    let submission = Arc::new(Submission::new(
+    let mut submission = Submission::new(
         cfg.store.clone(),
         &cfg.hostname,
         cfg.lifetime_secs,
         queued.clone(),
-    ));
+    );
+    submission.dkim = cfg.dkim.clone();
+    let submission = Arc::new(submission);
     for (addr, implicit) in [(cfg.submission, false), (cfg.submissions, true)] {
         let Some(addr) = addr else { continue };
         let l = TcpListener::bind(addr).await?;

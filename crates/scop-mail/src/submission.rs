@@ -60,6 +60,9 @@ pub struct Submission {
     pub limits: UserLimits,
     /// Woken when a message is queued.
     pub queued: Arc<Notify>,
+    /// DKIM signers per sender domain (lower case): every message from
+    /// that domain is signed with each of them (RSA and Ed25519).
+    pub dkim: Arc<HashMap<String, Vec<scop_dkim::Signer>>>,
     throttle: Arc<Mutex<Throttle>>,
 }
 
@@ -72,6 +75,7 @@ impl Submission {
             lifetime_secs,
             limits: UserLimits::default(),
             queued,
+            dkim: Arc::default(),
             throttle: Arc::default(),
         }
     }
@@ -245,6 +249,23 @@ impl Handler for Submission {
         let mid = headers::message_id(&id, &self.hostname);
         let body = headers::with_trace(&msg.body, &trace, Some((&mid, now)));
         let sender = reverse_path(&msg.from);
+        let domain = sender
+            .rsplit_once('@')
+            .map(|(_, d)| d.to_ascii_lowercase())
+            .unwrap_or_default();
+        let body = match self.dkim.get(&domain) {
+            Some(signers) if !signers.is_empty() => {
+                let at = u64::try_from(now).unwrap_or(0);
+                match scop_dkim::sign_message(signers, &body, at) {
+                    Ok(signed) => signed,
+                    Err(e) => {
+                        tracing::error!(error = %e, domain, "DKIM signing failed");
+                        return Err(tempfail());
+                    }
+                }
+            }
+            _ => body,
+        };
         let queued = self
             .store
             .enqueue(

@@ -235,3 +235,122 @@ async fn mx_checks_spf_and_dmarc_and_rejects_a_forged_from() {
     assert_eq!(b.messages("bob@b.test").len(), 1);
     assert!(b.junk("bob@b.test").is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submission_signs_with_dkim_and_the_receiving_mx_verifies_it() {
+    use scop_dkim::{KeyKind, Signer, SigningKey};
+    let rsa = Signer::new(
+        SigningKey::generate(KeyKind::Rsa2048).unwrap(),
+        "a.test",
+        "rsa1",
+    )
+    .unwrap();
+    let ed = Signer::new(
+        SigningKey::generate(KeyKind::Ed25519).unwrap(),
+        "a.test",
+        "ed1",
+    )
+    .unwrap();
+    // SPF fails from loopback on purpose: DMARC must pass through DKIM.
+    let zone = format!(
+        "$ORIGIN a.test.\n$TTL 300\n@ IN SOA ns hostmaster 1 7200 3600 1209600 300\n@ NS ns\nns A 127.0.0.1\n\
+         @ TXT \"v=spf1 ip4:192.0.2.10 -all\"\n_dmarc TXT \"v=DMARC1; p=reject\"\n\
+         rsa1._domainkey TXT \"{}\"\ned1._domainkey TXT \"{}\"\n",
+        rsa.key().dns_txt().unwrap(),
+        ed.key().dns_txt().unwrap()
+    );
+    // An RSA-2048 key is longer than one 255-byte character-string.
+    let zone = zone.replace(
+        &format!("\"{}\"", rsa.key().dns_txt().unwrap()),
+        &rsa.key()
+            .dns_txt()
+            .unwrap()
+            .as_bytes()
+            .chunks(200)
+            .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+            .collect::<Vec<_>>()
+            .join(" "),
+    );
+    let engine = Engine::new(
+        vec![Zone::from_master(&zone, None).unwrap()],
+        KeyRing::default(),
+        Policy::default(),
+    )
+    .unwrap();
+    let server = Server::bind(
+        engine,
+        "127.0.0.1:0".parse().unwrap(),
+        Config {
+            journal_dir: None,
+            notify: Vec::new(),
+        },
+    )
+    .await
+    .unwrap();
+    let dns = server.local_addr().unwrap();
+    tokio::spawn(server.run(std::future::pending()));
+
+    let b = domain(
+        "b.test",
+        &[("bob@b.test", "pw")],
+        Setup {
+            verifier: Some(scop_mail::verifier::Verifier {
+                dns: stub(dns),
+                authserv_id: "mail.b.test".into(),
+                enforce: true,
+            }),
+            ..Setup::default()
+        },
+    )
+    .await;
+    let mut routes = Routes::default();
+    routes.fixed.insert("b.test".into(), vec![b.mx()]);
+    let a = domain(
+        "a.test",
+        &[("alice@a.test", "alice-password")],
+        Setup {
+            routes,
+            dkim: vec![("a.test".into(), rsa), ("a.test".into(), ed)],
+            ..Setup::default()
+        },
+    )
+    .await;
+    let data = file_with(
+        &a.dir,
+        "msg.eml",
+        b"From: Alice <alice@a.test>\r\nTo: bob@b.test\r\nSubject: signed\r\n\r\nhello\r\n",
+    );
+    let p = a.submissions().port().to_string();
+    let (ok, t) = run_swaks(
+        [
+            "--server",
+            "127.0.0.1",
+            "--port",
+            &p,
+            "--tls-on-connect",
+            "--auth",
+            "PLAIN",
+            "--auth-user",
+            "alice@a.test",
+            "--auth-password",
+            "alice-password",
+            "--from",
+            "alice@a.test",
+            "--to",
+            "bob@b.test",
+            "--data",
+            &data,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect(),
+    )
+    .await;
+    assert!(ok, "{t}");
+    let got = b.wait_messages("bob@b.test", 1, 20).await;
+    let m = String::from_utf8_lossy(&got[0]).to_string();
+    assert_eq!(m.matches("DKIM-Signature:").count(), 2, "{m}");
+    assert!(m.contains("spf=fail"), "{m}");
+    assert_eq!(m.matches("dkim=pass").count(), 2, "{m}");
+    assert!(m.contains("dmarc=pass"), "{m}");
+}

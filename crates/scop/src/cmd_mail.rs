@@ -26,7 +26,8 @@ pub enum MailCommand {
     /// Example (unprivileged ports, one local domain):
     ///   scop user add alice@example.org --password-stdin <<< 'secret'
     ///   scop mail serve --hostname mail.example.org --mx 127.0.0.1:2525 --submission 127.0.0.1:5587 --submissions 127.0.0.1:5465
-    Serve(ServeArgs),
+    #[command(verbatim_doc_comment)]
+    Serve(Box<ServeArgs>),
 }
 
 /// Options of `scop mail serve`.
@@ -93,6 +94,11 @@ pub struct ServeArgs {
     /// Refuse messages scoring at or above this (0 to 1); default: never.
     #[arg(long, value_name = "SCORE", requires = "spam_model")]
     spam_reject_at: Option<f64>,
+    /// Sign mail submitted from DOMAIN with the key in KEYFILE (from `scop
+    /// dkim keygen`) under SELECTOR; repeat for the RSA and Ed25519 pair
+    /// and for each domain.
+    #[arg(long, value_name = "DOMAIN:SELECTOR:KEYFILE")]
+    dkim: Vec<String>,
     /// Check SPF, DKIM and DMARC on the MX through the resolver, add
     /// Authentication-Results, and apply DMARC policies (reject,
     /// quarantine into Junk).
@@ -110,7 +116,7 @@ pub struct ServeArgs {
 /// Runs a mail command.
 pub fn run(cmd: MailCommand) -> Result<ExitCode> {
     match cmd {
-        MailCommand::Serve(a) => serve(a),
+        MailCommand::Serve(a) => serve(*a),
     }
 }
 
@@ -244,6 +250,21 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
             })
         }
     };
+    let mut dkim: HashMap<String, Vec<scop_dkim::Signer>> = HashMap::new();
+    for spec in &a.dkim {
+        let mut parts = spec.splitn(3, ':');
+        let (Some(domain), Some(selector), Some(file)) = (parts.next(), parts.next(), parts.next())
+        else {
+            bail!("--dkim {spec:?}: expected DOMAIN:SELECTOR:KEYFILE");
+        };
+        let pem = std::fs::read_to_string(file).with_context(|| format!("read {file}"))?;
+        let key = scop_dkim::SigningKey::from_pem(&pem).with_context(|| format!("key {file}"))?;
+        let signer = scop_dkim::Signer::new(key, domain, selector)
+            .with_context(|| format!("--dkim {spec:?}"))?;
+        dkim.entry(domain.to_ascii_lowercase())
+            .or_default()
+            .push(signer);
+    }
     let mx = listen("mx", &a.mx)?;
     let submission = listen("submission", &a.submission)?;
     let submissions = listen("submissions", &a.submissions)?;
@@ -278,6 +299,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
             srs_key,
             spam,
             verifier,
+            dkim: std::sync::Arc::new(dkim),
         })
         .await
         .context("bind the listeners (ports below 1024 need privileges; see --help for other ports)")?;

@@ -91,6 +91,7 @@ pub struct Setup {
     pub message_size: u64,
     pub spam: Option<scop_mail::service::SpamConfig>,
     pub verifier: Option<scop_mail::verifier::Verifier>,
+    pub dkim: Vec<(String, scop_dkim::Signer)>,
 }
 
 impl Default for Setup {
@@ -105,6 +106,7 @@ impl Default for Setup {
             message_size: 10 * 1024 * 1024,
             spam: None,
             verifier: None,
+            dkim: Vec::new(),
         }
     }
 }
@@ -145,6 +147,14 @@ pub async fn domain(name: &str, users: &[(&str, &str)], setup: Setup) -> Domain 
         srs_key: b"test srs key".to_vec(),
         spam: setup.spam,
         verifier: setup.verifier,
+        dkim: {
+            let mut m: std::collections::HashMap<String, Vec<scop_dkim::Signer>> =
+                std::collections::HashMap::new();
+            for (d, s) in setup.dkim {
+                m.entry(d).or_default().push(s);
+            }
+            std::sync::Arc::new(m)
+        },
     })
     .await
     .unwrap();
