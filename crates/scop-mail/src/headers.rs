@@ -127,21 +127,9 @@ fn memchr(b: u8, s: &[u8]) -> Option<usize> {
 
 /// Whether the header block has a field named `name` (case-insensitive).
 pub fn has_field(msg: &[u8], name: &str) -> bool {
-    let head = &msg[..header_end(msg)];
-    head.split(|&b| b == b'\n').any(|line| {
-        line.len() > name.len()
-            && line[..name.len()].eq_ignore_ascii_case(name.as_bytes())
-            && line[name.len()..]
-                .iter()
-                .take_while(|&&b| b == b' ' || b == b'\t')
-                .count()
-                + name.len()
-                < line.len()
-            && line[name.len()..]
-                .iter()
-                .find(|&&b| b != b' ' && b != b'\t')
-                == Some(&b':')
-    })
+    msg[..header_end(msg)]
+        .split(|&b| b == b'\n')
+        .any(|line| field_value(line, name).is_some())
 }
 
 /// `msg` without the header fields for which `drop` (given the field's

@@ -29,6 +29,7 @@ pub mod service;
 pub mod session;
 pub mod spamfilter;
 pub mod srs;
+mod stream;
 pub mod submission;
 pub mod tls;
 pub mod verifier;
@@ -54,6 +55,11 @@ pub fn queue_id() -> String {
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
     format!("{nanos:x}{:x}{n:x}", std::process::id())
+}
+
+/// 451 4.3.0: a local problem the client should retry.
+pub(crate) fn tempfail() -> scop_smtp::Reply {
+    reply(451, (4, 3, 0), "Temporary local problem, try again later")
 }
 
 /// A reply with an enhanced status code (RFC 3463). The codes used here

@@ -12,7 +12,7 @@ use crate::dsn;
 use crate::headers::{Protocol, Received};
 use crate::session::{Decision, Handler, Incoming, Peer};
 use crate::spamfilter;
-use crate::{now, queue_id};
+use crate::{now, queue_id, tempfail};
 
 /// The MX handler.
 #[derive(Debug, Clone)]
@@ -36,10 +36,6 @@ pub struct SpamStage {
     pub policy: spamfilter::Policy,
     /// The sources that sent the most spam.
     pub sources: Mutex<spamfilter::SourceList>,
-}
-
-fn tempfail() -> Reply {
-    crate::reply(451, (4, 3, 0), "Temporary local problem, try again later")
 }
 
 /// `local@domain` of a mailbox, with the local part unquoted.

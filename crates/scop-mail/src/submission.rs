@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use crate::headers::{self, Protocol, Received};
 use crate::mx::reverse_path;
 use crate::session::{Decision, Handler, Incoming, Peer};
-use crate::{now, queue_id};
+use crate::{now, queue_id, tempfail};
 
 /// Per-user limits.
 #[derive(Debug, Clone, Copy)]
@@ -123,10 +123,6 @@ impl Submission {
         q.push_back(Instant::now());
         true
     }
-}
-
-fn tempfail() -> Reply {
-    crate::reply(451, (4, 3, 0), "Temporary local problem, try again later")
 }
 
 impl Handler for Submission {

@@ -42,26 +42,7 @@ async fn routed_pair(setup_a: Setup) -> (common::Domain, common::Domain) {
 async fn submission_465_relays_to_the_other_domain_mx() {
     let (a, b) = routed_pair(Setup::default()).await;
     let data = file_with(&a.dir, "msg.eml", MESSAGE);
-    let (ok, t) = run_swaks(args(&[
-        "--server",
-        "127.0.0.1",
-        "--port",
-        &port(a.submissions()),
-        "--tls-on-connect",
-        "--auth",
-        "PLAIN",
-        "--auth-user",
-        "alice@a.test",
-        "--auth-password",
-        "alice-password",
-        "--from",
-        "alice@a.test",
-        "--to",
-        "bob@b.test",
-        "--data",
-        &data,
-    ]))
-    .await;
+    let (ok, t) = common::submit_as_alice(&a, "bob@b.test", &data).await;
     assert!(ok, "{t}");
     assert!(t.contains("235 2.7.0"), "{t}");
     assert!(t.contains("250 2.0.0 OK queued as"), "{t}");
@@ -354,26 +335,7 @@ async fn unreachable_destination_bounces_with_a_dsn_after_the_lifetime() {
     };
     let a = domain("a.test", &[("alice@a.test", "alice-password")], setup).await;
     let data = file_with(&a.dir, "msg.eml", MESSAGE);
-    let (ok, t) = run_swaks(args(&[
-        "--server",
-        "127.0.0.1",
-        "--port",
-        &port(a.submissions()),
-        "--tls-on-connect",
-        "--auth",
-        "PLAIN",
-        "--auth-user",
-        "alice@a.test",
-        "--auth-password",
-        "alice-password",
-        "--from",
-        "alice@a.test",
-        "--to",
-        "carol@unreachable.test",
-        "--data",
-        &data,
-    ]))
-    .await;
+    let (ok, t) = common::submit_as_alice(&a, "carol@unreachable.test", &data).await;
     assert!(ok, "{t}");
     let got = a.wait_messages("alice@a.test", 1, 30).await;
     let m = String::from_utf8_lossy(&got[0]).to_string();
@@ -515,26 +477,7 @@ async fn our_relay_delivers_to_postfix_smtp_sink() {
     let data = file_with(&a.dir, "msg.eml", MESSAGE);
     for i in 0..5 {
         let rcpt = format!("user{i}@sink.test");
-        let (ok, t) = run_swaks(args(&[
-            "--server",
-            "127.0.0.1",
-            "--port",
-            &port(a.submissions()),
-            "--tls-on-connect",
-            "--auth",
-            "PLAIN",
-            "--auth-user",
-            "alice@a.test",
-            "--auth-password",
-            "alice-password",
-            "--from",
-            "alice@a.test",
-            "--to",
-            &rcpt,
-            "--data",
-            &data,
-        ]))
-        .await;
+        let (ok, t) = common::submit_as_alice(&a, &rcpt, &data).await;
         assert!(ok, "{t}");
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(30);

@@ -22,9 +22,13 @@ const ZONE: &str = "$ORIGIN b.test.\n$TTL 300\n\
 null MX 0 .\n\
 plain A 127.0.0.1\n";
 
-async fn dns() -> SocketAddr {
-    let zone = Zone::from_master(ZONE, None).unwrap();
-    let engine = Engine::new(vec![zone], KeyRing::default(), Policy::default()).unwrap();
+/// Our authoritative server for `zones` on loopback.
+async fn serve_zones(zones: &[&str]) -> SocketAddr {
+    let zones = zones
+        .iter()
+        .map(|z| Zone::from_master(z, None).unwrap())
+        .collect();
+    let engine = Engine::new(zones, KeyRing::default(), Policy::default()).unwrap();
     let server = Server::bind(
         engine,
         "127.0.0.1:0".parse().unwrap(),
@@ -38,6 +42,10 @@ async fn dns() -> SocketAddr {
     let addr = server.local_addr().unwrap();
     tokio::spawn(server.run(std::future::pending()));
     addr
+}
+
+async fn dns() -> SocketAddr {
+    serve_zones(&[ZONE]).await
 }
 
 fn stub(addr: SocketAddr) -> Stub {
@@ -100,33 +108,8 @@ async fn relay_delivers_by_mx_and_bounces_null_mx_and_missing_domains_at_once() 
         "msg.eml",
         b"From: alice@a.test\r\nSubject: by mx\r\n\r\nhello\r\n",
     );
-    let p = a.submissions().port().to_string();
     for rcpt in ["bob@b.test", "x@null.b.test", "y@missing.b.test"] {
-        let (ok, t) = run_swaks(
-            [
-                "--server",
-                "127.0.0.1",
-                "--port",
-                &p,
-                "--tls-on-connect",
-                "--auth",
-                "PLAIN",
-                "--auth-user",
-                "alice@a.test",
-                "--auth-password",
-                "alice-password",
-                "--from",
-                "alice@a.test",
-                "--to",
-                rcpt,
-                "--data",
-                &data,
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect(),
-        )
-        .await;
+        let (ok, t) = common::submit_as_alice(&a, rcpt, &data).await;
         assert!(ok, "{rcpt}: {t}");
     }
     let got = b.wait_messages("bob@b.test", 1, 20).await;
@@ -158,23 +141,7 @@ const VICTIM: &str = "$ORIGIN victim.test.\n$TTL 300\n\
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mx_checks_spf_and_dmarc_and_rejects_a_forged_from() {
-    let zones = vec![
-        Zone::from_master(GOOD, None).unwrap(),
-        Zone::from_master(VICTIM, None).unwrap(),
-    ];
-    let engine = Engine::new(zones, KeyRing::default(), Policy::default()).unwrap();
-    let server = Server::bind(
-        engine,
-        "127.0.0.1:0".parse().unwrap(),
-        Config {
-            journal_dir: None,
-            notify: Vec::new(),
-        },
-    )
-    .await
-    .unwrap();
-    let dns = server.local_addr().unwrap();
-    tokio::spawn(server.run(std::future::pending()));
+    let dns = serve_zones(&[GOOD, VICTIM]).await;
     let b = domain(
         "b.test",
         &[("bob@b.test", "pw")],
@@ -271,24 +238,7 @@ async fn submission_signs_with_dkim_and_the_receiving_mx_verifies_it() {
             .collect::<Vec<_>>()
             .join(" "),
     );
-    let engine = Engine::new(
-        vec![Zone::from_master(&zone, None).unwrap()],
-        KeyRing::default(),
-        Policy::default(),
-    )
-    .unwrap();
-    let server = Server::bind(
-        engine,
-        "127.0.0.1:0".parse().unwrap(),
-        Config {
-            journal_dir: None,
-            notify: Vec::new(),
-        },
-    )
-    .await
-    .unwrap();
-    let dns = server.local_addr().unwrap();
-    tokio::spawn(server.run(std::future::pending()));
+    let dns = serve_zones(&[&zone]).await;
 
     let b = domain(
         "b.test",
@@ -320,32 +270,7 @@ async fn submission_signs_with_dkim_and_the_receiving_mx_verifies_it() {
         "msg.eml",
         b"From: Alice <alice@a.test>\r\nTo: bob@b.test\r\nSubject: signed\r\n\r\nhello\r\n",
     );
-    let p = a.submissions().port().to_string();
-    let (ok, t) = run_swaks(
-        [
-            "--server",
-            "127.0.0.1",
-            "--port",
-            &p,
-            "--tls-on-connect",
-            "--auth",
-            "PLAIN",
-            "--auth-user",
-            "alice@a.test",
-            "--auth-password",
-            "alice-password",
-            "--from",
-            "alice@a.test",
-            "--to",
-            "bob@b.test",
-            "--data",
-            &data,
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect(),
-    )
-    .await;
+    let (ok, t) = common::submit_as_alice(&a, "bob@b.test", &data).await;
     assert!(ok, "{t}");
     let got = b.wait_messages("bob@b.test", 1, 20).await;
     let m = String::from_utf8_lossy(&got[0]).to_string();

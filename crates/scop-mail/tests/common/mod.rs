@@ -203,3 +203,29 @@ pub fn file_with(dir: &Path, name: &str, content: &[u8]) -> String {
     std::fs::write(&p, content).unwrap();
     p.display().to_string()
 }
+
+/// alice@a.test submits `data` (a file) to `rcpt` on `d`'s port 465 with
+/// AUTH PLAIN, through swaks.
+pub async fn submit_as_alice(d: &Domain, rcpt: &str, data: &str) -> (bool, String) {
+    let port = d.submissions().port().to_string();
+    let args = [
+        "--server",
+        "127.0.0.1",
+        "--port",
+        &port,
+        "--tls-on-connect",
+        "--auth",
+        "PLAIN",
+        "--auth-user",
+        "alice@a.test",
+        "--auth-password",
+        "alice-password",
+        "--from",
+        "alice@a.test",
+        "--to",
+        rcpt,
+        "--data",
+        data,
+    ];
+    run_swaks(args.iter().map(|s| s.to_string()).collect()).await
+}
