@@ -33,6 +33,18 @@ pub enum Answer<T> {
     Temp(String),
 }
 
+impl<T> Answer<T> {
+    /// The same answer with its records turned into `U`.
+    pub fn map_records<U>(self, f: impl FnOnce(Vec<T>) -> Vec<U>) -> Answer<U> {
+        match self {
+            Answer::Records(v) => Answer::Records(f(v)),
+            Answer::NoData => Answer::NoData,
+            Answer::NxDomain => Answer::NxDomain,
+            Answer::Temp(e) => Answer::Temp(e),
+        }
+    }
+}
+
 /// Where to send mail for a domain, before address lookups.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Plan {
@@ -196,19 +208,14 @@ impl Stub {
 
     /// MX records of `domain`.
     pub async fn mx(&self, domain: &str) -> Answer<(u16, String)> {
-        match self.query(domain, RecordType::MX).await {
-            Answer::Records(v) => Answer::Records(
-                v.into_iter()
-                    .filter_map(|d| match d {
-                        RData::MX(mx) => Some((mx.preference, mx.exchange.to_ascii())),
-                        _ => None,
-                    })
-                    .collect(),
-            ),
-            Answer::NoData => Answer::NoData,
-            Answer::NxDomain => Answer::NxDomain,
-            Answer::Temp(e) => Answer::Temp(e),
-        }
+        self.query(domain, RecordType::MX).await.map_records(|v| {
+            v.into_iter()
+                .filter_map(|d| match d {
+                    RData::MX(mx) => Some((mx.preference, mx.exchange.to_ascii())),
+                    _ => None,
+                })
+                .collect()
+        })
     }
 
     /// IPv6 and IPv4 addresses of `host`.

@@ -50,21 +50,16 @@ impl Blocking<'_> {
     }
 
     fn txt(&self, name: &str) -> Answer<Vec<u8>> {
-        match self.ask(name, RecordType::TXT) {
-            Answer::Records(v) => Answer::Records(
-                v.into_iter()
-                    .filter_map(|d| match d {
-                        RData::TXT(t) => {
-                            Some(t.txt_data.iter().flat_map(|s| s.iter().copied()).collect())
-                        }
-                        _ => None,
-                    })
-                    .collect(),
-            ),
-            Answer::NoData => Answer::NoData,
-            Answer::NxDomain => Answer::NxDomain,
-            Answer::Temp(e) => Answer::Temp(e),
-        }
+        self.ask(name, RecordType::TXT).map_records(|v| {
+            v.into_iter()
+                .filter_map(|d| match d {
+                    RData::TXT(t) => {
+                        Some(t.txt_data.iter().flat_map(|s| s.iter().copied()).collect())
+                    }
+                    _ => None,
+                })
+                .collect()
+        })
     }
 }
 
@@ -123,12 +118,9 @@ impl scop_dmarc::Resolver for Blocking<'_> {
         use scop_dmarc::{DnsAnswer, QueryType};
         let answer = match q.qtype {
             QueryType::Txt => self.txt(&q.name),
-            QueryType::A => match self.ask(&q.name, RecordType::A) {
-                Answer::Records(v) => Answer::Records(vec![Vec::new(); v.len()]),
-                Answer::NoData => Answer::NoData,
-                Answer::NxDomain => Answer::NxDomain,
-                Answer::Temp(e) => Answer::Temp(e),
-            },
+            QueryType::A => self
+                .ask(&q.name, RecordType::A)
+                .map_records(|v| vec![Vec::new(); v.len()]),
         };
         match answer {
             Answer::Records(v) => DnsAnswer::Records(v),
