@@ -15,7 +15,7 @@ use scop_spf::SpfResult;
 
 use crate::domain::{aligned, discovery_names, normalize, organizational_domain};
 use crate::from::AuthorDomain;
-use crate::record::{Policy, Record, RecordError, starts_with_version};
+use crate::record::{Alignment, Policy, Record, RecordError, starts_with_version};
 
 /// A DNS record type DMARC asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -463,6 +463,53 @@ impl Evaluator {
         }
     }
 
+    /// Whether `identifier` aligns with the author domain `from` (whose
+    /// organizational domain is `from_org`) in `mode`. With the tree walk
+    /// on, the identifier's organizational domain comes from
+    /// [`Evaluator::org_domain_walk`], otherwise from the public suffix
+    /// list. `Ok(Err(name))` is a transient DNS failure at `name`.
+    fn aligned_with(
+        &self,
+        from: &str,
+        from_org: &str,
+        identifier: &str,
+        mode: Alignment,
+    ) -> Result<Result<bool, String>, Query> {
+        if !self.options.tree_walk || mode == Alignment::Strict || identifier == from {
+            return Ok(Ok(aligned(from, identifier, mode)));
+        }
+        Ok(self.org_domain_walk(identifier)?.map(|org| org == from_org))
+    }
+
+    /// The organizational domain of `name` by the DMARCbis tree walk
+    /// (section 4.10.2): the `_dmarc` records from `name` up to its last
+    /// label are looked at in order; the first with `psd=n` names the
+    /// organizational domain; the first with `psd=y`, other than the one
+    /// at `name` itself, makes the name one label below it the
+    /// organizational domain; otherwise the record with the fewest labels
+    /// does, and without any record `name` is its own. Unusable records
+    /// (invalid, or several at one name) are passed over. `Ok(Err(name))`
+    /// is a transient DNS failure at `name`.
+    fn org_domain_walk(&self, name: &str) -> Result<Result<String, String>, Query> {
+        let names = discovery_names(name, true);
+        let mut fewest = None;
+        for (i, candidate) in names.iter().enumerate() {
+            let dmarc_name = format!("_dmarc.{candidate}");
+            let record = match self.ask(dmarc_name.clone(), QueryType::Txt)? {
+                DnsAnswer::TempFail => return Ok(Err(dmarc_name)),
+                DnsAnswer::NxDomain | DnsAnswer::NoData => continue,
+                DnsAnswer::Records(r) => usable_record(r),
+            };
+            let Some(record) = record else { continue };
+            match record.psd {
+                Some(false) => return Ok(Ok(candidate.clone())),
+                Some(true) if i > 0 => return Ok(Ok(one_label_below(name, candidate))),
+                _ => fewest = Some(candidate.clone()),
+            }
+        }
+        Ok(Ok(fewest.unwrap_or_else(|| name.to_string())))
+    }
+
     fn run(&self) -> Result<DmarcOutput, Query> {
         // RFC 7489 section 6.6.1: one author domain, or a permerror (our
         // choice: reject, a message without a single From domain is not a
@@ -500,10 +547,17 @@ impl Evaluator {
                 ));
             }
         };
-        let org = organizational_domain(&from);
         let mut out = DmarcOutput::bare(DmarcResult::None, Disposition::None, Problem::NoRecord);
         out.header_from = Some(from.clone());
-        out.organizational_domain = Some(org);
+        let org = if self.options.tree_walk {
+            match self.org_domain_walk(&from)? {
+                Ok(org) => org,
+                Err(name) => return Ok(temp_error(out, name)),
+            }
+        } else {
+            organizational_domain(&from)
+        };
+        out.organizational_domain = Some(org.clone());
 
         // Policy discovery (section 6.6.3, or the DMARCbis tree walk).
         let mut found = None;
@@ -545,18 +599,38 @@ impl Evaluator {
         };
         out.problem = None;
 
-        // Identifier alignment (section 3.1).
-        out.spf_aligned = self.input.spf.as_ref().is_some_and(|spf| {
-            spf.result == SpfResult::Pass
-                && normalize(&spf.domain).is_some_and(|d| aligned(&from, &d, record.aspf))
-        });
-        out.dkim_aligned = self
+        // Identifier alignment (section 3.1; DMARCbis section 4.4 when the
+        // organizational domains come from the tree walk).
+        let spf_domain = self
+            .input
+            .spf
+            .as_ref()
+            .filter(|spf| spf.result == SpfResult::Pass)
+            .and_then(|spf| normalize(&spf.domain));
+        out.spf_aligned = match spf_domain {
+            Some(d) => match self.aligned_with(&from, &org, &d, record.aspf)? {
+                Ok(yes) => yes,
+                Err(name) => return Ok(temp_error(out, name)),
+            },
+            None => false,
+        };
+        let passing: Vec<String> = self
             .input
             .dkim
             .iter()
             .filter(|d| d.result == DkimResult::Pass)
             .filter_map(|d| normalize(&d.domain))
-            .find(|d| aligned(&from, d, record.adkim));
+            .collect();
+        for d in passing {
+            match self.aligned_with(&from, &org, &d, record.adkim)? {
+                Ok(true) => {
+                    out.dkim_aligned = Some(d);
+                    break;
+                }
+                Ok(false) => {}
+                Err(name) => return Ok(temp_error(out, name)),
+            }
+        }
 
         // Policy selection (section 6.6.4; `np` from RFC 9091 section 4.1).
         let (policy, source) = if policy_domain == from {
@@ -591,6 +665,34 @@ impl Evaluator {
         out.record = Some(record);
         Ok(out)
     }
+}
+
+/// `out` turned into a `temperror` for a transient failure at `name`.
+fn temp_error(mut out: DmarcOutput, name: String) -> DmarcOutput {
+    out.result = DmarcResult::TempError;
+    out.problem = Some(Problem::DnsTempFail(name));
+    out
+}
+
+/// The one valid DMARC record among a name's TXT records, if there is
+/// exactly one.
+fn usable_record(records: &[Vec<u8>]) -> Option<Record> {
+    let mut candidates = records
+        .iter()
+        .filter(|r| std::str::from_utf8(r).is_ok_and(starts_with_version));
+    let one = candidates.next()?;
+    if candidates.next().is_some() {
+        return None;
+    }
+    Record::parse_bytes(one).ok()
+}
+
+/// The suffix of `name` that has one label more than its ancestor
+/// `ancestor` (both normalized, `ancestor` a proper suffix of `name`).
+fn one_label_below(name: &str, ancestor: &str) -> String {
+    let labels: Vec<&str> = name.split('.').collect();
+    let keep = (ancestor.split('.').count() + 1).min(labels.len());
+    labels[labels.len() - keep..].join(".")
 }
 
 #[cfg(test)]
@@ -826,6 +928,125 @@ mod tests {
         let bis = run(&z, i, Options::default().tree_walk(true));
         assert_eq!(bis.policy_domain.as_deref(), Some("b.example.com"));
         assert_eq!(bis.disposition, Disposition::Quarantine);
+    }
+
+    #[test]
+    fn tree_walk_org_domain_with_psd_n() {
+        // `b.example.com` declares itself an organizational domain: a
+        // signature from a sibling under `example.com` no longer aligns.
+        let z = Zone(vec![
+            ("_dmarc.b.example.com", txt("v=DMARC1; p=reject; psd=n")),
+            ("_dmarc.example.com", txt("v=DMARC1; p=none")),
+        ]);
+        let i = input(
+            "a.b.example.com",
+            None,
+            &[("c.b.example.com", DkimResult::Pass)],
+        );
+        let bis = run(&z, i, Options::default().tree_walk(true));
+        assert_eq!(bis.organizational_domain.as_deref(), Some("b.example.com"));
+        assert_eq!(bis.result, DmarcResult::Pass);
+        let i = input(
+            "a.b.example.com",
+            None,
+            &[("x.example.com", DkimResult::Pass)],
+        );
+        let classic = run(&z, i.clone(), Options::default());
+        assert_eq!(
+            classic.result,
+            DmarcResult::Pass,
+            "the PSL says example.com"
+        );
+        let bis = run(&z, i, Options::default().tree_walk(true));
+        assert_eq!(bis.result, DmarcResult::Fail);
+        assert_eq!(bis.disposition, Disposition::Reject);
+    }
+
+    #[test]
+    fn tree_walk_org_domain_below_a_psd() {
+        // `hosting.test` publishes psd=y: each customer's name one label
+        // below it is its own organizational domain, where the public
+        // suffix list (which does not know the name) would join them all.
+        let z = Zone(vec![
+            ("_dmarc.hosting.test", txt("v=DMARC1; p=reject; psd=y")),
+            ("_dmarc.alice.hosting.test", txt("v=DMARC1; p=reject")),
+        ]);
+        let from = "mail.alice.hosting.test";
+        let i = input(from, Some(("bob.hosting.test", SpfResult::Pass)), &[]);
+        let classic = run(&z, i.clone(), Options::default());
+        assert!(classic.spf_aligned, "PSL: one organizational domain");
+        let bis = run(&z, i, Options::default().tree_walk(true));
+        assert_eq!(
+            bis.organizational_domain.as_deref(),
+            Some("alice.hosting.test")
+        );
+        assert!(!bis.spf_aligned);
+        assert_eq!(bis.result, DmarcResult::Fail);
+        let i = input(
+            from,
+            Some(("bounce.alice.hosting.test", SpfResult::Pass)),
+            &[],
+        );
+        let bis = run(&z, i, Options::default().tree_walk(true));
+        assert!(bis.spf_aligned);
+        assert_eq!(bis.result, DmarcResult::Pass);
+        // psd=y at the walk's own starting name is an ordinary record.
+        let i = input(
+            "hosting.test",
+            None,
+            &[("x.hosting.test", DkimResult::Pass)],
+        );
+        let bis = run(&z, i, Options::default().tree_walk(true));
+        assert_eq!(bis.organizational_domain.as_deref(), Some("hosting.test"));
+        assert_eq!(bis.result, DmarcResult::Fail, "x.hosting.test is its own");
+    }
+
+    #[test]
+    fn tree_walk_org_domain_is_the_fewest_labels_record() {
+        let z = Zone(vec![
+            ("_dmarc.sub.example.com", txt("v=DMARC1; p=quarantine")),
+            ("_dmarc.example.com", txt("v=DMARC1; p=none")),
+        ]);
+        let i = input(
+            "x.sub.example.com",
+            None,
+            &[("example.com", DkimResult::Pass)],
+        );
+        let bis = run(&z, i, Options::default().tree_walk(true));
+        assert_eq!(bis.policy_domain.as_deref(), Some("sub.example.com"));
+        assert_eq!(bis.organizational_domain.as_deref(), Some("example.com"));
+        assert_eq!(bis.dkim_aligned.as_deref(), Some("example.com"));
+        // psd=y deeper in a long name: the suffix one label longer.
+        assert_eq!(
+            one_label_below("a.b.c.example.com", "example.com"),
+            "c.example.com"
+        );
+    }
+
+    #[test]
+    fn tree_walk_temp_failure_in_org_walk_is_temperror() {
+        let z = Zone(vec![
+            ("_dmarc.example.com", txt("v=DMARC1; p=reject")),
+            ("_dmarc.other.example.com", DnsAnswer::TempFail),
+        ]);
+        let i = input(
+            "example.com",
+            None,
+            &[("other.example.com", DkimResult::Pass)],
+        );
+        let bis = run(&z, i.clone(), Options::default().tree_walk(true));
+        assert_eq!(bis.result, DmarcResult::TempError);
+        assert_eq!(
+            bis.problem,
+            Some(Problem::DnsTempFail("_dmarc.other.example.com".into()))
+        );
+        // Strict alignment needs no walk.
+        let z = Zone(vec![
+            ("_dmarc.example.com", txt("v=DMARC1; p=reject; adkim=s")),
+            ("_dmarc.other.example.com", DnsAnswer::TempFail),
+        ]);
+        let bis = run(&z, i, Options::default().tree_walk(true));
+        assert_eq!(bis.result, DmarcResult::Fail);
     }
 
     #[test]

@@ -39,8 +39,11 @@
 //!   does not go on to the organizational domain then;
 //! - `np` (RFC 9091, DMARCbis) is honoured in both discovery modes; the
 //!   author domain "does not exist" when its A query is a name error;
-//! - the DMARCbis tree walk chooses the policy record; alignment still uses
-//!   the public suffix list for the organizational domain.
+//! - with the DMARCbis tree walk on, the walk chooses the policy record
+//!   and also finds the organizational domains used for relaxed alignment
+//!   (`psd=n`, `psd=y`, else the record with the fewest labels), for the
+//!   author domain and each identifier; without it, the public suffix list
+//!   does. A transient DNS failure during those walks is a `temperror`.
 #![forbid(unsafe_code)]
 
 pub mod authres;
@@ -68,9 +71,12 @@ pub const MAX_RECORD_LEN: usize = 4096;
 pub const MAX_TAGS: usize = 64;
 /// Most URIs kept in `rua` or `ruf`.
 pub const MAX_URIS: usize = 16;
-/// Most distinct DNS questions per evaluation (discovery needs at most nine
-/// TXT queries and one A query).
-pub const MAX_QUERIES: usize = 16;
+/// Most distinct DNS questions per evaluation. RFC 7489 discovery needs at
+/// most two TXT queries and one A query; the DMARCbis tree walk up to eight
+/// for the author domain plus up to eight for each identifier whose
+/// organizational domain it must find (shared ancestors are asked once).
+/// A question beyond the bound is answered as a transient failure.
+pub const MAX_QUERIES: usize = 40;
 /// Most From addresses looked at.
 pub const MAX_FROM_ADDRESSES: usize = 64;
 /// Longest `Authentication-Results` value parsed.
