@@ -102,6 +102,39 @@ impl Engine {
         Ok(applied)
     }
 
+    /// Signs a zone online with `settings` at `now` (after any journal
+    /// replay): from then on, updates re-sign what they change and
+    /// [`Engine::refresh_signatures`] renews signatures before they expire.
+    /// The serial moves by one; append the returned entry to the zone's
+    /// journal so that it keeps moving forward across restarts.
+    pub fn sign_zone(
+        &mut self,
+        origin: &Name,
+        settings: crate::dnssec::Settings,
+        now: u64,
+    ) -> Result<ZoneDiff, Error> {
+        self.zones
+            .get_mut(&origin.to_lowercase())
+            .ok_or_else(|| Error::ApiMisuse(format!("no zone {origin}")))?
+            .sign(settings, now)
+    }
+
+    /// Renews, in every signed zone, the signatures that expire within the
+    /// refresh window (the shell calls this periodically). Each changed
+    /// zone gives a journal entry (append it, then NOTIFY), as an update
+    /// does.
+    pub fn refresh_signatures(&mut self, now: u64) -> Vec<(Name, Result<ZoneDiff, Error>)> {
+        let mut out = Vec::new();
+        for (origin, zone) in &mut self.zones {
+            match zone.refresh(now) {
+                Ok(Some(diff)) => out.push((origin.clone(), Ok(diff))),
+                Ok(None) => {}
+                Err(e) => out.push((origin.clone(), Err(e))),
+            }
+        }
+        out
+    }
+
     /// Undoes a change whose journal entry could not be written.
     pub fn revert(&mut self, origin: &Name, diff: &ZoneDiff) -> Result<(), Error> {
         match self.zones.get_mut(&origin.to_lowercase()) {
@@ -188,7 +221,7 @@ impl Engine {
         match msg.metadata.op_code {
             OpCode::Query => self.query(&msg, transport, chain, now, &mut out),
             OpCode::Update => {
-                let (resp, journal) = self.update(&msg, chain.as_ref());
+                let (resp, journal) = self.update(&msg, chain.as_ref(), now);
                 let mut failure = response_to(&msg, ResponseCode::ServFail);
                 failure.queries = msg.queries.clone();
                 if let Some((origin, diff)) = journal {
@@ -218,10 +251,12 @@ impl Engine {
         chain: Option<&mut Chain>,
         now: u64,
     ) -> Vec<u8> {
-        if req.edns.is_some() {
+        if let Some(req_edns) = &req.edns {
             let mut edns = Edns::new();
             edns.set_max_payload(DEFAULT_EDNS_PAYLOAD);
             edns.set_version(0);
+            // RFC 3225 3: the DO bit is copied into the response.
+            edns.set_dnssec_ok(req_edns.flags().dnssec_ok);
             resp.edns = Some(edns);
         }
         let mut limit = match (transport, &req.edns) {
@@ -329,7 +364,8 @@ impl Engine {
                 ));
             }
             qtype => {
-                let lookup = zone.lookup(&q.name, qtype);
+                let dnssec_ok = msg.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
+                let lookup = zone.lookup_dnssec(&q.name, qtype, dnssec_ok);
                 let mut resp = reply(lookup.rcode);
                 resp.metadata.authoritative = lookup.authoritative;
                 resp.answers = lookup.answers;
@@ -420,6 +456,7 @@ impl Engine {
         &mut self,
         msg: &Message,
         chain: Option<&Chain>,
+        now: u64,
     ) -> (Message, Option<(Name, ZoneDiff)>) {
         let mut resp = response_to(msg, ResponseCode::NoError);
         resp.queries = msg.queries.clone();
@@ -437,7 +474,7 @@ impl Engine {
             resp.metadata.response_code = ResponseCode::NotAuth;
             return (resp, None);
         };
-        match update::process(zone, msg, chain.key().name(), &self.policy) {
+        match update::process(zone, msg, chain.key().name(), &self.policy, now) {
             Ok(Some(diff)) => (resp, Some((origin, diff))),
             Ok(None) => (resp, None),
             Err(rcode) => {

@@ -4,7 +4,10 @@
 //!            bytes in (UDP/TCP)                      bytes out
 //!  shell ──────────────────────► Engine::handle ──────────────────► shell
 //!  (server, feature "server")        │  now (unix seconds) is an input
-//!                                    ├─ queries:   Zone::lookup (RFC 1034 4.3.2, RFC 8482)
+//!                                    ├─ queries:   Zone::lookup (RFC 1034 4.3.2, RFC 8482),
+//!                                    │             RRSIGs and NSEC3/NSEC proofs when DO is set
+//!                                    ├─ signing:   dnssec keys → Zone::sign, re-sign on update,
+//!                                    │             Engine::refresh_signatures(now)
 //!                                    ├─ UPDATE:    tsig::verify → policy → update::apply (RFC 2136)
 //!                                    │             → JournalEntry (the shell fsyncs it, then replies)
 //!                                    ├─ AXFR/IXFR: several messages, each TSIG-signed (RFC 8945 5.3.1)
@@ -12,7 +15,7 @@
 //! ```
 //!
 //! The core ([`Engine`], [`Zone`], [`tsig`], [`policy`], [`journal`],
-//! [`client`]) does no I/O: it never opens a socket or a file and never
+//! [`client`], [`dnssec`]) does no I/O: it never opens a socket or a file and never
 //! reads the clock. The tokio shell lives in `server` behind the `server`
 //! cargo feature. The wire format is hickory-proto's; the TSIG
 //! computation, the zone logic, the update processing and the transfer
@@ -23,11 +26,13 @@
 #![forbid(unsafe_code)]
 
 pub mod client;
+pub mod dnssec;
 mod engine;
 pub mod journal;
 pub mod policy;
 #[cfg(feature = "server")]
 pub mod server;
+mod sign;
 pub mod tsig;
 mod update;
 mod wire;

@@ -33,6 +33,9 @@ pub const MAX_REQUESTS_PER_CONNECTION: usize = 10_000;
 pub const NOTIFY_ATTEMPTS: usize = 5;
 /// Wait for a NOTIFY answer before retrying.
 pub const NOTIFY_TIMEOUT: Duration = Duration::from_secs(2);
+/// How often signed zones are checked for signatures to renew
+/// ([`Engine::refresh_signatures`]); far shorter than the refresh window.
+pub const SIGNATURE_CHECK_INTERVAL: Duration = Duration::from_secs(3_600);
 
 /// Where the shell keeps state and whom it notifies.
 #[derive(Debug, Clone, Default)]
@@ -102,6 +105,14 @@ pub fn replay_journals(engine: &mut Engine, dir: &Path) -> io::Result<usize> {
     Ok(total)
 }
 
+/// Appends one change to a zone's journal in `dir` and fsyncs it (the
+/// serial change of [`Engine::sign_zone`] at start-up, for instance).
+pub fn write_journal(dir: &Path, origin: &Name, diff: &crate::ZoneDiff) -> io::Result<()> {
+    journal::encode(diff)
+        .map_err(|e| io::Error::other(e.to_string()))
+        .and_then(|entry| append_journal(dir, origin, &entry))
+}
+
 fn append_journal(dir: &Path, origin: &Name, entry: &[u8]) -> io::Result<()> {
     let mut f = std::fs::OpenOptions::new()
         .create(true)
@@ -124,19 +135,45 @@ impl Shared {
         };
         let mut outcome = engine.handle(request, transport, now());
         if let Some((origin, diff)) = &outcome.journal
-            && let Some(dir) = &self.config.journal_dir
+            && let Err(e) = self.persist(origin, diff)
         {
-            let written = journal::encode(diff)
-                .map_err(|e| io::Error::other(e.to_string()))
-                .and_then(|entry| append_journal(dir, origin, &entry));
-            if let Err(e) = written {
-                eprintln!("scop-dns: journal write for {origin} failed, change reverted: {e}");
-                let _ = engine.revert(origin, diff);
-                outcome.replies = outcome.failure_reply.take().into_iter().collect();
-                outcome.notify.clear();
-            }
+            eprintln!("scop-dns: journal write for {origin} failed, change reverted: {e}");
+            let _ = engine.revert(origin, diff);
+            outcome.replies = outcome.failure_reply.take().into_iter().collect();
+            outcome.notify.clear();
         }
         outcome
+    }
+
+    /// Appends a change to the zone's journal (when there is one).
+    fn persist(&self, origin: &Name, diff: &crate::ZoneDiff) -> io::Result<()> {
+        match &self.config.journal_dir {
+            Some(dir) => write_journal(dir, origin, diff),
+            None => Ok(()),
+        }
+    }
+
+    /// Renews signatures that are due; returns the zones that changed.
+    fn refresh(&self) -> Vec<Name> {
+        let Ok(mut engine) = self.engine.lock() else {
+            return Vec::new();
+        };
+        let mut changed = Vec::new();
+        for (origin, result) in engine.refresh_signatures(now()) {
+            match result {
+                Ok(diff) => match self.persist(&origin, &diff) {
+                    Ok(()) => changed.push(origin),
+                    Err(e) => {
+                        eprintln!(
+                            "scop-dns: journal write for {origin} failed, refresh reverted: {e}"
+                        );
+                        let _ = engine.revert(&origin, &diff);
+                    }
+                },
+                Err(e) => eprintln!("scop-dns: re-signing {origin} failed: {e}"),
+            }
+        }
+        changed
     }
 }
 
@@ -198,10 +235,12 @@ impl Server {
         let udp = Arc::new(self.udp);
         let shared = self.shared;
         let udp_task = tokio::spawn(udp_loop(udp.clone(), shared.clone()));
+        let refresh_task = tokio::spawn(refresh_loop(shared.clone()));
         let tcp_task = tokio::spawn(tcp_loop(self.tcp, shared));
         shutdown.await;
         udp_task.abort();
         tcp_task.abort();
+        refresh_task.abort();
         Ok(())
     }
 }
@@ -260,6 +299,22 @@ async fn send_notify(
         }
     }
     Err(io::Error::new(io::ErrorKind::TimedOut, "no answer"))
+}
+
+async fn refresh_loop(shared: Arc<SharedHandle>) {
+    let mut tick = tokio::time::interval(SIGNATURE_CHECK_INTERVAL);
+    loop {
+        tick.tick().await;
+        let s = shared.clone();
+        let Ok(changed) = tokio::task::spawn_blocking(move || s.0.refresh()).await else {
+            continue;
+        };
+        let outcome = Outcome {
+            notify: changed,
+            ..Outcome::default()
+        };
+        after(&shared, &outcome).await;
+    }
 }
 
 async fn udp_loop(sock: Arc<UdpSocket>, shared: Arc<SharedHandle>) {

@@ -3,11 +3,12 @@
 //! RFC 1982 arithmetic). The result is a [`ZoneDiff`] for the journal.
 
 use crate::MAX_UPDATE_RECORDS;
+use crate::dnssec::is_dnssec_type;
 use crate::policy::Policy;
 use crate::zone::{Zone, ZoneDiff, serial_gt, soa_serial};
 use hickory_proto::op::{Message, ResponseCode};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 fn is_meta(t: RecordType) -> bool {
     matches!(
@@ -120,6 +121,10 @@ fn prescan(
             }
             _ => return Err(ResponseCode::FormErr),
         }
+        // The signer owns DNSKEY, RRSIG, NSEC, NSEC3 and NSEC3PARAM.
+        if is_dnssec_type(rtype) {
+            return Err(ResponseCode::Refused);
+        }
         if !policy.may_update(key, zone.origin(), &r.name, rtype) {
             return Err(ResponseCode::Refused);
         }
@@ -127,13 +132,15 @@ fn prescan(
     Ok(())
 }
 
-/// Processes an UPDATE for `zone` signed by `key`. `Ok(None)`: nothing
-/// changed (still NOERROR). On any error the zone is unchanged.
+/// Processes an UPDATE for `zone` signed by `key`, at `now` (the time of
+/// new signatures in a signed zone). `Ok(None)`: nothing changed (still
+/// NOERROR). On any error the zone is unchanged.
 pub(crate) fn process(
     zone: &mut Zone,
     msg: &Message,
     key: &Name,
     policy: &Policy,
+    now: u64,
 ) -> Result<Option<ZoneDiff>, ResponseCode> {
     if msg.answers.len() + msg.authorities.len() > MAX_UPDATE_RECORDS {
         return Err(ResponseCode::FormErr);
@@ -172,10 +179,10 @@ pub(crate) fn process(
                     continue;
                 }
                 let has_cname = zone.rrset(&name, RecordType::CNAME).is_some();
-                let has_other = zone
-                    .nodes
-                    .get(&name)
-                    .is_some_and(|n| n.keys().any(|t| *t != RecordType::CNAME));
+                let has_other = zone.nodes.get(&name).is_some_and(|n| {
+                    n.keys()
+                        .any(|t| *t != RecordType::CNAME && !is_dnssec_type(*t))
+                });
                 if (rtype == RecordType::CNAME && has_other)
                     || (rtype != RecordType::CNAME && has_cname)
                 {
@@ -193,7 +200,7 @@ pub(crate) fn process(
                 let types: Vec<RecordType> = if rtype == RecordType::ANY {
                     zone.nodes
                         .get(&name)
-                        .map(|n| n.keys().copied().collect())
+                        .map(|n| n.keys().copied().filter(|t| !is_dnssec_type(*t)).collect())
                         .unwrap_or_default()
                 } else {
                     vec![rtype]
@@ -281,12 +288,28 @@ pub(crate) fn process(
         soa
     });
     zone.set_soa(new_soa.clone());
+    // A signed zone: new signatures for what changed, and the chain.
+    let mut changed: BTreeSet<(Name, RecordType)> = deleted
+        .iter()
+        .chain(&added)
+        .map(|r| (r.name.to_lowercase(), r.record_type()))
+        .collect();
+    changed.insert((origin, RecordType::SOA));
+    // A delegation added or removed changes what is authoritative below
+    // it: then every signature is checked, else only the changed RRsets.
+    let full = changed.iter().any(|(_, t)| *t == RecordType::NS);
+    let signed = zone.resign(&changed, full, now, (&mut deleted, &mut added));
     let diff = ZoneDiff {
         old_soa,
         new_soa,
         deleted,
         added,
     };
+    if signed.is_err() {
+        // Undo the change and the partial re-signing alike.
+        let _ = zone.revert(&diff);
+        return Err(ResponseCode::ServFail);
+    }
     zone.push_history(diff.clone());
     Ok(Some(diff))
 }

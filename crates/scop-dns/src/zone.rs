@@ -2,6 +2,7 @@
 //! queries (RFC 1034 4.3.2, wildcards RFC 4592, RFC 8482 for ANY), and
 //! keeping the history of its changes for IXFR (RFC 1995).
 
+use crate::dnssec::{Settings, is_dnssec_type};
 use crate::{Error, MAX_CNAME_CHAIN, MAX_HISTORY, MAX_RECORDS_PER_ZONE, MAX_ZONE_FILE_BYTES};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
@@ -57,6 +58,12 @@ pub struct Zone {
     pub(crate) nodes: BTreeMap<Name, Node>,
     pub(crate) count: usize,
     pub(crate) history: VecDeque<ZoneDiff>,
+    /// Signing keys and settings; `None`: the zone is not signed.
+    pub(crate) signer: Option<Settings>,
+    /// RRSIG records by owner name (the signer's).
+    pub(crate) sigs: BTreeMap<Name, Vec<Record>>,
+    /// NSEC3 records by hashed owner name (the signer's).
+    pub(crate) nsec3: BTreeMap<Name, Record>,
 }
 
 /// The answer the zone gives to one question.
@@ -254,7 +261,7 @@ fn error_line(text: &str, origin: Option<&Name>) -> Option<usize> {
     None
 }
 
-fn lower(name: &Name) -> Name {
+pub(crate) fn lower(name: &Name) -> Name {
     let mut n = name.to_lowercase();
     n.set_fqdn(true);
     n
@@ -283,6 +290,9 @@ impl Zone {
             nodes: BTreeMap::new(),
             count: 0,
             history: VecDeque::new(),
+            signer: None,
+            sigs: BTreeMap::new(),
+            nsec3: BTreeMap::new(),
         };
         for r in records {
             if !origin.zone_of(&r.name) {
@@ -293,6 +303,13 @@ impl Zone {
             }
             if r.dns_class != DNSClass::IN {
                 return Err(Error::BadZoneData(format!("{}: class is not IN", r.name)));
+            }
+            if is_dnssec_type(r.record_type()) {
+                return Err(Error::BadZoneData(format!(
+                    "{} {}: DNSSEC records are made by the signer, not loaded",
+                    r.name,
+                    r.record_type()
+                )));
             }
             zone.insert(r)?;
         }
@@ -318,7 +335,8 @@ impl Zone {
         soa_serial(self.soa())
     }
 
-    /// Number of records.
+    /// Number of records (the signer's DNSKEY, NSEC3PARAM, NSEC, NSEC3
+    /// and RRSIG records included).
     pub fn len(&self) -> usize {
         self.count
     }
@@ -336,14 +354,18 @@ impl Zone {
             .map(Vec::as_slice)
     }
 
-    /// Every record, SOA first (the body of an AXFR).
+    /// Every record, SOA first (the body of an AXFR), DNSSEC records
+    /// (DNSKEY, NSEC3PARAM, NSEC, NSEC3, RRSIG) included.
     pub fn records(&self) -> impl Iterator<Item = &Record> {
-        std::iter::once(self.soa()).chain(
-            self.nodes
-                .values()
-                .flat_map(|n| n.values().flatten())
-                .filter(|r| r.record_type() != RecordType::SOA),
-        )
+        std::iter::once(self.soa())
+            .chain(
+                self.nodes
+                    .values()
+                    .flat_map(|n| n.values().flatten())
+                    .filter(|r| r.record_type() != RecordType::SOA),
+            )
+            .chain(self.nsec3.values())
+            .chain(self.sigs.values().flatten())
     }
 
     /// The recorded changes, oldest first.
@@ -369,6 +391,36 @@ impl Zone {
     pub(crate) fn insert(&mut self, mut record: Record) -> Result<bool, Error> {
         record.name = lower(&record.name);
         let rtype = record.record_type();
+        let full = self.count >= MAX_RECORDS_PER_ZONE;
+        let too_many = || {
+            Error::BadZoneData(format!(
+                "more than {MAX_RECORDS_PER_ZONE} records in the zone"
+            ))
+        };
+        if rtype == RecordType::RRSIG {
+            let set = self.sigs.entry(record.name.clone()).or_default();
+            if set.contains(&record) {
+                return Ok(false);
+            }
+            if full {
+                return Err(too_many());
+            }
+            set.push(record);
+            self.count += 1;
+            return Ok(true);
+        }
+        if rtype == RecordType::NSEC3 {
+            if self.nsec3.get(&record.name) == Some(&record) {
+                return Ok(false);
+            }
+            if full {
+                return Err(too_many());
+            }
+            if self.nsec3.insert(record.name.clone(), record).is_none() {
+                self.count += 1;
+            }
+            return Ok(true);
+        }
         let set = self
             .nodes
             .entry(record.name.clone())
@@ -402,6 +454,27 @@ impl Zone {
     pub(crate) fn remove(&mut self, record: &Record) -> bool {
         let name = lower(&record.name);
         let rtype = record.record_type();
+        if rtype == RecordType::RRSIG {
+            let Some(set) = self.sigs.get_mut(&name) else {
+                return false;
+            };
+            let before = set.len();
+            set.retain(|r| r.data != record.data);
+            let removed = before - set.len();
+            if set.is_empty() {
+                self.sigs.remove(&name);
+            }
+            self.count -= removed;
+            return removed > 0;
+        }
+        if rtype == RecordType::NSEC3 {
+            if self.nsec3.get(&name).is_some_and(|r| r.data == record.data) {
+                self.nsec3.remove(&name);
+                self.count -= 1;
+                return true;
+            }
+            return false;
+        }
         let Some(node) = self.nodes.get_mut(&name) else {
             return false;
         };
@@ -431,7 +504,8 @@ impl Zone {
     }
 
     /// Applies a change (journal replay); the zone must be at the diff's
-    /// old serial.
+    /// old serial. DNSSEC records in the entry are skipped: the signer
+    /// makes them afresh when signing is switched on after the replay.
     pub fn apply(&mut self, diff: &ZoneDiff) -> Result<(), Error> {
         if self.serial() != diff.old_serial() {
             return Err(Error::BadZoneData(format!(
@@ -442,7 +516,8 @@ impl Zone {
         }
         // The SOA travels in old_soa/new_soa only; a SOA in the lists (a
         // foreign or damaged entry) is ignored so the zone always keeps one.
-        let not_soa = |r: &&Record| r.record_type() != RecordType::SOA;
+        let not_soa =
+            |r: &&Record| r.record_type() != RecordType::SOA && !is_dnssec_type(r.record_type());
         for r in diff.deleted.iter().filter(not_soa) {
             self.remove(r);
         }
@@ -500,7 +575,7 @@ impl Zone {
 
     /// The SOA for a negative answer, its TTL capped at the SOA minimum
     /// (RFC 2308 3).
-    fn negative_soa(&self) -> Record {
+    pub(crate) fn negative_soa(&self) -> Record {
         let mut soa = self.soa().clone();
         if let RData::SOA(data) = &soa.data {
             soa.ttl = soa.ttl.min(data.minimum);
@@ -638,6 +713,12 @@ impl Zone {
     /// The wildcard node that covers a name that does not exist
     /// (RFC 4592 3.3.1: `*.<closest encloser>`).
     fn wildcard(&self, name: &Name) -> Option<&Node> {
+        self.wildcard_name(name)
+            .and_then(|star| self.nodes.get(&star))
+    }
+
+    /// The owner of the wildcard that covers a name that does not exist.
+    pub(crate) fn wildcard_name(&self, name: &Name) -> Option<Name> {
         if self.name_in_use(name) {
             return None;
         }
@@ -648,7 +729,7 @@ impl Zone {
             let encloser = name.trim_to(labels as usize);
             if self.name_in_use(&encloser) {
                 let star = encloser.prepend_label("*").ok()?;
-                return self.nodes.get(&star);
+                return self.nodes.contains_key(&star).then_some(star);
             }
         }
         None

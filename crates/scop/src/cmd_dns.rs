@@ -1,11 +1,13 @@
 //! `scop dns`: the authoritative primary (`serve`), TSIG keys
-//! (`tsig-keygen`) and our own RFC 2136 update client (`update`).
+//! (`tsig-keygen`), our own RFC 2136 update client (`update`), and the
+//! DNSSEC keys of signed zones (`keygen`, `ds`, `rollover`).
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand, ValueEnum};
 use scop_dns::client::{self, Change};
+use scop_dns::dnssec::{self, Denial, Settings, SigningKey};
 use scop_dns::hickory_proto::op::ResponseCode;
-use scop_dns::hickory_proto::rr::RecordType;
+use scop_dns::hickory_proto::rr::{Name, RecordType};
 use scop_dns::policy::Policy;
 use scop_dns::server::{self, Config, Server};
 use scop_dns::tsig::{self, Algorithm, Key, KeyRing};
@@ -30,7 +32,8 @@ pub enum DnsCommand {
     /// (each key limited by the policy file), appends every accepted
     /// change to a journal (fsync'd before the reply; replayed at start),
     /// serves AXFR/IXFR to keys allowed to transfer and sends NOTIFY to
-    /// the secondaries given with --notify.
+    /// the secondaries given with --notify. With --dnssec-keys, zones whose
+    /// keys are in that directory are signed online (`scop dns keygen`).
     ///
     /// Zone files are RFC 1035 master files with an `$ORIGIN` line or
     /// absolute names; the zone is the owner of the SOA record.
@@ -58,6 +61,31 @@ pub enum DnsCommand {
     ///
     /// Example: scop dns update --server 127.0.0.1:5353 --key dkim.key --zone example.org add s1._domainkey 300 TXT '"v=DKIM1; k=ed25519; p=..."'
     Update(UpdateArgs),
+    /// Generate a DNSSEC signing key for a zone, as BIND key files
+    /// `K<zone>.+<alg>+<tag>.key` (the DNSKEY record) and `.private`
+    /// (mode 0600). The default is a combined signing key (flags 257,
+    /// signs everything); --zsk makes a zone-signing key (flags 256) for
+    /// a KSK/ZSK split. `scop dns serve --dnssec-keys DIR` signs the zone
+    /// with the keys found in DIR.
+    ///
+    /// Example: scop dns keygen example.org --algorithm ecdsap256 --dir /var/lib/scop/dnssec
+    Keygen(DnssecKeygenArgs),
+    /// Print the DS record (SHA-256 digest) of the zone's key-signing
+    /// keys: give it to the parent zone's operator or registrar.
+    ///
+    /// Example: scop dns ds example.org --dir /var/lib/scop/dnssec
+    Ds(DsArgs),
+    /// Roll the zone's keys over, in two steps (double-signature
+    /// rollover, RFC 6781 4.1): first a new key of the same kind is made
+    /// and the current keys move to DIR/retiring; `serve` publishes and
+    /// signs with both, so validators holding either key (or either DS)
+    /// succeed. The new DS is printed: publish it at the parent. Once the
+    /// parent serves only the new DS and the largest TTL has passed,
+    /// `rollover --finish` moves the retiring keys to DIR/retired. A
+    /// running server picks the keys up at its next start.
+    ///
+    /// Example: scop dns rollover example.org --dir /var/lib/scop/dnssec
+    Rollover(RolloverArgs),
 }
 
 #[derive(Debug, Args)]
@@ -82,6 +110,59 @@ pub struct ServeArgs {
     /// A secondary to NOTIFY when a zone changes (repeatable).
     #[arg(long, value_name = "ADDR:PORT")]
     notify: Vec<SocketAddr>,
+    /// Directory of DNSSEC key files (`scop dns keygen`): every zone with
+    /// keys there is signed online (DNSKEY, RRSIG, NSEC3), re-signed on
+    /// update, its signatures renewed before they expire.
+    #[arg(long, value_name = "DIR")]
+    dnssec_keys: Option<PathBuf>,
+    /// Prove non-existence with NSEC instead of NSEC3 (NSEC lets anyone
+    /// list the zone's names).
+    #[arg(long, requires = "dnssec_keys")]
+    nsec: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum DnssecAlgorithmArg {
+    /// ECDSA P-256 with SHA-256 (algorithm 13).
+    Ecdsap256,
+    /// Ed25519 (algorithm 15).
+    Ed25519,
+}
+
+#[derive(Debug, Args)]
+pub struct DnssecKeygenArgs {
+    /// The zone (e.g. example.org).
+    zone: String,
+    /// The signing algorithm.
+    #[arg(long, value_enum, default_value = "ecdsap256")]
+    algorithm: DnssecAlgorithmArg,
+    /// Directory for the key files.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    dir: PathBuf,
+    /// A zone-signing key (flags 256) instead of a combined signing key.
+    #[arg(long)]
+    zsk: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DsArgs {
+    /// The zone.
+    zone: String,
+    /// Directory of the key files.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    dir: PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct RolloverArgs {
+    /// The zone.
+    zone: String,
+    /// Directory of the key files.
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    dir: PathBuf,
+    /// Second step: retire the keys of the first step.
+    #[arg(long)]
+    finish: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -134,7 +215,197 @@ pub fn run(cmd: DnsCommand) -> Result<ExitCode> {
         DnsCommand::Serve(args) => serve(args),
         DnsCommand::TsigKeygen(args) => keygen(args),
         DnsCommand::Update(args) => update(args),
+        DnsCommand::Keygen(args) => dnssec_keygen(args),
+        DnsCommand::Ds(args) => ds(args),
+        DnsCommand::Rollover(args) => rollover(args),
     }
+}
+
+pub(crate) fn zone_name(text: &str) -> Result<Name> {
+    let mut name = Name::from_ascii(text).with_context(|| format!("bad zone name {text:?}"))?;
+    name.set_fqdn(true);
+    Ok(name.to_lowercase())
+}
+
+/// Reads a key file, bounded in size.
+fn read_small(path: &Path) -> Result<String> {
+    let len = std::fs::metadata(path)
+        .with_context(|| format!("read {}", path.display()))?
+        .len();
+    if len > dnssec::MAX_KEY_FILE_BYTES as u64 {
+        bail!("{} is too large for a key file", path.display());
+    }
+    std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))
+}
+
+/// The DNSSEC keys of `zone` in `dir` (`K<zone>.+*.key` with its
+/// `.private`), ordered by file name.
+fn load_dnssec_keys(dir: &Path, zone: &Name) -> Result<Vec<(PathBuf, SigningKey)>> {
+    let prefix = format!("k{}+", zone.to_ascii()).to_ascii_lowercase();
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("read key directory {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.to_ascii_lowercase().starts_with(&prefix) && n.ends_with(".key"))
+        })
+        .collect();
+    paths.sort();
+    let mut keys = Vec::new();
+    for public in paths {
+        let private = public.with_extension("private");
+        let key = SigningKey::from_bind(&read_small(&public)?, &read_small(&private)?)
+            .with_context(|| format!("DNSSEC key {}", public.display()))?;
+        if key.zone() != zone {
+            bail!(
+                "{} is a key for {}, not {zone}",
+                public.display(),
+                key.zone()
+            );
+        }
+        keys.push((public, key));
+    }
+    Ok(keys)
+}
+
+fn write_new(path: &Path, text: &str, mode: u32) -> Result<()> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.mode(mode);
+    }
+    #[cfg(not(unix))]
+    let _ = mode;
+    let mut f = opts
+        .open(path)
+        .with_context(|| format!("create {} (it must not exist)", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// A new key from fresh random bytes (drawn again in the rare case they
+/// are not a valid P-256 scalar).
+pub(crate) fn new_key(zone: &Name, algorithm: dnssec::Algorithm, sep: bool) -> Result<SigningKey> {
+    for _ in 0..8 {
+        let mut secret = [0u8; dnssec::SECRET_BYTES];
+        aws_lc_rs::rand::fill(&mut secret)
+            .map_err(|_| anyhow::anyhow!("no randomness available"))?;
+        if let Ok(key) = SigningKey::from_secret(zone, algorithm, sep, &secret) {
+            return Ok(key);
+        }
+    }
+    bail!("could not make a key")
+}
+
+pub(crate) fn write_key(dir: &Path, key: &SigningKey) -> Result<PathBuf> {
+    std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+    let stem = key.file_stem();
+    let public = dir.join(format!("{stem}.key"));
+    write_new(
+        &dir.join(format!("{stem}.private")),
+        &key.private_file(),
+        0o600,
+    )?;
+    write_new(&public, &key.public_file(), 0o644)?;
+    Ok(public)
+}
+
+fn dnssec_keygen(args: DnssecKeygenArgs) -> Result<ExitCode> {
+    let zone = zone_name(&args.zone)?;
+    let algorithm = match args.algorithm {
+        DnssecAlgorithmArg::Ecdsap256 => dnssec::Algorithm::EcdsaP256Sha256,
+        DnssecAlgorithmArg::Ed25519 => dnssec::Algorithm::Ed25519,
+    };
+    let key = new_key(&zone, algorithm, !args.zsk)?;
+    let public = write_key(&args.dir, &key)?;
+    eprintln!(
+        "wrote DNSSEC key {} (tag {}, {}) to {}",
+        key.file_stem(),
+        key.tag(),
+        key.algorithm().mnemonic(),
+        public.display()
+    );
+    println!("{}", key.file_stem());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn ds(args: DsArgs) -> Result<ExitCode> {
+    let zone = zone_name(&args.zone)?;
+    let keys = load_dnssec_keys(&args.dir, &zone)?;
+    let mut printed = 0;
+    for (_, key) in &keys {
+        if key.is_sep() {
+            println!("{}", key.ds_text());
+            printed += 1;
+        }
+    }
+    if printed == 0 {
+        bail!(
+            "no key-signing key for {zone} in {} (scop dns keygen {zone} --dir ...)",
+            args.dir.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn move_key(public: &Path, to: &Path) -> Result<()> {
+    std::fs::create_dir_all(to).with_context(|| format!("create {}", to.display()))?;
+    for path in [public.to_path_buf(), public.with_extension("private")] {
+        let name = path.file_name().map(ToOwned::to_owned).unwrap_or_default();
+        std::fs::rename(&path, to.join(name))
+            .with_context(|| format!("move {} to {}", path.display(), to.display()))?;
+    }
+    Ok(())
+}
+
+fn rollover(args: RolloverArgs) -> Result<ExitCode> {
+    let zone = zone_name(&args.zone)?;
+    let retiring = args.dir.join("retiring");
+    if args.finish {
+        let old = if retiring.is_dir() {
+            load_dnssec_keys(&retiring, &zone)?
+        } else {
+            Vec::new()
+        };
+        if old.is_empty() {
+            bail!(
+                "no rollover of {zone} in progress in {}",
+                args.dir.display()
+            );
+        }
+        for (public, key) in old {
+            move_key(&public, &args.dir.join("retired"))?;
+            eprintln!("key {} (tag {}) retired", key.file_stem(), key.tag());
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    if retiring.is_dir() && !load_dnssec_keys(&retiring, &zone)?.is_empty() {
+        bail!("a rollover of {zone} is in progress: finish it first (--finish)");
+    }
+    let keys = load_dnssec_keys(&args.dir, &zone)?;
+    if keys.is_empty() {
+        bail!("no key for {zone} in {}", args.dir.display());
+    }
+    for (public, old) in keys {
+        let new = new_key(&zone, old.algorithm(), old.is_sep())?;
+        write_key(&args.dir, &new)?;
+        move_key(&public, &retiring)?;
+        eprintln!(
+            "key {} (tag {}) retiring, {} (tag {}) added",
+            old.file_stem(),
+            old.tag(),
+            new.file_stem(),
+            new.tag()
+        );
+        if new.is_sep() {
+            println!("{}", new.ds_text());
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn read_keys(path: &Path) -> Result<Vec<Key>> {
@@ -199,6 +470,45 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
                     z.serial()
                 );
             }
+        }
+    }
+    if let Some(dir) = &args.dnssec_keys {
+        let origins: Vec<Name> = engine.zones().map(|z| z.origin().clone()).collect();
+        for origin in origins {
+            // Keys of a rollover in progress sign too (double signature).
+            let retiring = dir.join("retiring");
+            let mut found = load_dnssec_keys(dir, &origin)?;
+            if retiring.is_dir() {
+                found.extend(load_dnssec_keys(&retiring, &origin)?);
+            }
+            let keys: Vec<SigningKey> = found.into_iter().map(|(_, k)| k).collect();
+            if keys.is_empty() {
+                eprintln!(
+                    "scop dns: zone {origin}: no DNSSEC key in {}, not signed",
+                    dir.display()
+                );
+                continue;
+            }
+            let tags: Vec<String> = keys.iter().map(|k| k.tag().to_string()).collect();
+            let mut settings = Settings::new(keys);
+            settings.denial = if args.nsec {
+                Denial::Nsec
+            } else {
+                Denial::Nsec3
+            };
+            let serial = engine
+                .sign_zone(&origin, settings, now())
+                .with_context(|| format!("sign zone {origin}"))?;
+            if let Some(journal) = &args.journal {
+                server::write_journal(journal, &origin, &serial)
+                    .with_context(|| format!("journal of {origin}"))?;
+            }
+            eprintln!(
+                "scop dns: zone {origin} signed ({}, keys {}), serial {}",
+                if args.nsec { "NSEC" } else { "NSEC3" },
+                tags.join(", "),
+                serial.new_serial()
+            );
         }
     }
     let config = Config {

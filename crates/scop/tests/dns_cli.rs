@@ -241,3 +241,186 @@ fn update_with_a_wrong_secret_reports_badsig() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("BADSIG"), "{stdout}");
 }
+
+fn serve_signed(dir: &Path, keys: &Path) -> (Serve, u16) {
+    let mut child = scop()
+        .args(["dns", "serve", "--listen", "127.0.0.1:0", "--zone"])
+        .arg(dir.join("zone"))
+        .arg("--dnssec-keys")
+        .arg(keys)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let port = line
+        .trim()
+        .strip_prefix("listening on 127.0.0.1:")
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .parse()
+        .unwrap();
+    (Serve(child), port)
+}
+
+/// A delv trust-anchors file from a `.key` file's DNSKEY line.
+fn anchor(dir: &Path, key_file: &Path, name: &str) -> PathBuf {
+    let text = std::fs::read_to_string(key_file).unwrap();
+    let line = text.lines().find(|l| !l.starts_with(';')).unwrap();
+    let f: Vec<&str> = line.split_whitespace().collect();
+    assert_eq!(f[2], "DNSKEY", "{line}");
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        format!(
+            "trust-anchors {{ example.org. static-key {} {} {} \"{}\"; }};\n",
+            f[3],
+            f[4],
+            f[5],
+            f[6..].concat()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+fn delv_ok(port: u16, anchor: &Path, name: &str, rtype: &str) -> bool {
+    let out = peer("usr/bin/delv")
+        .args(["@127.0.0.1", "-p", &port.to_string(), "-a"])
+        .arg(anchor)
+        .args(["+root=example.org", name, rtype])
+        .output()
+        .unwrap();
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    all.contains("fully validated")
+}
+
+fn key_files(dir: &Path) -> Vec<PathBuf> {
+    let mut v: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "key"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn dnssec_keygen_ds_serve_and_rollover() {
+    let dir = scratch("dnssec");
+    std::fs::write(dir.join("zone"), ZONE).unwrap();
+    let keys = dir.join("keys");
+    for alg in ["ecdsap256", "ed25519"] {
+        let sub = keys.join(alg);
+        let out = scop()
+            .args(["dns", "keygen", "example.org", "--algorithm", alg, "--dir"])
+            .arg(&sub)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let stem = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let number = if alg == "ed25519" { "015" } else { "013" };
+        assert!(
+            stem.starts_with(&format!("Kexample.org.+{number}+")),
+            "{stem}"
+        );
+        let public = sub.join(format!("{stem}.key"));
+        let private = sub.join(format!("{stem}.private"));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&private).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // Our DS equals BIND's, computed from our .key file.
+        let ours = scop()
+            .args(["dns", "ds", "example.org", "--dir"])
+            .arg(&sub)
+            .output()
+            .unwrap();
+        assert!(ours.status.success());
+        let bind = peer("usr/bin/dnssec-dsfromkey")
+            .args(["-2"])
+            .arg(&public)
+            .output()
+            .unwrap();
+        assert!(
+            bind.status.success(),
+            "{}",
+            String::from_utf8_lossy(&bind.stderr)
+        );
+        let norm = |b: &[u8]| {
+            String::from_utf8_lossy(b)
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        assert_eq!(norm(&ours.stdout), norm(&bind.stdout));
+
+        let (server, port) = serve_signed(&dir, &sub);
+        let ta = anchor(&dir, &public, &format!("{alg}.anchor"));
+        assert!(delv_ok(port, &ta, "mail.example.org", "A"), "{alg}");
+        assert!(
+            delv_ok(port, &ta, "nope.example.org", "A"),
+            "{alg} NXDOMAIN"
+        );
+        drop(server);
+
+        // Rollover, step one: both keys sign; either anchor validates.
+        let out = scop()
+            .args(["dns", "rollover", "example.org", "--dir"])
+            .arg(&sub)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(String::from_utf8_lossy(&out.stdout).contains(" IN DS "));
+        let new_public = key_files(&sub).pop().unwrap();
+        assert_ne!(new_public, public);
+        let new_ta = anchor(&dir, &new_public, &format!("{alg}.new.anchor"));
+        let (server, port) = serve_signed(&dir, &sub);
+        assert!(
+            delv_ok(port, &ta, "mail.example.org", "A"),
+            "{alg}: old anchor during rollover"
+        );
+        assert!(
+            delv_ok(port, &new_ta, "mail.example.org", "A"),
+            "{alg}: new anchor during rollover"
+        );
+        drop(server);
+
+        // Step two: only the new key is left.
+        let out = scop()
+            .args(["dns", "rollover", "example.org", "--finish", "--dir"])
+            .arg(&sub)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let (_server, port) = serve_signed(&dir, &sub);
+        assert!(
+            delv_ok(port, &new_ta, "mail.example.org", "A"),
+            "{alg}: new anchor after"
+        );
+        assert!(
+            !delv_ok(port, &ta, "mail.example.org", "A"),
+            "{alg}: old key gone"
+        );
+    }
+}
