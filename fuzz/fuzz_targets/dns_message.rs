@@ -1,7 +1,10 @@
 //! The DNS server core fed arbitrary bytes: as a plain request over UDP
 //! and TCP, and (first byte odd) as a request TSIG-signed with a key the
 //! server knows, so that the fuzzer reaches UPDATE processing and zone
-//! transfers. Every reply must be a well-formed message within 64 KiB.
+//! transfers; (second bit of the mode byte) against the same zone signed
+//! online with DNSSEC (NSEC3), so that DO answers, denial proofs and
+//! re-signing on update are reached too. Every reply must be a well-formed
+//! message within 64 KiB.
 #![no_main]
 
 use scop_dns::hickory_proto::op::Message;
@@ -29,6 +32,25 @@ fn template() -> &'static Engine {
     })
 }
 
+fn signed_template() -> &'static Engine {
+    static ENGINE: OnceLock<Engine> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        let mut engine = template().clone();
+        let origin = scop_dns::tsig::parse_name("example.org").expect("name");
+        let key = scop_dns::dnssec::SigningKey::from_secret(
+            &origin,
+            scop_dns::dnssec::Algorithm::EcdsaP256Sha256,
+            true,
+            &[7; 32],
+        )
+        .expect("key");
+        engine
+            .sign_zone(&origin, scop_dns::dnssec::Settings::new(vec![key]), 1_000_000)
+            .expect("sign");
+        engine
+    })
+}
+
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
         return;
@@ -42,7 +64,11 @@ libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     } else {
         Transport::Udp
     };
-    let mut engine = template().clone();
+    let mut engine = if mode & 4 == 4 {
+        signed_template().clone()
+    } else {
+        template().clone()
+    };
     let out = engine.handle(&request, transport, 1_000_000);
     for reply in &out.replies {
         assert!(reply.len() <= scop_dns::MAX_MESSAGE_BYTES);

@@ -102,6 +102,10 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "libpq5",
     "libllvm14",
     "libxslt1.1",
+    // OpenSSL's command line: an independent X.509 and TLS 1.3 peer for
+    // the mesh certificates and handshakes
+    "openssl",
+    "libssl3",
 ];
 
 /// Installs everything.
