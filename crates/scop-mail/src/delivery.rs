@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use scop_store::{NewMessage, Resolution, Store};
+use scop_store::{DsnParams, NewMessage, Orcpt, Resolution, Store};
 use tokio::sync::Notify;
 
 use crate::maildir;
@@ -17,8 +17,11 @@ use crate::srs::Srs;
 /// The outcome for one recipient.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RcptOutcome {
-    /// Written to mailboxes and/or queued for forwarding.
+    /// Written to at least one mailbox (and maybe queued for forwarding).
     Done,
+    /// Only queued for forwarding (forwards and SRS bounces): the copy
+    /// carries the DSN parameters on, so the next hop reports.
+    Forwarded,
     /// No such address (permanent).
     Unknown,
     /// Not one of our domains (permanent, for this path).
@@ -94,17 +97,20 @@ impl Delivery {
     }
 
     /// Delivers `msg` (trace fields already added) from `sender` ("" for
-    /// the null sender) to `rcpts`. Returns each recipient's outcome once
-    /// every mailbox write is fsync'd and every forward is queued; an
-    /// error means nothing may be acknowledged.
+    /// the null sender) to `rcpts`, whose DSN parameters are in `dsn` (in
+    /// the order of `rcpts`; forwarded copies keep them, RFC 3461 5.2.1).
+    /// Returns each recipient's outcome once every mailbox write is
+    /// fsync'd and every forward is queued; an error means nothing may be
+    /// acknowledged.
     pub async fn deliver(
         &self,
         sender: &str,
         rcpts: &[String],
+        dsn: &DsnParams,
         msg: &[u8],
         now: i64,
     ) -> Result<Vec<(String, RcptOutcome)>, DeliveryError> {
-        self.deliver_to(sender, rcpts, msg, now, None).await
+        self.deliver_to(sender, rcpts, dsn, msg, now, None).await
     }
 
     /// As [`Delivery::deliver`], into the Maildir++ sub-folder `folder`
@@ -114,32 +120,52 @@ impl Delivery {
         &self,
         sender: &str,
         rcpts: &[String],
+        dsn: &DsnParams,
         msg: &[u8],
         now: i64,
         folder: Option<&str>,
     ) -> Result<Vec<(String, RcptOutcome)>, DeliveryError> {
         let mut mailboxes = BTreeSet::new();
-        // (envelope sender, recipients) of forwarded copies.
-        let mut forwards: Vec<(String, Vec<String>)> = Vec::new();
+        // (envelope sender, recipients, their DSN parameters) of forwarded copies.
+        let mut forwards: Vec<(String, Vec<String>, DsnParams)> = Vec::new();
         let mut outcomes = Vec::with_capacity(rcpts.len());
-        for rcpt in rcpts {
+        for (i, rcpt) in rcpts.iter().enumerate() {
             let outcome = match self.resolve(rcpt, now).await? {
                 Target::Deliver {
                     mailboxes: m,
                     forward,
                 } => {
+                    let outcome = if m.is_empty() {
+                        RcptOutcome::Forwarded
+                    } else {
+                        RcptOutcome::Done
+                    };
                     mailboxes.extend(m);
                     if !forward.is_empty() && folder.is_none() {
                         let domain = rcpt.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
                         let rewritten = self.srs.forward(sender, domain, now).unwrap_or_default();
-                        forwards.push((rewritten, forward));
+                        // Each copy keeps the recipient's NOTIFY, and its
+                        // ORCPT or else the address it was sent to.
+                        let mut d = dsn.recipients.get(i).cloned().unwrap_or_default();
+                        if d.orcpt.is_none() {
+                            d.orcpt = Some(Orcpt {
+                                addr_type: "rfc822".into(),
+                                address: rcpt.clone(),
+                            });
+                        }
+                        let params = DsnParams {
+                            ret: dsn.ret,
+                            envid: dsn.envid.clone(),
+                            recipients: vec![d; forward.len()],
+                        };
+                        forwards.push((rewritten, forward, params));
                     }
-                    RcptOutcome::Done
+                    outcome
                 }
                 Target::SrsBounce(orig) => {
                     // The bounce keeps its (normally null) sender.
-                    forwards.push((sender.to_string(), vec![orig]));
-                    RcptOutcome::Done
+                    forwards.push((sender.to_string(), vec![orig], DsnParams::default()));
+                    RcptOutcome::Forwarded
                 }
                 Target::Unknown => RcptOutcome::Unknown,
                 Target::NotLocal => RcptOutcome::NotLocal,
@@ -169,7 +195,7 @@ impl Delivery {
                 .await
                 .map_err(|e| std::io::Error::other(e.to_string()))??;
         }
-        for (sender, recipients) in forwards {
+        for (sender, recipients, dsn) in forwards {
             self.store
                 .enqueue(
                     &NewMessage {
@@ -177,7 +203,7 @@ impl Delivery {
                         recipients,
                         body: msg.to_vec(),
                         lifetime_secs: self.lifetime_secs,
-                        dsn_requested: false,
+                        dsn,
                     },
                     now,
                 )

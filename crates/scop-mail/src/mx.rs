@@ -54,6 +54,46 @@ pub(crate) fn reverse_path(from: &ReversePath) -> String {
 }
 
 impl Mx {
+    /// Queues a report about message `id` to `sender` from the null sender.
+    #[allow(clippy::too_many_arguments)]
+    async fn report(
+        &self,
+        sender: &str,
+        id: &str,
+        params: &scop_store::DsnParams,
+        recipients: Vec<dsn::RecipientStatus>,
+        body: &[u8],
+        returned: dsn::Returned,
+        now: i64,
+    ) -> Result<(), scop_store::StoreError> {
+        let report = dsn::build(&dsn::Report {
+            reporting_mta: &self.hostname,
+            to: sender,
+            queue_id: id,
+            envid: params.envid.as_deref(),
+            arrival: now,
+            now,
+            recipients,
+            original: body,
+            returned,
+        });
+        self.delivery
+            .store
+            .enqueue(
+                &scop_store::NewMessage {
+                    sender: String::new(),
+                    recipients: vec![sender.to_string()],
+                    body: report,
+                    lifetime_secs: self.delivery.lifetime_secs,
+                    dsn: scop_store::DsnParams::default(),
+                },
+                now,
+            )
+            .await?;
+        self.delivery.queued.notify_one();
+        Ok(())
+    }
+
     async fn postmaster(&self) -> Option<String> {
         let domains = self.delivery.store.list_domains().await.ok()?;
         domains.first().map(|d| format!("postmaster@{d}"))
@@ -135,6 +175,7 @@ impl Handler for Mx {
         for to in &msg.rcpts {
             rcpts.push(self.target(to).await?.0);
         }
+        let dsn_params = dsn::params_from_smtp(&msg.params, &msg.rcpt_params);
         let single = (rcpts.len() == 1).then(|| rcpts[0].as_str());
         let trace = Received {
             helo: peer.helo.as_deref(),
@@ -206,7 +247,7 @@ impl Handler for Mx {
         };
         let outcomes = match self
             .delivery
-            .deliver_to(&sender, &rcpts, &body, now, folder)
+            .deliver_to(&sender, &rcpts, &dsn_params, &body, now, folder)
             .await
         {
             Ok(o) => o,
@@ -216,51 +257,73 @@ impl Handler for Mx {
             }
         };
         // A recipient removed between RCPT and the end of data: we accepted
-        // it, so the sender learns through a DSN.
-        let lost: Vec<_> = outcomes
-            .iter()
-            .filter(|(_, o)| *o != RcptOutcome::Done)
-            .map(|(r, _)| r.clone())
-            .collect();
-        if !lost.is_empty() && dsn::may_report(&sender) {
-            let report = dsn::build(&dsn::Report {
-                reporting_mta: &self.hostname,
-                to: &sender,
-                queue_id: &id,
-                arrival: now,
-                now,
-                recipients: lost
-                    .iter()
-                    .map(|r| dsn::RecipientStatus {
-                        recipient: r.clone(),
-                        action: dsn::Action::Failed,
-                        status: "5.1.1".into(),
-                        diagnostic: "550 5.1.1 No such user here".into(),
-                        remote_mta: None,
-                        last_attempt: now,
-                    })
-                    .collect(),
-                original: &body,
-            });
-            let queued = self
-                .delivery
-                .store
-                .enqueue(
-                    &scop_store::NewMessage {
-                        sender: String::new(),
-                        recipients: vec![sender.clone()],
-                        body: report,
-                        lifetime_secs: self.delivery.lifetime_secs,
-                        dsn_requested: false,
-                    },
-                    now,
-                )
-                .await;
-            if let Err(e) = queued {
-                tracing::error!(queue_id = %id, error = %e, "could not queue a DSN");
-                return Err(tempfail());
+        // it, so the sender learns through a DSN. Delivery into a mailbox
+        // is reported on NOTIFY=SUCCESS (RFC 3461 5.3: we are the final
+        // MTA); forwarded copies carry NOTIFY on instead.
+        let mut lost = Vec::new();
+        let mut delivered = Vec::new();
+        for (i, (r, o)) in outcomes.iter().enumerate() {
+            let d = dsn_params.recipients.get(i).cloned().unwrap_or_default();
+            let status = |action, status: &str, diagnostic: &str| dsn::RecipientStatus {
+                recipient: r.clone(),
+                original_recipient: d
+                    .orcpt
+                    .as_ref()
+                    .map(|o| (o.addr_type.clone(), o.address.clone())),
+                action,
+                status: status.into(),
+                diagnostic: diagnostic.into(),
+                remote_mta: None,
+                last_attempt: now,
+                will_retry_until: None,
+            };
+            match o {
+                RcptOutcome::Unknown | RcptOutcome::NotLocal if dsn::wants_failure(d.notify) => {
+                    lost.push(status(
+                        dsn::Action::Failed,
+                        "5.1.1",
+                        "550 5.1.1 No such user here",
+                    ));
+                }
+                RcptOutcome::Done if dsn::wants_success(d.notify) => {
+                    delivered.push(status(
+                        dsn::Action::Delivered,
+                        "2.0.0",
+                        "250 2.0.0 delivered to the mailbox",
+                    ));
+                }
+                _ => {}
             }
-            self.delivery.queued.notify_one();
+        }
+        if dsn::may_report(&sender) {
+            if !lost.is_empty() {
+                let returned = dsn::Returned::for_failure(dsn_params.ret);
+                let queued = self
+                    .report(&sender, &id, &dsn_params, lost, &body, returned, now)
+                    .await;
+                if let Err(e) = queued {
+                    tracing::error!(queue_id = %id, error = %e, "could not queue a DSN");
+                    return Err(tempfail());
+                }
+            }
+            if !delivered.is_empty() {
+                let queued = self
+                    .report(
+                        &sender,
+                        &id,
+                        &dsn_params,
+                        delivered,
+                        &body,
+                        dsn::Returned::Headers,
+                        now,
+                    )
+                    .await;
+                // The message is delivered: a lost receipt is not worth a
+                // second delivery.
+                if let Err(e) = queued {
+                    tracing::error!(queue_id = %id, error = %e, "could not queue a success DSN");
+                }
+            }
         }
         tracing::info!(queue_id = %id, from = %sender, rcpts = rcpts.len(), size = body.len(), "delivered");
         Ok(id)

@@ -8,7 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
-use scop_smtp::{Client, ClientConfig, ClientEvent, Envelope, TlsPolicy, TransactionResult};
+use scop_smtp::client::Capabilities;
+use scop_smtp::{
+    Client, ClientConfig, ClientEvent, Envelope, MailParams, RcptParams, TlsPolicy,
+    TransactionResult,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
@@ -35,8 +39,9 @@ impl Default for Timeouts {
 /// What one attempt produced.
 #[derive(Debug)]
 pub enum Attempt {
-    /// The server answered the transaction (per-recipient replies inside).
-    Done(TransactionResult),
+    /// The server answered the transaction (per-recipient replies inside);
+    /// with the capabilities it announced.
+    Done(TransactionResult, Capabilities),
     /// No transaction result: connection, TLS or protocol trouble
     /// (transient).
     Failed(String),
@@ -45,7 +50,10 @@ pub enum Attempt {
 type Stream = crate::stream::Stream<TlsStream<TcpStream>>;
 
 /// Sends one message to `addr`. `server_name` is the MX host name (for
-/// SNI); `tls` is the client configuration for STARTTLS.
+/// SNI); `tls` is the client configuration for STARTTLS. The envelope's
+/// DSN parameters (RFC 3461) are sent only to a server that announces
+/// DSN (RFC 3461 5.2.2: otherwise they are dropped, and the caller may
+/// report the message as relayed).
 pub async fn send(
     addr: SocketAddr,
     server_name: &str,
@@ -61,11 +69,11 @@ pub async fn send(
             let mut plain = config.clone();
             plain.tls = TlsPolicy::Disabled;
             match attempt(addr, server_name, &plain, tls, envelope, message, timeouts).await {
-                Ok(r) => Attempt::Done(r),
+                Ok((r, caps)) => Attempt::Done(r, caps),
                 Err(e) => Attempt::Failed(e.to_string()),
             }
         }
-        Ok(r) => Attempt::Done(r),
+        Ok((r, caps)) => Attempt::Done(r, caps),
         Err(e) => Attempt::Failed(e.to_string()),
     }
 }
@@ -90,22 +98,28 @@ async fn attempt(
     envelope: &Envelope,
     message: &[u8],
     timeouts: Timeouts,
-) -> Result<TransactionResult, AttemptError> {
+) -> Result<(TransactionResult, Capabilities), AttemptError> {
     let tcp = tokio::time::timeout(timeouts.connect, TcpStream::connect(addr))
         .await
         .map_err(|_| AttemptError::Timeout)??;
     tcp.set_nodelay(true).ok();
     let mut stream = Stream::Plain(tcp);
     let mut client = Client::new(config.clone());
-    client
-        .send_message(envelope.clone(), message)
-        .map_err(|e| AttemptError::Protocol(e.to_string()))?;
-    client.quit();
+    // The message is handed to the machine once the server's capabilities
+    // are known (they decide the DSN parameters).
+    let mut caps: Option<Capabilities> = None;
     let mut result = None;
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         while let Some(ev) = client.poll_event() {
             match ev {
+                ClientEvent::Ready(c) if caps.is_none() => {
+                    client
+                        .send_message(for_server(envelope, &c), message)
+                        .map_err(|e| AttemptError::Protocol(e.to_string()))?;
+                    client.quit();
+                    caps = Some(c);
+                }
                 ClientEvent::Transaction(r) => result = Some(r),
                 ClientEvent::Closed(err) => {
                     let out = client.take_output();
@@ -114,7 +128,7 @@ async fn attempt(
                     }
                     stream.shutdown().await.ok();
                     return match (result, err) {
-                        (Some(r), _) => Ok(r),
+                        (Some(r), _) => Ok((r, caps.unwrap_or_default())),
                         (None, Some(e)) => Err(AttemptError::Protocol(e.to_string())),
                         (None, None) => Err(AttemptError::Protocol(
                             "the server closed the session before the transaction".into(),
@@ -147,13 +161,16 @@ async fn attempt(
             continue;
         }
         if client.is_closed() {
-            return result.ok_or_else(|| AttemptError::Protocol("session closed".into()));
+            return result
+                .map(|r| (r, caps.clone().unwrap_or_default()))
+                .ok_or_else(|| AttemptError::Protocol("session closed".into()));
         }
         let n = tokio::time::timeout(timeouts.reply, stream.read(&mut buf))
             .await
             .map_err(|_| AttemptError::Timeout)??;
         if n == 0 {
             return result
+                .map(|r| (r, caps.clone().unwrap_or_default()))
                 .ok_or_else(|| AttemptError::Protocol("connection closed by the server".into()));
         }
         let mut fed = 0;
@@ -164,5 +181,69 @@ async fn attempt(
             }
             fed += k;
         }
+    }
+}
+
+/// The envelope as sent to a server with capabilities `caps`: without DSN
+/// support, the DSN parameters are left out (RFC 3461 5.2.2).
+pub fn for_server(envelope: &Envelope, caps: &Capabilities) -> Envelope {
+    let mut e = envelope.clone();
+    if !caps.dsn {
+        e.params = MailParams {
+            ret: None,
+            envid: None,
+            ..e.params
+        };
+        for (_, p) in &mut e.rcpts {
+            *p = RcptParams {
+                notify: None,
+                orcpt: None,
+                other: std::mem::take(&mut p.other),
+            };
+        }
+    }
+    e
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scop_smtp::extension::{Notify, Ret};
+    use scop_smtp::{ForwardPath, Mailbox, ReversePath};
+
+    fn envelope() -> Envelope {
+        Envelope {
+            from: ReversePath::Mailbox(Mailbox::parse("a@a.test", true).unwrap()),
+            params: MailParams {
+                ret: Some(Ret::Hdrs),
+                envid: Some("id".into()),
+                ..MailParams::default()
+            },
+            rcpts: vec![(
+                ForwardPath::Mailbox(Mailbox::parse("b@b.test", true).unwrap()),
+                RcptParams {
+                    notify: Some(Notify::Never),
+                    ..RcptParams::default()
+                },
+            )],
+        }
+    }
+
+    #[test]
+    fn dsn_parameters_go_only_to_a_server_that_announces_dsn() {
+        let with = Capabilities {
+            extended: true,
+            dsn: true,
+            ..Capabilities::default()
+        };
+        assert_eq!(for_server(&envelope(), &with), envelope());
+        let without = Capabilities {
+            extended: true,
+            ..Capabilities::default()
+        };
+        let e = for_server(&envelope(), &without);
+        assert_eq!((e.params.ret, e.params.envid), (None, None));
+        assert_eq!(e.rcpts[0].1, RcptParams::default());
+        assert_eq!(e.from, envelope().from);
     }
 }

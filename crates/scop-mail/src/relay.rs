@@ -6,16 +6,27 @@
 //! exactly once; transient failures are retried with exponential backoff
 //! until the message's lifetime runs out, then reported to the sender with
 //! a DSN (RFC 3464).
+//!
+//! DSNs follow each recipient's NOTIFY (RFC 3461, see [`crate::dsn`]):
+//! a failure DSN (Action: failed) for a permanent failure or at the end of
+//! the lifetime; one delay DSN (Action: delayed, with Will-Retry-Until)
+//! once a recipient has been pending for [`RetryPolicy::delay_warning_secs`],
+//! recorded in the store together with the queued report so that it is
+//! never sent twice; a success DSN only on NOTIFY=SUCCESS, for local
+//! delivery (delivered) or a next hop without DSN (relayed). A next hop
+//! that announces DSN gets NOTIFY, RET, ENVID and ORCPT instead and
+//! reports itself. Nothing is ever reported for the null sender. A
+//! failure DSN returns the message as RET asks (whole when RET=FULL or
+//! absent, up to [`crate::dsn::FULL_RETURN_MAX`]); delay and success DSNs
+//! return its header section only.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use scop_smtp::{
-    ClientConfig, Envelope, ForwardPath, Host, MailParams, Mailbox, RcptParams, Reply, ReversePath,
-};
-use scop_store::{NewMessage, QueuedMessage};
+use scop_smtp::{ClientConfig, Envelope, ForwardPath, Host, Mailbox, Reply, ReversePath};
+use scop_store::{DsnParams, NewMessage, PendingRecipient, QueuedMessage};
 use tokio::sync::{Semaphore, watch};
 
 use crate::delivery::{Delivery, RcptOutcome};
@@ -126,20 +137,28 @@ fn literal(domain: &str) -> Option<IpAddr> {
     inner.parse().ok()
 }
 
-/// Retry schedule.
+/// Retry schedule, and when senders hear about delays.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
     /// First retry after this many seconds.
     pub base_secs: i64,
     /// Longest gap between attempts.
     pub max_secs: i64,
+    /// A recipient still pending this long after queueing gets one delay
+    /// DSN (at its next attempt), if its NOTIFY allows; 0 disables delay
+    /// DSNs.
+    pub delay_warning_secs: i64,
 }
+
+/// Default of [`RetryPolicy::delay_warning_secs`]: 4 hours.
+pub const DELAY_WARNING_SECS: i64 = 4 * 3600;
 
 impl Default for RetryPolicy {
     fn default() -> Self {
         RetryPolicy {
             base_secs: 60,
             max_secs: 4 * 3600,
+            delay_warning_secs: DELAY_WARNING_SECS,
         }
     }
 }
@@ -166,12 +185,51 @@ pub struct Relay {
     domains: Mutex<HashMap<String, Arc<Semaphore>>>,
 }
 
+/// How a delivered recipient left our hands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Handoff {
+    /// Into a local mailbox.
+    Local,
+    /// To a next hop that announced DSN, or into our forward queue: the
+    /// parameters went with the message.
+    DsnPassedOn,
+    /// To a next hop without DSN (RFC 3461 5.2.2 "relayed").
+    Relayed,
+}
+
 /// One recipient's fate in an attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Fate {
-    Delivered(String),
-    Deferred(String),
-    Failed { status: String, detail: String },
+    Delivered {
+        detail: String,
+        handoff: Handoff,
+        remote: Option<String>,
+    },
+    Deferred {
+        status: String,
+        detail: String,
+    },
+    Failed {
+        status: String,
+        detail: String,
+    },
+}
+
+impl Fate {
+    fn deferred(detail: impl Into<String>) -> Fate {
+        Fate::Deferred {
+            status: "4.4.1".into(),
+            detail: detail.into(),
+        }
+    }
+}
+
+/// Recipients to report on, by kind of DSN.
+#[derive(Debug, Default)]
+struct Reports {
+    failed: Vec<crate::dsn::RecipientStatus>,
+    delayed: Vec<crate::dsn::RecipientStatus>,
+    succeeded: Vec<crate::dsn::RecipientStatus>,
 }
 
 fn status_of(r: &Reply, default: &str) -> String {
@@ -272,13 +330,10 @@ impl Relay {
     /// One pass over a leased message.
     pub async fn process(&self, m: QueuedMessage) {
         let now = now();
-        let mut by_domain: BTreeMap<String, Vec<String>> = BTreeMap::new();
+        let mut by_domain: BTreeMap<String, Vec<&PendingRecipient>> = BTreeMap::new();
         for r in &m.pending {
-            let d = r.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
-            by_domain
-                .entry(d.to_ascii_lowercase())
-                .or_default()
-                .push(r.clone());
+            let d = r.rcpt.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
+            by_domain.entry(d.to_ascii_lowercase()).or_default().push(r);
         }
         let mut fates: Vec<(String, Fate)> = Vec::new();
         for (domain, rcpts) in by_domain {
@@ -295,20 +350,72 @@ impl Relay {
                 self.retry.base_secs,
                 self.retry.max_secs,
             );
-        let mut failed = Vec::new();
+        let warn = self.retry.delay_warning_secs > 0
+            && now.saturating_sub(m.created) >= self.retry.delay_warning_secs;
+        let mut reports = Reports::default();
         for (rcpt, fate) in fates {
+            let info = m.pending.iter().find(|p| p.rcpt == rcpt);
+            let notify = info.and_then(|p| p.dsn.notify);
+            let status =
+                |action: dsn::Action, status: &str, diagnostic: &str| dsn::RecipientStatus {
+                    recipient: rcpt.clone(),
+                    original_recipient: info
+                        .and_then(|p| p.dsn.orcpt.as_ref())
+                        .map(|o| (o.addr_type.clone(), o.address.clone())),
+                    action,
+                    status: status.to_string(),
+                    diagnostic: diagnostic.to_string(),
+                    remote_mta: None,
+                    last_attempt: now,
+                    will_retry_until: None,
+                };
             let res = match fate {
-                Fate::Delivered(detail) => store.record_delivered(m.id, &rcpt, now, &detail).await,
-                Fate::Deferred(detail) if expired => {
+                Fate::Delivered {
+                    detail,
+                    handoff,
+                    remote,
+                } => {
+                    if dsn::wants_success(notify) && handoff != Handoff::DsnPassedOn {
+                        let (action, code) = match handoff {
+                            Handoff::Relayed => (dsn::Action::Relayed, "2.0.0"),
+                            _ => (dsn::Action::Delivered, "2.0.0"),
+                        };
+                        let mut st = status(action, code, &detail);
+                        st.remote_mta = remote;
+                        reports.succeeded.push(st);
+                    }
+                    store.record_delivered(m.id, &rcpt, now, &detail).await
+                }
+                Fate::Deferred { detail, .. } if expired => {
                     let detail = format!("lifetime expired; last error: {detail}");
-                    failed.push((rcpt.clone(), "4.4.7".to_string(), detail.clone()));
+                    if dsn::wants_failure(notify) {
+                        reports
+                            .failed
+                            .push(status(dsn::Action::Failed, "4.4.7", &detail));
+                    }
                     store.record_failed(m.id, &rcpt, now, &detail).await
                 }
-                Fate::Deferred(detail) => {
+                Fate::Deferred {
+                    status: code,
+                    detail,
+                } => {
+                    let notified = info.is_none_or(|p| p.delay_notified);
+                    if warn && !notified && dsn::wants_delay(notify) {
+                        let mut st = status(dsn::Action::Delayed, &code, &detail);
+                        st.will_retry_until = Some(m.expires);
+                        reports.delayed.push(st);
+                    }
                     store.record_deferred(m.id, &rcpt, now, next, &detail).await
                 }
-                Fate::Failed { status, detail } => {
-                    failed.push((rcpt.clone(), status, detail.clone()));
+                Fate::Failed {
+                    status: code,
+                    detail,
+                } => {
+                    if dsn::wants_failure(notify) {
+                        reports
+                            .failed
+                            .push(status(dsn::Action::Failed, &code, &detail));
+                    }
                     store.record_failed(m.id, &rcpt, now, &detail).await
                 }
             };
@@ -316,55 +423,102 @@ impl Relay {
                 tracing::error!(id = %m.id, rcpt, error = %e, "could not record a delivery result");
             }
         }
-        if !failed.is_empty() && dsn::may_report(&m.sender) {
-            self.bounce(&m, &failed, now).await;
+        if dsn::may_report(&m.sender) {
+            if !reports.failed.is_empty() {
+                let returned = dsn::Returned::for_failure(m.ret);
+                self.report(&m, reports.failed, returned, now, "failure")
+                    .await;
+            }
+            if !reports.succeeded.is_empty() {
+                self.report(
+                    &m,
+                    reports.succeeded,
+                    dsn::Returned::Headers,
+                    now,
+                    "success",
+                )
+                .await;
+            }
+            if !reports.delayed.is_empty() {
+                self.delay_report(&m, reports.delayed, now).await;
+            }
         }
         if let Err(e) = store.release(m.id).await {
             tracing::error!(id = %m.id, error = %e, "could not release the lease");
         }
     }
 
-    async fn bounce(&self, m: &QueuedMessage, failed: &[(String, String, String)], now: i64) {
+    /// A report to the sender of `m`, queued from the null sender.
+    fn report_message(
+        &self,
+        m: &QueuedMessage,
+        recipients: Vec<dsn::RecipientStatus>,
+        returned: dsn::Returned,
+        now: i64,
+    ) -> NewMessage {
         let id = m.id.to_string();
-        let report = dsn::build(&dsn::Report {
+        let body = dsn::build(&dsn::Report {
             reporting_mta: &self.delivery.hostname,
             to: &m.sender,
             queue_id: &id,
+            envid: m.envid.as_deref(),
             arrival: m.created,
             now,
-            recipients: failed
-                .iter()
-                .map(|(r, status, detail)| dsn::RecipientStatus {
-                    recipient: r.clone(),
-                    action: dsn::Action::Failed,
-                    status: status.clone(),
-                    diagnostic: detail.clone(),
-                    remote_mta: None,
-                    last_attempt: now,
-                })
-                .collect(),
+            recipients,
             original: &m.body,
+            returned,
         });
-        let queued = self
-            .delivery
-            .store
-            .enqueue(
-                &NewMessage {
-                    sender: String::new(),
-                    recipients: vec![m.sender.clone()],
-                    body: report,
-                    lifetime_secs: self.delivery.lifetime_secs,
-                    dsn_requested: false,
-                },
-                now,
-            )
-            .await;
-        match queued {
+        NewMessage {
+            sender: String::new(),
+            recipients: vec![m.sender.clone()],
+            body,
+            lifetime_secs: self.delivery.lifetime_secs,
+            dsn: DsnParams::default(),
+        }
+    }
+
+    async fn report(
+        &self,
+        m: &QueuedMessage,
+        recipients: Vec<dsn::RecipientStatus>,
+        returned: dsn::Returned,
+        now: i64,
+        kind: &str,
+    ) {
+        let msg = self.report_message(m, recipients, returned, now);
+        match self.delivery.store.enqueue(&msg, now).await {
             Ok(dsn_id) => {
-                tracing::info!(id = %m.id, dsn = %dsn_id, "failure report queued");
+                tracing::info!(id = %m.id, dsn = %dsn_id, kind, "delivery report queued");
                 self.delivery.queued.notify_one();
             }
-            Err(e) => tracing::error!(id = %m.id, error = %e, "could not queue a failure report"),
+            Err(e) => {
+                tracing::error!(id = %m.id, error = %e, kind, "could not queue a delivery report")
+            }
+        }
+    }
+
+    /// Queues one delay DSN for `recipients` and marks them notified, in
+    /// one store transaction (never twice, also across a restart).
+    async fn delay_report(
+        &self,
+        m: &QueuedMessage,
+        recipients: Vec<dsn::RecipientStatus>,
+        now: i64,
+    ) {
+        let rcpts: Vec<String> = recipients.iter().map(|r| r.recipient.clone()).collect();
+        let msg = self.report_message(m, recipients, dsn::Returned::Headers, now);
+        match self
+            .delivery
+            .store
+            .enqueue_delay_report(m.id, &rcpts, &msg, now)
+            .await
+        {
+            Ok(Some(dsn_id)) => {
+                tracing::info!(id = %m.id, dsn = %dsn_id, "delay report queued");
+                self.delivery.queued.notify_one();
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(id = %m.id, error = %e, "could not queue a delay report"),
         }
     }
 
@@ -372,14 +526,14 @@ impl Relay {
         &self,
         m: &QueuedMessage,
         domain: &str,
-        rcpts: &[String],
+        rcpts: &[&PendingRecipient],
         now: i64,
     ) -> Vec<(String, Fate)> {
-        let all = |f: Fate| rcpts.iter().map(|r| (r.clone(), f.clone())).collect();
+        let all = |f: Fate| rcpts.iter().map(|r| (r.rcpt.clone(), f.clone())).collect();
         match self.delivery.store.is_local_domain(domain).await {
             Ok(true) => return self.deliver_local(m, rcpts, now).await,
             Ok(false) => {}
-            Err(e) => return all(Fate::Deferred(format!("store: {e}"))),
+            Err(e) => return all(Fate::deferred(format!("store: {e}"))),
         }
         let hosts = match self.routes.route(domain).await {
             Route::Hosts(h) => h,
@@ -395,7 +549,12 @@ impl Relay {
                     detail: format!("{domain} does not exist"),
                 });
             }
-            Route::Temp(e) => return all(Fate::Deferred(e)),
+            Route::Temp(e) => {
+                return all(Fate::Deferred {
+                    status: "4.4.3".into(),
+                    detail: e,
+                });
+            }
         };
         let from = if m.sender.is_empty() {
             ReversePath::Null
@@ -414,16 +573,16 @@ impl Relay {
         let mut envelope_rcpts = Vec::new();
         let mut names = Vec::new();
         for r in rcpts {
-            match Mailbox::parse(r, true) {
+            match Mailbox::parse(&r.rcpt, true) {
                 Ok(mb) => {
-                    envelope_rcpts.push((ForwardPath::Mailbox(mb), RcptParams::default()));
-                    names.push(r.clone());
+                    envelope_rcpts.push((ForwardPath::Mailbox(mb), dsn::rcpt_params(&r.dsn)));
+                    names.push(r.rcpt.clone());
                 }
                 Err(_) => fates.push((
-                    r.clone(),
+                    r.rcpt.clone(),
                     Fate::Failed {
                         status: "5.1.3".into(),
-                        detail: format!("invalid recipient address {r}"),
+                        detail: format!("invalid recipient address {}", r.rcpt),
                     },
                 )),
             }
@@ -433,7 +592,7 @@ impl Relay {
         }
         let envelope = Envelope {
             from,
-            params: MailParams::default(),
+            params: dsn::mail_params(m.ret, m.envid.as_deref()),
             rcpts: envelope_rcpts,
         };
         let helo = Host::parse(&self.delivery.hostname, false)
@@ -441,7 +600,7 @@ impl Relay {
         let config = ClientConfig::new(helo);
         let slot = self.domain_slot(domain);
         let Ok(_permit) = slot.acquire().await else {
-            return all(Fate::Deferred("shutting down".into()));
+            return all(Fate::deferred("shutting down"));
         };
         let mut last_error = String::from("no host to try");
         for (name, addr) in hosts {
@@ -460,14 +619,19 @@ impl Relay {
                     tracing::info!(id = %m.id, %addr, error = %e, "attempt failed");
                     last_error = format!("{addr}: {e}");
                 }
-                Attempt::Done(result) => {
-                    fates.extend(transaction_fates(&result, &names, addr));
+                Attempt::Done(result, caps) => {
+                    let handoff = if caps.dsn {
+                        Handoff::DsnPassedOn
+                    } else {
+                        Handoff::Relayed
+                    };
+                    fates.extend(transaction_fates(&result, &names, addr, &name, handoff));
                     return fates;
                 }
             }
         }
         for r in names {
-            fates.push((r, Fate::Deferred(last_error.clone())));
+            fates.push((r, Fate::deferred(last_error.clone())));
         }
         fates
     }
@@ -475,15 +639,35 @@ impl Relay {
     async fn deliver_local(
         &self,
         m: &QueuedMessage,
-        rcpts: &[String],
+        rcpts: &[&PendingRecipient],
         now: i64,
     ) -> Vec<(String, Fate)> {
-        match self.delivery.deliver(&m.sender, rcpts, &m.body, now).await {
+        let names: Vec<String> = rcpts.iter().map(|r| r.rcpt.clone()).collect();
+        let params = DsnParams {
+            ret: m.ret,
+            envid: m.envid.clone(),
+            recipients: rcpts.iter().map(|r| r.dsn.clone()).collect(),
+        };
+        match self
+            .delivery
+            .deliver(&m.sender, &names, &params, &m.body, now)
+            .await
+        {
             Ok(outcomes) => outcomes
                 .into_iter()
                 .map(|(r, o)| {
                     let f = match o {
-                        RcptOutcome::Done => Fate::Delivered("delivered locally".into()),
+                        RcptOutcome::Done => Fate::Delivered {
+                            detail: "delivered locally".into(),
+                            handoff: Handoff::Local,
+                            remote: None,
+                        },
+                        // The forwarded copy carries NOTIFY on.
+                        RcptOutcome::Forwarded => Fate::Delivered {
+                            detail: "forwarded".into(),
+                            handoff: Handoff::DsnPassedOn,
+                            remote: None,
+                        },
                         RcptOutcome::Unknown | RcptOutcome::NotLocal => Fate::Failed {
                             status: "5.1.1".into(),
                             detail: "550 5.1.1 No such user here".into(),
@@ -492,9 +676,17 @@ impl Relay {
                     (r, f)
                 })
                 .collect(),
-            Err(e) => rcpts
-                .iter()
-                .map(|r| (r.clone(), Fate::Deferred(format!("local delivery: {e}"))))
+            Err(e) => names
+                .into_iter()
+                .map(|r| {
+                    (
+                        r,
+                        Fate::Deferred {
+                            status: "4.3.0".into(),
+                            detail: format!("local delivery: {e}"),
+                        },
+                    )
+                })
                 .collect(),
         }
     }
@@ -506,19 +698,29 @@ fn transaction_fates(
     r: &scop_smtp::TransactionResult,
     names: &[String],
     addr: SocketAddr,
+    host: &str,
+    handoff: Handoff,
 ) -> Vec<(String, Fate)> {
     let mut out = Vec::new();
     let classify = |reply: &Reply, default_status: &str| -> Fate {
         let text = format!("{addr}: {}", reply_text(reply));
         if reply.is_positive() {
-            Fate::Delivered(text)
+            Fate::Delivered {
+                detail: text,
+                handoff,
+                remote: Some(host.to_string()),
+            }
         } else if reply.is_permanent() {
             Fate::Failed {
                 status: status_of(reply, default_status),
                 detail: text,
             }
         } else {
-            Fate::Deferred(text)
+            let fallback = format!("4{}", &default_status[1..]);
+            Fate::Deferred {
+                status: status_of(reply, &fallback),
+                detail: text,
+            }
         }
     };
     let mail_refused = r.mail.as_ref().filter(|m| !m.is_positive());
@@ -531,7 +733,7 @@ fn transaction_fates(
                 Some(rr) if !rr.is_positive() => classify(rr, "5.1.1"),
                 Some(_) => match &r.data {
                     Some(d) => classify(d, "5.0.0"),
-                    None => Fate::Deferred(format!(
+                    None => Fate::deferred(format!(
                         "{addr}: {}",
                         r.error
                             .as_ref()
@@ -539,7 +741,7 @@ fn transaction_fates(
                             .unwrap_or_else(|| "no reply to the message".into())
                     )),
                 },
-                None => Fate::Deferred(format!(
+                None => Fate::deferred(format!(
                     "{addr}: {}",
                     r.error
                         .as_ref()

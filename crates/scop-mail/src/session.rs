@@ -54,6 +54,9 @@ pub struct Incoming {
     pub params: MailParams,
     /// Accepted recipients.
     pub rcpts: Vec<ForwardPath>,
+    /// The RCPT parameters of each accepted recipient, in the order of
+    /// `rcpts` (DSN NOTIFY and ORCPT, RFC 3461).
+    pub rcpt_params: Vec<RcptParams>,
     /// The message as received (CRLF, dot-unstuffed).
     pub body: Vec<u8>,
 }
@@ -232,6 +235,7 @@ pub async fn serve<H: Handler>(
     let mut body: Vec<u8> = Vec::new();
     let mut oversize = false;
     let mut mail: Option<(ReversePath, MailParams)> = None;
+    let mut rcpt_params: Vec<RcptParams> = Vec::new();
     let size_cap = usize::try_from(cfg.smtp.limits.message_size).unwrap_or(usize::MAX);
 
     loop {
@@ -245,6 +249,7 @@ pub async fn serve<H: Handler>(
                 E::Mail { from, params } => match handler.mail(&peer, &from, &params).await {
                     Decision::Accept => {
                         mail = Some((from, params));
+                        rcpt_params.clear();
                         answer(server.accept())
                     }
                     Decision::Reject(r) => answer(server.reject(r)),
@@ -255,13 +260,24 @@ pub async fn serve<H: Handler>(
                         .map(|(f, _)| f.clone())
                         .unwrap_or(ReversePath::Null);
                     match handler.rcpt(&peer, &from, &to, &params).await {
-                        Decision::Accept => answer(server.accept()),
+                        Decision::Accept => {
+                            let r = server.accept();
+                            if r.is_ok() {
+                                rcpt_params.push(params);
+                            }
+                            answer(r)
+                        }
                         Decision::Reject(r) => answer(server.reject(r)),
                     }
                 }
-                E::DataStart(_) | E::Reset | E::MessageAborted(_) => {
+                E::DataStart(_) | E::MessageAborted(_) => {
                     body.clear();
                     oversize = false;
+                }
+                E::Reset => {
+                    body.clear();
+                    oversize = false;
+                    rcpt_params.clear();
                 }
                 E::DataChunk(c) => {
                     if body.len() + c.len() <= size_cap {
@@ -285,10 +301,17 @@ pub async fn serve<H: Handler>(
                         None => (ReversePath::Null, Vec::new()),
                     };
                     let params = mail.take().map(|(_, p)| p).unwrap_or_default();
+                    let mut per_rcpt = std::mem::take(&mut rcpt_params);
+                    // Lockstep with the machine's list; if it ever differed,
+                    // no parameters is the safe reading.
+                    if per_rcpt.len() != rcpts.len() {
+                        per_rcpt = vec![RcptParams::default(); rcpts.len()];
+                    }
                     let msg = Incoming {
                         from,
                         params,
                         rcpts,
+                        rcpt_params: per_rcpt,
                         body: std::mem::take(&mut body),
                     };
                     match handler.message(&peer, msg).await {

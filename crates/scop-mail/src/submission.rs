@@ -222,14 +222,19 @@ impl Handler for Submission {
     async fn message(&self, peer: &Peer, msg: Incoming) -> Result<String, Reply> {
         let now = now();
         let id = queue_id();
-        let rcpts: Vec<String> = msg
+        let (rcpts, rcpt_dsn): (Vec<String>, Vec<scop_store::RecipientDsn>) = msg
             .rcpts
             .iter()
-            .filter_map(|f| match f {
-                ForwardPath::Mailbox(m) => crate::mx::address(m),
+            .zip(&msg.rcpt_params)
+            .filter_map(|(f, p)| match f {
+                ForwardPath::Mailbox(m) => {
+                    crate::mx::address(m).map(|a| (a, crate::dsn::recipient_from_smtp(p)))
+                }
                 ForwardPath::Postmaster => None,
             })
-            .collect();
+            .unzip();
+        let mut dsn_params = crate::dsn::params_from_smtp(&msg.params, &[]);
+        dsn_params.recipients = rcpt_dsn;
         let single = (rcpts.len() == 1).then(|| rcpts[0].as_str());
         let trace = Received {
             helo: peer.helo.as_deref(),
@@ -270,7 +275,7 @@ impl Handler for Submission {
                     recipients: rcpts.clone(),
                     body,
                     lifetime_secs: self.lifetime_secs,
-                    dsn_requested: false,
+                    dsn: dsn_params,
                 },
                 now,
             )

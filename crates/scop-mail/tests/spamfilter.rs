@@ -59,7 +59,7 @@ async fn send(mx: std::net::SocketAddr, msg: &[u8]) -> Attempt {
 }
 
 fn delivered(a: &Attempt) -> bool {
-    matches!(a, Attempt::Done(r) if r.delivered())
+    matches!(a, Attempt::Done(r, _) if r.delivered())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,7 +158,7 @@ async fn forged_labels_are_replaced_and_spam_sources_are_refused() {
     assert!(!text.contains("X-Spam-Score: 0.0\r\n"), "{text}");
     // The fourth attempt from the same address is refused at MAIL.
     match send(a.mx(), spam).await {
-        Attempt::Done(r) => {
+        Attempt::Done(r, _) => {
             let mail = r.mail.expect("MAIL answered");
             assert_eq!(mail.code(), 554, "{mail:?}");
         }

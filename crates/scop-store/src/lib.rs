@@ -44,8 +44,10 @@ pub use retry::next_retry;
 pub use sql::accounts::{MAX_FORWARD_TARGETS, User};
 pub use sql::migrate::SCHEMA_VERSION;
 pub use sql::queue::{
-    DeliveryRecord, MAX_ADDRESS_BYTES, MAX_DETAIL_BYTES, MAX_RECIPIENTS, MessageId, NewMessage,
-    Outcome, QueueEntry, QueuedMessage, RecipientState, RecipientStatus,
+    DeliveryRecord, DsnParams, MAX_ADDR_TYPE_BYTES, MAX_ADDRESS_BYTES, MAX_DETAIL_BYTES,
+    MAX_ENVID_BYTES, MAX_RECIPIENTS, MessageId, NewMessage, Notify, Orcpt, Outcome,
+    PendingRecipient, QueueEntry, QueuedMessage, RecipientDsn, RecipientState, RecipientStatus,
+    Ret,
 };
 
 /// How long a SQLite connection waits for a lock held by another writer.
@@ -230,6 +232,17 @@ pub mod testing {
         let store = Store::connect(url).await?;
         crate::on_pool!(store, p => {
             sqlx::query("INSERT INTO schema_version (version) VALUES ($1)").bind(version).execute(p).await?;
+        });
+        store.close().await;
+        Ok(())
+    }
+
+    /// Runs raw SQL statements without migrating, e.g. to fill a database
+    /// kept at an older schema version.
+    pub async fn execute(url: &str, sql: &'static str) -> Result<()> {
+        let store = Store::connect(url).await?;
+        crate::on_pool!(store, p => {
+            sqlx::raw_sql(sql).execute(p).await?;
         });
         store.close().await;
         Ok(())

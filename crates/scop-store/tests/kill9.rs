@@ -31,7 +31,7 @@ fn child(url: &str) {
                 recipients: vec![format!("r{i}@ext.test")],
                 body: vec![b'x'; 10_000],
                 lifetime_secs: 3600,
-                dsn_requested: false,
+                dsn: Default::default(),
             };
             let id = store.enqueue(&msg, 1).await.unwrap();
             println!("{}", id.0);

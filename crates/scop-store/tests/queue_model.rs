@@ -2,16 +2,21 @@
 //! run against the store (in-memory SQLite) and a plain model side by side.
 //! Each recipient ends delivered or failed at most once and never returns to
 //! pending; a message leaves the queue exactly when nothing is pending; `due`
-//! lists exactly the pending recipients whose time has come.
+//! lists exactly the pending recipients whose time has come, with their
+//! DSN parameters; a recipient is marked as delay-notified at most once,
+//! and only then is the delay report queued.
 
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use scop_store::{MessageId, NewMessage, RecipientState, Store, StoreError};
+use scop_store::{
+    DsnParams, MessageId, NewMessage, Notify, RecipientDsn, RecipientState, Store, StoreError,
+};
 
 #[derive(Debug, Clone)]
 enum Op {
-    Enqueue(usize),
+    Enqueue(usize, u8),
+    DelayReport(usize, usize),
     Deliver(usize, usize),
     Defer(usize, usize, i64),
     Fail(usize, usize),
@@ -23,7 +28,8 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        (1usize..4).prop_map(Op::Enqueue),
+        (1usize..4, any::<u8>()).prop_map(|(n, seed)| Op::Enqueue(n, seed)),
+        (0usize..6, 0usize..4).prop_map(|(m, r)| Op::DelayReport(m, r)),
         (0usize..6, 0usize..4).prop_map(|(m, r)| Op::Deliver(m, r)),
         (0usize..6, 0usize..4, 1i64..100).prop_map(|(m, r, d)| Op::Defer(m, r, d)),
         (0usize..6, 0usize..4).prop_map(|(m, r)| Op::Fail(m, r)),
@@ -38,6 +44,45 @@ fn op() -> impl Strategy<Value = Op> {
 struct Rcpt {
     state: RecipientState,
     next: i64,
+    notify: Option<Notify>,
+    notified: bool,
+}
+
+/// The NOTIFY of recipient `i` of a message enqueued with `seed`.
+fn notify_for(seed: u8, i: usize) -> Option<Notify> {
+    match (seed >> (2 * i)) & 3 {
+        0 => None,
+        1 => Some(Notify::Never),
+        2 => Some(Notify::On {
+            success: false,
+            failure: true,
+            delay: true,
+        }),
+        _ => Some(Notify::On {
+            success: true,
+            failure: false,
+            delay: false,
+        }),
+    }
+}
+
+fn report() -> NewMessage {
+    NewMessage {
+        sender: String::new(),
+        recipients: vec!["s@a.test".into()],
+        body: b"report".to_vec(),
+        lifetime_secs: 10_000,
+        dsn: DsnParams::default(),
+    }
+}
+
+fn pending(now: i64, notify: Option<Notify>) -> Rcpt {
+    Rcpt {
+        state: RecipientState::Pending,
+        next: now,
+        notify,
+        notified: false,
+    }
 }
 
 #[derive(Debug, Default)]
@@ -58,28 +103,52 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
     let mut now = 1000i64;
     for op in ops {
         match op {
-            Op::Enqueue(n) => {
+            Op::Enqueue(n, seed) => {
                 let msg = NewMessage {
                     sender: "s@a.test".into(),
                     recipients: (0..n).map(rcpt).collect(),
                     body: b"x".to_vec(),
                     lifetime_secs: 10_000,
-                    dsn_requested: false,
+                    dsn: DsnParams {
+                        recipients: (0..n)
+                            .map(|i| RecipientDsn {
+                                notify: notify_for(seed, i),
+                                orcpt: None,
+                            })
+                            .collect(),
+                        ..DsnParams::default()
+                    },
                 };
                 let id = store.enqueue(&msg, now).await.unwrap();
                 let rcpts = (0..n)
-                    .map(|i| {
-                        (
-                            rcpt(i),
-                            Rcpt {
-                                state: RecipientState::Pending,
-                                next: now,
-                            },
-                        )
-                    })
+                    .map(|i| (rcpt(i), pending(now, notify_for(seed, i))))
                     .collect();
                 model.queue.insert(id, rcpts);
                 model.ids.push(id);
+            }
+            Op::DelayReport(m, r) => {
+                let Some(&id) = model.ids.get(m) else {
+                    continue;
+                };
+                let got = store
+                    .enqueue_delay_report(id, &[rcpt(r)], &report(), now)
+                    .await
+                    .unwrap();
+                let entry = model.queue.get_mut(&id).and_then(|rs| rs.get_mut(&rcpt(r)));
+                match entry {
+                    Some(rc) if rc.state == RecipientState::Pending && !rc.notified => {
+                        rc.notified = true;
+                        let Some(report_id) = got else {
+                            return Err(TestCaseError::fail("no delay report queued"));
+                        };
+                        model.queue.insert(
+                            report_id,
+                            BTreeMap::from([("s@a.test".to_string(), pending(now, None))]),
+                        );
+                        model.ids.push(report_id);
+                    }
+                    _ => prop_assert_eq!(got, None),
+                }
             }
             Op::Deliver(m, r) | Op::Fail(m, r) | Op::Defer(m, r, _) => {
                 let Some(&id) = model.ids.get(m) else {
@@ -172,6 +241,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
             let rs = &model.queue[&e.id];
             for r in &e.recipients {
                 prop_assert_eq!(r.state, rs[&r.rcpt].state);
+                prop_assert_eq!(r.delay_notified, rs[&r.rcpt].notified);
                 if r.state == RecipientState::Pending {
                     prop_assert_eq!(r.next_attempt, rs[&r.rcpt].next);
                 }
@@ -179,26 +249,31 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
         }
         // `due` lists exactly the unleased messages' due pending recipients.
         let due = store.due(now, 100).await.unwrap();
-        let want: Vec<(MessageId, Vec<String>)> = model
+        type Due = Vec<(MessageId, Vec<(String, Option<Notify>, bool)>)>;
+        let want: Due = model
             .queue
             .iter()
             .filter(|(id, _)| model.lease.get(id).is_none_or(|&until| until <= now))
             .map(|(id, rs)| {
-                let mut p: Vec<String> = rs
+                let mut p: Vec<_> = rs
                     .iter()
                     .filter(|(_, rc)| rc.state == RecipientState::Pending && rc.next <= now)
-                    .map(|(a, _)| a.clone())
+                    .map(|(a, rc)| (a.clone(), rc.notify, rc.notified))
                     .collect();
-                p.sort();
+                p.sort_by(|a, b| a.0.cmp(&b.0));
                 (*id, p)
             })
             .filter(|(_, p)| !p.is_empty())
             .collect();
-        let got: Vec<(MessageId, Vec<String>)> = due
+        let got: Due = due
             .iter()
             .map(|m| {
-                let mut p = m.pending.clone();
-                p.sort();
+                let mut p: Vec<_> = m
+                    .pending
+                    .iter()
+                    .map(|r| (r.rcpt.clone(), r.dsn.notify, r.delay_notified))
+                    .collect();
+                p.sort_by(|a, b| a.0.cmp(&b.0));
                 (m.id, p)
             })
             .collect();

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 use scop_store::{
-    MessageId, NewMessage, Outcome, RecipientState, Resolution, SCHEMA_VERSION, Store, StoreError,
+    DsnParams, MAX_ENVID_BYTES, MessageId, NewMessage, Notify, Orcpt, Outcome, RecipientDsn,
+    RecipientState, Resolution, Ret, SCHEMA_VERSION, Store, StoreError,
 };
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -58,8 +59,12 @@ fn msg(sender: &str, rcpts: &[&str], body: &[u8]) -> NewMessage {
         recipients: s(rcpts),
         body: body.to_vec(),
         lifetime_secs: 5 * 86_400,
-        dsn_requested: false,
+        dsn: DsnParams::default(),
     }
+}
+
+fn rcpts(p: &[scop_store::PendingRecipient]) -> Vec<String> {
+    p.iter().map(|r| r.rcpt.clone()).collect()
 }
 
 async fn open_and_version(db: Db) {
@@ -485,10 +490,16 @@ async fn queue_lifecycle(db: Db) {
     assert_eq!(m.expires, now + 5 * 86_400);
     assert_eq!(m.attempts, 0);
     assert_eq!(
-        m.pending,
+        rcpts(&m.pending),
         s(&["x@ext.test", "Y@ext.test"]),
         "duplicates queued once"
     );
+    assert!(
+        m.pending
+            .iter()
+            .all(|p| p.dsn == RecipientDsn::default() && !p.delay_notified)
+    );
+    assert_eq!((m.ret, m.envid.as_deref()), (None, None));
     assert_eq!(m.body, b"hello\r\n");
     // lease: one worker only
     assert!(store.lease(id, now, now + 60).await.unwrap());
@@ -525,7 +536,7 @@ async fn queue_lifecycle(db: Db) {
     assert!(store.release(id).await.unwrap());
     assert!(store.due(now + 299, 10).await.unwrap().is_empty());
     let due = store.due(now + 300, 10).await.unwrap();
-    assert_eq!(due[0].pending, s(&["Y@ext.test"]));
+    assert_eq!(rcpts(&due[0].pending), s(&["Y@ext.test"]));
     assert_eq!(due[0].attempts, 1);
     let q = store.list_queue().await.unwrap();
     assert_eq!(q.len(), 1);
@@ -799,6 +810,181 @@ async fn concurrent_open_migrates_once(db: Db) {
     store.add_user("alice@a.test", "pw").await.unwrap();
 }
 
+async fn dsn_parameters_are_kept(db: Db) {
+    let store = Store::open(&db.url).await.unwrap();
+    let notify_sf = Notify::On {
+        success: true,
+        failure: true,
+        delay: false,
+    };
+    let orcpt = Orcpt {
+        addr_type: "rfc822".into(),
+        address: "Original+tag@b.test".into(),
+    };
+    let mut m = msg(
+        "alice@a.test",
+        &["x@ext.test", "y@ext.test", "X@ext.test", "z@ext.test"],
+        b"hi\r\n",
+    );
+    m.dsn = DsnParams {
+        ret: Some(Ret::Hdrs),
+        envid: Some("QQ314159".into()),
+        recipients: vec![
+            RecipientDsn {
+                notify: Some(Notify::Never),
+                orcpt: None,
+            },
+            RecipientDsn {
+                notify: Some(notify_sf),
+                orcpt: Some(orcpt.clone()),
+            },
+            // A duplicate keeps the first recipient's parameters.
+            RecipientDsn {
+                notify: Some(notify_sf),
+                orcpt: None,
+            },
+        ],
+    };
+    let id = store.enqueue(&m, 100).await.unwrap();
+    let due = store.due(100, 10).await.unwrap();
+    assert_eq!(due[0].id, id);
+    assert_eq!(due[0].ret, Some(Ret::Hdrs));
+    assert_eq!(due[0].envid.as_deref(), Some("QQ314159"));
+    let p = &due[0].pending;
+    assert_eq!(rcpts(p), s(&["x@ext.test", "y@ext.test", "z@ext.test"]));
+    assert_eq!(p[0].dsn.notify, Some(Notify::Never));
+    assert_eq!(p[0].dsn.orcpt, None);
+    assert_eq!(p[1].dsn.notify, Some(notify_sf));
+    assert_eq!(p[1].dsn.orcpt, Some(orcpt));
+    assert_eq!(
+        p[2].dsn,
+        RecipientDsn::default(),
+        "missing entries: none given"
+    );
+
+    // Limits: refused before anything is written.
+    let mut bad = msg("alice@a.test", &["x@ext.test"], b"x");
+    bad.dsn.envid = Some("e".repeat(MAX_ENVID_BYTES + 1));
+    assert!(matches!(
+        store.enqueue(&bad, 100).await,
+        Err(StoreError::InvalidArgument(_))
+    ));
+    let mut bad = msg("alice@a.test", &["x@ext.test"], b"x");
+    bad.dsn.recipients = vec![RecipientDsn::default(); 2];
+    assert!(matches!(
+        store.enqueue(&bad, 100).await,
+        Err(StoreError::InvalidArgument(_))
+    ));
+    let mut bad = msg("alice@a.test", &["x@ext.test"], b"x");
+    bad.dsn.recipients = vec![RecipientDsn {
+        notify: None,
+        orcpt: Some(Orcpt {
+            addr_type: String::new(),
+            address: "a@b".into(),
+        }),
+    }];
+    assert!(matches!(
+        store.enqueue(&bad, 100).await,
+        Err(StoreError::InvalidArgument(_))
+    ));
+    assert_eq!(store.list_queue().await.unwrap().len(), 1);
+}
+
+async fn delay_report_is_queued_once(db: Db) {
+    let store = Store::open(&db.url).await.unwrap();
+    let id = store
+        .enqueue(
+            &msg("alice@a.test", &["x@ext.test", "y@ext.test"], b"hi\r\n"),
+            100,
+        )
+        .await
+        .unwrap();
+    let report = msg("", &["alice@a.test"], b"delayed\r\n");
+    let first = store
+        .enqueue_delay_report(id, &s(&["X@ext.test"]), &report, 200)
+        .await
+        .unwrap();
+    let Some(report_id) = first else {
+        panic!("the first delay report is queued")
+    };
+    assert_ne!(report_id, id);
+    // Never twice: not for the same recipient, not for an unknown one.
+    assert_eq!(
+        store
+            .enqueue_delay_report(id, &s(&["x@ext.test", "nobody@ext.test"]), &report, 300)
+            .await
+            .unwrap(),
+        None
+    );
+    // Not for a recipient that is no longer pending.
+    store
+        .record_delivered(id, "y@ext.test", 300, "250 ok")
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .enqueue_delay_report(id, &s(&["y@ext.test"]), &report, 300)
+            .await
+            .unwrap(),
+        None
+    );
+    let q = store.list_queue().await.unwrap();
+    assert_eq!(q.len(), 2, "the message and one report: {q:?}");
+    assert!(q[0].recipients[0].delay_notified);
+    assert!(!q[0].recipients[1].delay_notified);
+    assert_eq!(q[1].id, report_id);
+    assert_eq!(q[1].sender, "");
+    store.close().await;
+    // The mark survives a restart.
+    let store = Store::open(&db.url).await.unwrap();
+    let due = store.due(400, 10).await.unwrap();
+    assert!(
+        due.iter()
+            .any(|m| m.id == id && m.pending[0].delay_notified)
+    );
+    assert_eq!(
+        store
+            .enqueue_delay_report(id, &s(&["x@ext.test"]), &report, 400)
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(store.list_queue().await.unwrap().len(), 2);
+}
+
+async fn migrates_a_queued_message_to_dsn_columns(db: Db) {
+    {
+        let v2 = Store::open_at(&db.url, 2).await.unwrap();
+        assert_eq!(v2.schema_version().await.unwrap(), 2);
+        v2.close().await;
+    }
+    // A message queued by a version-2 program.
+    scop_store::testing::execute(
+        &db.url,
+        "INSERT INTO messages (sender, created, expires, dsn_requested, lease_until, size, body) \
+         VALUES ('alice@a.test', 10, 1000, 0, 0, 2, 'hi'); \
+         INSERT INTO recipients (message_id, position, rcpt, rcpt_key, state, attempts, next_attempt, last_detail) \
+         SELECT id, 0, 'x@ext.test', 'x@ext.test', 'pending', 0, 10, '' FROM messages",
+    )
+    .await
+    .unwrap();
+    let store = Store::open(&db.url).await.unwrap();
+    assert_eq!(store.schema_version().await.unwrap(), SCHEMA_VERSION);
+    let due = store.due(10, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!((due[0].ret, due[0].envid.as_deref()), (None, None));
+    assert_eq!(due[0].pending[0].dsn, RecipientDsn::default());
+    assert!(!due[0].pending[0].delay_notified);
+    let report = msg("", &["alice@a.test"], b"delayed\r\n");
+    assert!(
+        store
+            .enqueue_delay_report(due[0].id, &s(&["x@ext.test"]), &report, 20)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -834,6 +1020,9 @@ suite!(
     migrates_older_schema,
     refuses_newer_schema,
     concurrent_open_migrates_once,
+    dsn_parameters_are_kept,
+    delay_report_is_queued_once,
+    migrates_a_queued_message_to_dsn_columns,
 );
 
 #[tokio::test]

@@ -387,6 +387,11 @@ pub fn run_queue(args: QueueArgs) -> Result<ExitCode> {
                             }
                             _ => String::new(),
                         };
+                        let next = if r.delay_notified {
+                            format!("{next}  delay notice sent")
+                        } else {
+                            next
+                        };
                         let detail = if r.last_detail.is_empty() {
                             String::new()
                         } else {

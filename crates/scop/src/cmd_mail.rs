@@ -77,6 +77,11 @@ pub struct ServeArgs {
     /// First retry delay; it doubles up to 4 hours.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
     retry_base: i64,
+    /// Send the sender one delay notice (RFC 3464 "delayed" DSN) for a
+    /// recipient still undelivered after this long, unless its NOTIFY
+    /// excludes DELAY; e.g. 4h, 30m, 90s, 1d; 0 disables delay notices.
+    #[arg(long, default_value = "4h", value_name = "DURATION", value_parser = parse_duration_secs)]
+    delay_warning: i64,
     /// MX greeting delay to catch clients that talk first (0 disables).
     #[arg(long, default_value_t = 1000, value_name = "MILLISECONDS")]
     greeting_delay: u64,
@@ -111,6 +116,34 @@ pub struct ServeArgs {
     /// hour (0: never).
     #[arg(long, default_value_t = 20, value_name = "N")]
     spam_block_after: u32,
+}
+
+/// Longest duration accepted on the command line (a year), in seconds.
+const DURATION_MAX_SECS: i64 = 366 * 86_400;
+
+/// Parses `N` (seconds) or `N` followed by `s`, `m`, `h` or `d`.
+fn parse_duration_secs(s: &str) -> std::result::Result<i64, String> {
+    let s = s.trim();
+    let (digits, unit) = match s.char_indices().last() {
+        Some((i, c)) if c.is_ascii_alphabetic() => (&s[..i], c.to_ascii_lowercase()),
+        _ => (s, 's'),
+    };
+    let scale = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return Err(format!("unknown unit in {s:?} (use s, m, h or d)")),
+    };
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("not a duration: {s:?} (e.g. 4h, 30m, 90s, 1d)"));
+    }
+    let n: i64 = digits
+        .parse()
+        .map_err(|_| format!("not a duration: {s:?}"))?;
+    n.checked_mul(scale)
+        .filter(|v| *v <= DURATION_MAX_SECS)
+        .ok_or_else(|| format!("duration {s:?} is longer than a year"))
 }
 
 /// Runs a mail command.
@@ -288,6 +321,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
             retry: RetryPolicy {
                 base_secs: a.retry_base.max(1),
                 max_secs: 4 * 3600,
+                delay_warning_secs: a.delay_warning,
             },
             greeting_delay: Duration::from_millis(a.greeting_delay),
             idle_timeout: Duration::from_secs(300),
@@ -324,4 +358,22 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
         anyhow::Ok(())
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration_secs;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration_secs("4h"), Ok(4 * 3600));
+        assert_eq!(parse_duration_secs("30m"), Ok(1800));
+        assert_eq!(parse_duration_secs("90"), Ok(90));
+        assert_eq!(parse_duration_secs("90s"), Ok(90));
+        assert_eq!(parse_duration_secs("1D"), Ok(86_400));
+        assert_eq!(parse_duration_secs("0"), Ok(0));
+        for bad in ["", "h", "-1h", "4w", "1.5h", "99999999999999999999", "400d"] {
+            assert!(parse_duration_secs(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -207,7 +207,7 @@ fn admin_round_trip(url: &str) {
         recipients: vec!["x@ext.test".into(), "y@ext.test".into()],
         body: b"Subject: hi\r\n\r\nhello\r\n".to_vec(),
         lifetime_secs: 86_400,
-        dsn_requested: false,
+        dsn: Default::default(),
     };
     let id = rt().block_on(store.enqueue(&msg, 1_700_000_000)).unwrap();
     rt().block_on(store.record_deferred(

@@ -26,6 +26,10 @@ const SQLITE: &[Migration] = &[
         version: 2,
         sql: include_str!("../../migrations/sqlite/0002_queue.sql"),
     },
+    Migration {
+        version: 3,
+        sql: include_str!("../../migrations/sqlite/0003_dsn.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -37,10 +41,14 @@ const POSTGRES: &[Migration] = &[
         version: 2,
         sql: include_str!("../../migrations/postgres/0002_queue.sql"),
     },
+    Migration {
+        version: 3,
+        sql: include_str!("../../migrations/postgres/0003_dsn.sql"),
+    },
 ];
 
 /// The schema version this build writes (the last migration).
-pub const SCHEMA_VERSION: i64 = 2;
+pub const SCHEMA_VERSION: i64 = 3;
 
 /// Key of the PostgreSQL advisory lock held while migrating.
 const PG_MIGRATION_LOCK: i64 = 0x5C0F_5702;

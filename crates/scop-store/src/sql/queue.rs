@@ -31,19 +31,150 @@ impl fmt::Display for MessageId {
     }
 }
 
+/// Longest ENVID stored, in bytes after xtext decoding (RFC 3461 4.4
+/// allows 100 characters).
+pub const MAX_ENVID_BYTES: usize = 100;
+/// Longest ORCPT address type (e.g. `rfc822`), in bytes.
+pub const MAX_ADDR_TYPE_BYTES: usize = 64;
+
+/// DSN `RET` (RFC 3461 4.3): what a failure DSN returns of the message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ret {
+    /// The full message.
+    Full,
+    /// The header section only.
+    Hdrs,
+}
+
+impl Ret {
+    fn as_str(self) -> &'static str {
+        match self {
+            Ret::Full => "FULL",
+            Ret::Hdrs => "HDRS",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Ret> {
+        match s {
+            "FULL" => Ok(Ret::Full),
+            "HDRS" => Ok(Ret::Hdrs),
+            _ => Err(StoreError::Corrupt("unknown RET value")),
+        }
+    }
+}
+
+/// DSN `NOTIFY` (RFC 3461 4.1) of one recipient, when the client gave one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notify {
+    /// `NEVER`: no DSN at all.
+    Never,
+    /// Any of SUCCESS, FAILURE, DELAY (at least one in a valid command).
+    On {
+        /// SUCCESS.
+        success: bool,
+        /// FAILURE.
+        failure: bool,
+        /// DELAY.
+        delay: bool,
+    },
+}
+
+impl Notify {
+    fn to_db(self) -> String {
+        match self {
+            Notify::Never => "NEVER".into(),
+            Notify::On {
+                success,
+                failure,
+                delay,
+            } => [(success, "SUCCESS"), (failure, "FAILURE"), (delay, "DELAY")]
+                .iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, k)| *k)
+                .collect::<Vec<_>>()
+                .join(","),
+        }
+    }
+
+    fn parse(s: &str) -> Result<Notify> {
+        if s == "NEVER" {
+            return Ok(Notify::Never);
+        }
+        let (mut success, mut failure, mut delay) = (false, false, false);
+        for k in s.split(',').filter(|k| !k.is_empty()) {
+            match k {
+                "SUCCESS" => success = true,
+                "FAILURE" => failure = true,
+                "DELAY" => delay = true,
+                _ => return Err(StoreError::Corrupt("unknown NOTIFY value")),
+            }
+        }
+        Ok(Notify::On {
+            success,
+            failure,
+            delay,
+        })
+    }
+}
+
+/// DSN `ORCPT` (RFC 3461 4.2): the original recipient as the client gave it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Orcpt {
+    /// Address type, e.g. `rfc822`.
+    pub addr_type: String,
+    /// The address, xtext-decoded.
+    pub address: String,
+}
+
+/// DSN parameters of one recipient (RFC 3461 4.1, 4.2); the default is
+/// "none given".
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RecipientDsn {
+    /// `NOTIFY`, if given.
+    pub notify: Option<Notify>,
+    /// `ORCPT`, if given.
+    pub orcpt: Option<Orcpt>,
+}
+
+/// DSN parameters of a message (RFC 3461 4); the default is "none given",
+/// which is also what a client that did not use the extension gets.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DsnParams {
+    /// `RET`, if given.
+    pub ret: Option<Ret>,
+    /// `ENVID` (xtext-decoded), if given; at most [`MAX_ENVID_BYTES`].
+    pub envid: Option<String>,
+    /// Per recipient, in the order of [`NewMessage::recipients`]; missing
+    /// entries mean "none given".
+    pub recipients: Vec<RecipientDsn>,
+}
+
 /// A message to queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewMessage {
     /// Envelope sender; `""` for the null sender (bounces).
     pub sender: String,
-    /// Envelope recipients (duplicates, compared case-insensitively, are queued once).
+    /// Envelope recipients (duplicates, compared case-insensitively, are
+    /// queued once, with the DSN parameters of the first).
     pub recipients: Vec<String>,
     /// The whole message.
     pub body: Vec<u8>,
     /// Seconds after queueing at which undelivered recipients should fail.
     pub lifetime_secs: i64,
-    /// Whether the sender asked for delivery status notifications (RFC 3461).
-    pub dsn_requested: bool,
+    /// The DSN parameters the client gave (RFC 3461).
+    pub dsn: DsnParams,
+}
+
+/// A pending recipient of a due message, with what the relay needs to
+/// decide on DSNs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingRecipient {
+    /// The address as queued.
+    pub rcpt: String,
+    /// Its DSN parameters.
+    pub dsn: RecipientDsn,
+    /// Whether a delay DSN was already queued for it.
+    pub delay_notified: bool,
 }
 
 /// A message that is due for delivery, as returned by [`Store::due`].
@@ -59,10 +190,12 @@ pub struct QueuedMessage {
     pub expires: i64,
     /// Failed attempts so far: the most of any recipient in `pending`.
     pub attempts: i64,
-    /// Whether the sender asked for DSNs.
-    pub dsn_requested: bool,
+    /// `RET` as given.
+    pub ret: Option<Ret>,
+    /// `ENVID` as given (xtext-decoded).
+    pub envid: Option<String>,
     /// The pending recipients that are due now, in queueing order.
-    pub pending: Vec<String>,
+    pub pending: Vec<PendingRecipient>,
     /// The whole message.
     pub body: Vec<u8>,
 }
@@ -116,6 +249,8 @@ pub struct RecipientStatus {
     pub next_attempt: i64,
     /// The last detail recorded (an SMTP reply, an error), or `""`.
     pub last_detail: String,
+    /// Whether a delay DSN was queued for it.
+    pub delay_notified: bool,
 }
 
 /// A queued message, as listed by [`Store::list_queue`].
@@ -192,6 +327,21 @@ pub struct DeliveryRecord {
     pub detail: String,
 }
 
+/// A recipient's DSN parameters from its stored columns.
+fn recipient_dsn(
+    notify: Option<String>,
+    orcpt_type: Option<String>,
+    orcpt: Option<String>,
+) -> Result<RecipientDsn> {
+    Ok(RecipientDsn {
+        notify: notify.as_deref().map(Notify::parse).transpose()?,
+        orcpt: match (orcpt_type, orcpt) {
+            (Some(addr_type), Some(address)) => Some(Orcpt { addr_type, address }),
+            _ => None,
+        },
+    })
+}
+
 fn cut(detail: &str) -> &str {
     if detail.len() <= MAX_DETAIL_BYTES {
         return detail;
@@ -212,10 +362,18 @@ const LOCK_MESSAGE: &str = "UPDATE messages SET lease_until = lease_until WHERE 
 const INSERT_LOG: &str =
     "INSERT INTO deliveries (message_id, rcpt, at, outcome, detail) VALUES ($1, $2, $3, $4, $5)";
 
-impl Store {
-    /// Queues a message; when this returns, it is durably stored. Every
-    /// recipient is pending and due at `now`.
-    pub async fn enqueue(&self, msg: &NewMessage, now: i64) -> Result<MessageId> {
+/// A validated [`NewMessage`], ready to insert.
+struct Prepared<'a> {
+    msg: &'a NewMessage,
+    /// (key, address as given, NOTIFY for the database, ORCPT) per unique recipient.
+    recipients: Vec<(String, &'a str, Option<String>, Option<&'a Orcpt>)>,
+    size: i64,
+    now: i64,
+    expires: i64,
+}
+
+impl<'a> Prepared<'a> {
+    fn new(msg: &'a NewMessage, now: i64) -> Result<Prepared<'a>> {
         if msg.recipients.is_empty() {
             return Err(StoreError::InvalidArgument(
                 "a message needs at least one recipient",
@@ -235,44 +393,138 @@ impl Store {
         {
             return Err(StoreError::InvalidArgument("empty or over-long address"));
         }
-        let mut seen = HashSet::new();
-        let recipients: Vec<(String, &str)> = msg
+        if msg.dsn.recipients.len() > msg.recipients.len() {
+            return Err(StoreError::InvalidArgument(
+                "more DSN parameter sets than recipients",
+            ));
+        }
+        if msg
+            .dsn
+            .envid
+            .as_ref()
+            .is_some_and(|e| e.len() > MAX_ENVID_BYTES)
+        {
+            return Err(StoreError::InvalidArgument("over-long ENVID"));
+        }
+        if msg
+            .dsn
             .recipients
             .iter()
-            .map(|r| (loose_key(r), r.as_str()))
-            .filter(|(k, _)| seen.insert(k.clone()))
+            .filter_map(|d| d.orcpt.as_ref())
+            .any(|o| {
+                o.addr_type.is_empty()
+                    || o.addr_type.len() > MAX_ADDR_TYPE_BYTES
+                    || o.address.len() > MAX_ADDRESS_BYTES
+            })
+        {
+            return Err(StoreError::InvalidArgument("empty or over-long ORCPT"));
+        }
+        let mut seen = HashSet::new();
+        let recipients = msg
+            .recipients
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (loose_key(r), r.as_str(), msg.dsn.recipients.get(i)))
+            .filter(|(k, _, _)| seen.insert(k.clone()))
+            .map(|(k, r, d)| {
+                let notify = d.and_then(|d| d.notify).map(Notify::to_db);
+                (k, r, notify, d.and_then(|d| d.orcpt.as_ref()))
+            })
             .collect();
         let size = i64::try_from(msg.body.len())
             .map_err(|_| StoreError::InvalidArgument("message too large"))?;
-        let expires = now.saturating_add(msg.lifetime_secs);
-        write_tx!(self, tx => async {
-            let row = sqlx::query(
-                "INSERT INTO messages (sender, created, expires, dsn_requested, lease_until, size, body) \
-                 VALUES ($1, $2, $3, $4, 0, $5, $6) RETURNING id",
+        Ok(Prepared {
+            msg,
+            recipients,
+            size,
+            now,
+            expires: now.saturating_add(msg.lifetime_secs),
+        })
+    }
+}
+
+/// Inserts a [`Prepared`] message inside the transaction `$tx`; evaluates
+/// to `Result<MessageId>`.
+macro_rules! insert_message {
+    ($tx:ident, $p:expr) => {{
+        let p = &$p;
+        let row = sqlx::query(
+            "INSERT INTO messages (sender, created, expires, dsn_requested, lease_until, size, body, envid, ret) \
+             VALUES ($1, $2, $3, $4, 0, $5, $6, $7, $8) RETURNING id",
+        )
+        .bind(&p.msg.sender)
+        .bind(p.now)
+        .bind(p.expires)
+        .bind(i64::from(p.msg.dsn != DsnParams::default()))
+        .bind(p.size)
+        .bind(&p.msg.body)
+        .bind(p.msg.dsn.envid.as_deref())
+        .bind(p.msg.dsn.ret.map(Ret::as_str))
+        .fetch_one(&mut *$tx)
+        .await?;
+        let id: i64 = row.try_get(0)?;
+        for (position, (key, rcpt, notify, orcpt)) in (0i64..).zip(&p.recipients) {
+            sqlx::query(
+                "INSERT INTO recipients (message_id, position, rcpt, rcpt_key, state, attempts, next_attempt, last_detail, \
+                 notify, orcpt_type, orcpt, delay_notified) \
+                 VALUES ($1, $2, $3, $4, 'pending', 0, $5, '', $6, $7, $8, 0)",
             )
-            .bind(&msg.sender)
-            .bind(now)
-            .bind(expires)
-            .bind(i64::from(msg.dsn_requested))
-            .bind(size)
-            .bind(&msg.body)
-            .fetch_one(&mut *tx)
+            .bind(id)
+            .bind(position)
+            .bind(*rcpt)
+            .bind(key)
+            .bind(p.now)
+            .bind(notify.as_deref())
+            .bind(orcpt.map(|o| o.addr_type.as_str()))
+            .bind(orcpt.map(|o| o.address.as_str()))
+            .execute(&mut *$tx)
             .await?;
-            let id: i64 = row.try_get(0)?;
-            for (position, (key, rcpt)) in (0i64..).zip(&recipients) {
-                sqlx::query(
-                    "INSERT INTO recipients (message_id, position, rcpt, rcpt_key, state, attempts, next_attempt, last_detail) \
-                     VALUES ($1, $2, $3, $4, 'pending', 0, $5, '')",
+        }
+        Ok::<MessageId, StoreError>(MessageId(id))
+    }};
+}
+
+impl Store {
+    /// Queues a message; when this returns, it is durably stored. Every
+    /// recipient is pending and due at `now`.
+    pub async fn enqueue(&self, msg: &NewMessage, now: i64) -> Result<MessageId> {
+        let prepared = Prepared::new(msg, now)?;
+        write_tx!(self, tx => async {
+            insert_message!(tx, prepared)
+        }.await)
+    }
+
+    /// Queues `report` (a delay DSN about message `id`) and records that
+    /// `rcpts` were notified, in one transaction, so that a recipient gets
+    /// at most one delay DSN even across a crash. Recipients already
+    /// notified, no longer pending or unknown are left out; when none is
+    /// left, nothing is queued and `None` is returned.
+    pub async fn enqueue_delay_report(
+        &self,
+        id: MessageId,
+        rcpts: &[String],
+        report: &NewMessage,
+        now: i64,
+    ) -> Result<Option<MessageId>> {
+        let prepared = Prepared::new(report, now)?;
+        write_tx!(self, tx => async {
+            sqlx::query(LOCK_MESSAGE).bind(id.0).execute(&mut *tx).await?;
+            let mut marked = 0u64;
+            for rcpt in rcpts {
+                let done = sqlx::query(
+                    "UPDATE recipients SET delay_notified = 1 WHERE message_id = $1 AND rcpt_key = $2 \
+                     AND state = 'pending' AND delay_notified = 0",
                 )
-                .bind(id)
-                .bind(position)
-                .bind(*rcpt)
-                .bind(key)
-                .bind(now)
+                .bind(id.0)
+                .bind(loose_key(rcpt))
                 .execute(&mut *tx)
                 .await?;
+                marked += done.rows_affected();
             }
-            Ok(MessageId(id))
+            if marked == 0 {
+                return Ok(None);
+            }
+            insert_message!(tx, prepared).map(Some)
         }.await)
     }
 
@@ -283,7 +535,7 @@ impl Store {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         on_pool!(self, p => {
             let rows = sqlx::query(
-                "SELECT id, sender, created, expires, dsn_requested, body FROM messages m \
+                "SELECT id, sender, created, expires, envid, ret, body FROM messages m \
                  WHERE m.lease_until <= $1 AND EXISTS (SELECT 1 FROM recipients r \
                    WHERE r.message_id = m.id AND r.state = 'pending' AND r.next_attempt <= $1) \
                  ORDER BY m.id LIMIT $2",
@@ -296,7 +548,8 @@ impl Store {
             for row in rows {
                 let id: i64 = row.try_get(0)?;
                 let rcpts = sqlx::query(
-                    "SELECT rcpt, attempts FROM recipients WHERE message_id = $1 AND state = 'pending' \
+                    "SELECT rcpt, attempts, notify, orcpt_type, orcpt, delay_notified FROM recipients \
+                     WHERE message_id = $1 AND state = 'pending' \
                      AND next_attempt <= $2 ORDER BY position",
                 )
                 .bind(id)
@@ -306,7 +559,11 @@ impl Store {
                 let mut pending = Vec::with_capacity(rcpts.len());
                 let mut attempts = 0i64;
                 for r in &rcpts {
-                    pending.push(r.try_get::<String, _>(0)?);
+                    pending.push(PendingRecipient {
+                        rcpt: r.try_get(0)?,
+                        dsn: recipient_dsn(r.try_get(2)?, r.try_get(3)?, r.try_get(4)?)?,
+                        delay_notified: r.try_get::<i64, _>(5)? != 0,
+                    });
                     attempts = attempts.max(r.try_get::<i64, _>(1)?);
                 }
                 if pending.is_empty() {
@@ -318,9 +575,10 @@ impl Store {
                     created: row.try_get(2)?,
                     expires: row.try_get(3)?,
                     attempts,
-                    dsn_requested: row.try_get::<i64, _>(4)? != 0,
+                    envid: row.try_get(4)?,
+                    ret: row.try_get::<Option<String>, _>(5)?.as_deref().map(Ret::parse).transpose()?,
                     pending,
-                    body: row.try_get(5)?,
+                    body: row.try_get(6)?,
                 });
             }
             Ok(out)
@@ -475,7 +733,7 @@ impl Store {
                 .fetch_all(p)
                 .await?;
             let rcpts = sqlx::query(
-                "SELECT message_id, rcpt, state, attempts, next_attempt, last_detail FROM recipients \
+                "SELECT message_id, rcpt, state, attempts, next_attempt, last_detail, delay_notified FROM recipients \
                  ORDER BY message_id, position",
             )
             .fetch_all(p)
@@ -502,6 +760,7 @@ impl Store {
                         attempts: r.try_get(3)?,
                         next_attempt: r.try_get(4)?,
                         last_detail: r.try_get(5)?,
+                        delay_notified: r.try_get::<i64, _>(6)? != 0,
                     });
                 }
             }
@@ -600,5 +859,34 @@ mod tests {
             assert_eq!(Outcome::parse(o.as_str()).unwrap(), o);
         }
         assert!(RecipientState::parse("bogus").is_err());
+    }
+
+    #[test]
+    fn dsn_values_round_trip() {
+        for r in [Ret::Full, Ret::Hdrs] {
+            assert_eq!(Ret::parse(r.as_str()).unwrap(), r);
+        }
+        assert!(Ret::parse("full").is_err());
+        let mut all = vec![Notify::Never];
+        for bits in 1u8..8 {
+            all.push(Notify::On {
+                success: bits & 1 != 0,
+                failure: bits & 2 != 0,
+                delay: bits & 4 != 0,
+            });
+        }
+        for n in all {
+            assert_eq!(Notify::parse(&n.to_db()).unwrap(), n);
+        }
+        assert_eq!(
+            Notify::On {
+                success: true,
+                failure: false,
+                delay: true
+            }
+            .to_db(),
+            "SUCCESS,DELAY"
+        );
+        assert!(Notify::parse("SUCCESS,SOMETIMES").is_err());
     }
 }
