@@ -3,36 +3,49 @@
 //! ```text
 //! offset size  field (integers little-endian)
 //!      0    8  magic "SCOPSPAM"
-//!      8    2  format version (1)
+//!      8    2  format version (2)
 //!     10    2  flags (0; any other value is rejected)
 //!     12    4  ham messages      16  4  spam messages
 //!     20   48  s, x, min_dev, ham_cutoff, spam_cutoff, dependence (f64 each)
 //!     68    4  max_clues
 //!     72    4  token count N
-//!     76       N records: len u8 (1..=MAX_TOKEN_LEN), UTF-8 token,
-//!              ham u32, spam u32; tokens strictly increasing (bytewise)
+//!     76       N records: token key u64 (see `token_key`), ham count,
+//!              spam count (each unsigned LEB128, shortest form);
+//!              keys strictly increasing
 //!    end    4  CRC-32 (IEEE) of every byte before it
 //! ```
+//!
+//! Tokens are stored as their 64-bit keys, not as text: a record is 10
+//! bytes for the typical token seen in fewer than 128 messages of each
+//! class, whatever the token's length, and loading is a linear pass with no
+//! string allocation. Explanations show the text of the message being
+//! classified, which is at hand; the model never needs it.
+//!
+//! Version 1 stored token text; its files are rejected
+//! ([`ModelError::UnsupportedVersion`]): retrain from the messages.
 //!
 //! The encoding is canonical: `to_bytes(from_bytes(b)?) == b`.
 
 use crate::ModelError;
-use crate::limits::{MAX_MODEL_TOKENS, MAX_TOKEN_LEN};
-use crate::model::{Counts, Model, Params};
-use std::collections::HashMap;
+use crate::limits::MAX_MODEL_TOKENS;
+use crate::model::{Counts, Model, Params, SortedTable, Table};
 
 /// The first 8 bytes of every model file.
 pub const MAGIC: &[u8; 8] = b"SCOPSPAM";
 /// The format version this build reads and writes.
-pub const FORMAT_VERSION: u16 = 1;
+pub const FORMAT_VERSION: u16 = 2;
 
 const HEADER_LEN: usize = 76;
-// Token lengths are stored in one byte.
-const _: () = assert!(MAX_TOKEN_LEN <= 255);
-const MIN_RECORD: usize = 1 + 1 + 8;
+/// The shortest record: a key and two one-byte counts.
+const MIN_RECORD: usize = 8 + 1 + 1;
+/// The longest LEB128 encoding of a `u32`.
+const MAX_VARINT: usize = 5;
 
-const CRC_TABLE: [u32; 256] = {
-    let mut table = [0u32; 256];
+/// CRC-32 (IEEE, reflected) tables for slicing by 8: `CRC_TABLES[0]` is the
+/// classic byte table, `CRC_TABLES[k][i]` the CRC of byte `i` followed by
+/// `k` zero bytes.
+const CRC_TABLES: [[u32; 256]; 8] = {
+    let mut t = [[0u32; 256]; 8];
     let mut i = 0;
     while i < 256 {
         let mut c = i as u32;
@@ -45,18 +58,49 @@ const CRC_TABLE: [u32; 256] = {
             };
             k += 1;
         }
-        table[i] = c;
+        t[0][i] = c;
         i += 1;
     }
-    table
+    let mut k = 1;
+    while k < 8 {
+        let mut i = 0;
+        while i < 256 {
+            let prev = t[k - 1][i];
+            t[k][i] = (prev >> 8) ^ t[0][(prev & 0xFF) as usize];
+            i += 1;
+        }
+        k += 1;
+    }
+    t
 };
 
 fn crc32(data: &[u8]) -> u32 {
+    let t = &CRC_TABLES;
     let mut c = !0u32;
-    for &b in data {
-        c = CRC_TABLE[((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8);
+    let mut blocks = data.chunks_exact(8);
+    for b in &mut blocks {
+        let lo = c ^ u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+        c = t[7][(lo & 0xFF) as usize]
+            ^ t[6][((lo >> 8) & 0xFF) as usize]
+            ^ t[5][((lo >> 16) & 0xFF) as usize]
+            ^ t[4][(lo >> 24) as usize]
+            ^ t[3][usize::from(b[4])]
+            ^ t[2][usize::from(b[5])]
+            ^ t[1][usize::from(b[6])]
+            ^ t[0][usize::from(b[7])];
+    }
+    for &b in blocks.remainder() {
+        c = t[0][((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8);
     }
     !c
+}
+
+fn put_varint(out: &mut Vec<u8>, mut v: u32) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
 }
 
 struct Reader<'a> {
@@ -75,8 +119,34 @@ impl<'a> Reader<'a> {
         self.pos = end;
         Ok(s)
     }
-    fn u8(&mut self) -> Result<u8, ModelError> {
-        Ok(self.take(1)?[0])
+    fn u64(&mut self) -> Result<u64, ModelError> {
+        let b = self.take(8)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        Ok(u64::from_le_bytes(a))
+    }
+    /// An unsigned LEB128 `u32` in its shortest form.
+    fn varint(&mut self) -> Result<u32, ModelError> {
+        let at = self.pos;
+        let mut v: u64 = 0;
+        for i in 0..MAX_VARINT {
+            let b = self.take(1)?[0];
+            v |= u64::from(b & 0x7F) << (7 * i);
+            if b & 0x80 == 0 {
+                // The shortest form never ends in a zero byte after the first.
+                if i > 0 && b == 0 {
+                    break;
+                }
+                return u32::try_from(v).map_err(|_| ModelError::Invalid {
+                    what: "count above 2^32 - 1",
+                    offset: at,
+                });
+            }
+        }
+        Err(ModelError::Invalid {
+            what: "count not in shortest LEB128 form",
+            offset: at,
+        })
     }
     fn u16(&mut self) -> Result<u16, ModelError> {
         let b = self.take(2)?;
@@ -97,14 +167,8 @@ impl<'a> Reader<'a> {
 impl Model {
     /// The model in its file form (see the module docs of the format).
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut entries: Vec<(&str, Counts)> = self
-            .tokens
-            .iter()
-            .filter(|(t, c)| !t.is_empty() && t.len() <= MAX_TOKEN_LEN && (c.ham, c.spam) != (0, 0))
-            .map(|(t, c)| (&**t, *c))
-            .collect();
-        entries.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-        let size = HEADER_LEN + entries.iter().map(|(t, _)| 9 + t.len()).sum::<usize>() + 4;
+        let entries = self.tokens.sorted_entries();
+        let size = HEADER_LEN + entries.len() * (8 + 2 * MAX_VARINT) + 4;
         let mut out = Vec::with_capacity(size);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -124,11 +188,10 @@ impl Model {
         }
         out.extend_from_slice(&p.max_clues.to_le_bytes());
         out.extend_from_slice(&(entries.len() as u32).to_le_bytes());
-        for (t, c) in &entries {
-            out.push(t.len() as u8);
-            out.extend_from_slice(t.as_bytes());
-            out.extend_from_slice(&c.ham.to_le_bytes());
-            out.extend_from_slice(&c.spam.to_le_bytes());
+        for (k, c) in &entries {
+            out.extend_from_slice(&k.to_le_bytes());
+            put_varint(&mut out, c.ham);
+            put_varint(&mut out, c.spam);
         }
         let crc = crc32(&out);
         out.extend_from_slice(&crc.to_le_bytes());
@@ -195,24 +258,18 @@ impl Model {
         if count > MAX_MODEL_TOKENS || count > (body_len - r.pos) / MIN_RECORD {
             return Err(invalid("token count larger than the file", count_at));
         }
-        let mut tokens = HashMap::with_capacity_and_hasher(count, Default::default());
-        let mut prev: &[u8] = &[];
+        let mut entries = Vec::with_capacity(count);
+        let mut prev: Option<u64> = None;
         for _ in 0..count {
             let at = r.pos;
-            let len = usize::from(r.u8()?);
-            if len == 0 || len > MAX_TOKEN_LEN {
-                return Err(invalid("token length out of range", at));
+            let key = r.u64()?;
+            if prev.is_some_and(|p| key <= p) {
+                return Err(invalid("token keys not strictly increasing", at));
             }
-            let bytes = r.take(len)?;
-            let token =
-                std::str::from_utf8(bytes).map_err(|_| invalid("token is not UTF-8", at))?;
-            if bytes <= prev {
-                return Err(invalid("tokens not strictly increasing", at));
-            }
-            prev = bytes;
+            prev = Some(key);
             let counts = Counts {
-                ham: r.u32()?,
-                spam: r.u32()?,
+                ham: r.varint()?,
+                spam: r.varint()?,
             };
             if counts.ham > messages.ham || counts.spam > messages.spam {
                 return Err(invalid("token count above the message count", at));
@@ -220,7 +277,7 @@ impl Model {
             if (counts.ham, counts.spam) == (0, 0) {
                 return Err(invalid("token with no count", at));
             }
-            tokens.insert(Box::<str>::from(token), counts);
+            entries.push((key, counts));
         }
         if r.pos != body_len {
             return Err(ModelError::TrailingBytes {
@@ -230,7 +287,7 @@ impl Model {
         Ok(Model {
             params,
             messages,
-            tokens,
+            tokens: Table::Sorted(SortedTable::from_sorted(entries)),
         })
     }
 }

@@ -7,15 +7,14 @@ use crate::limits::{MAX_TOKEN_LEN, MAX_TOKENS_PER_MESSAGE};
 /// Tokenizes arbitrary bytes and checks the token bounds.
 pub fn tokenize(data: &[u8]) {
     let features = crate::tokenize(data);
-    assert!(features.tokens.len() <= MAX_TOKENS_PER_MESSAGE);
-    assert!(
-        features
-            .tokens
-            .iter()
-            .all(|t| !t.is_empty() && t.len() <= MAX_TOKEN_LEN)
-    );
-    let distinct: std::collections::HashSet<&String> = features.tokens.iter().collect();
-    assert_eq!(distinct.len(), features.tokens.len(), "repeated token");
+    assert!(features.len() <= MAX_TOKENS_PER_MESSAGE);
+    assert_eq!(features.tokens().len(), features.keys().len());
+    for (t, &k) in features.tokens().zip(features.keys()) {
+        assert!(!t.is_empty() && t.len() <= MAX_TOKEN_LEN, "token {t:?}");
+        assert_eq!(crate::token_key(t.as_bytes()), k, "key of {t:?}");
+    }
+    let distinct: std::collections::HashSet<&str> = features.tokens().collect();
+    assert_eq!(distinct.len(), features.len(), "repeated token");
 }
 
 /// Loads arbitrary bytes as a model file; an accepted file must re-encode to

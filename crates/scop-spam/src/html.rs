@@ -8,13 +8,48 @@
 /// Most tag names and link targets kept from one HTML part.
 pub(crate) const MAX_HTML_ITEMS: usize = 2_000;
 
+/// Longest tag name kept (longer names are counted, not kept: no block
+/// element and no tag token has a longer name).
+pub(crate) const MAX_TAG_NAME: usize = 12;
+
+/// A lowercased tag name of at most [`MAX_TAG_NAME`] ASCII letters and
+/// digits, stored inline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TagName {
+    len: u8,
+    bytes: [u8; MAX_TAG_NAME],
+}
+
+impl TagName {
+    /// `name` lowercased, or `None` when it is longer than [`MAX_TAG_NAME`].
+    fn new(name: &str) -> Option<TagName> {
+        let src = name.as_bytes();
+        if src.len() > MAX_TAG_NAME {
+            return None;
+        }
+        let mut bytes = [0u8; MAX_TAG_NAME];
+        bytes[..src.len()].copy_from_slice(src);
+        bytes.make_ascii_lowercase();
+        Some(TagName {
+            len: src.len() as u8,
+            bytes,
+        })
+    }
+
+    /// The name (ASCII letters and digits: always valid UTF-8).
+    pub(crate) fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.bytes[..usize::from(self.len)]).unwrap_or("")
+    }
+}
+
 /// What an HTML part reduces to.
 #[derive(Debug, Default)]
 pub(crate) struct Reduced {
     /// The visible text.
     pub text: String,
-    /// Lowercased tag names, in order (bounded by [`MAX_HTML_ITEMS`]).
-    pub tags: Vec<String>,
+    /// Lowercased tag names of at most [`MAX_TAG_NAME`] bytes, in order;
+    /// among the first [`MAX_HTML_ITEMS`] tags.
+    pub tags: Vec<TagName>,
     /// `href`, `src` and `action` attribute values.
     pub links: Vec<String>,
 }
@@ -113,16 +148,28 @@ fn push_decoded(out: &mut String, s: &str) {
     out.push_str(rest);
 }
 
+/// The first position at or after `from` where `key` (lowercase ASCII)
+/// occurs in `hay`, ignoring ASCII case.
+fn find_ci(hay: &[u8], from: usize, key: &[u8]) -> Option<usize> {
+    let first = *key.first()?;
+    let last_start = hay.len().checked_sub(key.len())?;
+    (from..=last_start)
+        .find(|&i| hay[i] | 0x20 == first && hay[i..i + key.len()].eq_ignore_ascii_case(key))
+}
+
 /// Pulls `href`/`src`/`action` values out of a tag's attribute text.
 fn attributes(attrs: &str, links: &mut Vec<String>) {
-    let lower = attrs.to_ascii_lowercase();
+    // Every value follows an `=`.
+    if !attrs.contains('=') {
+        return;
+    }
+    let bytes = attrs.as_bytes();
     for key in ["href", "src", "action"] {
         let mut from = 0;
-        while let Some(pos) = lower[from..].find(key) {
-            let at = from + pos;
+        while let Some(at) = find_ci(bytes, from, key.as_bytes()) {
             from = at + key.len();
-            let before_ok = at == 0 || !lower.as_bytes()[at - 1].is_ascii_alphanumeric();
-            let rest = lower[from..].trim_start();
+            let before_ok = at == 0 || !bytes[at - 1].is_ascii_alphanumeric();
+            let rest = attrs[from..].trim_start();
             if !before_ok || !rest.starts_with('=') {
                 continue;
             }
@@ -153,6 +200,7 @@ pub(crate) fn reduce(html: &str) -> Reduced {
     };
     let mut rest = html;
     let mut skip_until: Option<&'static str> = None;
+    let mut tags_seen = 0usize;
     while !rest.is_empty() {
         let Some(lt) = rest.find('<') else {
             if skip_until.is_none() {
@@ -196,7 +244,8 @@ pub(crate) fn reduce(html: &str) -> Reduced {
         let name_end = inner
             .find(|c: char| !c.is_ascii_alphanumeric())
             .unwrap_or(inner.len());
-        let name = inner[..name_end].to_ascii_lowercase();
+        let tag = TagName::new(&inner[..name_end]);
+        let name = tag.as_ref().map_or("", TagName::as_str);
         if let Some(until) = skip_until {
             if closing && name == until {
                 skip_until = None;
@@ -204,15 +253,18 @@ pub(crate) fn reduce(html: &str) -> Reduced {
             continue;
         }
         if !closing {
-            if r.tags.len() < MAX_HTML_ITEMS {
-                r.tags.push(name.clone());
+            if tags_seen < MAX_HTML_ITEMS {
+                tags_seen += 1;
+                if let Some(t) = tag {
+                    r.tags.push(t);
+                }
             }
             attributes(&inner[name_end..], &mut r.links);
             if name == "script" || name == "style" {
                 skip_until = Some(if name == "script" { "script" } else { "style" });
             }
         }
-        if is_block(&name) {
+        if is_block(name) {
             r.text.push(' ');
         }
     }
@@ -234,7 +286,8 @@ mod tests {
             r.text.split_whitespace().collect::<Vec<_>>(),
             ["Cheap", "viagra", "now&here", "click", "end", "А"]
         );
-        assert!(r.tags.contains(&"a".to_string()) && r.tags.contains(&"img".to_string()));
+        let tags: Vec<&str> = r.tags.iter().map(|t| t.as_str()).collect();
+        assert!(tags.contains(&"a") && tags.contains(&"img"), "{tags:?}");
         assert_eq!(r.links, ["http://Evil.example/buy", "x.gif"]);
     }
 

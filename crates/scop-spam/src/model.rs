@@ -2,6 +2,7 @@
 //! chi-square combining.
 
 use crate::chi2::chi2q_ln;
+use crate::hash::token_key;
 use crate::limits::MAX_CLUES;
 use crate::tokenize::{Attachment, Features, tokenize};
 use std::collections::HashMap;
@@ -83,13 +84,17 @@ impl Default for Params {
     /// Values chosen by cross-validation on the SpamAssassin training groups
     /// (easy-ham-1, hard-ham-1, spam-1) only, forward chaining in time (train
     /// on the older fifths, test on the next); see `examples/crossval.rs`.
+    /// The spam cutoff 0.7 (instead of 0.9) came from the same folds: of the
+    /// 2,600 messages scored, unsure falls from 215 to 203 with no false
+    /// positive and no more false negatives (0.6 gains 4 more but leaves
+    /// less margin above the hams near ½).
     fn default() -> Self {
         Params {
             s: 0.05,
             x: 0.8,
             min_dev: 0.1,
             ham_cutoff: 0.3,
-            spam_cutoff: 0.9,
+            spam_cutoff: 0.7,
             dependence: 1.0,
             max_clues: 50,
         }
@@ -155,7 +160,8 @@ impl Verdict {
 pub struct Model {
     pub(crate) params: Params,
     pub(crate) messages: Counts,
-    pub(crate) tokens: HashMap<Box<str>, Counts, foldhash::fast::RandomState>,
+    /// Per-token counts by token key ([`token_key`]).
+    pub(crate) tokens: Table,
 }
 
 impl Model {
@@ -200,7 +206,7 @@ impl Model {
 
     /// The training counts of one token.
     pub fn token(&self, token: &str) -> Option<Counts> {
-        self.tokens.get(token).copied()
+        self.tokens.get(token_key(token.as_bytes()))
     }
 
     /// Tokenizes and trains one message.
@@ -211,16 +217,12 @@ impl Model {
     /// Trains one already tokenized message.
     pub fn train_features(&mut self, features: &Features, class: Class) {
         bump(&mut self.messages, class, true);
-        for t in &features.tokens {
-            match self.tokens.get_mut(t.as_str()) {
-                Some(c) => bump(c, class, true),
-                None => {
-                    let mut c = Counts::default();
-                    bump(&mut c, class, true);
-                    self.tokens.insert(t.as_str().into(), c);
-                }
+        self.tokens.with_map(|map| {
+            map.reserve(features.len());
+            for &k in features.keys() {
+                bump(map.entry(k).or_default(), class, true);
             }
-        }
+        });
     }
 
     /// Removes one message previously trained as `class` (to correct a
@@ -228,14 +230,16 @@ impl Model {
     /// go below zero; tokens left with no count are forgotten.
     pub fn untrain_features(&mut self, features: &Features, class: Class) {
         bump(&mut self.messages, class, false);
-        for t in &features.tokens {
-            if let Some(c) = self.tokens.get_mut(t.as_str()) {
-                bump(c, class, false);
-                if c.ham == 0 && c.spam == 0 {
-                    self.tokens.remove(t.as_str());
+        self.tokens.with_map(|map| {
+            for k in features.keys() {
+                if let Some(c) = map.get_mut(k) {
+                    bump(c, class, false);
+                    if c.ham == 0 && c.spam == 0 {
+                        map.remove(k);
+                    }
                 }
             }
-        }
+        });
     }
 
     /// Tokenizes and untrains one message (see [`Model::untrain_features`]).
@@ -261,27 +265,7 @@ impl Model {
     /// Robinson's corrected spam probability `f(w)` of a token with these
     /// counts.
     pub fn probability(&self, counts: Counts) -> f64 {
-        let p = &self.params;
-        let n = f64::from(counts.ham) + f64::from(counts.spam);
-        if n == 0.0 {
-            return p.x;
-        }
-        let ham_ratio = if self.messages.ham > 0 {
-            f64::from(counts.ham) / f64::from(self.messages.ham)
-        } else {
-            0.0
-        };
-        let spam_ratio = if self.messages.spam > 0 {
-            f64::from(counts.spam) / f64::from(self.messages.spam)
-        } else {
-            0.0
-        };
-        let pw = if ham_ratio + spam_ratio > 0.0 {
-            spam_ratio / (ham_ratio + spam_ratio)
-        } else {
-            p.x
-        };
-        (p.s * p.x + n * pw) / (p.s + n)
+        Robinson::new(self).f(counts)
     }
 
     /// Tokenizes and classifies one message.
@@ -292,22 +276,23 @@ impl Model {
     /// Classifies one already tokenized message.
     pub fn classify_features(&self, features: &Features) -> Verdict {
         let p = &self.params;
-        let mut clues: Vec<(f64, &str, Counts)> = Vec::new();
-        for t in &features.tokens {
-            let Some(&counts) = self.tokens.get(t.as_str()) else {
+        let robinson = Robinson::new(self);
+        // (strength |f − ½|, f, key, token index, counts)
+        let mut clues: Vec<(f64, f64, u64, u32, Counts)> = Vec::with_capacity(features.len());
+        for (i, &k) in features.keys().iter().enumerate() {
+            let Some(counts) = self.tokens.get(k) else {
                 continue;
             };
-            let f = self.probability(counts);
-            if (f - 0.5).abs() >= p.min_dev {
-                clues.push((f, t.as_str(), counts));
+            let f = robinson.f(counts);
+            let strength = (f - 0.5).abs();
+            if strength >= p.min_dev {
+                clues.push((strength, f, k, i as u32, counts));
             }
         }
-        // Strongest first; ties broken by token for determinism.
-        let order = |a: &(f64, &str, Counts), b: &(f64, &str, Counts)| {
-            (b.0 - 0.5)
-                .abs()
-                .total_cmp(&(a.0 - 0.5).abs())
-                .then_with(|| a.1.cmp(b.1))
+        // Strongest first; ties broken by key for determinism. Only the
+        // kept clues are sorted.
+        let order = |a: &(f64, f64, u64, u32, Counts), b: &(f64, f64, u64, u32, Counts)| {
+            b.0.total_cmp(&a.0).then_with(|| a.2.cmp(&b.2))
         };
         let keep = p.max_clues as usize;
         if clues.len() > keep {
@@ -315,7 +300,7 @@ impl Model {
             clues.truncate(keep);
         }
         clues.sort_unstable_by(order);
-        let score = combine(clues.iter().map(|c| c.0), p.dependence);
+        let score = combine(clues.iter().map(|c| c.1), p.dependence);
         let label = if score >= p.spam_cutoff {
             Label::Spam
         } else if score <= p.ham_cutoff {
@@ -328,15 +313,182 @@ impl Model {
             label,
             clues: clues
                 .into_iter()
-                .map(|(probability, token, counts)| Clue {
-                    token: token.to_string(),
+                .map(|(_, probability, _, i, counts)| Clue {
+                    token: features.token(i as usize).to_string(),
                     probability,
                     counts,
                 })
                 .collect(),
-            tokens: features.tokens.len(),
+            tokens: features.len(),
             dangerous: features.dangerous().cloned().collect(),
         }
+    }
+}
+
+/// The per-token counts, in the form the model was last used in.
+#[derive(Debug, Clone)]
+pub(crate) enum Table {
+    /// A hash map: what training updates. Its hasher is seeded per
+    /// process, so that the bucket layout stays unpredictable even though
+    /// keys are fixed.
+    Map(HashMap<u64, Counts, foldhash::fast::RandomState>),
+    /// Sorted and read-only: what a model file loads into, in one linear
+    /// pass (no hashing, no random writes). Training first turns it into
+    /// a [`Table::Map`].
+    Sorted(SortedTable),
+}
+
+impl Default for Table {
+    fn default() -> Table {
+        Table::Map(HashMap::default())
+    }
+}
+
+impl Table {
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Table::Map(m) => m.len(),
+            Table::Sorted(t) => t.entries.len(),
+        }
+    }
+
+    #[inline]
+    pub(crate) fn get(&self, key: u64) -> Option<Counts> {
+        match self {
+            Table::Map(m) => m.get(&key).copied(),
+            Table::Sorted(t) => t.get(key),
+        }
+    }
+
+    /// Runs `f` on the map form, converting a sorted table first.
+    pub(crate) fn with_map<R>(
+        &mut self,
+        f: impl FnOnce(&mut HashMap<u64, Counts, foldhash::fast::RandomState>) -> R,
+    ) -> R {
+        let mut map = match std::mem::take(self) {
+            Table::Map(m) => m,
+            Table::Sorted(t) => {
+                let mut m = HashMap::with_capacity_and_hasher(t.entries.len(), Default::default());
+                m.extend(t.entries);
+                m
+            }
+        };
+        let r = f(&mut map);
+        *self = Table::Map(map);
+        r
+    }
+
+    /// Every (key, counts) with a non-zero count, keys increasing.
+    pub(crate) fn sorted_entries(&self) -> Vec<(u64, Counts)> {
+        match self {
+            Table::Map(m) => {
+                let mut v: Vec<(u64, Counts)> = m
+                    .iter()
+                    .filter(|(_, c)| (c.ham, c.spam) != (0, 0))
+                    .map(|(&k, &c)| (k, c))
+                    .collect();
+                v.sort_unstable_by_key(|e| e.0);
+                v
+            }
+            Table::Sorted(t) => t.entries.clone(),
+        }
+    }
+}
+
+/// Entries sorted by key, with a directory by the key's top bits: bucket
+/// `b` holds `entries[dir[b]..dir[b + 1]]`. Keys are uniform, so a bucket
+/// holds about one entry; a lookup is one directory read and a short
+/// search. Skewed keys (chosen to share their top bits) only lengthen a
+/// binary search: a lookup never costs more than `O(log n)`.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SortedTable {
+    entries: Vec<(u64, Counts)>,
+    dir: Vec<u32>,
+    shift: u32,
+}
+
+/// Largest bucket searched linearly; larger ones are binary searched.
+const LINEAR_BUCKET: usize = 8;
+
+impl SortedTable {
+    /// `entries` must have strictly increasing keys and at most
+    /// `u32::MAX` entries (the loader checks both).
+    pub(crate) fn from_sorted(entries: Vec<(u64, Counts)>) -> SortedTable {
+        let n = entries.len();
+        // About one bucket per entry, at least two buckets.
+        let bits = (usize::BITS - n.leading_zeros()).clamp(1, 32);
+        let shift = 64 - bits;
+        let buckets = 1usize << bits;
+        let mut dir = Vec::with_capacity(buckets + 1);
+        let mut i = 0usize;
+        for b in 0..buckets {
+            while i < n && ((entries[i].0 >> shift) as usize) < b {
+                i += 1;
+            }
+            dir.push(i as u32);
+        }
+        dir.push(n as u32);
+        SortedTable {
+            entries,
+            dir,
+            shift,
+        }
+    }
+
+    #[inline]
+    fn get(&self, key: u64) -> Option<Counts> {
+        let b = (key >> self.shift) as usize;
+        let lo = *self.dir.get(b)? as usize;
+        let hi = *self.dir.get(b + 1)? as usize;
+        let bucket = self.entries.get(lo..hi)?;
+        if bucket.len() <= LINEAR_BUCKET {
+            bucket.iter().find(|e| e.0 == key).map(|e| e.1)
+        } else {
+            bucket
+                .binary_search_by_key(&key, |e| e.0)
+                .ok()
+                .map(|i| bucket[i].1)
+        }
+    }
+}
+
+/// Robinson's `f(w)` with the per-model quantities computed once per
+/// message instead of once per token.
+struct Robinson {
+    s: f64,
+    sx: f64,
+    x: f64,
+    inv_ham: f64,
+    inv_spam: f64,
+}
+
+impl Robinson {
+    fn new(model: &Model) -> Robinson {
+        let p = &model.params;
+        let inv = |n: u32| if n > 0 { 1.0 / f64::from(n) } else { 0.0 };
+        Robinson {
+            s: p.s,
+            sx: p.s * p.x,
+            x: p.x,
+            inv_ham: inv(model.messages.ham),
+            inv_spam: inv(model.messages.spam),
+        }
+    }
+
+    #[inline]
+    fn f(&self, counts: Counts) -> f64 {
+        let n = f64::from(counts.ham) + f64::from(counts.spam);
+        if n == 0.0 {
+            return self.x;
+        }
+        let ham_ratio = f64::from(counts.ham) * self.inv_ham;
+        let spam_ratio = f64::from(counts.spam) * self.inv_spam;
+        let pw = if ham_ratio + spam_ratio > 0.0 {
+            spam_ratio / (ham_ratio + spam_ratio)
+        } else {
+            self.x
+        };
+        (self.sx + n * pw) / (self.s + n)
     }
 }
 
@@ -414,6 +566,56 @@ mod tests {
         m.untrain(msg, Class::Ham);
         assert_eq!(m.messages(), Counts::default());
         assert_eq!(m.token_count(), 0);
+    }
+
+    #[test]
+    fn sorted_table_finds_every_key_even_when_skewed() {
+        let c = |n: u32| Counts { ham: n, spam: 1 };
+        // Uniform keys, and keys that all share their top 40 bits.
+        let uniform: Vec<u64> = (0..5000u64)
+            .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            .collect();
+        let skewed: Vec<u64> = (0..5000u64)
+            .map(|i| (0x00ab_cdef_1234 << 24) | (i * 3))
+            .collect();
+        for keys in [uniform, skewed] {
+            let mut sorted = keys.clone();
+            sorted.sort_unstable();
+            let t = SortedTable::from_sorted(
+                sorted
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &k)| (k, c(i as u32)))
+                    .collect(),
+            );
+            for (i, &k) in sorted.iter().enumerate() {
+                assert_eq!(t.get(k), Some(c(i as u32)));
+                assert_eq!(
+                    t.get(k.wrapping_add(1)).is_some(),
+                    sorted.binary_search(&k.wrapping_add(1)).is_ok()
+                );
+            }
+            assert_eq!(t.get(u64::MAX).is_some(), sorted.last() == Some(&u64::MAX));
+        }
+        let empty = SortedTable::from_sorted(Vec::new());
+        assert_eq!(empty.get(0), None);
+        assert_eq!(empty.get(u64::MAX), None);
+    }
+
+    #[test]
+    fn a_loaded_model_trains_like_the_original() {
+        let mut m = Model::new();
+        m.train(b"Subject: a\r\n\r\nhello world\r\n", Class::Ham);
+        let mut loaded = Model::from_bytes(&m.to_bytes()).expect("load");
+        assert!(matches!(loaded.tokens, Table::Sorted(_)));
+        let spam = b"Subject: b\r\n\r\ncheap pills hello\r\n";
+        m.train(spam, Class::Spam);
+        loaded.train(spam, Class::Spam);
+        assert_eq!(loaded.to_bytes(), m.to_bytes());
+        loaded.untrain(spam, Class::Spam);
+        m.untrain(spam, Class::Spam);
+        assert_eq!(loaded.to_bytes(), m.to_bytes());
+        assert_eq!(loaded.token("hello"), Some(Counts { ham: 1, spam: 0 }));
     }
 
     #[test]

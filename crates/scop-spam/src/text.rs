@@ -7,16 +7,17 @@
 //! tokens instead of one giant "word" or nothing.
 
 use crate::limits::MAX_WORD_CHARS;
-use std::borrow::Cow;
+use std::fmt::Write as _;
 
 /// One piece of segmented text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Piece<'a> {
     /// A lowercased word (or a `skip:` token standing for a too-long word),
     /// and whether it was written in capitals.
-    Word(Cow<'a, str>, bool),
-    /// A CJK character bigram (or a lone CJK character).
-    Cjk(String),
+    Word(&'a str, bool),
+    /// A CJK character bigram (or a lone CJK character), a slice of the
+    /// text.
+    Cjk(&'a str),
 }
 
 /// Whether `c` belongs to a script written without spaces between words.
@@ -45,18 +46,45 @@ fn is_word_char(c: char) -> bool {
     }
 }
 
+/// Characters trimmed from the start of a word.
+fn trim_start_char(c: char) -> bool {
+    matches!(c, '\'' | '-' | '_' | '.' | '!' | '%')
+}
+
+/// Characters trimmed from the end of a word (before a final `!` run).
+fn trim_end_char(c: char) -> bool {
+    matches!(c, '\'' | '-' | '_' | '.' | '$' | '€' | '£')
+}
+
+/// Characters trimmed from the end of a word (after a final `!` run).
+fn trim_inner_end_char(c: char) -> bool {
+    matches!(c, '\'' | '-' | '_' | '.')
+}
+
 /// Normalises a raw word run: trims punctuation at the ends, collapses a
-/// trailing run of `!`, lowercases; `None` when nothing useful is left.
-fn normalise(raw: &str) -> Option<Cow<'_, str>> {
-    let w = raw.trim_start_matches(['\'', '-', '_', '.', '!', '%']);
-    let w = w.trim_end_matches(['\'', '-', '_', '.', '$', '€', '£']);
+/// trailing run of `!`, lowercases; `None` when nothing useful is left. The
+/// result borrows `raw` when it is already in normal form, else it is
+/// written to `scratch`.
+fn normalise<'s>(raw: &'s str, scratch: &'s mut String) -> Option<&'s str> {
+    let w = raw.trim_start_matches(trim_start_char);
+    let w = w.trim_end_matches(trim_end_char);
     let bang = w.ends_with('!');
     let w = w.trim_end_matches('!');
-    let w = w.trim_end_matches(['\'', '-', '_', '.']);
-    let chars = w.chars().count();
-    if chars < 2 || !w.chars().any(char::is_alphanumeric) {
+    let w = w.trim_end_matches(trim_inner_end_char);
+    let ascii = w.is_ascii();
+    let chars = if ascii { w.len() } else { w.chars().count() };
+    if chars < 2 {
         return None;
     }
+    let alnum = if ascii {
+        w.bytes().any(|b| b.is_ascii_alphanumeric())
+    } else {
+        w.chars().any(char::is_alphanumeric)
+    };
+    if !alnum {
+        return None;
+    }
+    scratch.clear();
     if chars > MAX_WORD_CHARS {
         let first = w
             .chars()
@@ -65,37 +93,42 @@ fn normalise(raw: &str) -> Option<Cow<'_, str>> {
             .to_lowercase()
             .next()
             .unwrap_or('?');
-        return Some(Cow::Owned(format!("skip:{first}:{}", chars / 10 * 10)));
+        let _ = write!(scratch, "skip:{first}:{}", chars / 10 * 10);
+        return Some(scratch.as_str());
     }
-    let all_digits = w.chars().all(|c| c.is_ascii_digit());
-    if all_digits && chars > 6 {
-        return Some(Cow::Owned(format!("num:{chars}")));
+    if chars > 6 && w.bytes().all(|b| b.is_ascii_digit()) {
+        let _ = write!(scratch, "num:{chars}");
+        return Some(scratch.as_str());
     }
-    let lower = !w.chars().any(char::is_uppercase);
-    if lower && !bang {
-        return Some(Cow::Borrowed(w));
+    let upper = if ascii {
+        w.bytes().any(|b| b.is_ascii_uppercase())
+    } else {
+        w.chars().any(char::is_uppercase)
+    };
+    if !upper && !bang {
+        return Some(w);
     }
-    if lower {
-        // `w!` is a prefix of `raw` only when a single `!` followed.
-        let end = raw.len()
-            - raw
-                .trim_start_matches(['\'', '-', '_', '.', '!', '%'])
-                .len()
-            + w.len();
-        if raw.get(end..end + 1) == Some("!") {
-            return Some(Cow::Borrowed(&raw[end - w.len()..end + 1]));
-        }
+    if !upper {
+        scratch.push_str(w);
+    } else if ascii {
+        scratch.extend(w.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+    } else {
+        scratch.push_str(&w.to_lowercase());
     }
-    let mut s = w.to_lowercase();
     if bang {
-        s.push('!');
+        scratch.push('!');
     }
-    Some(Cow::Owned(s))
+    Some(scratch.as_str())
 }
 
 /// Whether a word is written in capitals (at least three letters, none
 /// lowercase): `FREE`, `ACT`. The tokenizer adds a `caps:` token for it.
 fn shouting(raw: &str) -> bool {
+    if raw.is_ascii() {
+        let b = raw.as_bytes();
+        return !b.iter().any(u8::is_ascii_lowercase)
+            && b.iter().filter(|c| c.is_ascii_alphabetic()).count() >= 3;
+    }
     let mut letters = 0;
     for c in raw.chars() {
         if c.is_lowercase() {
@@ -108,56 +141,75 @@ fn shouting(raw: &str) -> bool {
     letters >= 3
 }
 
+/// Whether `b` (ASCII) continues a word run.
+#[inline]
+fn is_ascii_word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'\'' | b'-' | b'_' | b'.' | b'$' | b'!' | b'%')
+}
+
 /// Cuts `text` into pieces, calling `out` for each in order. Stops early when
-/// `out` returns `false`.
-pub(crate) fn segment<'a>(text: &'a str, out: &mut dyn FnMut(Piece<'a>) -> bool) {
+/// `out` returns `false`. `scratch` holds words that are not slices of the
+/// text (lowercased, `skip:`, `num:`); its allocation is reused.
+pub(crate) fn segment(text: &str, scratch: &mut String, out: &mut dyn FnMut(Piece<'_>) -> bool) {
+    let bytes = text.as_bytes();
     let mut start: Option<usize> = None; // start of a word run
-    let mut prev_cjk: Option<char> = None;
+    // The previous character when it was CJK: its offset.
+    let mut prev_cjk: Option<usize> = None;
     let mut cjk_run = 0usize;
-    for (i, c) in text.char_indices() {
-        let cjk = is_cjk(c);
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes[i];
+        // ASCII: no CJK, and the word-character test is a table lookup.
+        let (len, cjk, word) = if b < 0x80 {
+            (1, false, is_ascii_word_byte(b))
+        } else {
+            let Some(c) = text.get(i..).and_then(|t| t.chars().next()) else {
+                break;
+            };
+            let cjk = is_cjk(c);
+            (c.len_utf8(), cjk, !cjk && is_word_char(c))
+        };
         // A word run ends at a CJK character or any non-word character.
-        if (cjk || !is_word_char(c))
+        if !word
             && let Some(s) = start.take()
-            && let Some(w) = normalise(&text[s..i])
+            && let Some(w) = normalise(&text[s..i], scratch)
             && !out(Piece::Word(w, shouting(&text[s..i])))
         {
             return;
         }
         if cjk {
-            if let Some(p) = prev_cjk {
-                let mut b = String::with_capacity(8);
-                b.push(p);
-                b.push(c);
-                if !out(Piece::Cjk(b)) {
-                    return;
-                }
+            if let Some(p) = prev_cjk
+                && !out(Piece::Cjk(&text[p..i + len]))
+            {
+                return;
             }
-            prev_cjk = Some(c);
+            prev_cjk = Some(i);
             cjk_run += 1;
+            i += len;
             continue;
         }
         // A lone CJK character is a token by itself.
         if cjk_run == 1
             && let Some(p) = prev_cjk
-            && !out(Piece::Cjk(p.to_string()))
+            && !out(Piece::Cjk(&text[p..i]))
         {
             return;
         }
         prev_cjk = None;
         cjk_run = 0;
-        if is_word_char(c) && start.is_none() {
+        if word && start.is_none() {
             start = Some(i);
         }
+        i += len;
     }
     if cjk_run == 1
         && let Some(p) = prev_cjk
-        && !out(Piece::Cjk(p.to_string()))
+        && !out(Piece::Cjk(&text[p..]))
     {
         return;
     }
     if let Some(s) = start
-        && let Some(w) = normalise(&text[s..])
+        && let Some(w) = normalise(&text[s..], scratch)
     {
         out(Piece::Word(w, shouting(&text[s..])));
     }
@@ -169,10 +221,9 @@ mod tests {
 
     fn words(text: &str) -> Vec<String> {
         let mut v = Vec::new();
-        segment(text, &mut |p| {
+        segment(text, &mut String::new(), &mut |p| {
             v.push(match p {
-                Piece::Word(w, _) => w.into_owned(),
-                Piece::Cjk(w) => w,
+                Piece::Word(w, _) | Piece::Cjk(w) => w.to_string(),
             });
             true
         });

@@ -1,25 +1,36 @@
 //! From message bytes to the set of tokens the classifier weighs.
 
+use crate::hash::token_key;
 use crate::html;
 use crate::limits::{
     MAX_ATTACHMENTS, MAX_HEADER_FIELDS, MAX_TEXT_BYTES, MAX_TOKEN_LEN, MAX_TOKENS_PER_MESSAGE,
 };
 use crate::text::{Piece, segment};
-use scop_mime::{Address, Body, Message};
+use scop_mime::{Address, Body, Header, Message};
 use std::collections::HashSet;
 
 /// Most URLs read from one message.
 const MAX_URLS: usize = 1_000;
 
+/// Longest header field name read (longer ones give no token).
+const MAX_FIELD_NAME: usize = 40;
+
 /// Most characters of a header value read for words.
 const MAX_HEADER_VALUE_CHARS: usize = 2_000;
 
 /// The features of one message: its distinct tokens and its attachments.
+///
+/// Each token is kept as its 64-bit key (what the model counts, see
+/// [`token_key`](crate::token_key)) and as text (what explanations show);
+/// all texts share one buffer.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Features {
-    /// Distinct tokens, in no particular order (at most
-    /// [`MAX_TOKENS_PER_MESSAGE`](crate::limits::MAX_TOKENS_PER_MESSAGE)).
-    pub tokens: Vec<String>,
+    /// Keys of the distinct tokens, in the order they were first met.
+    keys: Vec<u64>,
+    /// The token texts, one after the other.
+    text: String,
+    /// End of each token's text in `text`.
+    ends: Vec<u32>,
     /// Attachments (at most [`MAX_ATTACHMENTS`](crate::limits::MAX_ATTACHMENTS)).
     pub attachments: Vec<Attachment>,
     /// Whether the bytes were read as a MIME message (`false`: lossy raw text).
@@ -30,6 +41,38 @@ impl Features {
     /// The attachments that carry at least one [`Danger`].
     pub fn dangerous(&self) -> impl Iterator<Item = &Attachment> {
         self.attachments.iter().filter(|a| !a.dangers.is_empty())
+    }
+
+    /// How many distinct tokens (at most
+    /// [`MAX_TOKENS_PER_MESSAGE`](crate::limits::MAX_TOKENS_PER_MESSAGE)).
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether there is no token.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// The keys of the distinct tokens, in the order they were first met.
+    pub fn keys(&self) -> &[u64] {
+        &self.keys
+    }
+
+    /// The text of token `i` (in [`Features::keys`] order); empty when out
+    /// of range.
+    pub fn token(&self, i: usize) -> &str {
+        let end = self.ends.get(i).map_or(0, |&e| e as usize);
+        let start = match i.checked_sub(1) {
+            Some(j) => self.ends.get(j).map_or(end, |&e| e as usize),
+            None => 0,
+        };
+        self.text.get(start..end).unwrap_or("")
+    }
+
+    /// The texts of the distinct tokens, in [`Features::keys`] order.
+    pub fn tokens(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        (0..self.keys.len()).map(|i| self.token(i))
     }
 }
 
@@ -127,30 +170,55 @@ const WORD_FIELDS: &[&str] = &[
     "return-path",
 ];
 
-/// The token accumulator: a bounded set of distinct tokens.
+/// The token accumulator: a bounded set of distinct tokens, deduplicated by
+/// key.
 struct Sink {
-    tokens: HashSet<String, foldhash::fast::RandomState>,
+    seen: HashSet<u64, foldhash::fast::RandomState>,
+    keys: Vec<u64>,
+    text: String,
+    ends: Vec<u32>,
     attachments: Vec<Attachment>,
     text_budget: usize,
     headers_left: usize,
     urls_left: usize,
     buf: String,
+    prev: String,
+    scratch: String,
+    domain_buf: String,
+    piece_buf: String,
 }
 
 impl Sink {
     fn new() -> Sink {
         Sink {
-            tokens: HashSet::with_capacity_and_hasher(512, Default::default()),
+            seen: HashSet::with_capacity_and_hasher(1024, Default::default()),
+            keys: Vec::with_capacity(1024),
+            text: String::with_capacity(16 * 1024),
+            ends: Vec::with_capacity(1024),
             attachments: Vec::new(),
             text_budget: MAX_TEXT_BYTES,
             headers_left: MAX_HEADER_FIELDS,
             urls_left: MAX_URLS,
             buf: String::with_capacity(MAX_TOKEN_LEN),
+            prev: String::with_capacity(MAX_TOKEN_LEN),
+            scratch: String::with_capacity(MAX_TOKEN_LEN),
+            domain_buf: String::with_capacity(MAX_TOKEN_LEN),
+            piece_buf: String::with_capacity(MAX_TOKEN_LEN),
         }
     }
 
     fn full(&self) -> bool {
-        self.tokens.len() >= MAX_TOKENS_PER_MESSAGE
+        self.keys.len() >= MAX_TOKENS_PER_MESSAGE
+    }
+
+    /// Records the token in `buf` unless it was seen already.
+    fn commit(&mut self) {
+        let key = token_key(self.buf.as_bytes());
+        if self.seen.insert(key) {
+            self.keys.push(key);
+            self.text.push_str(&self.buf);
+            self.ends.push(self.text.len() as u32);
+        }
     }
 
     /// Adds `tag` + `word` (bounded; too long tokens are dropped).
@@ -161,9 +229,7 @@ impl Sink {
         self.buf.clear();
         self.buf.push_str(tag);
         self.buf.push_str(word);
-        if !self.tokens.contains(self.buf.as_str()) {
-            self.tokens.insert(self.buf.clone());
-        }
+        self.commit();
     }
 
     fn add_pair(&mut self, tag: &str, a: &str, b: &str) {
@@ -175,36 +241,40 @@ impl Sink {
         self.buf.push_str(a);
         self.buf.push(' ');
         self.buf.push_str(b);
-        if !self.tokens.contains(self.buf.as_str()) {
-            self.tokens.insert(self.buf.clone());
-        }
+        self.commit();
     }
 
     /// Words of `text` tagged with `tag`; with `pairs`, adjacent word pairs too.
     fn words(&mut self, tag: &str, text: &str, pairs: bool) {
-        let mut prev = String::new();
-        segment(text, &mut |piece| {
+        // The previous word (for pairs) and the segmenter's scratch space:
+        // their buffers are reused across calls.
+        let mut prev = std::mem::take(&mut self.prev);
+        let mut scratch = std::mem::take(&mut self.scratch);
+        prev.clear();
+        segment(text, &mut scratch, &mut |piece| {
             match piece {
                 Piece::Word(w, caps) => {
-                    self.add(tag, &w);
+                    self.add(tag, w);
                     if caps {
-                        self.add("caps:", &w);
+                        self.add("caps:", w);
                     }
                     if pairs {
                         if !prev.is_empty() {
-                            self.add_pair(tag, &prev, &w);
+                            self.add_pair(tag, &prev, w);
                         }
                         prev.clear();
-                        prev.push_str(&w);
+                        prev.push_str(w);
                     }
                 }
                 Piece::Cjk(b) => {
-                    self.add(tag, &b);
+                    self.add(tag, b);
                     prev.clear();
                 }
             }
             !self.full()
         });
+        self.prev = prev;
+        self.scratch = scratch;
     }
 
     /// Body text: words, pairs and URLs; bounded by the text budget.
@@ -219,15 +289,10 @@ impl Sink {
     }
 
     fn urls_in_text(&mut self, text: &str) {
-        const STARTS: [&str; 4] = ["http://", "https://", "www.", "ftp://"];
-        // ASCII lowercasing keeps byte offsets (and char boundaries).
-        let lower = text.to_ascii_lowercase();
-        let mut next: [Option<usize>; 4] = [None; 4];
-        for (k, p) in STARTS.iter().enumerate() {
-            next[k] = lower.find(p);
-        }
+        let bytes = text.as_bytes();
+        let mut i = 0;
         while self.urls_left > 0 {
-            let Some(start) = next.iter().flatten().copied().min() else {
+            let Some(start) = next_url_start(bytes, i) else {
                 break;
             };
             let end = text[start..]
@@ -236,14 +301,9 @@ impl Sink {
                 })
                 .map_or(text.len(), |e| start + e);
             self.url(&text[start..end]);
-            let mut i = end.max(start + 1);
+            i = end.max(start + 1);
             while !text.is_char_boundary(i) {
                 i += 1;
-            }
-            for (k, p) in STARTS.iter().enumerate() {
-                if next[k].is_some_and(|at| at < i) {
-                    next[k] = lower[i..].find(p).map(|at| at + i);
-                }
             }
         }
     }
@@ -305,10 +365,10 @@ impl Sink {
 
     /// A domain and its parent domains (down to two labels).
     fn domain(&mut self, tag: &str, domain: &str) {
-        let d = domain
-            .trim()
-            .trim_matches(['.', '>', '<', '[', ']'])
-            .to_ascii_lowercase();
+        let mut d = std::mem::take(&mut self.domain_buf);
+        d.clear();
+        d.push_str(domain.trim().trim_matches(['.', '>', '<', '[', ']']));
+        d.make_ascii_lowercase();
         if d.is_empty()
             || !d
                 .bytes()
@@ -317,18 +377,19 @@ impl Sink {
             if !d.is_empty() {
                 self.add(tag, "odd-domain");
             }
-            return;
-        }
-        let mut rest = d.as_str();
-        let mut n = 0;
-        loop {
-            self.add(tag, rest);
-            n += 1;
-            match rest.split_once('.') {
-                Some((_, parent)) if parent.contains('.') && n < 6 => rest = parent,
-                _ => break,
+        } else {
+            let mut rest = d.as_str();
+            let mut n = 0;
+            loop {
+                self.add(tag, rest);
+                n += 1;
+                match rest.split_once('.') {
+                    Some((_, parent)) if parent.contains('.') && n < 6 => rest = parent,
+                    _ => break,
+                }
             }
         }
+        self.domain_buf = d;
     }
 
     fn mailbox(&mut self, field: &str, name: Option<&str>, local: &str, domain: &str) {
@@ -345,20 +406,47 @@ impl Sink {
         }
     }
 
-    fn header(&mut self, name: &str, text: &str, addresses: &dyn Fn() -> Vec<Address>) {
+    fn header(&mut self, h: &Header<'_>) {
         if self.headers_left == 0 {
             return;
         }
         self.headers_left -= 1;
-        let name = name.to_ascii_lowercase();
-        if name.len() <= 40 {
-            self.add("header:", &name);
+        // No field read below has a longer name.
+        let raw_name = h.name().as_bytes();
+        if raw_name.len() > MAX_FIELD_NAME {
+            return;
         }
-        let text: &str = match text.char_indices().nth(MAX_HEADER_VALUE_CHARS) {
-            Some((i, _)) => &text[..i],
-            None => text,
+        let mut lower = [0u8; MAX_FIELD_NAME];
+        let lower = &mut lower[..raw_name.len()];
+        lower.copy_from_slice(raw_name);
+        lower.make_ascii_lowercase();
+        let Ok(name) = std::str::from_utf8(lower) else {
+            return;
         };
-        match name.as_str() {
+        let name: &str = name;
+        self.add("header:", name);
+        let read = matches!(
+            name,
+            "subject"
+                | "from"
+                | "reply-to"
+                | "to"
+                | "cc"
+                | "sender"
+                | "received"
+                | "message-id"
+                | "date"
+        ) || WORD_FIELDS.contains(&name);
+        if !read {
+            return;
+        }
+        // Decoded only for the fields that are read.
+        let full = h.text();
+        let text: &str = match full.char_indices().nth(MAX_HEADER_VALUE_CHARS) {
+            Some((i, _)) => &full[..i],
+            None => &full,
+        };
+        match name {
             "subject" => {
                 self.words("subject:", text, true);
                 let letters: Vec<char> = text.chars().filter(|c| c.is_alphabetic()).collect();
@@ -370,20 +458,20 @@ impl Sink {
                 }
             }
             "from" | "reply-to" | "to" | "cc" | "sender" => {
-                let list = addresses();
+                let list = h.addresses();
                 let mut count = 0usize;
                 for a in &list {
                     match a {
                         Address::Mailbox(m) => {
                             count += 1;
                             if count <= 10 {
-                                self.mailbox(&name, m.name.as_deref(), &m.local, &m.domain);
+                                self.mailbox(name, m.name.as_deref(), &m.local, &m.domain);
                             }
                         }
                         Address::Group { name: g, members } => {
                             count += members.len();
                             if members.is_empty() {
-                                self.add(&name, ":empty-group");
+                                self.add(name, ":empty-group");
                             }
                             self.words(&format!("{name}:group:"), g, false);
                         }
@@ -424,7 +512,7 @@ impl Sink {
             "content-type" | "content-disposition" => {
                 // Read through the parsed form per entity (`entity`).
             }
-            _ if WORD_FIELDS.contains(&name.as_str()) => {
+            _ if WORD_FIELDS.contains(&name) => {
                 let tag = format!("{name}:");
                 self.words(&tag, text, false);
             }
@@ -434,15 +522,20 @@ impl Sink {
 
     /// `Received:` hosts, IP prefixes and words.
     fn received(&mut self, text: &str) {
+        let mut p = std::mem::take(&mut self.piece_buf);
         for piece in text.split(|c: char| c.is_whitespace() || "()[];<>".contains(c)) {
-            let p = piece.trim_matches(['.', ',']).to_ascii_lowercase();
-            if p.is_empty() || p.len() > 60 {
+            let piece = piece.trim_matches(['.', ',']);
+            if piece.is_empty() || piece.len() > 60 {
                 continue;
             }
+            p.clear();
+            p.push_str(piece);
+            p.make_ascii_lowercase();
             let dots = p.split('.').count();
             if dots == 4 && p.split('.').all(|o| o.parse::<u8>().is_ok()) {
-                let prefix: Vec<&str> = p.split('.').take(3).collect();
-                self.add("received:ip:", &prefix.join("."));
+                // The first three octets.
+                let prefix = p.rsplit_once('.').map_or(p.as_str(), |(a, _)| a);
+                self.add("received:ip:", prefix);
                 continue;
             }
             if dots >= 2
@@ -457,6 +550,7 @@ impl Sink {
                 self.add("received:", &p);
             }
         }
+        self.piece_buf = p;
     }
 }
 
@@ -488,6 +582,26 @@ fn shape(s: &str) -> String {
     out
 }
 
+/// Where the next URL starts at or after `from`: the first position where
+/// `http://`, `https://`, `www.` or `ftp://` begins (ASCII case-insensitive).
+fn next_url_start(text: &[u8], from: usize) -> Option<usize> {
+    const STARTS: [&[u8]; 4] = [b"http://", b"https://", b"www.", b"ftp://"];
+    let mut i = from;
+    while i < text.len() {
+        if matches!(text[i] | 0x20, b'h' | b'w' | b'f') {
+            let rest = &text[i..];
+            if STARTS
+                .iter()
+                .any(|p| rest.len() >= p.len() && rest[..p.len()].eq_ignore_ascii_case(p))
+            {
+                return Some(i);
+            }
+        }
+        i += 1;
+    }
+    None
+}
+
 /// The longest prefix of `s` of at most `n` bytes that ends on a character
 /// boundary.
 fn clip(s: &str, n: usize) -> &str {
@@ -501,10 +615,23 @@ fn clip(s: &str, n: usize) -> &str {
 fn find_ascii_ci(hay: &str, needle: &str) -> Option<usize> {
     let h = hay.as_bytes();
     let n = needle.as_bytes();
-    if n.is_empty() || h.len() < n.len() {
-        return None;
+    let (&first, _) = n.split_first()?;
+    let last_start = h.len().checked_sub(n.len())?;
+    let mut from = 0;
+    // Candidates start with the needle's first byte, in either case.
+    while from <= last_start {
+        let at = from
+            + memchr::memchr2(
+                first.to_ascii_lowercase(),
+                first.to_ascii_uppercase(),
+                &h[from..=last_start],
+            )?;
+        if h[at..at + n.len()].eq_ignore_ascii_case(n) {
+            return Some(at);
+        }
+        from = at + 1;
     }
-    (0..=h.len() - n.len()).find(|&i| h[i..i + n.len()].eq_ignore_ascii_case(n))
+    None
 }
 
 /// The `filename` parameter of a Content-Disposition value (plain, quoted or
@@ -604,8 +731,7 @@ struct Shape {
 fn entity(sink: &mut Sink, msg: &Message<'_>, depth: usize, top: bool, shape: &mut Shape) {
     if top {
         for h in msg.headers() {
-            let text = h.text();
-            sink.header(h.name(), &text, &|| h.addresses());
+            sink.header(h);
         }
     } else {
         for h in msg.headers() {
@@ -693,9 +819,7 @@ fn entity(sink: &mut Sink, msg: &Message<'_>, depth: usize, top: bool, shape: &m
 fn html_text(sink: &mut Sink, html: &str) {
     let reduced = html::reduce(clip(html, sink.text_budget.max(1) * 4));
     for tag in &reduced.tags {
-        if tag.len() <= 12 {
-            sink.add("html:", tag);
-        }
+        sink.add("html:", tag.as_str());
     }
     for link in &reduced.links {
         sink.url(link);
@@ -740,7 +864,9 @@ pub fn tokenize(input: &[u8]) -> Features {
     let size_class = (usize::BITS - input.len().leading_zeros()).to_string();
     sink.add("meta:size:", &size_class);
     Features {
-        tokens: sink.tokens.into_iter().collect(),
+        keys: sink.keys,
+        text: sink.text,
+        ends: sink.ends,
         attachments: sink.attachments,
         parsed,
     }

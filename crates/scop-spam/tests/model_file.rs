@@ -1,6 +1,6 @@
 //! The model file: round trip, canonical form, rejection of corrupt files.
 
-use scop_spam::{Class, MAGIC, Model, ModelError, Params};
+use scop_spam::{Class, FORMAT_VERSION, MAGIC, Model, ModelError, Params};
 
 fn sample_model() -> Model {
     let mut m = Model::new();
@@ -111,7 +111,7 @@ fn errors_say_what_is_wrong() {
         Model::from_bytes(&v).unwrap_err(),
         ModelError::UnsupportedVersion {
             found: 9,
-            supported: 1
+            supported: FORMAT_VERSION
         }
     );
     let mut v = bytes.clone();
@@ -150,4 +150,49 @@ fn crc32(data: &[u8]) -> u32 {
         }
     }
     !c
+}
+
+/// Recomputes the trailing checksum after an edit.
+fn reseal(bytes: &mut [u8]) {
+    let body = bytes.len() - 4;
+    let crc = crc32(&bytes[..body]);
+    bytes[body..].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// Format version 2 stores keys and shortest-form counts: a file from
+/// version 1, a count in a longer LEB128 form, or repeated keys are
+/// rejected even under a valid checksum.
+#[test]
+fn version_2_records_are_checked() {
+    let bytes = sample_model().to_bytes();
+    assert_eq!(u16::from_le_bytes([bytes[8], bytes[9]]), FORMAT_VERSION);
+    let mut v1 = bytes.clone();
+    v1[8..10].copy_from_slice(&1u16.to_le_bytes());
+    reseal(&mut v1);
+    assert_eq!(
+        Model::from_bytes(&v1).unwrap_err(),
+        ModelError::UnsupportedVersion {
+            found: 1,
+            supported: FORMAT_VERSION
+        }
+    );
+    // Records start at byte 76; the sample's counts are all below 128, so
+    // each record is a key and two one-byte counts.
+    assert!(bytes[84] < 0x80 && bytes[85] < 0x80);
+    let mut long_count = bytes.clone();
+    long_count[84] |= 0x80;
+    long_count.insert(85, 0);
+    reseal(&mut long_count);
+    assert!(matches!(
+        Model::from_bytes(&long_count).unwrap_err(),
+        ModelError::Invalid { .. }
+    ));
+    let mut repeated = bytes.clone();
+    let first_key: Vec<u8> = repeated[76..84].to_vec();
+    repeated[86..94].copy_from_slice(&first_key);
+    reseal(&mut repeated);
+    assert!(matches!(
+        Model::from_bytes(&repeated).unwrap_err(),
+        ModelError::Invalid { .. }
+    ));
 }
