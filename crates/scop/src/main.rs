@@ -7,9 +7,12 @@ mod cmd_auth;
 mod cmd_dkim;
 mod cmd_dns;
 mod cmd_hamlet;
+mod cmd_init;
 mod cmd_mail;
 mod cmd_mime;
 mod cmd_spam;
+mod cmd_up;
+mod config;
 mod progress;
 mod zonefile;
 
@@ -18,8 +21,9 @@ use std::process::ExitCode;
 
 /// SCoP: a secure-by-design mail stack.
 ///
-/// Today `scop` generates the Hamlet email corpus and proves the MIME parser
-/// and encoder equivalent on it; the mail compartments (`scop up`) come next.
+/// `scop init` makes a deployment for a domain and `scop up` runs it; the
+/// other subcommands run one service, administer accounts and the queue, or
+/// use one protocol library (MIME, DKIM, SPF, DMARC, DNS, spam filter).
 #[derive(Debug, Parser)]
 #[command(name = "scop", version, about, long_about)]
 struct Cli {
@@ -83,6 +87,20 @@ enum Command {
     ///
     /// Example: scop queue list
     Queue(cmd_admin::QueueArgs),
+    /// Create a deployment for a domain: configuration, DKIM, TSIG and TLS
+    /// keys, the zone, and the first account.
+    ///
+    /// Example: scop init --domain example.org --hostname mail.example.org --ip 192.0.2.10
+    Init(cmd_init::InitArgs),
+    /// Run a deployment made by `scop init`: each compartment in its own
+    /// process, restarted when it exits, stopped by SIGTERM.
+    ///
+    /// Example: scop up --dir scop
+    Up(cmd_up::UpArgs),
+    /// Show whether a deployment's supervisor and compartments run.
+    ///
+    /// Example: scop status --dir scop
+    Status(cmd_up::StatusArgs),
 }
 
 fn main() -> ExitCode {
@@ -100,6 +118,9 @@ fn main() -> ExitCode {
         Command::User(args) => cmd_admin::run_user(args),
         Command::Alias(args) => cmd_admin::run_alias(args),
         Command::Queue(args) => cmd_admin::run_queue(args),
+        Command::Init(args) => cmd_init::run(args),
+        Command::Up(args) => cmd_up::up(args),
+        Command::Status(args) => cmd_up::status(args),
     };
     match result {
         Ok(code) => code,

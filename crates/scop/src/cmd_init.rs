@@ -1,0 +1,494 @@
+//! `scop init`: makes a deployment directory for one mail domain.
+//!
+//! Everything the bottle needs is written once, with private keys readable
+//! by their owner only: the configuration (`scop.toml`), DKIM keys (RSA-2048
+//! and Ed25519 under dated selectors), a TSIG key for the DKIM signer and
+//! the policy that confines it to `*._domainkey` TXT records, the zone
+//! (SOA, NS, A/AAAA, MX, SPF, DMARC with aggregate reports to a local
+//! mailbox, the DKIM records) and the DNSSEC key that signs it online, the
+//! DS record for the parent, the mesh's internal CA with one certificate
+//! per compartment role, a self-signed TLS certificate for the public
+//! listeners, and the first account. Nothing is overwritten: an existing
+//! `scop.toml` stops the command before anything is written.
+
+use crate::config::{self, Config, DkimKey, DnsSection, MailSection};
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use scop_dkim::{KeyKind, Signer, SigningKey};
+use std::io::{BufRead, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+/// Options of `scop init`.
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// The mail domain (e.g. example.org).
+    #[arg(long)]
+    domain: String,
+    /// The host name of the mail server (default: mail.DOMAIN).
+    #[arg(long)]
+    hostname: Option<String>,
+    /// A public address of the host, published as A/AAAA (repeatable).
+    #[arg(long = "ip", value_name = "ADDR")]
+    ips: Vec<std::net::IpAddr>,
+    /// The deployment directory to create.
+    #[arg(long, default_value = "scop", env = "SCOP_DIR")]
+    dir: PathBuf,
+    /// Local part of the first account (its login is LOCAL@DOMAIN).
+    #[arg(long, default_value = "postmaster", value_name = "LOCAL")]
+    user: String,
+    /// Read the first account's password from stdin (one line); without
+    /// it, a random password is made and printed once.
+    #[arg(long)]
+    password_stdin: bool,
+    /// MX listener ("off" to disable).
+    #[arg(long, default_value = "[::]:25")]
+    mx: String,
+    /// Submission listener with STARTTLS ("off" to disable).
+    #[arg(long, default_value = "[::]:587")]
+    submission: String,
+    /// Submission listener with implicit TLS ("off" to disable).
+    #[arg(long, default_value = "[::]:465")]
+    submissions: String,
+    /// Listener of the authoritative DNS primary for the domain ("off" when
+    /// another server serves the zone).
+    #[arg(long, default_value = "[::]:53")]
+    dns: String,
+    /// Recursive resolver for the relay and the verifier (repeatable;
+    /// default: the system's).
+    #[arg(long, value_name = "ADDR:PORT")]
+    resolver: Vec<String>,
+    /// Fixed route DOMAIN=HOST:PORT for outbound mail (repeatable).
+    #[arg(long, value_name = "DOMAIN=ADDR")]
+    route: Vec<String>,
+}
+
+/// Lifetime of the mesh CA.
+const MESH_CA_DAYS: u64 = 10 * 365;
+/// Lifetime of each compartment's mesh certificate.
+const MESH_LEAF_DAYS: u64 = 365;
+
+/// Longest password line read from stdin.
+const MAX_PASSWORD_LEN: usize = 1024;
+
+pub fn run(args: InitArgs) -> Result<ExitCode> {
+    let domain = host_name(&args.domain).context("--domain")?;
+    let hostname = match &args.hostname {
+        Some(h) => host_name(h).context("--hostname")?,
+        None => format!("mail.{domain}"),
+    };
+    let local = args.user.trim().to_ascii_lowercase();
+    if local.is_empty()
+        || !local
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-+".contains(c))
+    {
+        bail!(
+            "--user {:?}: use letters, digits, '.', '_', '-' or '+'",
+            args.user
+        );
+    }
+    let login = format!("{local}@{domain}");
+    let dir = &args.dir;
+    let config_path = dir.join(config::FILE_NAME);
+    if config_path.exists() {
+        bail!(
+            "{} exists: {} is already a deployment (nothing was changed)",
+            config_path.display(),
+            dir.display()
+        );
+    }
+    let password = if args.password_stdin {
+        read_password()?
+    } else {
+        random_password()?
+    };
+
+    let now = unix_now();
+    let (year, month, day) = civil_date(now);
+    for sub in [
+        "",
+        "keys",
+        "keys/dkim",
+        "keys/tsig",
+        "tls",
+        "zones",
+        "data",
+        "logs",
+    ] {
+        let path = dir.join(sub);
+        std::fs::create_dir_all(&path).with_context(|| format!("create {}", path.display()))?;
+    }
+    for private in ["keys", "keys/dkim", "keys/tsig"] {
+        set_mode(&dir.join(private), 0o700)?;
+    }
+
+    // DKIM: RSA-2048 and Ed25519 under selectors dated by month, so that a
+    // rotation gets fresh names.
+    let mut dkim = Vec::new();
+    let mut dkim_records = Vec::new();
+    for (prefix, kind) in [("r", KeyKind::Rsa2048), ("e", KeyKind::Ed25519)] {
+        let selector = format!("{prefix}{year:04}{month:02}");
+        let key = SigningKey::generate(kind)?;
+        let signer = Signer::new(key, &domain, &selector)?;
+        let rel = PathBuf::from(format!("keys/dkim/{selector}.pem"));
+        write_file(
+            &dir.join(&rel),
+            signer.key().to_pkcs8_pem()?.as_bytes(),
+            0o600,
+        )?;
+        dkim_records.push((selector.clone(), signer.key().dns_txt()?));
+        dkim.push(DkimKey { selector, key: rel });
+    }
+
+    // The signer's TSIG key, allowed to touch the DKIM records only.
+    let tsig_name = format!("signer.{domain}.");
+    let algorithm = scop_dns::tsig::Algorithm::HmacSha256;
+    let mut secret = vec![0u8; algorithm.mac_len()];
+    aws_lc_rs::rand::fill(&mut secret).map_err(|_| anyhow::anyhow!("no randomness available"))?;
+    let tsig = scop_dns::tsig::Key::new(&tsig_name, algorithm, secret)?;
+    let tsig_rel = PathBuf::from("keys/tsig/signer.key");
+    write_file(&dir.join(&tsig_rel), tsig.to_bind().as_bytes(), 0o600)?;
+    let policy_rel = PathBuf::from("dns.policy");
+    write_file(
+        &dir.join(&policy_rel),
+        format!(
+            "# Written by `scop init`. The DKIM signer may change DKIM records only.\n\
+             update {tsig_name} *._domainkey.@ TXT\n"
+        )
+        .as_bytes(),
+        0o644,
+    )?;
+
+    // DNSSEC: one ECDSA P-256 key signing the whole zone (a CSK); its DS
+    // goes to the parent.
+    let dnssec_rel = PathBuf::from("keys/dnssec");
+    let zone_name = crate::cmd_dns::zone_name(&domain)?;
+    let csk = crate::cmd_dns::new_key(
+        &zone_name,
+        scop_dns::dnssec::Algorithm::EcdsaP256Sha256,
+        true,
+    )?;
+    crate::cmd_dns::write_key(&dir.join(&dnssec_rel), &csk)?;
+    set_mode(&dir.join(&dnssec_rel), 0o700)?;
+
+    // The mesh: an internal CA and one certificate per compartment naming
+    // its role, for the mutually-authenticated pipes between compartments.
+    let start = std::time::SystemTime::now();
+    let mesh_validity = |days: u64| {
+        scop_mesh::Validity::starting(start, std::time::Duration::from_secs(days * 86_400))
+    };
+    let roles: Vec<_> = scop_mesh::Role::ALL
+        .iter()
+        .map(|r| (*r, scop_mesh::ExtraNames::none()))
+        .collect();
+    scop_mesh::MeshDir::init(
+        dir.join("mesh"),
+        mesh_validity(MESH_CA_DAYS)?,
+        mesh_validity(MESH_LEAF_DAYS)?,
+        &roles,
+    )
+    .context("create the mesh CA and certificates")?;
+
+    // The zone.
+    let zone_rel = PathBuf::from(format!("zones/{domain}.zone"));
+    let serial = u64::from(year) * 1_000_000 + u64::from(month) * 10_000 + u64::from(day) * 100 + 1;
+    let zone = zone_text(&domain, &hostname, &args.ips, serial, &dkim_records);
+    write_file(&dir.join(&zone_rel), zone.as_bytes(), 0o644)?;
+
+    // TLS for the public listeners.
+    let (cert, key) = scop_mail::tls::self_signed(std::slice::from_ref(&hostname))?;
+    write_file(&dir.join("tls/key.pem"), key.as_bytes(), 0o600)?;
+    write_file(&dir.join("tls/cert.pem"), cert.as_bytes(), 0o644)?;
+
+    // The first account; DMARC reports and postmaster mail reach it.
+    let store_url = format!("sqlite:{}", dir.join("data/scop.db").display());
+    let reports = format!("dmarc-reports@{domain}");
+    let postmaster = format!("postmaster@{domain}");
+    block_on(async {
+        let store = scop_store::Store::open(&store_url)
+            .await
+            .with_context(|| format!("open the store {store_url}"))?;
+        store.add_user(&login, &password).await?;
+        store.add_alias(&reports, &login).await?;
+        if postmaster != login {
+            store.add_alias(&postmaster, &login).await?;
+        }
+        store.close().await;
+        Ok(())
+    })?;
+
+    let config = Config {
+        domain: domain.clone(),
+        hostname: hostname.clone(),
+        addresses: args.ips.iter().map(|ip| ip.to_string()).collect(),
+        mail: MailSection {
+            data: "data".into(),
+            store: None,
+            mx: args.mx.clone(),
+            submission: args.submission.clone(),
+            submissions: args.submissions.clone(),
+            tls_cert: "tls/cert.pem".into(),
+            tls_key: "tls/key.pem".into(),
+            verify: true,
+            resolvers: args.resolver.clone(),
+            routes: args.route.clone(),
+            dkim,
+            extra_args: vec![],
+        },
+        dns: (args.dns != "off").then(|| DnsSection {
+            listen: args.dns.clone(),
+            zones: vec![zone_rel.clone()],
+            journal: "data/dns".into(),
+            tsig_keys: vec![tsig_rel.clone()],
+            policy: Some(policy_rel.clone()),
+            notify: vec![],
+            dnssec_keys: Some(dnssec_rel.clone()),
+            extra_args: vec![],
+        }),
+    };
+    let text = format!(
+        "# SCoP deployment for {domain}, written by `scop init`; read by `scop up`.\n\
+         # Paths are relative to this file's directory.\n\n{}",
+        config.to_toml()?
+    );
+    write_file(&config_path, text.as_bytes(), 0o644)?;
+
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "created {} for {domain}", dir.display())?;
+    writeln!(out, "  config        {}", config_path.display())?;
+    writeln!(out, "  zone          {}", dir.join(&zone_rel).display())?;
+    writeln!(out, "  DKIM keys     {}", dir.join("keys/dkim").display())?;
+    writeln!(out, "  TSIG key      {}", dir.join(&tsig_rel).display())?;
+    writeln!(
+        out,
+        "  DNSSEC key    {} (tag {})",
+        dir.join(&dnssec_rel).display(),
+        csk.tag()
+    )?;
+    writeln!(
+        out,
+        "  TLS           {} (self-signed)",
+        dir.join("tls/cert.pem").display()
+    )?;
+    writeln!(out, "  mesh CA       {}", dir.join("mesh").display())?;
+    writeln!(out, "  account       {login}")?;
+    if !args.password_stdin {
+        writeln!(
+            out,
+            "  password      {password}   (shown once; change it with `scop user passwd`)"
+        )?;
+    }
+    writeln!(out)?;
+    writeln!(out, "At your registrar, delegate {domain} to this host:")?;
+    writeln!(out, "  {domain}. NS {hostname}.")?;
+    if hostname.ends_with(&format!(".{domain}")) {
+        for ip in &args.ips {
+            let kind = if ip.is_ipv4() { "A" } else { "AAAA" };
+            writeln!(out, "  {hostname}. {kind} {ip}   (glue)")?;
+        }
+    }
+    writeln!(out, "  {}", csk.ds_text())?;
+    writeln!(out)?;
+    writeln!(
+        out,
+        "Then start everything with: scop up --dir {}",
+        dir.display()
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The zone's master file.
+fn zone_text(
+    domain: &str,
+    hostname: &str,
+    ips: &[std::net::IpAddr],
+    serial: u64,
+    dkim: &[(String, String)],
+) -> String {
+    let mut z = String::new();
+    z.push_str(&format!("; {domain}, written by `scop init`.\n"));
+    z.push_str(&format!("$ORIGIN {domain}.\n$TTL 3600\n"));
+    z.push_str(&format!(
+        "@ IN SOA {hostname}. hostmaster.{domain}. ( {serial} 3600 900 1209600 300 )\n"
+    ));
+    z.push_str(&format!("@ IN NS {hostname}.\n"));
+    z.push_str(&format!("@ IN MX 10 {hostname}.\n"));
+    z.push_str("@ IN TXT \"v=spf1 mx -all\"\n");
+    z.push_str(&format!(
+        "_dmarc IN TXT \"v=DMARC1; p=quarantine; rua=mailto:dmarc-reports@{domain}\"\n"
+    ));
+    if hostname == domain || hostname.ends_with(&format!(".{domain}")) {
+        for ip in ips {
+            let kind = if ip.is_ipv4() { "A" } else { "AAAA" };
+            z.push_str(&format!("{hostname}. IN {kind} {ip}\n"));
+        }
+    }
+    for (selector, txt) in dkim {
+        // TXT character-strings hold at most 255 bytes each.
+        let strings: Vec<String> = txt
+            .as_bytes()
+            .chunks(255)
+            .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+            .collect();
+        z.push_str(&format!(
+            "{selector}._domainkey IN TXT ( {} )\n",
+            strings.join(" ")
+        ));
+    }
+    z
+}
+
+/// A lower-cased host name without trailing dot, or an error saying why not.
+fn host_name(text: &str) -> Result<String> {
+    let name = text.trim().trim_end_matches('.').to_ascii_lowercase();
+    let ok = !name.is_empty()
+        && name.len() <= 253
+        && name.contains('.')
+        && name.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        });
+    if !ok {
+        bail!("{text:?} is not a domain name with at least two labels");
+    }
+    Ok(name)
+}
+
+fn read_password() -> Result<String> {
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .take(MAX_PASSWORD_LEN as u64 + 1)
+        .read_line(&mut line)
+        .context("read the password from stdin")?;
+    let password = line.trim_end_matches(['\r', '\n']).to_string();
+    if password.len() > MAX_PASSWORD_LEN {
+        bail!("the password is longer than {MAX_PASSWORD_LEN} bytes");
+    }
+    if password.is_empty() {
+        bail!("--password-stdin: stdin gave an empty password");
+    }
+    Ok(password)
+}
+
+/// 20 characters from a 32-letter alphabet without look-alikes (100 bits).
+fn random_password() -> Result<String> {
+    const ALPHABET: &[u8; 32] = b"abcdefghijkmnpqrstuvwxyz23456789";
+    let mut bytes = [0u8; 20];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| anyhow::anyhow!("no randomness available"))?;
+    Ok(bytes
+        .iter()
+        .map(|b| ALPHABET[usize::from(b & 31)] as char)
+        .collect())
+}
+
+/// Writes a new file durably with `mode` (tmp, fsync, rename).
+fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(mode);
+    }
+    let mut file = options
+        .open(&tmp)
+        .with_context(|| format!("create {}", tmp.display()))?;
+    file.write_all(data)?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("rename to {}", path.display()))?;
+    Ok(())
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .with_context(|| format!("chmod {}", path.display()))?;
+    }
+    #[cfg(not(unix))]
+    let _ = (path, mode);
+    Ok(())
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// The UTC calendar date of a Unix time (proleptic Gregorian).
+fn civil_date(unix: u64) -> (u32, u32, u32) {
+    let days = (unix / 86_400) as i64 + 719_468;
+    let era = days.div_euclid(146_097);
+    let doe = days.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year as u32, month as u32, day as u32)
+}
+
+fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("start the async runtime")?
+        .block_on(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_dates() {
+        assert_eq!(civil_date(0), (1970, 1, 1));
+        assert_eq!(civil_date(951_782_400), (2000, 2, 29));
+        assert_eq!(civil_date(1_795_651_200), (2026, 11, 26));
+    }
+
+    #[test]
+    fn host_names() {
+        assert_eq!(host_name("Example.ORG.").unwrap(), "example.org");
+        assert!(host_name("localhost").is_err());
+        assert!(host_name("a..b").is_err());
+        assert!(host_name("-a.b").is_err());
+        assert!(host_name("a b.c").is_err());
+    }
+
+    #[test]
+    fn zone_parses_with_our_reader() {
+        let dkim = vec![(
+            "r202611".to_string(),
+            format!("v=DKIM1; k=rsa; p={}", "A".repeat(400)),
+        )];
+        let text = zone_text(
+            "example.org",
+            "mail.example.org",
+            &["192.0.2.1".parse().unwrap(), "2001:db8::1".parse().unwrap()],
+            2026112601,
+            &dkim,
+        );
+        let zone = scop_dns::Zone::from_master(&text, None).expect("zone parses");
+        let _ = zone;
+        assert!(text.contains("mail.example.org. IN AAAA 2001:db8::1"));
+        assert!(text.contains("r202611._domainkey IN TXT ( \""));
+    }
+
+    #[test]
+    fn passwords_are_random_and_long() {
+        let a = random_password().unwrap();
+        let b = random_password().unwrap();
+        assert_eq!(a.len(), 20);
+        assert_ne!(a, b);
+    }
+}

@@ -1,0 +1,182 @@
+//! The deployment's configuration file, `scop.toml`: written by `scop
+//! init`, read by `scop up` and `scop status`.
+//!
+//! Paths in the file are relative to the directory that holds it, so a
+//! deployment directory can be moved as a whole.
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// The file name inside the deployment directory.
+pub const FILE_NAME: &str = "scop.toml";
+/// Largest configuration file read.
+const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
+
+/// The whole file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The mail domain.
+    pub domain: String,
+    /// The host name of the MX and submission service.
+    pub hostname: String,
+    /// Public addresses of the host (the zone's A/AAAA records).
+    #[serde(default)]
+    pub addresses: Vec<String>,
+    /// The mail compartments.
+    pub mail: MailSection,
+    /// The authoritative DNS primary; absent when another server serves the
+    /// zone.
+    #[serde(default)]
+    pub dns: Option<DnsSection>,
+}
+
+/// `[mail]`: the options of `scop mail serve`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MailSection {
+    /// Data directory: store, mailboxes, queue, SRS key.
+    pub data: PathBuf,
+    /// Store URL; default `sqlite:DATA/scop.db`.
+    #[serde(default)]
+    pub store: Option<String>,
+    /// MX listener, or "off".
+    pub mx: String,
+    /// Submission listener (STARTTLS), or "off".
+    pub submission: String,
+    /// Submission listener (implicit TLS), or "off".
+    pub submissions: String,
+    /// TLS certificate chain for the public listeners.
+    pub tls_cert: PathBuf,
+    /// Its private key.
+    pub tls_key: PathBuf,
+    /// Check SPF, DKIM and DMARC on the MX and enforce DMARC.
+    #[serde(default)]
+    pub verify: bool,
+    /// Recursive resolvers for the relay and the verifier (default: the
+    /// system's).
+    #[serde(default)]
+    pub resolvers: Vec<String>,
+    /// Fixed routes, `DOMAIN=HOST:PORT`.
+    #[serde(default)]
+    pub routes: Vec<String>,
+    /// DKIM keys that sign submitted mail.
+    #[serde(default)]
+    pub dkim: Vec<DkimKey>,
+    /// Further `scop mail serve` options, passed as written.
+    #[serde(default)]
+    pub extra_args: Vec<String>,
+}
+
+/// One DKIM signing key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DkimKey {
+    /// The selector (`s=`).
+    pub selector: String,
+    /// The PKCS#8 PEM private key.
+    pub key: PathBuf,
+}
+
+/// `[dns]`: the options of `scop dns serve`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DnsSection {
+    /// The UDP and TCP listener.
+    pub listen: String,
+    /// Master files of the zones served.
+    pub zones: Vec<PathBuf>,
+    /// The journal directory.
+    pub journal: PathBuf,
+    /// TSIG keys allowed to update or transfer, under `policy`.
+    #[serde(default)]
+    pub tsig_keys: Vec<PathBuf>,
+    /// The update/transfer policy file.
+    #[serde(default)]
+    pub policy: Option<PathBuf>,
+    /// Secondaries to NOTIFY.
+    #[serde(default)]
+    pub notify: Vec<String>,
+    /// DNSSEC key directory: zones with keys there are signed online.
+    #[serde(default)]
+    pub dnssec_keys: Option<PathBuf>,
+    /// Further `scop dns serve` options, passed as written.
+    #[serde(default)]
+    pub extra_args: Vec<String>,
+}
+
+impl Config {
+    /// Reads `DIR/scop.toml`.
+    pub fn load(dir: &Path) -> Result<Config> {
+        let path = dir.join(FILE_NAME);
+        let file = std::fs::File::open(&path).with_context(|| {
+            format!(
+                "open {} (run `scop init --dir {}` first)",
+                path.display(),
+                dir.display()
+            )
+        })?;
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut std::io::Read::take(file, MAX_CONFIG_BYTES + 1),
+            &mut text,
+        )
+        .with_context(|| format!("read {}", path.display()))?;
+        if text.len() as u64 > MAX_CONFIG_BYTES {
+            bail!("{} is larger than {MAX_CONFIG_BYTES} bytes", path.display());
+        }
+        toml::from_str(&text).with_context(|| format!("parse {}", path.display()))
+    }
+
+    /// The file's text.
+    pub fn to_toml(&self) -> Result<String> {
+        Ok(toml::to_string_pretty(self)?)
+    }
+}
+
+/// `path` resolved against the deployment directory.
+pub fn resolve(dir: &Path, path: &Path) -> PathBuf {
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        dir.join(path)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_refuses_unknown_keys() {
+        let config = Config {
+            domain: "example.org".into(),
+            hostname: "mail.example.org".into(),
+            addresses: vec!["192.0.2.1".into()],
+            mail: MailSection {
+                data: "data".into(),
+                store: None,
+                mx: "[::]:25".into(),
+                submission: "[::]:587".into(),
+                submissions: "[::]:465".into(),
+                tls_cert: "tls/cert.pem".into(),
+                tls_key: "tls/key.pem".into(),
+                verify: true,
+                resolvers: vec![],
+                routes: vec![],
+                dkim: vec![DkimKey {
+                    selector: "r202611".into(),
+                    key: "keys/dkim/r202611.pem".into(),
+                }],
+                extra_args: vec![],
+            },
+            dns: None,
+        };
+        let text = config.to_toml().unwrap();
+        let back: Config = toml::from_str(&text).unwrap();
+        assert_eq!(back, config);
+        let bad = format!("{text}\nsurprise = 1\n");
+        assert!(toml::from_str::<Config>(&bad).is_err());
+    }
+}

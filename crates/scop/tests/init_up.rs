@@ -1,0 +1,347 @@
+//! `scop init` then `scop up`: the deployment serves its zone and takes
+//! authenticated submission, signs and delivers; the supervisor restarts a
+//! killed compartment and stops everything on SIGTERM.
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const SCOP: &str = env!("CARGO_BIN_EXE_scop");
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn scop(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(SCOP)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn listening(addr: SocketAddr) -> bool {
+    TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+}
+
+fn status_json(dir: &Path) -> serde_json::Value {
+    let bytes = std::fs::read(dir.join("run/status.json")).unwrap_or_default();
+    serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null)
+}
+
+fn compartment(dir: &Path, name: &str) -> (u64, String, u64) {
+    let status = status_json(dir);
+    let c = status["compartments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == name)
+        .cloned()
+        .unwrap_or_default();
+    (
+        c["pid"].as_u64().unwrap_or(0),
+        c["state"].as_str().unwrap_or("").to_string(),
+        c["restarts"].as_u64().unwrap_or(0),
+    )
+}
+
+fn signal(pid: u64, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+fn dig(port: u16, args: &[&str]) -> String {
+    let out = scop_testkit::debian_command("usr/bin/dig")
+        .args([
+            "@127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "+short",
+            "+time=2",
+            "+tries=2",
+        ])
+        .args(args)
+        .output()
+        .expect("dig runs (cargo xtask peers installs it)");
+    assert!(out.status.success(), "dig {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+struct Supervisor(Child);
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        if let Ok(Some(_)) = self.0.try_wait() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+    }
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+fn delivered(maildir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(maildir.join("new"))
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default()
+}
+
+#[test]
+fn init_then_up_serves_signs_delivers_and_restarts() {
+    let root = std::env::temp_dir().join(format!("scop-init-up-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    let dir = root.join("alice");
+    let dir_s = dir.to_str().unwrap();
+    let (mx, subs, dns) = (free_port(), free_port(), free_port());
+    let mx_addr = format!("127.0.0.1:{mx}");
+    let subs_addr = format!("127.0.0.1:{subs}");
+    let dns_addr = format!("127.0.0.1:{dns}");
+    let init_args = [
+        "init",
+        "--dir",
+        dir_s,
+        "--domain",
+        "alice.test",
+        "--hostname",
+        "mx.alice.test",
+        "--ip",
+        "127.0.0.1",
+        "--user",
+        "alice",
+        "--password-stdin",
+        "--mx",
+        &mx_addr,
+        "--submission",
+        "off",
+        "--submissions",
+        &subs_addr,
+        "--dns",
+        &dns_addr,
+        "--resolver",
+        &dns_addr,
+    ];
+    let out = scop(&init_args, "a long passphrase\n");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "init: {out:?}");
+    assert!(stdout.contains("alice.test. NS mx.alice.test."), "{stdout}");
+    assert!(stdout.contains("mx.alice.test. A 127.0.0.1"), "{stdout}");
+    assert!(!stdout.contains("a long passphrase"));
+    let ds = stdout
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("alice.test.") && l.contains(" DS "))
+        .unwrap_or_else(|| panic!("no DS line: {stdout}"))
+        .to_string();
+
+    // A second init changes nothing.
+    let again = scop(&init_args, "other\n");
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("already a deployment"));
+
+    // Private keys are the owner's alone.
+    let mut selectors = Vec::new();
+    for entry in std::fs::read_dir(dir.join("keys/dkim")).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+        selectors.push(path.file_stem().unwrap().to_str().unwrap().to_string());
+    }
+    selectors.sort();
+    assert_eq!(selectors.len(), 2, "{selectors:?}");
+    assert!(selectors[0].starts_with('e') && selectors[1].starts_with('r'));
+    for key in ["keys/tsig/signer.key", "tls/key.pem"] {
+        assert_eq!(mode(&dir.join(key)), 0o600, "{key}");
+    }
+    assert_eq!(mode(&dir.join("keys")), 0o700);
+    assert_eq!(mode(&dir.join("mesh")), 0o700);
+    for role in [
+        "ca",
+        "submission",
+        "signer",
+        "relay",
+        "mx",
+        "spamfilter",
+        "verifier",
+        "delivery",
+    ] {
+        assert_eq!(mode(&dir.join(format!("mesh/{role}.key"))), 0o600, "{role}");
+    }
+    let private_dnssec: Vec<_> = std::fs::read_dir(dir.join("keys/dnssec"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "private"))
+        .collect();
+    assert_eq!(private_dnssec.len(), 1);
+    assert_eq!(mode(&private_dnssec[0]), 0o600);
+
+    let log = std::fs::File::create(root.join("up.log")).unwrap();
+    let supervisor = Supervisor(
+        Command::new(SCOP)
+            .args(["up", "--dir", dir_s])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let subs_sock: SocketAddr = subs_addr.parse().unwrap();
+    let mx_sock: SocketAddr = mx_addr.parse().unwrap();
+    let dns_sock: SocketAddr = dns_addr.parse().unwrap();
+    wait_for("the listeners", Duration::from_secs(30), || {
+        listening(subs_sock) && listening(mx_sock) && listening(dns_sock)
+    });
+
+    // The zone, served by the deployment's own primary.
+    assert_eq!(dig(dns, &["alice.test", "MX"]).trim(), "10 mx.alice.test.");
+    assert!(
+        dig(dns, &["_dmarc.alice.test", "TXT"]).contains("rua=mailto:dmarc-reports@alice.test")
+    );
+    assert!(dig(dns, &["alice.test", "TXT"]).contains("v=spf1 mx -all"));
+    for s in &selectors {
+        let txt = dig(dns, &[&format!("{s}._domainkey.alice.test"), "TXT"]);
+        assert!(txt.contains("v=DKIM1"), "{s}: {txt}");
+    }
+
+    // The zone is signed: delv, trusting the DS that init printed, fully
+    // validates the MX answer.
+    let dnskey = dig(dns, &["alice.test", "DNSKEY"]);
+    assert!(dnskey.contains("257 3 13"), "{dnskey}");
+    let fields: Vec<&str> = ds.split_whitespace().collect();
+    let ds_at = fields.iter().position(|f| *f == "DS").unwrap();
+    let anchor = root.join("anchor.conf");
+    std::fs::write(
+        &anchor,
+        format!(
+            "trust-anchors {{ alice.test. static-ds {} {} {} \"{}\"; }};\n",
+            fields[ds_at + 1],
+            fields[ds_at + 2],
+            fields[ds_at + 3],
+            fields[ds_at + 4..].concat()
+        ),
+    )
+    .unwrap();
+    let delv = scop_testkit::debian_command("usr/bin/delv")
+        .args(["@127.0.0.1", "-p", &dns.to_string(), "-a"])
+        .arg(&anchor)
+        .args(["+root=alice.test", "alice.test", "MX"])
+        .output()
+        .unwrap();
+    let delv_out =
+        String::from_utf8_lossy(&delv.stdout).into_owned() + &String::from_utf8_lossy(&delv.stderr);
+    assert!(delv_out.contains("fully validated"), "delv: {delv_out}");
+
+    // Authenticated submission over implicit TLS; the message is signed
+    // with both keys and delivered to the account's mailbox.
+    let script = format!(
+        r#"
+import smtplib, ssl
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+with smtplib.SMTP_SSL("127.0.0.1", {subs}, context=ctx, timeout=20) as s:
+    s.login("alice@alice.test", "a long passphrase")
+    s.sendmail("alice@alice.test", ["postmaster@alice.test"],
+        "From: alice@alice.test\r\nTo: postmaster@alice.test\r\nSubject: hello from init\r\n\r\nIt works.\r\n")
+"#
+    );
+    let py = Command::new(scop_testkit::python())
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(py.status.success(), "smtplib: {py:?}");
+    let maildir = dir.join("data/mail/alice@alice.test/Maildir");
+    wait_for("local delivery", Duration::from_secs(30), || {
+        !delivered(&maildir).is_empty()
+    });
+    let message = std::fs::read_to_string(&delivered(&maildir)[0]).unwrap();
+    assert!(message.contains("Subject: hello from init"), "{message}");
+    for s in &selectors {
+        assert!(
+            message.contains(&format!("s={s}")),
+            "{s} signature: {message}"
+        );
+    }
+
+    // `scop status` sees everything running.
+    let st = scop(&["status", "--dir", dir_s], "");
+    let text = String::from_utf8_lossy(&st.stdout);
+    assert!(st.status.success(), "status: {text}");
+    assert!(text.contains("dns") && text.contains("mail"), "{text}");
+
+    // A killed compartment comes back under a new pid.
+    let (pid, state, restarts) = compartment(&dir, "mail");
+    assert_eq!((state.as_str(), restarts), ("running", 0));
+    signal(pid, "-KILL");
+    wait_for("the mail restart", Duration::from_secs(30), || {
+        let (new_pid, state, restarts) = compartment(&dir, "mail");
+        new_pid != 0 && new_pid != pid && state == "running" && restarts == 1
+    });
+    wait_for("the listeners again", Duration::from_secs(30), || {
+        listening(subs_sock) && listening(mx_sock)
+    });
+
+    // SIGTERM stops the supervisor and its compartments.
+    let mut supervisor = supervisor;
+    let (dns_pid, _, _) = compartment(&dir, "dns");
+    signal(u64::from(supervisor.0.id()), "-TERM");
+    let start = Instant::now();
+    let exit = loop {
+        if let Some(exit) = supervisor.0.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "supervisor did not stop"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(exit.success(), "{exit}");
+    assert!(!listening(subs_sock), "mail still listening after stop");
+    assert!(
+        !Path::new(&format!("/proc/{dns_pid}")).exists(),
+        "dns (pid {dns_pid}) outlived the supervisor"
+    );
+    let st = scop(&["status", "--dir", dir_s], "");
+    assert_eq!(st.status.code(), Some(3), "{st:?}");
+    drop(supervisor);
+    let _ = std::fs::remove_dir_all(&root);
+}
