@@ -29,7 +29,8 @@
 //!
 //! Modules: [`record`] (RFC 7489 sections 6.3, 6.4, 6.6.3), [`domain`]
 //! (sections 3.1, 3.2), [`eval`] (sections 4.2, 6.6), [`from`] (section
-//! 6.6.1), [`authres`] (RFC 8601), [`report`] (section 7.2, appendix C).
+//! 6.6.1), [`authres`] (RFC 8601), [`report`] (section 7.2, appendix C),
+//! [`failure`] (failure reports: section 7.3, RFC 6591).
 //!
 //! Choices where the RFC leaves room (each is tested):
 //! - several From addresses with distinct domains, none, or one without a
@@ -49,6 +50,7 @@
 pub mod authres;
 pub mod domain;
 pub mod eval;
+pub mod failure;
 pub mod from;
 pub mod record;
 pub mod report;
@@ -59,6 +61,7 @@ pub use eval::{
     Disposition, DkimAuth, DmarcOutput, DmarcResult, DnsAnswer, Evaluator, Input, Options,
     PolicySource, Problem, Query, QueryType, Resolver, SpfAuth, SpfScope, Step, evaluate_with,
 };
+pub use failure::{DeliveryResult, FailureReport, should_report};
 pub use from::{AuthorDomain, author_domain};
 pub use record::{
     Alignment, FailureOptions, Policy, Record, RecordError, RecordWarning, ReportUri,

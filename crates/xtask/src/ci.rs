@@ -22,7 +22,7 @@ pub const FUZZ_TARGETS: &[(&str, &[&str])] = &[
     ("dmarc_record", &[]),
     ("dmarc_authres", &[]),
     ("dns_message", &[]),
-    ("mesh_certificate", &[]),
+    ("mesh_certificate", &["fuzz/seeds/mesh_certificate"]),
 ];
 
 /// Seconds each fuzz target runs at most inside `cargo xtask ci`.
@@ -178,7 +178,7 @@ fn seed_from(dir: &PathBuf, corpus: &PathBuf) -> Result<()> {
         let path = entry?.path();
         if path.is_dir() {
             seed_from(&path, corpus)?;
-        } else if path.extension().is_some_and(|e| e == "eml") {
+        } else if path.extension().is_some_and(|e| e == "eml" || e == "der") {
             let name = path
                 .strip_prefix(root())
                 .unwrap_or(&path)
