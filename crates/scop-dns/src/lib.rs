@@ -15,7 +15,7 @@
 //! ```
 //!
 //! The core ([`Engine`], [`Zone`], [`tsig`], [`policy`], [`journal`],
-//! [`client`], [`dnssec`]) does no I/O: it never opens a socket or a file and never
+//! [`client`], [`dnssec`], [`rrl`]) does no I/O: it never opens a socket or a file and never
 //! reads the clock. The tokio shell lives in `server` behind the `server`
 //! cargo feature. The wire format is hickory-proto's; the TSIG
 //! computation, the zone logic, the update processing and the transfer
@@ -30,6 +30,7 @@ pub mod dnssec;
 mod engine;
 pub mod journal;
 pub mod policy;
+pub mod rrl;
 #[cfg(feature = "server")]
 pub mod server;
 mod sign;

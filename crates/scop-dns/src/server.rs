@@ -12,13 +12,14 @@
 //! reverted and the client gets SERVFAIL.
 
 use crate::journal;
+use crate::rrl::{self, ResponseRateLimiter, RrlConfig, Verdict};
 use crate::{Engine, MAX_MESSAGE_BYTES, Outcome, Transport};
 use hickory_proto::rr::Name;
 use std::io::{self, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
@@ -125,6 +126,10 @@ fn append_journal(dir: &Path, origin: &Name, entry: &[u8]) -> io::Result<()> {
 struct Shared {
     engine: Mutex<Engine>,
     config: Config,
+    /// Response rate limiting of UDP replies; `None`: off.
+    rrl: Mutex<Option<ResponseRateLimiter>>,
+    /// Origin of the rate limiter's millisecond clock.
+    start: Instant,
 }
 
 impl Shared {
@@ -143,6 +148,23 @@ impl Shared {
             outcome.notify.clear();
         }
         outcome
+    }
+
+    /// What to send over UDP to `client` instead of `reply`: the reply
+    /// itself, its truncated form, or nothing (response rate limiting).
+    fn rate_limit(&self, client: IpAddr, reply: &[u8]) -> Option<Vec<u8>> {
+        let Ok(mut guard) = self.rrl.lock() else {
+            return Some(reply.to_vec());
+        };
+        let Some(limiter) = guard.as_mut() else {
+            return Some(reply.to_vec());
+        };
+        let now_ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        match limiter.check_reply(client, Transport::Udp, reply, now_ms) {
+            Verdict::Send => Some(reply.to_vec()),
+            Verdict::Slip => rrl::truncated(reply),
+            Verdict::Drop => None,
+        }
     }
 
     /// Appends a change to the zone's journal (when there is one).
@@ -221,8 +243,21 @@ impl Server {
             shared: Arc::new(SharedHandle(Shared {
                 engine: Mutex::new(engine),
                 config,
+                rrl: Mutex::new(None),
+                start: Instant::now(),
             })),
         })
+    }
+
+    /// Turns on response rate limiting of UDP replies (off unless called;
+    /// a rate of 0 leaves it off).
+    pub fn with_rate_limit(self, config: RrlConfig) -> Self {
+        if config.responses_per_second > 0
+            && let Ok(mut rrl) = self.shared.0.rrl.lock()
+        {
+            *rrl = Some(ResponseRateLimiter::new(config));
+        }
+        self
     }
 
     /// The address both sockets listen on.
@@ -335,8 +370,10 @@ async fn udp_loop(sock: Arc<UdpSocket>, shared: Arc<SharedHandle>) {
         } else {
             shared.0.handle(&request, Transport::Udp)
         };
-        if let Some(reply) = outcome.replies.first() {
-            let _ = sock.send_to(reply, peer).await;
+        if let Some(reply) = outcome.replies.first()
+            && let Some(reply) = shared.0.rate_limit(peer.ip(), reply)
+        {
+            let _ = sock.send_to(&reply, peer).await;
         }
         after(&shared, &outcome).await;
     }

@@ -119,6 +119,15 @@ pub struct ServeArgs {
     /// list the zone's names).
     #[arg(long, requires = "dnssec_keys")]
     nsec: bool,
+    /// Response rate limiting: identical UDP responses per second to one
+    /// client /24 (IPv4) or /56 (IPv6); over it they are dropped
+    /// (0 turns limiting off). TCP is never limited.
+    #[arg(long, value_name = "N", default_value_t = scop_dns::rrl::DEFAULT_RRL_RATE)]
+    rrl_rate: u32,
+    /// Every N-th rate-limited UDP response is sent truncated instead of
+    /// dropped, so a real client retries over TCP (0 drops them all).
+    #[arg(long, value_name = "N", default_value_t = scop_dns::rrl::DEFAULT_RRL_SLIP)]
+    rrl_slip: u32,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -523,7 +532,12 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
     runtime.block_on(async move {
         let server = Server::bind(engine, args.listen, config)
             .await
-            .with_context(|| format!("listen on {}", args.listen))?;
+            .with_context(|| format!("listen on {}", args.listen))?
+            .with_rate_limit(scop_dns::rrl::RrlConfig {
+                responses_per_second: args.rrl_rate,
+                slip: args.rrl_slip,
+                ..scop_dns::rrl::RrlConfig::default()
+            });
         println!("listening on {}", server.local_addr()?);
         std::io::stdout().flush()?;
         server
