@@ -533,35 +533,7 @@ fn refresh_renews_only_signatures_near_expiry() {
 
 // ---- BIND named as secondary, Unbound as validating resolver ----
 
-fn free_port() -> u16 {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = s.local_addr().unwrap().port();
-    drop(std::net::TcpListener::bind(("127.0.0.1", port)).unwrap());
-    port
-}
-
-fn wait_for(log: &std::path::Path, needle: &str, count: usize, timeout: Duration) -> String {
-    let start = Instant::now();
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if text.matches(needle).count() >= count {
-            return text;
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "timed out waiting for {needle:?} x{count} in the log:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-struct Child(std::process::Child);
-impl Drop for Child {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::KillOnDrop as Child;
 
 /// A zone well over 64 KiB once signed.
 fn big_zone() -> String {

@@ -7,7 +7,7 @@ mod common;
 
 use common::*;
 use scop_dns::server::Config;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 fn spec(key: &scop_dns::tsig::Key) -> String {
     key.to_spec()
@@ -307,36 +307,7 @@ fn changes_survive_a_restart_through_the_journal() {
     assert!(soa.stdout.contains(" 2024010102 "), "{}", soa.stdout);
 }
 
-fn free_port() -> u16 {
-    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
-    let port = s.local_addr().unwrap().port();
-    // Make sure TCP is free on the same port too.
-    drop(std::net::TcpListener::bind(("127.0.0.1", port)).unwrap());
-    port
-}
-
-fn wait_for(log: &std::path::Path, needle: &str, count: usize, timeout: Duration) -> String {
-    let start = Instant::now();
-    loop {
-        let text = std::fs::read_to_string(log).unwrap_or_default();
-        if text.matches(needle).count() >= count {
-            return text;
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "timed out waiting for {needle:?} x{count} in named's log:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-struct Named(std::process::Child);
-impl Drop for Named {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use common::KillOnDrop as Named;
 
 #[test]
 fn bind_named_secondary_takes_axfr_then_ixfr_after_notify() {

@@ -8,61 +8,15 @@ mod common;
 use scop_dns::hickory_proto::op::{Message, MessageType, OpCode, Query};
 use scop_dns::hickory_proto::rr::{Name, RecordType};
 use scop_dns::rrl::RrlConfig;
-use scop_dns::server::{Config, Server};
+use scop_dns::server::Config;
 use std::net::{SocketAddr, UdpSocket};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-struct Running {
-    addr: SocketAddr,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-fn start_limited(rrl: RrlConfig) -> Running {
-    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let server = Server::bind(
-                common::engine(""),
-                "127.0.0.1:0".parse().unwrap(),
-                Config::default(),
-            )
-            .await
-            .unwrap()
-            .with_rate_limit(rrl);
-            addr_tx.send(server.local_addr().unwrap()).unwrap();
-            server
-                .run(async {
-                    let _ = stop_rx.await;
-                })
-                .await
-                .unwrap();
-        });
-    });
-    let addr = addr_rx.recv().unwrap();
-    Running {
-        addr,
-        stop: Some(stop_tx),
-        thread: Some(thread),
-    }
+fn start_limited(rrl: RrlConfig) -> common::Running {
+    common::start_with(common::engine(""), Config::default(), move |server| {
+        server.with_rate_limit(rrl)
+    })
 }
 
 fn query(id: u16) -> Vec<u8> {

@@ -46,20 +46,18 @@ for p in m.iter_parts():
 /// alice@a.test sends `subject` to `rcpt` with the DSN options given
 /// (space-separated), through smtplib on port 465.
 async fn send(d: &Domain, rcpt: &str, subject: &str, mail_opts: &str, rcpt_opts: &str) {
-    let args: Vec<String> = [
-        "-c",
-        SEND,
-        &d.submissions().port().to_string(),
-        rcpt,
-        subject,
-        mail_opts,
-        rcpt_opts,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
+    let port = d.submissions().port().to_string();
+    let (ok, text) = python(&[SEND, &port, rcpt, subject, mail_opts, rcpt_opts]).await;
+    assert!(ok && text.contains("sent"), "{text}");
+}
+
+/// Runs `python -c SCRIPT ARGS...` off the runtime's threads: whether it
+/// succeeded, and its stdout and stderr.
+async fn python(script_and_args: &[&str]) -> (bool, String) {
+    let args: Vec<String> = script_and_args.iter().map(|s| s.to_string()).collect();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new(scop_testkit::python())
+            .arg("-c")
             .args(&args)
             .output()
             .unwrap()
@@ -71,7 +69,7 @@ async fn send(d: &Domain, rcpt: &str, subject: &str, mail_opts: &str, rcpt_opts:
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success() && text.contains("sent"), "{text}");
+    (out.status.success(), text)
 }
 
 /// Python's email package: the report's content type and its parts'.
@@ -447,32 +445,9 @@ with smtplib.SMTP("127.0.0.1", port) as s:
 "#;
 
 async fn to_mx(d: &Domain, sender: &str, rcpt: &str, mail_opts: &str, rcpt_opts: &str) {
-    let args: Vec<String> = [
-        "-c",
-        TO_MX,
-        &d.mx().port().to_string(),
-        sender,
-        rcpt,
-        mail_opts,
-        rcpt_opts,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(scop_testkit::python())
-            .args(&args)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let port = d.mx().port().to_string();
+    let (ok, text) = python(&[TO_MX, &port, sender, rcpt, mail_opts, rcpt_opts]).await;
+    assert!(ok, "{text}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

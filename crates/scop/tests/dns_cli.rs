@@ -66,30 +66,16 @@ impl Drop for Serve {
 }
 
 fn serve(dir: &Path, key: &Path) -> (Serve, u16) {
-    let mut child = scop()
-        .args(["dns", "serve", "--listen", "127.0.0.1:0", "--zone"])
+    let mut cmd = scop();
+    cmd.args(["dns", "serve", "--listen", "127.0.0.1:0", "--zone"])
         .arg(dir.join("zone"))
         .arg("--tsig-key")
         .arg(key)
         .arg("--policy")
         .arg(dir.join("policy"))
         .arg("--journal")
-        .arg(dir.join("journal"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let port = line
-        .trim()
-        .strip_prefix("listening on 127.0.0.1:")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .parse()
-        .unwrap();
-    (Serve(child), port)
+        .arg(dir.join("journal"));
+    start(&mut cmd)
 }
 
 #[test]
@@ -243,11 +229,17 @@ fn update_with_a_wrong_secret_reports_badsig() {
 }
 
 fn serve_signed(dir: &Path, keys: &Path) -> (Serve, u16) {
-    let mut child = scop()
-        .args(["dns", "serve", "--listen", "127.0.0.1:0", "--zone"])
+    let mut cmd = scop();
+    cmd.args(["dns", "serve", "--listen", "127.0.0.1:0", "--zone"])
         .arg(dir.join("zone"))
         .arg("--dnssec-keys")
-        .arg(keys)
+        .arg(keys);
+    start(&mut cmd)
+}
+
+/// Starts `scop dns serve` and reads the port from its first line.
+fn start(cmd: &mut Command) -> (Serve, u16) {
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()

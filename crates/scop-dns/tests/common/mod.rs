@@ -103,6 +103,16 @@ impl Drop for Running {
 }
 
 pub fn start(engine: Engine, config: Config) -> Running {
+    start_with(engine, config, |server| server)
+}
+
+/// [`start`], with `adjust` applied to the bound server before it runs
+/// (e.g. `Server::with_rate_limit`).
+pub fn start_with(
+    engine: Engine,
+    config: Config,
+    adjust: impl FnOnce(Server) -> Server + Send + 'static,
+) -> Running {
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::spawn(move || {
@@ -112,9 +122,11 @@ pub fn start(engine: Engine, config: Config) -> Running {
             .build()
             .unwrap();
         rt.block_on(async move {
-            let server = Server::bind(engine, "127.0.0.1:0".parse().unwrap(), config)
-                .await
-                .unwrap();
+            let server = adjust(
+                Server::bind(engine, "127.0.0.1:0".parse().unwrap(), config)
+                    .await
+                    .unwrap(),
+            );
             addr_tx.send(server.local_addr().unwrap()).unwrap();
             server
                 .run(async {
@@ -193,4 +205,45 @@ pub fn kdig(port: u16, args: &[&str]) -> Output {
     cmd.args(["@127.0.0.1", "-p", &port.to_string(), "+time=2", "+retry=0"]);
     cmd.args(args);
     run(cmd, "")
+}
+
+/// A loopback port free for both UDP and TCP.
+pub fn free_port() -> u16 {
+    let s = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let port = s.local_addr().unwrap().port();
+    drop(std::net::TcpListener::bind(("127.0.0.1", port)).unwrap());
+    port
+}
+
+/// Waits until `needle` appears `count` times in the file `log`; returns
+/// the file's text.
+pub fn wait_for(
+    log: &std::path::Path,
+    needle: &str,
+    count: usize,
+    timeout: std::time::Duration,
+) -> String {
+    let start = std::time::Instant::now();
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.matches(needle).count() >= count {
+            return text;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "timed out waiting for {needle:?} x{count} in {}:\n{text}",
+            log.display()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+/// A peer process killed and reaped when dropped.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
