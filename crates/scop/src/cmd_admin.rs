@@ -223,7 +223,7 @@ fn now() -> i64 {
 }
 
 /// Reads one password line from standard input, without its line ending.
-fn read_password() -> Result<String> {
+pub(crate) fn read_password() -> Result<String> {
     let stdin = std::io::stdin();
     if stdin.is_terminal() {
         eprint!("password (one line; it will be shown as you type): ");
@@ -247,7 +247,7 @@ fn read_password() -> Result<String> {
     Ok(password.to_owned())
 }
 
-fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
+pub(crate) fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

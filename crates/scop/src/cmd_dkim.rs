@@ -11,7 +11,6 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 /// Largest message read from standard input.
 const MAX_MESSAGE_BYTES: u64 = 256 << 20;
@@ -107,12 +106,6 @@ pub fn run(cmd: DkimCommand) -> Result<ExitCode> {
     }
 }
 
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 fn read_stdin() -> Result<Vec<u8>> {
     let mut message = Vec::new();
     std::io::stdin()
@@ -194,7 +187,7 @@ fn sign(args: SignArgs) -> Result<ExitCode> {
         signers.push(Signer::new(key, &args.domain, selector)?.with_canonicalization(h, b));
     }
     let message = read_stdin()?;
-    let signed = sign_message(&signers, &message, now())?;
+    let signed = sign_message(&signers, &message, crate::cmd_dns::now())?;
     let mut out = std::io::stdout().lock();
     out.write_all(&signed)?;
     out.flush()?;
@@ -217,7 +210,7 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
         zone.load(path)?;
     }
     let message = read_stdin()?;
-    let mut options = VerifyOptions::at(now());
+    let mut options = VerifyOptions::at(crate::cmd_dns::now());
     options.accept_rsa_sha1 = args.accept_rsa_sha1;
     let results = verify_message(&message, options, |name| match records.get(name) {
         Some(txt) => DnsAnswer::Txt(txt.clone()),

@@ -423,7 +423,8 @@ fn read_keys(path: &Path) -> Result<Vec<Key>> {
     Key::parse_bind(&text).with_context(|| format!("TSIG key file {}", path.display()))
 }
 
-fn now() -> u64 {
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

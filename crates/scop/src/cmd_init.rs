@@ -15,7 +15,7 @@ use crate::config::{self, Config, DkimKey, DnsSection, MailSection};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use scop_dkim::{KeyKind, Signer, SigningKey};
-use std::io::{BufRead, Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -68,9 +68,6 @@ const MESH_CA_DAYS: u64 = 10 * 365;
 /// Lifetime of each compartment's mesh certificate.
 const MESH_LEAF_DAYS: u64 = 365;
 
-/// Longest password line read from stdin.
-const MAX_PASSWORD_LEN: usize = 1024;
-
 pub fn run(args: InitArgs) -> Result<ExitCode> {
     let domain = host_name(&args.domain).context("--domain")?;
     let hostname = match &args.hostname {
@@ -99,12 +96,12 @@ pub fn run(args: InitArgs) -> Result<ExitCode> {
         );
     }
     let password = if args.password_stdin {
-        read_password()?
+        crate::cmd_admin::read_password()?
     } else {
         random_password()?
     };
 
-    let now = unix_now();
+    let now = crate::cmd_dns::now();
     let (year, month, day) = civil_date(now);
     for sub in [
         "",
@@ -205,7 +202,7 @@ pub fn run(args: InitArgs) -> Result<ExitCode> {
     let store_url = format!("sqlite:{}", dir.join("data/scop.db").display());
     let reports = format!("dmarc-reports@{domain}");
     let postmaster = format!("postmaster@{domain}");
-    block_on(async {
+    crate::cmd_admin::block_on(async {
         let store = scop_store::Store::open(&store_url)
             .await
             .with_context(|| format!("open the store {store_url}"))?;
@@ -358,23 +355,6 @@ fn host_name(text: &str) -> Result<String> {
     Ok(name)
 }
 
-fn read_password() -> Result<String> {
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .take(MAX_PASSWORD_LEN as u64 + 1)
-        .read_line(&mut line)
-        .context("read the password from stdin")?;
-    let password = line.trim_end_matches(['\r', '\n']).to_string();
-    if password.len() > MAX_PASSWORD_LEN {
-        bail!("the password is longer than {MAX_PASSWORD_LEN} bytes");
-    }
-    if password.is_empty() {
-        bail!("--password-stdin: stdin gave an empty password");
-    }
-    Ok(password)
-}
-
 /// 20 characters from a 32-letter alphabet without look-alikes (100 bits).
 fn random_password() -> Result<String> {
     const ALPHABET: &[u8; 32] = b"abcdefghijkmnpqrstuvwxyz23456789";
@@ -417,12 +397,6 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
     Ok(())
 }
 
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// The UTC calendar date of a Unix time (proleptic Gregorian).
 fn civil_date(unix: u64) -> (u32, u32, u32) {
     let days = (unix / 86_400) as i64 + 719_468;
@@ -435,14 +409,6 @@ fn civil_date(unix: u64) -> (u32, u32, u32) {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     (year as u32, month as u32, day as u32)
-}
-
-fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Result<T> {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("start the async runtime")?
-        .block_on(f)
 }
 
 #[cfg(test)]

@@ -224,7 +224,7 @@ pub fn up(args: UpArgs) -> Result<ExitCode> {
                     Ok(child) => {
                         c.child = Some(child);
                         c.started = Instant::now();
-                        c.since = unix_now();
+                        c.since = crate::cmd_dns::now();
                         c.next_start = None;
                     }
                     Err(e) => {
@@ -352,7 +352,7 @@ fn alive(pid: u32) -> bool {
 fn write_status(path: &Path, children: &[Supervised], supervisor: u32) -> Result<()> {
     let status = Status {
         supervisor,
-        updated: unix_now(),
+        updated: crate::cmd_dns::now(),
         compartments: children
             .iter()
             .map(|c| CompartmentStatus {
@@ -400,7 +400,7 @@ pub fn status(args: StatusArgs) -> Result<ExitCode> {
         );
         return Ok(ExitCode::from(3));
     };
-    let now = unix_now();
+    let now = crate::cmd_dns::now();
     let supervisor_up = status.supervisor != 0 && alive(status.supervisor);
     if supervisor_up {
         println!("supervisor  pid {:<7} running", status.supervisor);
@@ -442,12 +442,6 @@ fn human(secs: u64) -> String {
         s if s < 172_800 => format!("{} h", s / 3600),
         s => format!("{} days", s / 86_400),
     }
-}
-
-fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 #[cfg(test)]
