@@ -452,11 +452,14 @@ pub(crate) fn opaque(name: Name, ttl: u32, rtype: RecordType, rdata: Vec<u8>) ->
     r
 }
 
-/// The raw RDATA of a record built by [`opaque`] (or read from the wire).
-pub(crate) fn raw(record: &Record) -> Option<&[u8]> {
+/// The raw RDATA of a record built by [`opaque`] or read from the wire.
+/// Records decoded by hickory-proto's own DNSSEC types (when another
+/// crate of the build turns its DNSSEC feature on) are encoded back.
+pub(crate) fn raw(record: &Record) -> Option<std::borrow::Cow<'_, [u8]>> {
+    use hickory_proto::serialize::binary::BinEncodable;
     match &record.data {
-        RData::Unknown { rdata, .. } => Some(&rdata.anything),
-        _ => None,
+        RData::Unknown { rdata, .. } => Some(std::borrow::Cow::Borrowed(&rdata.anything)),
+        other => other.to_bytes().ok().map(std::borrow::Cow::Owned),
     }
 }
 
@@ -663,7 +666,7 @@ pub fn verify_rrsig(dnskey_rdata: &[u8], rrsig: &Record, rrset: &[Record]) -> bo
     };
     let public = dnskey_rdata.get(4..).unwrap_or(&[]);
     // Fixed fields (18 bytes) then the signer name, then the signature.
-    let Some((_, end)) = crate::wire::read_name(sig, 18) else {
+    let Some((_, end)) = crate::wire::read_name(&sig, 18) else {
         return false;
     };
     let Some(info) = sig_info(rrsig) else {

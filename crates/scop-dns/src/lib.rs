@@ -17,7 +17,8 @@
 //! The core ([`Engine`], [`Zone`], [`tsig`], [`policy`], [`journal`],
 //! [`client`], [`dnssec`], [`rrl`]) does no I/O: it never opens a socket or a file and never
 //! reads the clock. The tokio shell lives in `server` behind the `server`
-//! cargo feature. The wire format is hickory-proto's; the TSIG
+//! cargo feature; the validating resolver (hickory-resolver, DNSSEC
+//! validation) in `resolver` behind the `resolver` feature. The wire format is hickory-proto's; the TSIG
 //! computation, the zone logic, the update processing and the transfer
 //! framing are ours, because each needs the exact bytes on the wire.
 //!
@@ -30,6 +31,8 @@ pub mod dnssec;
 mod engine;
 pub mod journal;
 pub mod policy;
+#[cfg(feature = "resolver")]
+pub mod resolver;
 pub mod rrl;
 #[cfg(feature = "server")]
 pub mod server;
