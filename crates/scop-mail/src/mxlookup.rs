@@ -2,18 +2,12 @@
 //! preference, the implicit MX when there is none, the null MX of RFC 7505,
 //! then the A and AAAA addresses of each host (IPv4 and IPv6).
 //!
-//! [`plan`] is the sans-IO decision; [`Stub`] is a small stub resolver
-//! (UDP, TCP on truncation, hickory-proto for the wire format) that asks a
-//! configured recursive resolver. DNSSEC validation belongs to the
-//! validating resolver of `scop-dns`, which will replace this stub.
+//! [`plan`] is the sans-IO decision; [`Dns`] asks the validating resolver
+//! of `scop-dns`.
 
-use std::net::{IpAddr, SocketAddr};
-use std::time::Duration;
+use std::net::IpAddr;
 
-use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::{Name, RData, RecordType};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpStream, UdpSocket};
+use hickory_proto::rr::{RData, RecordType};
 
 /// MX hosts tried at most per domain.
 pub const MX_HOSTS_MAX: usize = 10;
@@ -90,120 +84,32 @@ pub fn plan(domain: &str, mx: Answer<(u16, String)>) -> Plan {
     }
 }
 
-/// A stub resolver asking recursive resolvers.
+/// DNS for the mail compartments: the validating resolver of `scop-dns`
+/// (hickory-resolver with DNSSEC validation and a cache). Answers that
+/// fail validation are temporary failures, never data.
 #[derive(Debug, Clone)]
-pub struct Stub {
-    /// Resolvers, tried in order.
-    pub servers: Vec<SocketAddr>,
-    /// Wait per query and server.
-    pub timeout: Duration,
+pub struct Dns {
+    resolver: scop_dns::resolver::Resolver,
 }
 
-impl Stub {
-    /// The resolvers of `/etc/resolv.conf` (`nameserver` lines).
-    pub fn from_resolv_conf(text: &str) -> Self {
-        let servers = text
-            .lines()
-            .filter_map(|l| l.trim().strip_prefix("nameserver"))
-            .filter_map(|a| a.trim().parse::<IpAddr>().ok())
-            .map(|ip| SocketAddr::new(ip, 53))
-            .collect();
-        Stub {
-            servers,
-            timeout: Duration::from_secs(5),
-        }
-    }
-
-    async fn exchange(&self, server: SocketAddr, query: &[u8], id: u16) -> Result<Message, String> {
-        let bind: SocketAddr = if server.is_ipv4() {
-            "0.0.0.0:0".parse().expect("valid")
-        } else {
-            "[::]:0".parse().expect("valid")
-        };
-        let sock = UdpSocket::bind(bind).await.map_err(|e| e.to_string())?;
-        sock.connect(server).await.map_err(|e| e.to_string())?;
-        sock.send(query).await.map_err(|e| e.to_string())?;
-        let mut buf = vec![0u8; 4096];
-        let response = loop {
-            let n = tokio::time::timeout(self.timeout, sock.recv(&mut buf))
-                .await
-                .map_err(|_| format!("{server}: timeout"))?
-                .map_err(|e| e.to_string())?;
-            match Message::from_vec(&buf[..n]) {
-                Ok(m)
-                    if m.metadata.id == id && m.metadata.message_type == MessageType::Response =>
-                {
-                    break m;
-                }
-                _ => continue, // stray or forged datagram: keep waiting
-            }
-        };
-        if !response.metadata.truncation {
-            return Ok(response);
-        }
-        // Truncated: ask again over TCP (RFC 7766).
-        let mut tcp = tokio::time::timeout(self.timeout, TcpStream::connect(server))
-            .await
-            .map_err(|_| format!("{server}: TCP timeout"))?
-            .map_err(|e| e.to_string())?;
-        let len = u16::try_from(query.len()).map_err(|_| "query too long".to_string())?;
-        let mut framed = len.to_be_bytes().to_vec();
-        framed.extend_from_slice(query);
-        tcp.write_all(&framed).await.map_err(|e| e.to_string())?;
-        let read = async {
-            let mut l = [0u8; 2];
-            tcp.read_exact(&mut l).await?;
-            let mut body = vec![0u8; usize::from(u16::from_be_bytes(l))];
-            tcp.read_exact(&mut body).await?;
-            std::io::Result::Ok(body)
-        };
-        let body = tokio::time::timeout(self.timeout, read)
-            .await
-            .map_err(|_| format!("{server}: TCP timeout"))?
-            .map_err(|e| e.to_string())?;
-        Message::from_vec(&body).map_err(|e| e.to_string())
+impl Dns {
+    /// A resolver for `config` (forwarders, stub zones, trust anchors).
+    pub fn new(config: &scop_dns::resolver::Config) -> Result<Self, String> {
+        scop_dns::resolver::Resolver::new(config)
+            .map(|resolver| Dns { resolver })
+            .map_err(|e| e.to_string())
     }
 
     /// Asks for `name`/`rtype` and returns the records' data.
     pub async fn query(&self, name: &str, rtype: RecordType) -> Answer<RData> {
-        let Ok(qname) = Name::from_ascii(format!("{}.", name.trim_end_matches('.'))) else {
-            return Answer::NxDomain;
-        };
-        let mut id = [0u8; 2];
-        if aws_lc_rs::rand::fill(&mut id).is_err() {
-            return Answer::Temp("no randomness for the query id".into());
+        use scop_dns::resolver::Answer as R;
+        match self.resolver.query(name, rtype).await {
+            R::Records { data, .. } => Answer::Records(data),
+            R::NoData { .. } => Answer::NoData,
+            R::NxDomain { .. } => Answer::NxDomain,
+            R::Bogus(e) => Answer::Temp(format!("DNSSEC validation failed: {e}")),
+            R::Temp(e) => Answer::Temp(e),
         }
-        let id = u16::from_be_bytes(id);
-        let mut msg = Message::new(id, MessageType::Query, OpCode::Query);
-        msg.metadata.recursion_desired = true;
-        msg.add_query(Query::query(qname.clone(), rtype));
-        let Ok(bytes) = msg.to_vec() else {
-            return Answer::Temp("could not encode the query".into());
-        };
-        let mut last = String::from("no resolver configured");
-        for server in &self.servers {
-            match self.exchange(*server, &bytes, id).await {
-                Err(e) => last = e,
-                Ok(r) => match r.metadata.response_code {
-                    ResponseCode::NXDomain => return Answer::NxDomain,
-                    ResponseCode::NoError => {
-                        let data: Vec<RData> = r
-                            .answers
-                            .into_iter()
-                            .filter(|rec| rec.record_type() == rtype)
-                            .map(|rec| rec.data)
-                            .collect();
-                        return if data.is_empty() {
-                            Answer::NoData
-                        } else {
-                            Answer::Records(data)
-                        };
-                    }
-                    other => last = format!("{server}: {other}"),
-                },
-            }
-        }
-        Answer::Temp(last)
     }
 
     /// MX records of `domain`.
@@ -284,18 +190,6 @@ mod tests {
         assert_eq!(
             plan("d.test", Answer::Temp("x".into())),
             Plan::Temp("x".into())
-        );
-    }
-
-    #[test]
-    fn resolv_conf() {
-        let s = Stub::from_resolv_conf("# c\nnameserver 127.0.0.53\nnameserver ::1\nsearch x\n");
-        assert_eq!(
-            s.servers,
-            vec![
-                "127.0.0.53:53".parse().unwrap(),
-                "[::1]:53".parse().unwrap()
-            ]
         );
     }
 }

@@ -62,13 +62,40 @@ pub async fn send(
     envelope: &Envelope,
     message: &[u8],
     timeouts: Timeouts,
+    source: &[std::net::IpAddr],
 ) -> Attempt {
-    match attempt(addr, server_name, config, tls, envelope, message, timeouts).await {
+    let source = source
+        .iter()
+        .copied()
+        .find(|ip| ip.is_ipv4() == addr.is_ipv4());
+    match attempt(
+        addr,
+        server_name,
+        config,
+        tls,
+        envelope,
+        message,
+        timeouts,
+        source,
+    )
+    .await
+    {
         Err(AttemptError::Tls(e)) if config.tls == TlsPolicy::Opportunistic => {
             tracing::info!(%addr, error = %e, "TLS handshake failed, retrying without TLS");
             let mut plain = config.clone();
             plain.tls = TlsPolicy::Disabled;
-            match attempt(addr, server_name, &plain, tls, envelope, message, timeouts).await {
+            match attempt(
+                addr,
+                server_name,
+                &plain,
+                tls,
+                envelope,
+                message,
+                timeouts,
+                source,
+            )
+            .await
+            {
                 Ok((r, caps)) => Attempt::Done(r, caps),
                 Err(e) => Attempt::Failed(e.to_string()),
             }
@@ -90,6 +117,7 @@ enum AttemptError {
     Timeout,
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn attempt(
     addr: SocketAddr,
     server_name: &str,
@@ -98,8 +126,23 @@ async fn attempt(
     envelope: &Envelope,
     message: &[u8],
     timeouts: Timeouts,
+    source: Option<std::net::IpAddr>,
 ) -> Result<(TransactionResult, Capabilities), AttemptError> {
-    let tcp = tokio::time::timeout(timeouts.connect, TcpStream::connect(addr))
+    let connect = async {
+        match source {
+            None => TcpStream::connect(addr).await,
+            Some(ip) => {
+                let socket = if ip.is_ipv4() {
+                    tokio::net::TcpSocket::new_v4()?
+                } else {
+                    tokio::net::TcpSocket::new_v6()?
+                };
+                socket.bind(SocketAddr::new(ip, 0))?;
+                socket.connect(addr).await
+            }
+        }
+    };
+    let tcp = tokio::time::timeout(timeouts.connect, connect)
         .await
         .map_err(|_| AttemptError::Timeout)??;
     tcp.set_nodelay(true).ok();

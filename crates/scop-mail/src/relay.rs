@@ -47,9 +47,13 @@ pub struct Routes {
     pub smarthost: Option<Vec<SocketAddr>>,
     /// Port for looked-up hosts (25).
     pub port: u16,
-    /// MX lookups through these resolvers; without them, the domain's own
-    /// addresses from the system resolver are used.
-    pub dns: Option<crate::mxlookup::Stub>,
+    /// MX lookups through the validating resolver; without it, the
+    /// domain's own addresses from the system resolver are used.
+    pub dns: Option<crate::mxlookup::Dns>,
+    /// Local addresses outbound connections come from, at most one per
+    /// address family (so SPF sees the address the domain publishes);
+    /// empty: the system's choice.
+    pub source: Vec<std::net::IpAddr>,
 }
 
 /// The route for one domain.
@@ -98,7 +102,7 @@ impl Routes {
 }
 
 impl Routes {
-    async fn route_mx(&self, dns: &crate::mxlookup::Stub, domain: &str) -> Route {
+    async fn route_mx(&self, dns: &crate::mxlookup::Dns, domain: &str) -> Route {
         use crate::mxlookup::{ADDRESSES_PER_HOST_MAX, Plan, plan};
         let hosts = match plan(domain, dns.mx(domain).await) {
             Plan::Hosts(h) => h,
@@ -612,6 +616,7 @@ impl Relay {
                 &envelope,
                 &m.body,
                 self.timeouts,
+                &self.routes.source,
             )
             .await
             {

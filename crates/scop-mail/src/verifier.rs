@@ -6,7 +6,7 @@
 //!
 //! The protocol libraries are sans-IO with synchronous resolver traits;
 //! this stage runs them on a blocking thread whose resolver asks the
-//! async [`Stub`] and waits for the answer.
+//! async [`Dns`] (the validating resolver) and waits for the answer.
 
 use std::net::IpAddr;
 
@@ -14,13 +14,13 @@ use hickory_proto::rr::{RData, RecordType};
 use scop_dmarc::Disposition;
 use tokio::runtime::Handle;
 
-use crate::mxlookup::{Answer, Stub};
+use crate::mxlookup::{Answer, Dns};
 
 /// Verifier settings.
 #[derive(Debug, Clone)]
 pub struct Verifier {
     /// DNS for SPF, DKIM key and DMARC record lookups.
-    pub dns: Stub,
+    pub dns: Dns,
     /// The `authserv-id` of the Authentication-Results field (our host).
     pub authserv_id: String,
     /// Apply the DMARC disposition (reject, quarantine); when false, only
@@ -40,7 +40,7 @@ pub struct Verification {
 }
 
 struct Blocking<'a> {
-    dns: &'a Stub,
+    dns: &'a Dns,
     handle: Handle,
 }
 

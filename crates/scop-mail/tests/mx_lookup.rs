@@ -1,6 +1,8 @@
 //! The relay finds mail servers through DNS: MX records by preference, the
 //! implicit MX, the null MX (RFC 7505) and a missing domain, answered by
-//! SCoP's own authoritative server (scop-dns) on loopback.
+//! SCoP's own authoritative server (scop-dns) on loopback, asked through
+//! the validating resolver with `test.` as a stub zone (unsigned, so the
+//! answers are insecure but usable).
 
 mod common;
 
@@ -8,11 +10,13 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use common::{Setup, domain, file_with, run_swaks};
+use scop_dns::hickory_proto::rr::Name;
 use scop_dns::policy::Policy;
+use scop_dns::resolver::{Config as ResolverConfig, Stub};
 use scop_dns::server::{Config, Server};
 use scop_dns::tsig::KeyRing;
 use scop_dns::{Engine, Zone};
-use scop_mail::mxlookup::{Answer, Plan, Stub, plan};
+use scop_mail::mxlookup::{Answer, Dns, Plan, plan};
 use scop_mail::relay::Routes;
 
 const ZONE: &str = "$ORIGIN b.test.\n$TTL 300\n\
@@ -48,11 +52,20 @@ async fn dns() -> SocketAddr {
     serve_zones(&[ZONE]).await
 }
 
-fn stub(addr: SocketAddr) -> Stub {
-    Stub {
-        servers: vec![addr],
-        timeout: Duration::from_secs(5),
-    }
+fn dns_with_timeout(addr: SocketAddr, timeout: Duration) -> Dns {
+    Dns::new(&ResolverConfig {
+        stubs: vec![Stub {
+            zone: Name::from_ascii("test.").unwrap(),
+            servers: vec![addr],
+        }],
+        timeout,
+        ..ResolverConfig::default()
+    })
+    .unwrap()
+}
+
+fn stub(addr: SocketAddr) -> Dns {
+    dns_with_timeout(addr, Duration::from_secs(5))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,10 +91,7 @@ async fn mx_records_implicit_and_null_mx() {
         ]
     );
     // A resolver that does not answer is a temporary failure.
-    let dead = Stub {
-        servers: vec!["127.0.0.1:9".parse().unwrap()],
-        timeout: Duration::from_millis(300),
-    };
+    let dead = dns_with_timeout("127.0.0.1:9".parse().unwrap(), Duration::from_millis(300));
     assert!(matches!(dead.mx("b.test").await, Answer::Temp(_)));
 }
 

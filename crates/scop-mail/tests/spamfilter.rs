@@ -54,6 +54,7 @@ async fn send(mx: std::net::SocketAddr, msg: &[u8]) -> Attempt {
         &envelope,
         msg,
         Timeouts::default(),
+        &[],
     )
     .await
 }

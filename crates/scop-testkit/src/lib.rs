@@ -80,6 +80,28 @@ pub fn debian_command(relative_binary: &str) -> std::process::Command {
     cmd
 }
 
+/// swaks (the Debian package's Perl script) with its Perl modules and
+/// libraries on the path, quiet, with a 20 s timeout.
+pub fn swaks() -> std::process::Command {
+    let root = peer_path("debian");
+    let mut cmd = std::process::Command::new("perl");
+    cmd.arg(peer_path("debian/usr/bin/swaks"));
+    let perl5 = [
+        root.join("usr/share/perl5"),
+        root.join("usr/lib/x86_64-linux-gnu/perl5/5.36"),
+    ];
+    cmd.env(
+        "PERL5LIB",
+        std::env::join_paths(perl5.iter()).expect("path"),
+    );
+    cmd.env(
+        "LD_LIBRARY_PATH",
+        std::env::join_paths([root.join("usr/lib/x86_64-linux-gnu")].iter()).expect("path"),
+    );
+    cmd.args(["--hide-informational", "--timeout", "20"]);
+    cmd
+}
+
 /// Every regular file under `dir`, sorted, recursively.
 pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

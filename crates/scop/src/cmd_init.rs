@@ -58,6 +58,10 @@ pub struct InitArgs {
     /// default: the system's).
     #[arg(long, value_name = "ADDR:PORT")]
     resolver: Vec<String>,
+    /// The DMARC policy published for the domain: what receivers do with
+    /// mail that fails authentication under its name.
+    #[arg(long, value_enum, default_value_t = DmarcPolicy::Quarantine)]
+    dmarc_policy: DmarcPolicy,
     /// Fixed route DOMAIN=HOST:PORT for outbound mail (repeatable).
     #[arg(long, value_name = "DOMAIN=ADDR")]
     route: Vec<String>,
@@ -190,7 +194,14 @@ pub fn run(args: InitArgs) -> Result<ExitCode> {
     // The zone.
     let zone_rel = PathBuf::from(format!("zones/{domain}.zone"));
     let serial = u64::from(year) * 1_000_000 + u64::from(month) * 10_000 + u64::from(day) * 100 + 1;
-    let zone = zone_text(&domain, &hostname, &args.ips, serial, &dkim_records);
+    let zone = zone_text(
+        &domain,
+        &hostname,
+        &args.ips,
+        serial,
+        &dkim_records,
+        args.dmarc_policy,
+    );
     write_file(&dir.join(&zone_rel), zone.as_bytes(), 0o644)?;
 
     // TLS for the public listeners.
@@ -229,6 +240,15 @@ pub fn run(args: InitArgs) -> Result<ExitCode> {
             tls_key: "tls/key.pem".into(),
             verify: true,
             resolvers: args.resolver.clone(),
+            // The domain's own zone comes from its own primary, validated
+            // with its own keys (the directory, so a rollover's new key is
+            // trusted too).
+            stub_zones: own_stub(&domain, &args.dns)?.into_iter().collect(),
+            trust_anchors: if args.dns == "off" {
+                vec![]
+            } else {
+                vec![dnssec_rel.clone()]
+            },
             routes: args.route.clone(),
             dkim,
             extra_args: vec![],
@@ -295,6 +315,27 @@ pub fn run(args: InitArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `p=` of the published DMARC record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum DmarcPolicy {
+    /// Only reports.
+    None,
+    /// Failing mail goes to the spam folder.
+    Quarantine,
+    /// Failing mail is refused.
+    Reject,
+}
+
+impl DmarcPolicy {
+    fn keyword(self) -> &'static str {
+        match self {
+            DmarcPolicy::None => "none",
+            DmarcPolicy::Quarantine => "quarantine",
+            DmarcPolicy::Reject => "reject",
+        }
+    }
+}
+
 /// The zone's master file.
 fn zone_text(
     domain: &str,
@@ -302,6 +343,7 @@ fn zone_text(
     ips: &[std::net::IpAddr],
     serial: u64,
     dkim: &[(String, String)],
+    dmarc: DmarcPolicy,
 ) -> String {
     let mut z = String::new();
     z.push_str(&format!("; {domain}, written by `scop init`.\n"));
@@ -313,7 +355,8 @@ fn zone_text(
     z.push_str(&format!("@ IN MX 10 {hostname}.\n"));
     z.push_str("@ IN TXT \"v=spf1 mx -all\"\n");
     z.push_str(&format!(
-        "_dmarc IN TXT \"v=DMARC1; p=quarantine; rua=mailto:dmarc-reports@{domain}\"\n"
+        "_dmarc IN TXT \"v=DMARC1; p={}; rua=mailto:dmarc-reports@{domain}\"\n",
+        dmarc.keyword()
     ));
     if hostname == domain || hostname.ends_with(&format!(".{domain}")) {
         for ip in ips {
@@ -443,9 +486,11 @@ mod tests {
             &["192.0.2.1".parse().unwrap(), "2001:db8::1".parse().unwrap()],
             2026112601,
             &dkim,
+            DmarcPolicy::Reject,
         );
         let zone = scop_dns::Zone::from_master(&text, None).expect("zone parses");
         let _ = zone;
+        assert!(text.contains("v=DMARC1; p=reject; rua=mailto:dmarc-reports@example.org"));
         assert!(text.contains("mail.example.org. IN AAAA 2001:db8::1"));
         assert!(text.contains("r202611._domainkey IN TXT ( \""));
     }
@@ -457,4 +502,23 @@ mod tests {
         assert_eq!(a.len(), 20);
         assert_ne!(a, b);
     }
+}
+
+/// `DOMAIN=ADDR:PORT` for the resolver to ask our own primary listening on
+/// `listen` ("off": none); a wildcard listener is reached on loopback.
+fn own_stub(domain: &str, listen: &str) -> Result<Option<String>> {
+    if listen == "off" {
+        return Ok(None);
+    }
+    let mut addr: std::net::SocketAddr = listen
+        .parse()
+        .with_context(|| format!("--dns {listen:?}: expected ADDR:PORT or off"))?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    Ok(Some(format!("{domain}={addr}")))
 }

@@ -58,10 +58,33 @@ pub struct ServeArgs {
     /// Send mail for DOMAIN to HOST:PORT (repeatable), e.g. b.test=127.0.0.3:25.
     #[arg(long, value_name = "DOMAIN=ADDR")]
     route: Vec<String>,
-    /// Recursive resolver for MX lookups (repeatable; default: the
-    /// nameservers of /etc/resolv.conf).
+    /// Recursive resolver for MX, SPF, DKIM and DMARC lookups (repeatable;
+    /// default: the nameservers of /etc/resolv.conf). Answers are
+    /// DNSSEC-validated from the root's keys (IANA's, or root keys given
+    /// with --trust-anchor).
     #[arg(long, value_name = "ADDR:PORT")]
     resolver: Vec<SocketAddr>,
+    /// Ask these authoritative servers directly for ZONE (repeatable), e.g.
+    /// alice.test=127.0.0.2:53. Validated when a --trust-anchor names the
+    /// zone, else used as insecure.
+    #[arg(long, value_name = "ZONE=ADDR:PORT[,ADDR:PORT]")]
+    stub_zone: Vec<scop_dns::resolver::Stub>,
+    /// Trusted DNSKEY records (repeatable): a file of DNSKEY lines, as in
+    /// the `.key` files of `scop dns keygen`, or a directory whose `*.key`
+    /// files are read.
+    #[arg(long, value_name = "FILE|DIR")]
+    trust_anchor: Vec<PathBuf>,
+    /// Do not validate DNSSEC (every answer is used as insecure).
+    #[arg(long)]
+    no_dnssec: bool,
+    /// Local address outbound SMTP connections come from (repeatable, one
+    /// per address family), e.g. the address the SPF record names.
+    #[arg(long, value_name = "IP")]
+    source_ip: Vec<std::net::IpAddr>,
+    /// Port of the mail servers found by MX lookup (25; another value only
+    /// for a test network).
+    #[arg(long, value_name = "PORT", default_value_t = 25)]
+    remote_port: u16,
     /// Send all other outbound mail through this host.
     #[arg(long, value_name = "ADDR")]
     smarthost: Option<SocketAddr>,
@@ -220,22 +243,14 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
             .or_insert_with(Vec::new)
             .push(addr);
     }
-    let stub = if a.resolver.is_empty() {
-        scop_mail::mxlookup::Stub::from_resolv_conf(
-            &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
-        )
-    } else {
-        scop_mail::mxlookup::Stub {
-            servers: a.resolver.clone(),
-            timeout: Duration::from_secs(5),
-        }
-    };
-    let stub = (!stub.servers.is_empty()).then_some(stub);
-    if a.verify && stub.is_none() {
-        bail!("--verify needs a resolver: give --resolver ADDR:PORT (none in /etc/resolv.conf)");
+    let dns = resolver(&a)?;
+    if a.verify && dns.is_none() {
+        bail!(
+            "--verify needs a resolver: give --resolver ADDR:PORT or --stub-zone (none in /etc/resolv.conf)"
+        );
     }
     let verifier = if a.verify {
-        stub.clone().map(|dns| scop_mail::verifier::Verifier {
+        dns.clone().map(|dns| scop_mail::verifier::Verifier {
             dns,
             authserv_id: a.hostname.clone().unwrap_or_else(system_hostname),
             enforce: !a.no_dmarc_enforce,
@@ -246,8 +261,9 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
     let routes = Routes {
         fixed,
         smarthost: a.smarthost.map(|s| vec![s]),
-        port: 25,
-        dns: stub,
+        port: a.remote_port,
+        dns,
+        source: a.source_ip.clone(),
     };
     let tls = match (&a.tls_cert, &a.tls_key) {
         (Some(c), Some(k)) => {
@@ -376,4 +392,60 @@ mod tests {
             assert!(parse_duration_secs(bad).is_err(), "{bad}");
         }
     }
+}
+
+/// The validating resolver of `--resolver`, `--stub-zone`,
+/// `--trust-anchor` and `--no-dnssec`; `None` without any server.
+fn resolver(a: &ServeArgs) -> Result<Option<scop_mail::mxlookup::Dns>> {
+    let forwarders = if a.resolver.is_empty() {
+        scop_dns::resolver::Config::forwarders_from_resolv_conf(
+            &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+        )
+    } else {
+        a.resolver.clone()
+    };
+    if forwarders.is_empty() && a.stub_zone.is_empty() {
+        return Ok(None);
+    }
+    let mut anchors = Vec::new();
+    for path in &a.trust_anchor {
+        anchors.extend(read_anchors(path)?);
+    }
+    let config = scop_dns::resolver::Config {
+        forwarders,
+        stubs: a.stub_zone.clone(),
+        anchors,
+        validate: !a.no_dnssec,
+        timeout: Duration::from_secs(5),
+    };
+    scop_mail::mxlookup::Dns::new(&config)
+        .map(Some)
+        .map_err(|e| anyhow::anyhow!("resolver: {e}"))
+}
+
+/// Trust anchors from a file, or from the `*.key` files of a directory.
+pub(crate) fn read_anchors(path: &Path) -> Result<Vec<scop_dns::resolver::Anchor>> {
+    let files = if path.is_dir() {
+        let mut v: Vec<PathBuf> = std::fs::read_dir(path)
+            .with_context(|| format!("read {}", path.display()))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|x| x == "key"))
+            .collect();
+        v.sort();
+        if v.is_empty() {
+            bail!("--trust-anchor {}: no .key file in it", path.display());
+        }
+        v
+    } else {
+        vec![path.to_path_buf()]
+    };
+    let mut out = Vec::new();
+    for f in files {
+        let text = std::fs::read_to_string(&f).with_context(|| format!("read {}", f.display()))?;
+        out.extend(
+            scop_dns::resolver::parse_anchors(&text)
+                .with_context(|| format!("trust anchor {}", f.display()))?,
+        );
+    }
+    Ok(out)
 }

@@ -136,6 +136,12 @@ fn specs(dir: &Path, config: &Config) -> Vec<Spec> {
     for r in &m.resolvers {
         args.extend([s("--resolver"), s(r)]);
     }
+    for z in &m.stub_zones {
+        args.extend([s("--stub-zone"), s(z)]);
+    }
+    for t in &m.trust_anchors {
+        args.extend([s("--trust-anchor"), path(t)]);
+    }
     for r in &m.routes {
         args.extend([s("--route"), s(r)]);
     }
@@ -465,6 +471,8 @@ mod tests {
                 tls_key: "/etc/key.pem".into(),
                 verify: true,
                 resolvers: vec!["127.0.0.1:5353".into()],
+                stub_zones: vec!["example.org=127.0.0.1:5353".into()],
+                trust_anchors: vec!["keys/dnssec".into()],
                 routes: vec![],
                 dkim: vec![DkimKey {
                     selector: "e202611".into(),
@@ -501,6 +509,10 @@ mod tests {
         let mail = text(&specs[1]);
         assert!(mail.contains("--tls-cert /srv/scop/tls/cert.pem --tls-key /etc/key.pem"));
         assert!(mail.contains("--dkim example.org:e202611:/srv/scop/keys/dkim/e202611.pem"));
-        assert!(mail.ends_with("--verify --resolver 127.0.0.1:5353 --dkim example.org:e202611:/srv/scop/keys/dkim/e202611.pem --greeting-delay 0"));
+        assert!(mail.ends_with(
+            "--verify --resolver 127.0.0.1:5353 \
+             --stub-zone example.org=127.0.0.1:5353 --trust-anchor /srv/scop/keys/dnssec \
+             --dkim example.org:e202611:/srv/scop/keys/dkim/e202611.pem --greeting-delay 0"
+        ));
     }
 }

@@ -58,6 +58,13 @@ pub struct MailSection {
     /// system's).
     #[serde(default)]
     pub resolvers: Vec<String>,
+    /// Zones asked from their own servers, `ZONE=ADDR:PORT` (the domain's
+    /// own zone from its own primary).
+    #[serde(default)]
+    pub stub_zones: Vec<String>,
+    /// Trusted DNSKEY files, or directories of `.key` files.
+    #[serde(default)]
+    pub trust_anchors: Vec<PathBuf>,
     /// Fixed routes, `DOMAIN=HOST:PORT`.
     #[serde(default)]
     pub routes: Vec<String>,
@@ -164,6 +171,8 @@ mod tests {
                 tls_key: "tls/key.pem".into(),
                 verify: true,
                 resolvers: vec![],
+                stub_zones: vec!["example.org=127.0.0.1:53".into()],
+                trust_anchors: vec!["keys/dnssec".into()],
                 routes: vec![],
                 dkim: vec![DkimKey {
                     selector: "r202611".into(),

@@ -2,129 +2,14 @@
 //! authenticated submission, signs and delivers; the supervisor restarts a
 //! killed compartment and stops everything on SIGTERM.
 
-use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const SCOP: &str = env!("CARGO_BIN_EXE_scop");
+mod deploy;
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-fn scop(args: &[&str], stdin: &str) -> Output {
-    let mut child = Command::new(SCOP)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
-}
-
-fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !ready() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn listening(addr: SocketAddr) -> bool {
-    TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
-}
-
-fn status_json(dir: &Path) -> serde_json::Value {
-    let bytes = std::fs::read(dir.join("run/status.json")).unwrap_or_default();
-    serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null)
-}
-
-fn compartment(dir: &Path, name: &str) -> (u64, String, u64) {
-    let status = status_json(dir);
-    let c = status["compartments"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .find(|c| c["name"] == name)
-        .cloned()
-        .unwrap_or_default();
-    (
-        c["pid"].as_u64().unwrap_or(0),
-        c["state"].as_str().unwrap_or("").to_string(),
-        c["restarts"].as_u64().unwrap_or(0),
-    )
-}
-
-fn signal(pid: u64, sig: &str) {
-    let ok = Command::new("kill")
-        .args([sig, &pid.to_string()])
-        .status()
-        .unwrap()
-        .success();
-    assert!(ok, "kill {sig} {pid}");
-}
-
-fn dig(port: u16, args: &[&str]) -> String {
-    let out = scop_testkit::debian_command("usr/bin/dig")
-        .args([
-            "@127.0.0.1",
-            "-p",
-            &port.to_string(),
-            "+short",
-            "+time=2",
-            "+tries=2",
-        ])
-        .args(args)
-        .output()
-        .expect("dig runs (cargo xtask peers installs it)");
-    assert!(out.status.success(), "dig {args:?}: {out:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-struct Supervisor(Child);
-
-impl Drop for Supervisor {
-    fn drop(&mut self) {
-        if let Ok(Some(_)) = self.0.try_wait() {
-            return;
-        }
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(_)) = self.0.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let _ = self.0.kill();
-    }
-}
-
-fn mode(path: &Path) -> u32 {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
-}
-
-fn delivered(maildir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(maildir.join("new"))
-        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default()
-}
+use deploy::*;
 
 #[test]
 fn init_then_up_serves_signs_delivers_and_restarts() {
@@ -300,6 +185,36 @@ with smtplib.SMTP_SSL("127.0.0.1", {subs}, context=ctx, timeout=20) as s:
             "{s} signature: {message}"
         );
     }
+
+    // Mail from outside through the MX: the verifier asks the validating
+    // resolver, which takes alice.test from the domain's own primary (a
+    // stub zone) and validates it with the domain's DNSSEC key. SPF
+    // passes (mx.alice.test is 127.0.0.1) and DMARC by SPF alignment; a
+    // bogus or unreachable answer would give temperror instead.
+    let script = format!(
+        r#"
+import smtplib
+with smtplib.SMTP("127.0.0.1", {mx}, timeout=30) as s:
+    s.ehlo("mx.alice.test")
+    s.sendmail("bounces@alice.test", ["postmaster@alice.test"],
+        "From: someone@alice.test\r\nTo: postmaster@alice.test\r\nSubject: through the mx\r\n\r\nHi.\r\n")
+"#
+    );
+    let py = Command::new(scop_testkit::python())
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(py.status.success(), "smtplib to the MX: {py:?}");
+    wait_for("delivery through the MX", Duration::from_secs(30), || {
+        delivered(&maildir).len() >= 2
+    });
+    let through_mx = delivered(&maildir)
+        .iter()
+        .map(|p| std::fs::read_to_string(p).unwrap())
+        .find(|m| m.contains("Subject: through the mx"))
+        .expect("the MX message");
+    assert!(through_mx.contains("spf=pass"), "{through_mx}");
+    assert!(through_mx.contains("dmarc=pass"), "{through_mx}");
 
     // `scop status` sees everything running.
     let st = scop(&["status", "--dir", dir_s], "");

@@ -168,21 +168,7 @@ pub async fn domain(name: &str, users: &[(&str, &str)], setup: Setup) -> Domain 
 
 /// The swaks command (Perl script from Debian, with the TLS modules).
 pub fn swaks() -> Command {
-    let root = scop_testkit::peer_path("debian");
-    let script = scop_testkit::peer_path("debian/usr/bin/swaks");
-    let mut cmd = Command::new("perl");
-    cmd.arg(script);
-    let perl5 = [
-        root.join("usr/share/perl5"),
-        root.join("usr/lib/x86_64-linux-gnu/perl5/5.36"),
-    ];
-    cmd.env("PERL5LIB", std::env::join_paths(perl5.iter()).unwrap());
-    cmd.env(
-        "LD_LIBRARY_PATH",
-        std::env::join_paths([root.join("usr/lib/x86_64-linux-gnu")].iter()).unwrap(),
-    );
-    cmd.args(["--hide-informational", "--timeout", "20"]);
-    cmd
+    scop_testkit::swaks()
 }
 
 /// Runs swaks off the async runtime; returns (exit success, transcript).

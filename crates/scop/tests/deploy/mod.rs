@@ -1,0 +1,127 @@
+//! Helpers of the deployment tests: the `scop` binary, waiting, the
+//! supervisor stopped on drop, Maildir and status reading.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+pub const SCOP: &str = env!("CARGO_BIN_EXE_scop");
+
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn scop(args: &[&str], stdin: &str) -> Output {
+    let mut child = Command::new(SCOP)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+pub fn wait_for(what: &str, limit: Duration, mut ready: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !ready() {
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+pub fn listening(addr: SocketAddr) -> bool {
+    TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok()
+}
+
+pub fn status_json(dir: &Path) -> serde_json::Value {
+    let bytes = std::fs::read(dir.join("run/status.json")).unwrap_or_default();
+    serde_json::from_slice(&bytes).unwrap_or(serde_json::Value::Null)
+}
+
+pub fn compartment(dir: &Path, name: &str) -> (u64, String, u64) {
+    let status = status_json(dir);
+    let c = status["compartments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["name"] == name)
+        .cloned()
+        .unwrap_or_default();
+    (
+        c["pid"].as_u64().unwrap_or(0),
+        c["state"].as_str().unwrap_or("").to_string(),
+        c["restarts"].as_u64().unwrap_or(0),
+    )
+}
+
+pub fn signal(pid: u64, sig: &str) {
+    let ok = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill {sig} {pid}");
+}
+
+pub fn dig(port: u16, args: &[&str]) -> String {
+    let out = scop_testkit::debian_command("usr/bin/dig")
+        .args([
+            "@127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "+short",
+            "+time=2",
+            "+tries=2",
+        ])
+        .args(args)
+        .output()
+        .expect("dig runs (cargo xtask peers installs it)");
+    assert!(out.status.success(), "dig {args:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub struct Supervisor(pub Child);
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        if let Ok(Some(_)) = self.0.try_wait() {
+            return;
+        }
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.0.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.0.kill();
+    }
+}
+
+pub fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+pub fn delivered(maildir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(maildir.join("new"))
+        .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default()
+}
