@@ -39,12 +39,34 @@ pub struct Verification {
     pub dmarc: String,
 }
 
-struct Blocking<'a> {
+/// The resolver seen through the synchronous resolver traits of scop-spf,
+/// scop-dmarc and scop-dkim: each lookup waits on `handle` (a
+/// multi-threaded runtime), so use it from a blocking thread or outside
+/// any runtime.
+#[derive(Debug)]
+pub struct BlockingDns<'a> {
     dns: &'a Dns,
     handle: Handle,
 }
 
-impl Blocking<'_> {
+impl<'a> BlockingDns<'a> {
+    /// Lookups through `dns`, driven by `handle`.
+    pub fn new(dns: &'a Dns, handle: Handle) -> Self {
+        BlockingDns { dns, handle }
+    }
+
+    /// The DKIM key record lookup of `scop_dkim::verify_message`.
+    pub fn dkim_txt(&self, name: &str) -> scop_dkim::DnsAnswer {
+        match self.txt(name) {
+            Answer::Records(v) => scop_dkim::DnsAnswer::Txt(v),
+            Answer::NoData => scop_dkim::DnsAnswer::Txt(Vec::new()),
+            Answer::NxDomain => scop_dkim::DnsAnswer::NxDomain,
+            Answer::Temp(_) => scop_dkim::DnsAnswer::TempError,
+        }
+    }
+}
+
+impl BlockingDns<'_> {
     fn ask(&self, name: &str, t: RecordType) -> Answer<RData> {
         self.handle.block_on(self.dns.query(name, t))
     }
@@ -63,7 +85,7 @@ impl Blocking<'_> {
     }
 }
 
-impl scop_spf::Resolver for Blocking<'_> {
+impl scop_spf::Resolver for BlockingDns<'_> {
     fn lookup(&self, q: &scop_spf::Query) -> scop_spf::DnsAnswer {
         use scop_spf::{DnsAnswer, QueryType, RData as S};
         let t = match q.qtype {
@@ -113,7 +135,7 @@ impl scop_spf::Resolver for Blocking<'_> {
     }
 }
 
-impl scop_dmarc::Resolver for Blocking<'_> {
+impl scop_dmarc::Resolver for BlockingDns<'_> {
     fn lookup(&self, q: &scop_dmarc::Query) -> scop_dmarc::DnsAnswer {
         use scop_dmarc::{DnsAnswer, QueryType};
         let answer = match q.qtype {
@@ -188,21 +210,13 @@ impl Verifier {
         now: i64,
         dmarc_sample: u8,
     ) -> Verification {
-        let r = Blocking {
-            dns: &self.dns,
-            handle,
-        };
+        let r = BlockingDns::new(&self.dns, handle);
         let request = scop_spf::Request::mail_from(ip, mail_from, helo);
         let spf = scop_spf::check_host_with(&r, request.clone(), scop_spf::Options::default());
         let now_u = u64::try_from(now).unwrap_or(0);
         let dkim =
-            scop_dkim::verify_message(message, scop_dkim::VerifyOptions::at(now_u), |name| match r
-                .txt(name)
-            {
-                Answer::Records(v) => scop_dkim::DnsAnswer::Txt(v),
-                Answer::NoData => scop_dkim::DnsAnswer::Txt(Vec::new()),
-                Answer::NxDomain => scop_dkim::DnsAnswer::NxDomain,
-                Answer::Temp(_) => scop_dkim::DnsAnswer::TempError,
+            scop_dkim::verify_message(message, scop_dkim::VerifyOptions::at(now_u), |name| {
+                r.dkim_txt(name)
             });
         let (_, dmarc) = scop_dmarc::check_message(
             &r,

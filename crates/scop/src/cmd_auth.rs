@@ -1,6 +1,7 @@
 //! `scop spf check` and `scop auth check`: SPF (scop-spf), DKIM
 //! (scop-dkim) and DMARC (scop-dmarc) from the command line, with DNS data
-//! from RFC 1035 master files (`--dns-zone`, see [`crate::zonefile`]).
+//! from RFC 1035 master files (`--dns-zone`, see [`crate::zonefile`]) or,
+//! without them, from the validating resolver.
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
@@ -70,10 +71,12 @@ struct Envelope {
     /// The HELO/EHLO name.
     #[arg(long)]
     helo: String,
-    /// An RFC 1035 master file with the DNS data to use (repeatable).
-    /// Required for now: scop has no system resolver yet.
+    /// An RFC 1035 master file with the DNS data to use (repeatable);
+    /// without it, the validating resolver asks the DNS.
     #[arg(long = "dns-zone", value_name = "FILE")]
     dns_zone: Vec<PathBuf>,
+    #[command(flatten)]
+    dns: crate::cmd_mail::ResolverArgs,
     /// The receiving host's name (Received-SPF `receiver=`, the `%{r}`
     /// macro).
     #[arg(long, default_value = "localhost")]
@@ -84,22 +87,50 @@ struct Envelope {
     now: Option<u64>,
 }
 
+/// DNS data for the three checks: what the SPF, DMARC and DKIM libraries
+/// ask.
+trait Dns: scop_spf::Resolver + scop_dmarc::Resolver {
+    fn dkim_txt(&self, name: &str) -> scop_dkim::DnsAnswer;
+}
+
+impl Dns for Zone {
+    fn dkim_txt(&self, name: &str) -> scop_dkim::DnsAnswer {
+        self.dkim(name)
+    }
+}
+
+impl Dns for scop_mail::verifier::BlockingDns<'_> {
+    fn dkim_txt(&self, name: &str) -> scop_dkim::DnsAnswer {
+        scop_mail::verifier::BlockingDns::dkim_txt(self, name)
+    }
+}
+
 impl Envelope {
-    fn zone(&self) -> Result<Zone> {
-        if self.dns_zone.is_empty() {
+    /// Runs `f` with the master files' data, or with the resolver.
+    fn with_dns<T>(&self, f: impl FnOnce(&dyn Dns) -> T) -> Result<T> {
+        if !self.dns_zone.is_empty() {
+            let mut zone = Zone::default();
+            for path in &self.dns_zone {
+                zone.load(path)?;
+            }
+            for w in &zone.warnings {
+                eprintln!("scop: warning: {w}");
+            }
+            return Ok(f(&zone));
+        }
+        let Some(dns) = crate::cmd_mail::resolver(&self.dns)? else {
             bail!(
-                "no system resolver yet: give the DNS data with --dns-zone FILE (an RFC 1035 \
-                 master file; repeat for several zones)"
+                "no DNS: give --resolver ADDR:PORT or --stub-zone ZONE=ADDR:PORT (none in \
+                 /etc/resolv.conf), or the data with --dns-zone FILE"
             );
-        }
-        let mut zone = Zone::default();
-        for path in &self.dns_zone {
-            zone.load(path)?;
-        }
-        for w in &zone.warnings {
-            eprintln!("scop: warning: {w}");
-        }
-        Ok(zone)
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .context("start the async runtime")?;
+        let blocking = scop_mail::verifier::BlockingDns::new(&dns, runtime.handle().clone());
+        Ok(f(&blocking))
     }
 
     fn now(&self) -> u64 {
@@ -110,7 +141,7 @@ impl Envelope {
         })
     }
 
-    fn spf(&self, zone: &Zone) -> (scop_spf::Request, scop_spf::Output) {
+    fn spf(&self, dns: &dyn Dns) -> (scop_spf::Request, scop_spf::Output) {
         let request =
             scop_spf::Request::mail_from(self.ip, self.mail_from.clone(), self.helo.clone());
         let options = scop_spf::Options {
@@ -118,7 +149,7 @@ impl Envelope {
             receiver_host: self.receiver.clone(),
             ..scop_spf::Options::default()
         };
-        let output = scop_spf::check_host_with(zone, request.clone(), options);
+        let output = scop_spf::check_host_with(&Spf(dns), request.clone(), options);
         (request, output)
     }
 }
@@ -126,8 +157,7 @@ impl Envelope {
 pub fn run_spf(cmd: SpfCommand) -> Result<ExitCode> {
     match cmd {
         SpfCommand::Check(args) => {
-            let zone = args.envelope.zone()?;
-            let (request, output) = args.envelope.spf(&zone);
+            let (request, output) = args.envelope.with_dns(|dns| args.envelope.spf(dns))?;
             println!("{}", output.result);
             println!(
                 "{}",
@@ -158,7 +188,6 @@ fn random_sample() -> u8 {
 
 fn auth_check(args: AuthCheckArgs) -> Result<ExitCode> {
     let env = &args.envelope;
-    let zone = env.zone()?;
     let mut message = Vec::new();
     std::io::stdin()
         .take(MAX_MESSAGE_BYTES + 1)
@@ -167,20 +196,23 @@ fn auth_check(args: AuthCheckArgs) -> Result<ExitCode> {
     if message.len() as u64 > MAX_MESSAGE_BYTES {
         bail!("message larger than {MAX_MESSAGE_BYTES} bytes");
     }
-    let (request, spf) = env.spf(&zone);
-    let dkim =
-        scop_dkim::verify_message(&message, scop_dkim::VerifyOptions::at(env.now()), |name| {
-            zone.dkim(name)
-        });
     let sample = args.pct_sample.unwrap_or_else(random_sample);
     let options = scop_dmarc::Options::with_sample(sample).tree_walk(args.dmarcbis);
-    let (_, dmarc) = scop_dmarc::check_message(
-        &zone,
-        &message,
-        Some(scop_dmarc::SpfAuth::from_spf(&request, &spf)),
-        &dkim,
-        options,
-    );
+    let (request, spf, dkim, dmarc) = env.with_dns(|dns| {
+        let (request, spf) = env.spf(dns);
+        let dkim =
+            scop_dkim::verify_message(&message, scop_dkim::VerifyOptions::at(env.now()), |name| {
+                dns.dkim_txt(name)
+            });
+        let (_, dmarc) = scop_dmarc::check_message(
+            &Dmarc(dns),
+            &message,
+            Some(scop_dmarc::SpfAuth::from_spf(&request, &spf)),
+            &dkim,
+            options,
+        );
+        (request, spf, dkim, dmarc)
+    })?;
     let mut ar = scop_dmarc::AuthenticationResults::new(&args.authserv_id)
         .push(scop_dmarc::MethodResult::spf(&request, &spf));
     if dkim.iter().all(|d| d.result == scop_dkim::DkimResult::None) {
@@ -195,4 +227,22 @@ fn auth_check(args: AuthCheckArgs) -> Result<ExitCode> {
     ar = ar.push(scop_dmarc::MethodResult::dmarc(&dmarc));
     println!("{ar}");
     Ok(ExitCode::SUCCESS)
+}
+
+/// `&dyn Dns` seen as the SPF library's resolver.
+struct Spf<'a>(&'a dyn Dns);
+
+impl scop_spf::Resolver for Spf<'_> {
+    fn lookup(&self, q: &scop_spf::Query) -> scop_spf::DnsAnswer {
+        scop_spf::Resolver::lookup(self.0, q)
+    }
+}
+
+/// `&dyn Dns` seen as the DMARC library's resolver.
+struct Dmarc<'a>(&'a dyn Dns);
+
+impl scop_dmarc::Resolver for Dmarc<'_> {
+    fn lookup(&self, q: &scop_dmarc::Query) -> scop_dmarc::DnsAnswer {
+        scop_dmarc::Resolver::lookup(self.0, q)
+    }
 }

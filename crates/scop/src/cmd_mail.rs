@@ -58,25 +58,8 @@ pub struct ServeArgs {
     /// Send mail for DOMAIN to HOST:PORT (repeatable), e.g. b.test=127.0.0.3:25.
     #[arg(long, value_name = "DOMAIN=ADDR")]
     route: Vec<String>,
-    /// Recursive resolver for MX, SPF, DKIM and DMARC lookups (repeatable;
-    /// default: the nameservers of /etc/resolv.conf). Answers are
-    /// DNSSEC-validated from the root's keys (IANA's, or root keys given
-    /// with --trust-anchor).
-    #[arg(long, value_name = "ADDR:PORT")]
-    resolver: Vec<SocketAddr>,
-    /// Ask these authoritative servers directly for ZONE (repeatable), e.g.
-    /// alice.test=127.0.0.2:53. Validated when a --trust-anchor names the
-    /// zone, else used as insecure.
-    #[arg(long, value_name = "ZONE=ADDR:PORT[,ADDR:PORT]")]
-    stub_zone: Vec<scop_dns::resolver::Stub>,
-    /// Trusted DNSKEY records (repeatable): a file of DNSKEY lines, as in
-    /// the `.key` files of `scop dns keygen`, or a directory whose `*.key`
-    /// files are read.
-    #[arg(long, value_name = "FILE|DIR")]
-    trust_anchor: Vec<PathBuf>,
-    /// Do not validate DNSSEC (every answer is used as insecure).
-    #[arg(long)]
-    no_dnssec: bool,
+    #[command(flatten)]
+    dns: ResolverArgs,
     /// Local address outbound SMTP connections come from (repeatable, one
     /// per address family), e.g. the address the SPF record names.
     #[arg(long, value_name = "IP")]
@@ -243,7 +226,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
             .or_insert_with(Vec::new)
             .push(addr);
     }
-    let dns = resolver(&a)?;
+    let dns = resolver(&a.dns)?;
     if a.verify && dns.is_none() {
         bail!(
             "--verify needs a resolver: give --resolver ADDR:PORT or --stub-zone (none in /etc/resolv.conf)"
@@ -394,9 +377,33 @@ mod tests {
     }
 }
 
+/// Where DNS answers come from: the validating resolver's options.
+#[derive(Debug, Clone, Args)]
+pub(crate) struct ResolverArgs {
+    /// Recursive resolver for MX, SPF, DKIM and DMARC lookups (repeatable;
+    /// default: the nameservers of /etc/resolv.conf). Answers are
+    /// DNSSEC-validated from the root's keys (IANA's, or root keys given
+    /// with --trust-anchor).
+    #[arg(long, value_name = "ADDR:PORT")]
+    pub(crate) resolver: Vec<SocketAddr>,
+    /// Ask these authoritative servers directly for ZONE (repeatable), e.g.
+    /// alice.test=127.0.0.2:53. Validated when a --trust-anchor names the
+    /// zone, else used as insecure.
+    #[arg(long, value_name = "ZONE=ADDR:PORT[,ADDR:PORT]")]
+    pub(crate) stub_zone: Vec<scop_dns::resolver::Stub>,
+    /// Trusted DNSKEY records (repeatable): a file of DNSKEY lines, as in
+    /// the `.key` files of `scop dns keygen`, or a directory whose `*.key`
+    /// files are read.
+    #[arg(long, value_name = "FILE|DIR")]
+    pub(crate) trust_anchor: Vec<PathBuf>,
+    /// Do not validate DNSSEC (every answer is used as insecure).
+    #[arg(long)]
+    pub(crate) no_dnssec: bool,
+}
+
 /// The validating resolver of `--resolver`, `--stub-zone`,
 /// `--trust-anchor` and `--no-dnssec`; `None` without any server.
-fn resolver(a: &ServeArgs) -> Result<Option<scop_mail::mxlookup::Dns>> {
+pub(crate) fn resolver(a: &ResolverArgs) -> Result<Option<scop_mail::mxlookup::Dns>> {
     let forwarders = if a.resolver.is_empty() {
         scop_dns::resolver::Config::forwarders_from_resolv_conf(
             &std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),

@@ -416,3 +416,48 @@ fn dnssec_keygen_ds_serve_and_rollover() {
         );
     }
 }
+
+/// `scop spf check` without `--dns-zone` asks the validating resolver. With
+/// a stub zone to our signed primary and the zone's key directory as trust
+/// anchor, SPF passes or fails on the validated record; with another key
+/// as anchor every answer is bogus, and the check is a temperror rather
+/// than a result drawn from unvalidated data.
+#[test]
+fn spf_check_through_the_validating_resolver() {
+    let dir = scratch("resolver");
+    std::fs::write(
+        dir.join("zone"),
+        format!("{ZONE}@ TXT \"v=spf1 ip4:192.0.2.10 -all\"\n"),
+    )
+    .unwrap();
+    let keys = dir.join("keys");
+    let other = dir.join("other");
+    for d in [&keys, &other] {
+        let out = scop()
+            .args(["dns", "keygen", "example.org", "--dir"])
+            .arg(d)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+    }
+    let (_serve, port) = serve_signed(&dir, &keys);
+    let spf = |ip: &str, anchor: &Path| {
+        let out = scop()
+            .args(["spf", "check", "--ip", ip, "--mail-from", "a@example.org"])
+            .args(["--helo", "client.example.org", "--resolver", "127.0.0.1:9"])
+            .args(["--stub-zone", &format!("example.org=127.0.0.1:{port}")])
+            .arg("--trust-anchor")
+            .arg(anchor)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string()
+    };
+    assert_eq!(spf("192.0.2.10", &keys), "pass");
+    assert_eq!(spf("192.0.2.11", &keys), "fail");
+    assert_eq!(spf("192.0.2.10", &other), "temperror");
+}
