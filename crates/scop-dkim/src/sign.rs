@@ -317,6 +317,17 @@ impl Signer {
         &self.key
     }
 
+    /// The selector (`s=`): the key record is at
+    /// `<selector>._domainkey.<domain>`.
+    pub fn selector(&self) -> &str {
+        &self.selector
+    }
+
+    /// The signing domain (`d=`).
+    pub fn domain(&self) -> &str {
+        &self.domain
+    }
+
     /// A body hasher matching this signer, for streaming large bodies into
     /// [`Signer::sign_with_body_hash`].
     pub fn body_hasher(&self) -> BodyHasher {

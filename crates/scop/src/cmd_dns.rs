@@ -417,7 +417,7 @@ fn rollover(args: RolloverArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn read_keys(path: &Path) -> Result<Vec<Key>> {
+pub(crate) fn read_keys(path: &Path) -> Result<Vec<Key>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("read TSIG key file {}", path.display()))?;
     Key::parse_bind(&text).with_context(|| format!("TSIG key file {}", path.display()))
@@ -632,20 +632,8 @@ fn update(args: UpdateArgs) -> Result<ExitCode> {
             }
         }
     };
-    let mut id = [0u8; 2];
-    aws_lc_rs::rand::fill(&mut id).map_err(|_| anyhow::anyhow!("no randomness available"))?;
-    let id = u16::from_be_bytes(id);
-    let (bytes, mut chain) = client::signed_update(&zone, id, &[change], &key, now())?;
-    let reply = exchange_tcp(args.server, &bytes)
-        .with_context(|| format!("send the update to {}", args.server))?;
-    let verdict = client::check_reply(&mut chain, id, &reply, now())?;
-    let tsig_note = match verdict.tsig_error {
-        0 => String::new(),
-        tsig::error_code::BADSIG => " (TSIG: BADSIG, wrong secret)".into(),
-        tsig::error_code::BADKEY => " (TSIG: BADKEY, unknown key or algorithm)".into(),
-        tsig::error_code::BADTIME => " (TSIG: BADTIME, clocks differ)".into(),
-        other => format!(" (TSIG error {other})"),
-    };
+    let verdict = send_update(args.server, &zone, &[change], &key)?;
+    let tsig_note = tsig_note(verdict.tsig_error);
     if verdict.rcode == ResponseCode::NoError && verdict.tsig_error == 0 {
         println!("update: NOERROR");
         Ok(ExitCode::SUCCESS)
@@ -658,6 +646,44 @@ fn update(args: UpdateArgs) -> Result<ExitCode> {
         }
         Ok(ExitCode::from(1))
     }
+}
+
+/// Sends `changes` to `zone` on `server` (TCP) in an UPDATE signed with
+/// `key`, and checks the reply's signature; returns the server's verdict.
+pub(crate) fn send_update(
+    server: SocketAddr,
+    zone: &Name,
+    changes: &[Change],
+    key: &tsig::Key,
+) -> Result<client::Reply> {
+    let mut id = [0u8; 2];
+    aws_lc_rs::rand::fill(&mut id).map_err(|_| anyhow::anyhow!("no randomness available"))?;
+    let id = u16::from_be_bytes(id);
+    let (bytes, mut chain) = client::signed_update(zone, id, changes, key, now())?;
+    let reply =
+        exchange_tcp(server, &bytes).with_context(|| format!("send the update to {server}"))?;
+    Ok(client::check_reply(&mut chain, id, &reply, now())?)
+}
+
+/// What a TSIG error code means, as a suffix for messages ("" for none).
+pub(crate) fn tsig_note(error: u16) -> String {
+    match error {
+        0 => String::new(),
+        tsig::error_code::BADSIG => " (TSIG: BADSIG, wrong secret)".into(),
+        tsig::error_code::BADKEY => " (TSIG: BADKEY, unknown key or algorithm)".into(),
+        tsig::error_code::BADTIME => " (TSIG: BADTIME, clocks differ)".into(),
+        other => format!(" (TSIG error {other})"),
+    }
+}
+
+/// TXT data in master-file syntax: quoted character-strings of at most
+/// 255 bytes each (RFC 1035 3.3.14), separated by spaces.
+pub(crate) fn txt_strings(text: &str) -> String {
+    text.as_bytes()
+        .chunks(255)
+        .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn exchange_tcp(server: SocketAddr, request: &[u8]) -> Result<Vec<u8>> {

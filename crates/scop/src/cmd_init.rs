@@ -243,7 +243,10 @@ pub fn run(args: InitArgs) -> Result<ExitCode> {
             // The domain's own zone comes from its own primary, validated
             // with its own keys (the directory, so a rollover's new key is
             // trusted too).
-            stub_zones: own_stub(&domain, &args.dns)?.into_iter().collect(),
+            stub_zones: own_dns(&args.dns)?
+                .map(|addr| format!("{domain}={addr}"))
+                .into_iter()
+                .collect(),
             trust_anchors: if args.dns == "off" {
                 vec![]
             } else {
@@ -251,6 +254,9 @@ pub fn run(args: InitArgs) -> Result<ExitCode> {
             },
             routes: args.route.clone(),
             dkim,
+            // The signer publishes its keys to our primary at each start.
+            dkim_publish: own_dns(&args.dns)?.map(|a| a.to_string()),
+            dkim_tsig_key: (args.dns != "off").then(|| tsig_rel.clone()),
             extra_args: vec![],
         },
         dns: (args.dns != "off").then(|| DnsSection {
@@ -365,15 +371,9 @@ fn zone_text(
         }
     }
     for (selector, txt) in dkim {
-        // TXT character-strings hold at most 255 bytes each.
-        let strings: Vec<String> = txt
-            .as_bytes()
-            .chunks(255)
-            .map(|c| format!("\"{}\"", String::from_utf8_lossy(c)))
-            .collect();
         z.push_str(&format!(
             "{selector}._domainkey IN TXT ( {} )\n",
-            strings.join(" ")
+            crate::cmd_dns::txt_strings(txt)
         ));
     }
     z
@@ -504,9 +504,9 @@ mod tests {
     }
 }
 
-/// `DOMAIN=ADDR:PORT` for the resolver to ask our own primary listening on
-/// `listen` ("off": none); a wildcard listener is reached on loopback.
-fn own_stub(domain: &str, listen: &str) -> Result<Option<String>> {
+/// Where our own primary listening on `listen` is reached ("off": none);
+/// a wildcard listener is reached on loopback.
+fn own_dns(listen: &str) -> Result<Option<std::net::SocketAddr>> {
     if listen == "off" {
         return Ok(None);
     }
@@ -520,5 +520,5 @@ fn own_stub(domain: &str, listen: &str) -> Result<Option<String>> {
             std::net::Ipv6Addr::LOCALHOST.into()
         });
     }
-    Ok(Some(format!("{domain}={addr}")))
+    Ok(Some(addr))
 }

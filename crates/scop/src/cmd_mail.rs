@@ -110,6 +110,15 @@ pub struct ServeArgs {
     /// and for each domain.
     #[arg(long, value_name = "DOMAIN:SELECTOR:KEYFILE")]
     dkim: Vec<String>,
+    /// Publish the TXT record of each --dkim key at start, in a
+    /// TSIG-signed UPDATE to this DNS primary (retried for a minute while
+    /// the primary starts).
+    #[arg(long, value_name = "ADDR:PORT", requires = "dkim_tsig_key")]
+    dkim_publish: Option<SocketAddr>,
+    /// The TSIG key file (BIND syntax) for --dkim-publish; the primary's
+    /// policy should let it touch only `*._domainkey` TXT records.
+    #[arg(long, value_name = "FILE", requires = "dkim_publish")]
+    dkim_tsig_key: Option<PathBuf>,
     /// Check SPF, DKIM and DMARC on the MX through the resolver, add
     /// Authentication-Results, and apply DMARC policies (reject,
     /// quarantine into Junk).
@@ -297,6 +306,9 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
             .or_default()
             .push(signer);
     }
+    if let (Some(server), Some(key_file)) = (a.dkim_publish, &a.dkim_tsig_key) {
+        publish_dkim(server, key_file, &dkim)?;
+    }
     let mx = listen("mx", &a.mx)?;
     let submission = listen("submission", &a.submission)?;
     let submissions = listen("submissions", &a.submissions)?;
@@ -455,4 +467,74 @@ pub(crate) fn read_anchors(path: &Path) -> Result<Vec<scop_dns::resolver::Anchor
         );
     }
     Ok(out)
+}
+
+/// Publishing DKIM keys gives up after this long.
+const DKIM_PUBLISH_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Replaces `<selector>._domainkey.<domain>` TXT with each signer's key
+/// record on the primary `server`, in the background: the primary may
+/// still be starting. A refusal (policy, TSIG) is logged and not retried.
+fn publish_dkim(
+    server: SocketAddr,
+    key_file: &Path,
+    signers: &HashMap<String, Vec<scop_dkim::Signer>>,
+) -> Result<()> {
+    let key = crate::cmd_dns::read_keys(key_file)?
+        .into_iter()
+        .next()
+        .with_context(|| format!("no key in {}", key_file.display()))?;
+    let mut updates = Vec::new();
+    for (domain, list) in signers {
+        let zone = scop_dns::tsig::parse_name(domain)?;
+        let mut changes = Vec::new();
+        for signer in list {
+            let txt = signer.key().dns_txt()?;
+            let record = scop_dns::client::parse_record(
+                &zone,
+                &format!("{}._domainkey", signer.selector()),
+                3600,
+                "TXT",
+                &crate::cmd_dns::txt_strings(&txt),
+            )?;
+            changes.push(scop_dns::client::Change::Replace(record));
+        }
+        updates.push((zone, changes));
+    }
+    std::thread::spawn(move || {
+        for (zone, changes) in updates {
+            let start = std::time::Instant::now();
+            let mut wait = Duration::from_millis(250);
+            loop {
+                match crate::cmd_dns::send_update(server, &zone, &changes, &key) {
+                    Ok(r)
+                        if r.rcode == scop_dns::hickory_proto::op::ResponseCode::NoError
+                            && r.tsig_error == 0 =>
+                    {
+                        tracing::info!(%zone, %server, keys = changes.len(), "DKIM keys published");
+                        break;
+                    }
+                    Ok(r) => {
+                        tracing::error!(
+                            %zone, %server,
+                            "DKIM key publication refused: {}{}",
+                            r.rcode,
+                            crate::cmd_dns::tsig_note(r.tsig_error)
+                        );
+                        break;
+                    }
+                    Err(e) if start.elapsed() < DKIM_PUBLISH_PATIENCE => {
+                        tracing::debug!(%zone, %server, "DKIM key publication: {e:#}; retrying");
+                        std::thread::sleep(wait);
+                        wait = (wait * 2).min(Duration::from_secs(5));
+                    }
+                    Err(e) => {
+                        tracing::error!(%zone, %server, "DKIM key publication failed: {e:#}");
+                        break;
+                    }
+                }
+            }
+        }
+    });
+    Ok(())
 }

@@ -142,6 +142,10 @@ fn specs(dir: &Path, config: &Config) -> Vec<Spec> {
     for t in &m.trust_anchors {
         args.extend([s("--trust-anchor"), path(t)]);
     }
+    if let (Some(server), Some(key)) = (&m.dkim_publish, &m.dkim_tsig_key) {
+        args.extend([s("--dkim-publish"), s(server)]);
+        args.extend([s("--dkim-tsig-key"), path(key)]);
+    }
     for r in &m.routes {
         args.extend([s("--route"), s(r)]);
     }
@@ -478,6 +482,8 @@ mod tests {
                     selector: "e202611".into(),
                     key: "keys/dkim/e202611.pem".into(),
                 }],
+                dkim_publish: None,
+                dkim_tsig_key: None,
                 extra_args: vec!["--greeting-delay".into(), "0".into()],
             },
             dns: Some(DnsSection {

@@ -71,6 +71,13 @@ pub struct MailSection {
     /// DKIM keys that sign submitted mail.
     #[serde(default)]
     pub dkim: Vec<DkimKey>,
+    /// The DNS primary the DKIM keys are published to at start, with a
+    /// TSIG-signed UPDATE.
+    #[serde(default)]
+    pub dkim_publish: Option<String>,
+    /// The TSIG key of those updates.
+    #[serde(default)]
+    pub dkim_tsig_key: Option<PathBuf>,
     /// Further `scop mail serve` options, passed as written.
     #[serde(default)]
     pub extra_args: Vec<String>,
@@ -178,6 +185,8 @@ mod tests {
                     selector: "r202611".into(),
                     key: "keys/dkim/r202611.pem".into(),
                 }],
+                dkim_publish: Some("127.0.0.1:53".into()),
+                dkim_tsig_key: Some("keys/tsig/signer.key".into()),
                 extra_args: vec![],
             },
             dns: None,

@@ -225,6 +225,29 @@ with smtplib.SMTP("127.0.0.1", {mx}, timeout=30) as s:
     // A killed compartment comes back under a new pid.
     let (pid, state, restarts) = compartment(&dir, "mail");
     assert_eq!((state.as_str(), restarts), ("running", 0));
+    // The DKIM signer publishes its keys with a TSIG UPDATE at each start:
+    // remove one record with the signer's key, kill the mail process, and
+    // the restarted one puts the record back.
+    let gone = format!("{}._domainkey", selectors[0]);
+    let out = scop(
+        &[
+            "dns",
+            "update",
+            "--server",
+            &dns_addr,
+            "--key",
+            dir.join("keys/tsig/signer.key").to_str().unwrap(),
+            "--zone",
+            "alice.test",
+            "delete",
+            &gone,
+            "TXT",
+        ],
+        "",
+    );
+    assert!(out.status.success(), "dns update delete: {out:?}");
+    let txt_of = |name: &str| dig(dns, &[&format!("{name}.alice.test"), "TXT"]);
+    assert!(txt_of(&gone).trim().is_empty(), "{}", txt_of(&gone));
     signal(pid, "-KILL");
     wait_for("the mail restart", Duration::from_secs(30), || {
         let (new_pid, state, restarts) = compartment(&dir, "mail");
@@ -233,6 +256,11 @@ with smtplib.SMTP("127.0.0.1", {mx}, timeout=30) as s:
     wait_for("the listeners again", Duration::from_secs(30), || {
         listening(subs_sock) && listening(mx_sock)
     });
+    wait_for(
+        "the DKIM key published again",
+        Duration::from_secs(30),
+        || txt_of(&gone).contains("v=DKIM1"),
+    );
 
     // SIGTERM stops the supervisor and its compartments.
     let mut supervisor = supervisor;
