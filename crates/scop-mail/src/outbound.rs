@@ -54,6 +54,7 @@ type Stream = crate::stream::Stream<TlsStream<TcpStream>>;
 /// DSN parameters (RFC 3461) are sent only to a server that announces
 /// DSN (RFC 3461 5.2.2: otherwise they are dropped, and the caller may
 /// report the message as relayed).
+#[allow(clippy::too_many_arguments)]
 pub async fn send(
     addr: SocketAddr,
     server_name: &str,

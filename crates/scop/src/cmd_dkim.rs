@@ -41,6 +41,22 @@ pub enum DkimCommand {
     ///
     /// Example: scop dkim verify --dns-txt "rsa1._domainkey.example.com=v=DKIM1; k=rsa; p=..." < signed.eml
     Verify(VerifyArgs),
+    /// Rotate the DKIM keys of a deployment made by `scop init`: new
+    /// RSA-2048 and Ed25519 keys under fresh selectors, published to the
+    /// domain's primary with the signer's TSIG key, then used for signing
+    /// (a running `scop up` restarts the mail compartment at once). The
+    /// old selectors stay published, so mail already sent still verifies;
+    /// delete them later with `scop dns update ... delete SELECTOR._domainkey TXT`.
+    ///
+    /// Example: scop dkim rotate --dir scop
+    Rotate(RotateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RotateArgs {
+    /// The deployment directory (from `scop init`).
+    #[arg(long, default_value = "scop", env = "SCOP_DIR")]
+    dir: PathBuf,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -103,6 +119,7 @@ pub fn run(cmd: DkimCommand) -> Result<ExitCode> {
         DkimCommand::Keygen(args) => keygen(args),
         DkimCommand::Sign(args) => sign(args),
         DkimCommand::Verify(args) => verify(args),
+        DkimCommand::Rotate(args) => rotate(args),
     }
 }
 
@@ -251,4 +268,82 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+fn rotate(args: RotateArgs) -> Result<ExitCode> {
+    let dir = std::path::absolute(&args.dir)
+        .with_context(|| format!("resolve {}", args.dir.display()))?;
+    let mut config = crate::config::Config::load(&dir)?;
+    let (year, month, _) = crate::cmd_init::civil_date(crate::cmd_dns::now());
+    let (keys, records) = crate::cmd_init::new_dkim_keys(&dir, &config.domain, year, month)?;
+    let names: Vec<String> = keys.iter().map(|k| k.selector.clone()).collect();
+    match (&config.mail.dkim_publish, &config.mail.dkim_tsig_key) {
+        (Some(server), Some(key_file)) => {
+            let server: std::net::SocketAddr = server
+                .parse()
+                .with_context(|| format!("dkim_publish {server:?} in scop.toml"))?;
+            let key = crate::cmd_dns::read_keys(&crate::config::resolve(&dir, key_file))?
+                .into_iter()
+                .next()
+                .context("no key in the signer's TSIG key file")?;
+            let zone = scop_dns::tsig::parse_name(&config.domain)?;
+            let mut changes = Vec::new();
+            for (selector, txt) in &records {
+                changes.push(scop_dns::client::Change::Replace(
+                    scop_dns::client::parse_record(
+                        &zone,
+                        &format!("{selector}._domainkey"),
+                        3600,
+                        "TXT",
+                        &crate::cmd_dns::txt_strings(txt),
+                    )?,
+                ));
+            }
+            let verdict = crate::cmd_dns::send_update(server, &zone, &changes, &key)
+                .context("publish the new keys (the configuration is unchanged)")?;
+            if verdict.rcode != scop_dns::hickory_proto::op::ResponseCode::NoError
+                || verdict.tsig_error != 0
+            {
+                bail!(
+                    "the primary refused the new keys: {}{} (the configuration is unchanged)",
+                    verdict.rcode,
+                    crate::cmd_dns::tsig_note(verdict.tsig_error)
+                );
+            }
+            println!("published {} to {server}", names.join(", "));
+        }
+        _ => {
+            println!("publish these records before the mail compartment restarts:");
+            for (selector, txt) in &records {
+                println!(
+                    "{selector}._domainkey.{}. IN TXT ( {} )",
+                    config.domain,
+                    crate::cmd_dns::txt_strings(txt)
+                );
+            }
+        }
+    }
+    let old: Vec<String> = config
+        .mail
+        .dkim
+        .iter()
+        .map(|k| k.selector.clone())
+        .collect();
+    config.mail.dkim = keys;
+    crate::cmd_init::write_file(
+        &crate::config::Config::path(&dir),
+        config.file_text()?.as_bytes(),
+        0o644,
+    )?;
+    println!(
+        "signing with {} from now on; {} stay published for mail in transit",
+        names.join(", "),
+        old.join(", ")
+    );
+    if crate::cmd_up::restart_compartment(&dir, "mail") {
+        println!("the supervisor is restarting the mail compartment");
+    } else {
+        println!("no running supervisor: the keys take effect at the next `scop up`");
+    }
+    Ok(ExitCode::SUCCESS)
 }

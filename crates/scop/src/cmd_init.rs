@@ -126,21 +126,7 @@ pub fn run(args: InitArgs) -> Result<ExitCode> {
 
     // DKIM: RSA-2048 and Ed25519 under selectors dated by month, so that a
     // rotation gets fresh names.
-    let mut dkim = Vec::new();
-    let mut dkim_records = Vec::new();
-    for (prefix, kind) in [("r", KeyKind::Rsa2048), ("e", KeyKind::Ed25519)] {
-        let selector = format!("{prefix}{year:04}{month:02}");
-        let key = SigningKey::generate(kind)?;
-        let signer = Signer::new(key, &domain, &selector)?;
-        let rel = PathBuf::from(format!("keys/dkim/{selector}.pem"));
-        write_file(
-            &dir.join(&rel),
-            signer.key().to_pkcs8_pem()?.as_bytes(),
-            0o600,
-        )?;
-        dkim_records.push((selector.clone(), signer.key().dns_txt()?));
-        dkim.push(DkimKey { selector, key: rel });
-    }
+    let (dkim, dkim_records) = new_dkim_keys(dir, &domain, year, month)?;
 
     // The signer's TSIG key, allowed to touch the DKIM records only.
     let tsig_name = format!("signer.{domain}.");
@@ -270,12 +256,7 @@ pub fn run(args: InitArgs) -> Result<ExitCode> {
             extra_args: vec![],
         }),
     };
-    let text = format!(
-        "# SCoP deployment for {domain}, written by `scop init`; read by `scop up`.\n\
-         # Paths are relative to this file's directory.\n\n{}",
-        config.to_toml()?
-    );
-    write_file(&config_path, text.as_bytes(), 0o644)?;
+    write_file(&config_path, config.file_text()?.as_bytes(), 0o644)?;
 
     let mut out = std::io::stdout().lock();
     writeln!(out, "created {} for {domain}", dir.display())?;
@@ -410,7 +391,7 @@ fn random_password() -> Result<String> {
 }
 
 /// Writes a new file durably with `mode` (tmp, fsync, rename).
-fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+pub(crate) fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     let tmp = path.with_extension("tmp");
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
@@ -441,7 +422,7 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
 }
 
 /// The UTC calendar date of a Unix time (proleptic Gregorian).
-fn civil_date(unix: u64) -> (u32, u32, u32) {
+pub(crate) fn civil_date(unix: u64) -> (u32, u32, u32) {
     let days = (unix / 86_400) as i64 + 719_468;
     let era = days.div_euclid(146_097);
     let doe = days.rem_euclid(146_097);
@@ -452,6 +433,66 @@ fn civil_date(unix: u64) -> (u32, u32, u32) {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
     (year as u32, month as u32, day as u32)
+}
+
+/// Where our own primary listening on `listen` is reached ("off": none);
+/// a wildcard listener is reached on loopback.
+fn own_dns(listen: &str) -> Result<Option<std::net::SocketAddr>> {
+    if listen == "off" {
+        return Ok(None);
+    }
+    let mut addr: std::net::SocketAddr = listen
+        .parse()
+        .with_context(|| format!("--dns {listen:?}: expected ADDR:PORT or off"))?;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            std::net::Ipv4Addr::LOCALHOST.into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    Ok(Some(addr))
+}
+
+/// `(selector, TXT data)` of each DKIM key.
+pub(crate) type KeyRecords = Vec<(String, String)>;
+
+/// A new RSA-2048 and Ed25519 key pair for `domain` under selectors dated
+/// `year`/`month` (`r202611`, `e202611`; a letter is added when those are
+/// taken), written to `dir/keys/dkim/<selector>.pem` (0600). Returns the
+/// keys and their TXT records.
+pub(crate) fn new_dkim_keys(
+    dir: &Path,
+    domain: &str,
+    year: u32,
+    month: u32,
+) -> Result<(Vec<DkimKey>, KeyRecords)> {
+    let taken = |suffix: &str| {
+        ["r", "e"].iter().any(|p| {
+            dir.join(format!("keys/dkim/{p}{year:04}{month:02}{suffix}.pem"))
+                .exists()
+        })
+    };
+    let suffix = std::iter::once(String::new())
+        .chain(('b'..='z').map(String::from))
+        .find(|s| !taken(s))
+        .context("every selector of this month is taken")?;
+    let mut keys = Vec::new();
+    let mut records = Vec::new();
+    for (prefix, kind) in [("r", KeyKind::Rsa2048), ("e", KeyKind::Ed25519)] {
+        let selector = format!("{prefix}{year:04}{month:02}{suffix}");
+        let key = SigningKey::generate(kind)?;
+        let signer = Signer::new(key, domain, &selector)?;
+        let rel = PathBuf::from(format!("keys/dkim/{selector}.pem"));
+        write_file(
+            &dir.join(&rel),
+            signer.key().to_pkcs8_pem()?.as_bytes(),
+            0o600,
+        )?;
+        records.push((selector.clone(), signer.key().dns_txt()?));
+        keys.push(DkimKey { selector, key: rel });
+    }
+    Ok((keys, records))
 }
 
 #[cfg(test)]
@@ -502,23 +543,4 @@ mod tests {
         assert_eq!(a.len(), 20);
         assert_ne!(a, b);
     }
-}
-
-/// Where our own primary listening on `listen` is reached ("off": none);
-/// a wildcard listener is reached on loopback.
-fn own_dns(listen: &str) -> Result<Option<std::net::SocketAddr>> {
-    if listen == "off" {
-        return Ok(None);
-    }
-    let mut addr: std::net::SocketAddr = listen
-        .parse()
-        .with_context(|| format!("--dns {listen:?}: expected ADDR:PORT or off"))?;
-    if addr.ip().is_unspecified() {
-        addr.set_ip(if addr.is_ipv4() {
-            std::net::Ipv4Addr::LOCALHOST.into()
-        } else {
-            std::net::Ipv6Addr::LOCALHOST.into()
-        });
-    }
-    Ok(Some(addr))
 }

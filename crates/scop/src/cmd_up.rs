@@ -230,6 +230,24 @@ pub fn up(args: UpArgs) -> Result<ExitCode> {
                     changed = true;
                 }
             } else if c.next_start.is_some_and(|t| t <= Instant::now()) {
+                if c.restarts > 0 {
+                    // A restarted compartment runs with the current
+                    // scop.toml (e.g. after `scop dkim rotate`).
+                    match Config::load(&dir) {
+                        Ok(config) => {
+                            if let Some(spec) = specs(&dir, &config)
+                                .into_iter()
+                                .find(|s| s.name == c.spec.name)
+                            {
+                                c.spec = spec;
+                            }
+                        }
+                        Err(e) => eprintln!(
+                            "scop up: {e:#}; restarting {} with the configuration it had",
+                            c.spec.name
+                        ),
+                    }
+                }
                 match spawn(&exe, &dir, &c.spec) {
                     Ok(child) => {
                         c.child = Some(child);
@@ -395,6 +413,26 @@ fn read_status(path: &Path) -> Result<Status> {
 fn live_supervisor(path: &Path) -> Option<u32> {
     let status = read_status(path).ok()?;
     (status.supervisor != 0 && alive(status.supervisor)).then_some(status.supervisor)
+}
+
+/// Asks the running supervisor of `dir` to restart compartment `name`
+/// (by stopping it; the supervisor starts it again with the current
+/// configuration). False when no supervisor or no such running
+/// compartment.
+pub(crate) fn restart_compartment(dir: &Path, name: &str) -> bool {
+    let Ok(status) = read_status(&dir.join("run/status.json")) else {
+        return false;
+    };
+    if status.supervisor == 0 || !alive(status.supervisor) {
+        return false;
+    }
+    match status.compartments.iter().find(|c| c.name == name) {
+        Some(c) if c.pid != 0 && alive(c.pid) => {
+            terminate(c.pid);
+            true
+        }
+        _ => false,
+    }
 }
 
 /// `scop status`: exit 0 when the supervisor and every compartment run,

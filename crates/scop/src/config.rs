@@ -147,6 +147,22 @@ impl Config {
     pub fn to_toml(&self) -> Result<String> {
         Ok(toml::to_string_pretty(self)?)
     }
+
+    /// The file with its header comment, as `scop init` and `scop dkim
+    /// rotate` write it.
+    pub fn file_text(&self) -> Result<String> {
+        Ok(format!(
+            "# SCoP deployment for {}, written by `scop init`; read by `scop up`.\n\
+             # Paths are relative to this file's directory.\n\n{}",
+            self.domain,
+            self.to_toml()?
+        ))
+    }
+
+    /// Where the file of the deployment in `dir` is.
+    pub fn path(dir: &Path) -> PathBuf {
+        dir.join(FILE_NAME)
+    }
 }
 
 /// `path` resolved against the deployment directory.

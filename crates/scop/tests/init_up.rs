@@ -262,6 +262,87 @@ with smtplib.SMTP("127.0.0.1", {mx}, timeout=30) as s:
         || txt_of(&gone).contains("v=DKIM1"),
     );
 
+    // `scop dkim rotate`: new selectors published with the signer's key,
+    // the supervisor restarts mail with them, and the next message is
+    // signed with them while the old records stay.
+    let (pid, _, _) = compartment(&dir, "mail");
+    let out = scop(&["dkim", "rotate", "--dir", dir_s], "");
+    assert!(out.status.success(), "dkim rotate: {out:?}");
+    let config = std::fs::read_to_string(dir.join("scop.toml")).unwrap();
+    let mut rotated: Vec<String> = std::fs::read_dir(dir.join("keys/dkim"))
+        .unwrap()
+        .map(|e| {
+            e.unwrap()
+                .path()
+                .file_stem()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .to_string()
+        })
+        .filter(|s| !selectors.contains(s))
+        .collect();
+    rotated.sort();
+    assert_eq!(rotated.len(), 2, "{rotated:?}");
+    for s in &rotated {
+        assert!(config.contains(&format!("selector = \"{s}\"")), "{config}");
+        assert!(
+            txt_of(&format!("{s}._domainkey")).contains("v=DKIM1"),
+            "{s}"
+        );
+    }
+    for s in &selectors {
+        assert!(
+            txt_of(&format!("{s}._domainkey")).contains("v=DKIM1"),
+            "{s}"
+        );
+    }
+    wait_for(
+        "the mail restart after rotation",
+        Duration::from_secs(30),
+        || {
+            let (new_pid, state, restarts) = compartment(&dir, "mail");
+            new_pid != 0 && new_pid != pid && state == "running" && restarts == 2
+        },
+    );
+    wait_for(
+        "the listeners after rotation",
+        Duration::from_secs(30),
+        || listening(subs_sock) && listening(mx_sock),
+    );
+    let script = format!(
+        r#"
+import smtplib, ssl
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+with smtplib.SMTP_SSL("127.0.0.1", {subs}, context=ctx, timeout=20) as s:
+    s.login("alice@alice.test", "a long passphrase")
+    s.sendmail("alice@alice.test", ["postmaster@alice.test"],
+        "From: alice@alice.test\r\nTo: postmaster@alice.test\r\nSubject: after rotation\r\n\r\nNew keys.\r\n")
+"#
+    );
+    let py = Command::new(scop_testkit::python())
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    assert!(py.status.success(), "smtplib after rotation: {py:?}");
+    let mut after = String::new();
+    wait_for("delivery after rotation", Duration::from_secs(30), || {
+        after = delivered(&maildir)
+            .iter()
+            .filter_map(|p| std::fs::read_to_string(p).ok())
+            .find(|m| m.contains("Subject: after rotation"))
+            .unwrap_or_default();
+        !after.is_empty()
+    });
+    for s in &rotated {
+        assert!(after.contains(&format!("s={s}")), "{s}: {after}");
+    }
+    for s in &selectors {
+        assert!(!after.contains(&format!("s={s};")), "{s}: {after}");
+    }
+
     // SIGTERM stops the supervisor and its compartments.
     let mut supervisor = supervisor;
     let (dns_pid, _, _) = compartment(&dir, "dns");
