@@ -65,6 +65,55 @@ pub struct InitArgs {
     /// Fixed route DOMAIN=HOST:PORT for outbound mail (repeatable).
     #[arg(long, value_name = "DOMAIN=ADDR")]
     route: Vec<String>,
+    /// The first account's password when the caller chose it.
+    #[arg(skip)]
+    password: Option<String>,
+}
+
+/// The local test deployment of `scop up --local`.
+pub(crate) mod local {
+    /// Its domain.
+    pub const DOMAIN: &str = "scop.test";
+    /// The account's local part.
+    pub const USER: &str = "you";
+    /// Loopback listeners: MX, submission, submissions, DNS.
+    pub const MX: &str = "127.0.0.1:2525";
+    /// Submission with STARTTLS.
+    pub const SUBMISSION: &str = "127.0.0.1:2587";
+    /// Submission with implicit TLS.
+    pub const SUBMISSIONS: &str = "127.0.0.1:2465";
+    /// The signed zone's primary.
+    pub const DNS: &str = "127.0.0.1:2053";
+    /// The file (0600) that keeps the account's password for the banner.
+    pub const PASSWORD_FILE: &str = "local-password";
+}
+
+/// Makes the local test deployment in `dir` (see [`local`]), quietly; its
+/// password is kept in `dir/local-password`.
+pub(crate) fn init_local(dir: &Path) -> Result<()> {
+    let password = random_password()?;
+    let args = InitArgs {
+        domain: local::DOMAIN.into(),
+        hostname: Some(format!("mx.{}", local::DOMAIN)),
+        ips: vec![std::net::Ipv4Addr::LOCALHOST.into()],
+        dir: dir.to_path_buf(),
+        user: local::USER.into(),
+        password_stdin: false,
+        mx: local::MX.into(),
+        submission: local::SUBMISSION.into(),
+        submissions: local::SUBMISSIONS.into(),
+        dns: local::DNS.into(),
+        resolver: vec![],
+        dmarc_policy: DmarcPolicy::Quarantine,
+        route: vec![],
+        password: Some(password.clone()),
+    };
+    create(args, &mut std::io::sink())?;
+    write_file(
+        &dir.join(local::PASSWORD_FILE),
+        format!("{password}\n").as_bytes(),
+        0o600,
+    )
 }
 
 /// Lifetime of the mesh CA.
@@ -73,6 +122,11 @@ const MESH_CA_DAYS: u64 = 10 * 365;
 const MESH_LEAF_DAYS: u64 = 365;
 
 pub fn run(args: InitArgs) -> Result<ExitCode> {
+    create(args, &mut std::io::stdout().lock())
+}
+
+/// Makes the deployment and reports to `out`.
+fn create(args: InitArgs, out: &mut dyn Write) -> Result<ExitCode> {
     let domain = host_name(&args.domain).context("--domain")?;
     let hostname = match &args.hostname {
         Some(h) => host_name(h).context("--hostname")?,
@@ -99,10 +153,10 @@ pub fn run(args: InitArgs) -> Result<ExitCode> {
             dir.display()
         );
     }
-    let password = if args.password_stdin {
-        crate::cmd_admin::read_password()?
-    } else {
-        random_password()?
+    let password = match (&args.password, args.password_stdin) {
+        (Some(p), _) => p.clone(),
+        (None, true) => crate::cmd_admin::read_password()?,
+        (None, false) => random_password()?,
     };
 
     let now = crate::cmd_dns::now();
@@ -258,7 +312,6 @@ pub fn run(args: InitArgs) -> Result<ExitCode> {
     };
     write_file(&config_path, config.file_text()?.as_bytes(), 0o644)?;
 
-    let mut out = std::io::stdout().lock();
     writeln!(out, "created {} for {domain}", dir.display())?;
     writeln!(out, "  config        {}", config_path.display())?;
     writeln!(out, "  zone          {}", dir.join(&zone_rel).display())?;
@@ -277,7 +330,7 @@ pub fn run(args: InitArgs) -> Result<ExitCode> {
     )?;
     writeln!(out, "  mesh CA       {}", dir.join("mesh").display())?;
     writeln!(out, "  account       {login}")?;
-    if !args.password_stdin {
+    if !args.password_stdin && args.password.is_none() {
         writeln!(
             out,
             "  password      {password}   (shown once; change it with `scop user passwd`)"

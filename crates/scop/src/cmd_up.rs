@@ -15,6 +15,7 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use std::ffi::OsString;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::sync::Arc;
@@ -27,6 +28,12 @@ pub struct UpArgs {
     /// The deployment directory (from `scop init`).
     #[arg(long, default_value = "scop", env = "SCOP_DIR")]
     dir: PathBuf,
+    /// Try SCoP on this machine: when DIR holds no deployment, make one
+    /// for the test domain scop.test on loopback ports (MX 2525,
+    /// submission 2587 and 2465, DNS 2053) with the account you@scop.test;
+    /// then print the endpoints and a swaks command that sends a message.
+    #[arg(long)]
+    local: bool,
 }
 
 /// Options of `scop status`.
@@ -172,6 +179,9 @@ struct Supervised {
 pub fn up(args: UpArgs) -> Result<ExitCode> {
     let dir = std::path::absolute(&args.dir)
         .with_context(|| format!("resolve {}", args.dir.display()))?;
+    if args.local {
+        prepare_local(&dir)?;
+    }
     let config = Config::load(&dir)?;
     let exe = std::env::current_exe().context("find this program's path")?;
     for sub in ["logs", "run"] {
@@ -413,6 +423,75 @@ fn read_status(path: &Path) -> Result<Status> {
 fn live_supervisor(path: &Path) -> Option<u32> {
     let status = read_status(path).ok()?;
     (status.supervisor != 0 && alive(status.supervisor)).then_some(status.supervisor)
+}
+
+/// `scop up --local`: makes the local test deployment when `dir` has
+/// none, then prints how to use it.
+fn prepare_local(dir: &Path) -> Result<()> {
+    use crate::cmd_init::local;
+    if !Config::path(dir).exists() {
+        crate::cmd_init::init_local(dir)?;
+        eprintln!(
+            "scop up: made a local test deployment for {} in {}",
+            local::DOMAIN,
+            dir.display()
+        );
+    }
+    let config = Config::load(dir)?;
+    if config.domain != local::DOMAIN {
+        bail!(
+            "{} holds the deployment of {}; --local runs only its own test domain {} (use another --dir)",
+            dir.display(),
+            config.domain,
+            local::DOMAIN
+        );
+    }
+    let password_file = dir.join(local::PASSWORD_FILE);
+    let password = std::fs::read_to_string(&password_file)
+        .with_context(|| format!("read {}", password_file.display()))?;
+    let password = password.trim();
+    let login = format!("{}@{}", local::USER, local::DOMAIN);
+    let (host, port) = local::SUBMISSIONS
+        .rsplit_once(':')
+        .context("submissions address")?;
+    let maildir = dir.join(format!("data/mail/{login}/Maildir/new"));
+    let mut out = std::io::stdout().lock();
+    writeln!(
+        out,
+        "SCoP runs {} locally (deployment in {}):",
+        local::DOMAIN,
+        dir.display()
+    )?;
+    writeln!(
+        out,
+        "  submission, implicit TLS  {}   login {login}  password {password}",
+        local::SUBMISSIONS
+    )?;
+    writeln!(out, "  submission, STARTTLS      {}", local::SUBMISSION)?;
+    writeln!(out, "  MX                        {}", local::MX)?;
+    let (dns_host, dns_port) = local::DNS.rsplit_once(':').context("DNS address")?;
+    writeln!(
+        out,
+        "  DNS, signed zone          {}   dig @{dns_host} -p {dns_port} +dnssec {} MX",
+        local::DNS,
+        local::DOMAIN
+    )?;
+    writeln!(
+        out,
+        "Send yourself a message (the TLS certificate is self-signed):"
+    )?;
+    writeln!(
+        out,
+        "  swaks --server {host} --port {port} --tls-on-connect --auth PLAIN --auth-user {login} --auth-password {password} --from {login} --to {login}"
+    )?;
+    writeln!(out, "Read it in {}", maildir.display())?;
+    writeln!(
+        out,
+        "Stop with Ctrl-C; logs are in {}.",
+        dir.join("logs").display()
+    )?;
+    out.flush()?;
+    Ok(())
 }
 
 /// Asks the running supervisor of `dir` to restart compartment `name`
