@@ -115,6 +115,9 @@ pub struct Settings {
     pub validity: u32,
     /// Renew a signature when less than this remains (seconds).
     pub refresh: u32,
+    /// Extra NSEC3 hash iterations. RFC 9276 says 0 (the default); other
+    /// values exist to test validators' limits against costly chains.
+    pub nsec3_iterations: u16,
 }
 
 impl Settings {
@@ -125,6 +128,7 @@ impl Settings {
             denial: Denial::Nsec3,
             validity: DEFAULT_VALIDITY_SECS,
             refresh: DEFAULT_REFRESH_SECS,
+            nsec3_iterations: 0,
         }
     }
 }
@@ -534,14 +538,16 @@ pub fn nsec3_label(hash: &[u8]) -> String {
     BASE32HEX_NOPAD.encode(hash).to_ascii_lowercase()
 }
 
-/// NSEC3PARAM RDATA for SHA-1, no flags, no iterations, no salt.
-pub(crate) fn nsec3param_rdata() -> Vec<u8> {
-    vec![NSEC3_SHA1, 0, 0, 0, 0]
+/// NSEC3PARAM RDATA for SHA-1, no flags, no salt.
+pub(crate) fn nsec3param_rdata(iterations: u16) -> Vec<u8> {
+    let [hi, lo] = iterations.to_be_bytes();
+    vec![NSEC3_SHA1, 0, hi, lo, 0]
 }
 
-/// NSEC3 RDATA (RFC 5155 3.2) with no flags, no iterations, no salt.
-pub(crate) fn nsec3_rdata(next: &[u8; 20], types: &BTreeSet<u16>) -> Vec<u8> {
-    let mut out = vec![NSEC3_SHA1, 0, 0, 0, 0, 20];
+/// NSEC3 RDATA (RFC 5155 3.2) with no flags and no salt.
+pub(crate) fn nsec3_rdata(next: &[u8; 20], types: &BTreeSet<u16>, iterations: u16) -> Vec<u8> {
+    let [hi, lo] = iterations.to_be_bytes();
+    let mut out = vec![NSEC3_SHA1, 0, hi, lo, 0, 20];
     out.extend_from_slice(next);
     out.extend_from_slice(&type_bitmap(types));
     out

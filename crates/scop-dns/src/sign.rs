@@ -75,7 +75,8 @@ impl Zone {
     }
 
     fn nsec3_owner(&self, name: &Name) -> Option<Name> {
-        let label = nsec3_label(&nsec3_hash(name, &[], 0));
+        let iterations = self.signer.as_ref().map_or(0, |s| s.nsec3_iterations);
+        let label = nsec3_label(&nsec3_hash(name, &[], iterations));
         self.origin.prepend_label(label.as_str()).ok()
     }
 
@@ -170,7 +171,7 @@ impl Zone {
                 origin.clone(),
                 0,
                 RecordType::NSEC3PARAM,
-                nsec3param_rdata(),
+                nsec3param_rdata(settings.nsec3_iterations),
             )],
             Denial::Nsec => Vec::new(),
         };
@@ -270,6 +271,7 @@ impl Zone {
         added: &mut Vec<Record>,
         forced: &mut BTreeSet<(Name, RecordType)>,
     ) -> Result<(), Error> {
+        let iterations = self.signer.as_ref().map_or(0, |s| s.nsec3_iterations);
         let mut names: BTreeMap<Name, BTreeSet<u16>> = BTreeMap::new();
         let base = self.origin.num_labels();
         for name in self.nodes.keys() {
@@ -295,7 +297,7 @@ impl Zone {
         }
         let hashed: BTreeMap<[u8; 20], BTreeSet<u16>> = names
             .iter()
-            .map(|(n, t)| (nsec3_hash(n, &[], 0), t.clone()))
+            .map(|(n, t)| (nsec3_hash(n, &[], iterations), t.clone()))
             .collect();
         let order: Vec<&[u8; 20]> = hashed.keys().collect();
         let ttl = self.negative_ttl();
@@ -310,7 +312,7 @@ impl Zone {
                 owner.clone(),
                 ttl,
                 RecordType::NSEC3,
-                nsec3_rdata(next, types),
+                nsec3_rdata(next, types, iterations),
             );
             want.insert(owner, rec);
         }

@@ -33,10 +33,15 @@ fn key(seed: u8) -> SigningKey {
 }
 
 fn signed(denial: Denial) -> (Running, SigningKey) {
+    signed_with(denial, 0)
+}
+
+fn signed_with(denial: Denial, nsec3_iterations: u16) -> (Running, SigningKey) {
     let mut eng = engine(EXTRA);
     let k = key(0x42);
     let mut settings = Settings::new(vec![k.clone()]);
     settings.denial = denial;
+    settings.nsec3_iterations = nsec3_iterations;
     eng.sign_zone(&origin(), settings, now()).unwrap();
     (start(eng, ServerConfig::default()), k)
 }
@@ -245,4 +250,34 @@ fn forwarder_recursion_validates_from_the_configured_root() {
             "secure without a chain from the root: {a:?}"
         );
     });
+}
+
+/// RFC 9276 3.2 and the NSEC3 iteration cost attack: a denial whose chain
+/// asks for more hashing than [`NSEC3_ITERATIONS_INSECURE`] is not trusted
+/// (insecure), and beyond [`NSEC3_ITERATIONS_BOGUS`] it is rejected; a
+/// chain with a few iterations still validates, so the limit, not our
+/// chain, decides.
+#[test]
+fn costly_nsec3_chains_are_insecure_then_bogus() {
+    use scop_dns::resolver::{NSEC3_ITERATIONS_BOGUS, NSEC3_ITERATIONS_INSECURE};
+    let cases = [
+        (5, "secure"),
+        (NSEC3_ITERATIONS_INSECURE + 20, "insecure"),
+        (NSEC3_ITERATIONS_BOGUS + 50, "bogus"),
+    ];
+    for (iterations, want) in cases {
+        let (server, k) = signed_with(Denial::Nsec3, iterations);
+        let r = resolver(server.addr, Some(&k));
+        let nx = rt().block_on(r.query("nope.example.org", RecordType::A));
+        let got = match nx {
+            Answer::NxDomain { secure: true } => "secure",
+            Answer::NxDomain { secure: false } => "insecure",
+            Answer::Bogus(_) => "bogus",
+            ref other => panic!("{iterations} iterations: {other:?}"),
+        };
+        assert_eq!(got, want, "{iterations} iterations: {nx:?}");
+        // Positive answers do not need the chain and stay secure.
+        let a = rt().block_on(r.query("mail.example.org", RecordType::A));
+        assert!(matches!(a, Answer::Records { secure: true, .. }), "{a:?}");
+    }
 }
