@@ -124,11 +124,7 @@ impl Envelope {
                  /etc/resolv.conf), or the data with --dns-zone FILE"
             );
         };
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .context("start the async runtime")?;
+        let runtime = crate::cmd_mail::blocking_runtime()?;
         let blocking = scop_mail::verifier::BlockingDns::new(&dns, runtime.handle().clone());
         Ok(f(&blocking))
     }

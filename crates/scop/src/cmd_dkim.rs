@@ -35,7 +35,8 @@ pub enum DkimCommand {
     /// give --selector twice, in the same order)
     Sign(SignArgs),
     /// Verify every DKIM-Signature of the message on standard input, with
-    /// the key records given on the command line (no DNS traffic). Prints
+    /// the key records given on the command line, or else from the DNS
+    /// through the validating resolver. Prints
     /// one line per signature: result, d=, s=, a=, then the reason. Exit
     /// status 0 when at least one signature passes.
     ///
@@ -112,6 +113,10 @@ pub struct VerifyArgs {
     /// Accept rsa-sha1 signatures as pass (they are `policy` otherwise).
     #[arg(long)]
     accept_rsa_sha1: bool,
+    /// Without --dns-txt and --dns-zone, keys come from the DNS through
+    /// the validating resolver.
+    #[command(flatten)]
+    dns: crate::cmd_mail::ResolverArgs,
 }
 
 pub fn run(cmd: DkimCommand) -> Result<ExitCode> {
@@ -229,11 +234,23 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
     let message = read_stdin()?;
     let mut options = VerifyOptions::at(crate::cmd_dns::now());
     options.accept_rsa_sha1 = args.accept_rsa_sha1;
-    let results = verify_message(&message, options, |name| match records.get(name) {
-        Some(txt) => DnsAnswer::Txt(txt.clone()),
-        None if !args.dns_zone.is_empty() => zone.dkim(name),
-        None => DnsAnswer::NxDomain,
-    });
+    let results = if args.dns_txt.is_empty() && args.dns_zone.is_empty() {
+        let Some(dns) = crate::cmd_mail::resolver(&args.dns)? else {
+            bail!(
+                "no DNS: give --resolver ADDR:PORT or --stub-zone ZONE=ADDR:PORT (none in \
+                 /etc/resolv.conf), or the keys with --dns-txt / --dns-zone"
+            );
+        };
+        let runtime = crate::cmd_mail::blocking_runtime()?;
+        let live = scop_mail::verifier::BlockingDns::new(&dns, runtime.handle().clone());
+        verify_message(&message, options, |name| live.dkim_txt(name))
+    } else {
+        verify_message(&message, options, |name| match records.get(name) {
+            Some(txt) => DnsAnswer::Txt(txt.clone()),
+            None if !args.dns_zone.is_empty() => zone.dkim(name),
+            None => DnsAnswer::NxDomain,
+        })
+    };
     let mut any_pass = false;
     for r in &results {
         any_pass |= r.result == DkimResult::Pass;

@@ -444,6 +444,16 @@ pub(crate) fn resolver(a: &ResolverArgs) -> Result<Option<scop_mail::mxlookup::D
         .map_err(|e| anyhow::anyhow!("resolver: {e}"))
 }
 
+/// A runtime for [`scop_mail::verifier::BlockingDns`] in a synchronous
+/// command: one worker thread drives the resolver while the caller waits.
+pub(crate) fn blocking_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .context("start the async runtime")
+}
+
 /// Trust anchors from a file, or from the `*.key` files of a directory.
 pub(crate) fn read_anchors(path: &Path) -> Result<Vec<scop_dns::resolver::Anchor>> {
     let files = if path.is_dir() {

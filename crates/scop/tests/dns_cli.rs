@@ -417,17 +417,34 @@ fn dnssec_keygen_ds_serve_and_rollover() {
     }
 }
 
-/// `scop spf check` without `--dns-zone` asks the validating resolver. With
+/// `scop spf check` and `scop dkim verify` without DNS data on the command
+/// line ask the validating resolver. With
 /// a stub zone to our signed primary and the zone's key directory as trust
 /// anchor, SPF passes or fails on the validated record; with another key
 /// as anchor every answer is bogus, and the check is a temperror rather
 /// than a result drawn from unvalidated data.
 #[test]
-fn spf_check_through_the_validating_resolver() {
+fn spf_and_dkim_checks_through_the_validating_resolver() {
     let dir = scratch("resolver");
+    let dkim_key = dir.join("s1.pem");
+    let out = scop()
+        .args([
+            "dkim",
+            "keygen",
+            "--algorithm",
+            "ed25519",
+            "--domain",
+            "example.org",
+        ])
+        .args(["--selector", "s1", "--out"])
+        .arg(&dkim_key)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let dkim_txt = String::from_utf8_lossy(&out.stdout).trim().to_string();
     std::fs::write(
         dir.join("zone"),
-        format!("{ZONE}@ TXT \"v=spf1 ip4:192.0.2.10 -all\"\n"),
+        format!("{ZONE}@ TXT \"v=spf1 ip4:192.0.2.10 -all\"\n{dkim_txt}\n"),
     )
     .unwrap();
     let keys = dir.join("keys");
@@ -458,6 +475,47 @@ fn spf_check_through_the_validating_resolver() {
             .to_string()
     };
     assert_eq!(spf("192.0.2.10", &keys), "pass");
+
+    // `scop dkim verify` without --dns-txt/--dns-zone finds the key the
+    // same way.
+    let mut sign = scop()
+        .args([
+            "dkim",
+            "sign",
+            "--domain",
+            "example.org",
+            "--selector",
+            "s1",
+            "--key",
+        ])
+        .arg(&dkim_key)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(
+        &mut sign.stdin.take().unwrap(),
+        b"From: a@example.org\r\nTo: b@example.net\r\nSubject: hi\r\n\r\nHello.\r\n",
+    )
+    .unwrap();
+    let signed = sign.wait_with_output().unwrap();
+    assert!(signed.status.success(), "{signed:?}");
+    let mut verify = scop()
+        .args(["dkim", "verify", "--resolver", "127.0.0.1:9"])
+        .args(["--stub-zone", &format!("example.org=127.0.0.1:{port}")])
+        .arg("--trust-anchor")
+        .arg(&keys)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut verify.stdin.take().unwrap(), &signed.stdout).unwrap();
+    let verified = verify.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&verified.stdout);
+    assert!(
+        verified.status.success() && text.starts_with("pass d=example.org s=s1"),
+        "{text}"
+    );
     assert_eq!(spf("192.0.2.11", &keys), "fail");
     assert_eq!(spf("192.0.2.10", &other), "temperror");
 }
