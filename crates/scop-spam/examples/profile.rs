@@ -68,6 +68,7 @@ fn main() {
         for (m, c) in &train_msgs {
             model.train(m, *c);
         }
+        let model = Model::from_bytes(&model.to_bytes()).expect("load");
         let mut sum = 0.0;
         for _ in 0..rounds {
             for m in &msgs {
@@ -108,14 +109,15 @@ fn main() {
         }
     });
     let features: Vec<_> = msgs.iter().map(|m| tokenize(m)).collect();
+    let loaded = Model::from_bytes(&bytes).expect("load");
     let score_t = best(&mut || {
         for f in &features {
-            std::hint::black_box(model.classify_features(f).score);
+            std::hint::black_box(loaded.classify_features(f).score);
         }
     });
     let classify_t = best(&mut || {
         for m in &msgs {
-            std::hint::black_box(model.classify(m).score);
+            std::hint::black_box(loaded.classify(m).score);
         }
     });
     let toks: usize = features.iter().map(|f| f.len()).sum();
@@ -130,7 +132,7 @@ fn main() {
     );
     println!(
         "classify {} msgs ({} tokens/msg): read {:.0}/s, parse {:.0}/s, tokenize (incl. parse) {:.0}/s, \
-         score {:.0}/s, classify {:.0}/s",
+         score (loaded model) {:.0}/s, classify (loaded model) {:.0}/s",
         msgs.len(),
         toks / msgs.len(),
         n / read_t,

@@ -28,7 +28,7 @@
 
 use crate::ModelError;
 use crate::limits::MAX_MODEL_TOKENS;
-use crate::model::{Counts, Model, Params, SortedTable, Table};
+use crate::model::{Counts, Model, Params, TableLoader};
 
 /// The first 8 bytes of every model file.
 pub const MAGIC: &[u8; 8] = b"SCOPSPAM";
@@ -126,7 +126,15 @@ impl<'a> Reader<'a> {
         Ok(u64::from_le_bytes(a))
     }
     /// An unsigned LEB128 `u32` in its shortest form.
+    #[inline]
     fn varint(&mut self) -> Result<u32, ModelError> {
+        // One byte: the common case (a count below 128), always shortest.
+        if let Some(&b) = self.data.get(self.pos)
+            && b < 0x80
+        {
+            self.pos += 1;
+            return Ok(u32::from(b));
+        }
         let at = self.pos;
         let mut v: u64 = 0;
         for i in 0..MAX_VARINT {
@@ -258,7 +266,7 @@ impl Model {
         if count > MAX_MODEL_TOKENS || count > (body_len - r.pos) / MIN_RECORD {
             return Err(invalid("token count larger than the file", count_at));
         }
-        let mut entries = Vec::with_capacity(count);
+        let mut table = TableLoader::new(count);
         let mut prev: Option<u64> = None;
         for _ in 0..count {
             let at = r.pos;
@@ -277,7 +285,7 @@ impl Model {
             if (counts.ham, counts.spam) == (0, 0) {
                 return Err(invalid("token with no count", at));
             }
-            entries.push((key, counts));
+            table.push(key, counts);
         }
         if r.pos != body_len {
             return Err(ModelError::TrailingBytes {
@@ -287,7 +295,7 @@ impl Model {
         Ok(Model {
             params,
             messages,
-            tokens: Table::Sorted(SortedTable::from_sorted(entries)),
+            tokens: table.finish(),
         })
     }
 }

@@ -134,7 +134,7 @@ fn entity(s: &str) -> Option<(char, usize)> {
 /// Appends `s` to `out` decoding character references.
 fn push_decoded(out: &mut String, s: &str) {
     let mut rest = s;
-    while let Some(i) = rest.find('&') {
+    while let Some(i) = memchr::memchr(b'&', rest.as_bytes()) {
         out.push_str(&rest[..i]);
         rest = &rest[i + 1..];
         match entity(rest) {
@@ -153,8 +153,16 @@ fn push_decoded(out: &mut String, s: &str) {
 fn find_ci(hay: &[u8], from: usize, key: &[u8]) -> Option<usize> {
     let first = *key.first()?;
     let last_start = hay.len().checked_sub(key.len())?;
-    (from..=last_start)
-        .find(|&i| hay[i] | 0x20 == first && hay[i..i + key.len()].eq_ignore_ascii_case(key))
+    let mut i = from;
+    // Candidates start with the key's first letter, in either case.
+    while i <= last_start {
+        let at = i + memchr::memchr2(first, first.to_ascii_uppercase(), &hay[i..=last_start])?;
+        if hay[at..at + key.len()].eq_ignore_ascii_case(key) {
+            return Some(at);
+        }
+        i = at + 1;
+    }
+    None
 }
 
 /// Pulls `href`/`src`/`action` values out of a tag's attribute text.
@@ -202,7 +210,7 @@ pub(crate) fn reduce(html: &str) -> Reduced {
     let mut skip_until: Option<&'static str> = None;
     let mut tags_seen = 0usize;
     while !rest.is_empty() {
-        let Some(lt) = rest.find('<') else {
+        let Some(lt) = memchr::memchr(b'<', rest.as_bytes()) else {
             if skip_until.is_none() {
                 push_decoded(&mut r.text, rest);
             }
@@ -232,7 +240,7 @@ pub(crate) fn reduce(html: &str) -> Reduced {
             rest = &rest[1..];
             continue;
         }
-        let end = rest.find('>').unwrap_or(rest.len());
+        let end = memchr::memchr(b'>', rest.as_bytes()).unwrap_or(rest.len());
         let inner = &rest[1..end];
         rest = if end < rest.len() {
             &rest[end + 1..]

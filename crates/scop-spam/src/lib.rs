@@ -21,7 +21,8 @@
 //!  Verdict { score 0..1, Label::{Ham, Unsure, Spam}, clues, dangerous }
 //!
 //!  Model::to_bytes / Model::from_bytes: "SCOPSPAM" v2 file (token keys,
-//!  not text), checked on load into a sorted table with no hashing
+//!  not text), checked on load into an ordered probing table in one
+//!  linear pass (a lookup reads one cache line)
 //!  eval::Evaluation: FP/FN/unsure at the cutoffs, ROC curve, (1-AUC)%
 //! ```
 //!

@@ -4,8 +4,7 @@
 use crate::chi2::chi2q_ln;
 use crate::hash::token_key;
 use crate::limits::MAX_CLUES;
-use crate::tokenize::{Attachment, Features, tokenize};
-use std::collections::HashMap;
+use crate::tokenize::{Attachment, Features, with_features};
 
 /// The class of a training message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -211,18 +210,13 @@ impl Model {
 
     /// Tokenizes and trains one message.
     pub fn train(&mut self, message: &[u8], class: Class) {
-        self.train_features(&tokenize(message), class);
+        with_features(message, false, |f| self.train_features(f, class));
     }
 
     /// Trains one already tokenized message.
     pub fn train_features(&mut self, features: &Features, class: Class) {
         bump(&mut self.messages, class, true);
-        self.tokens.with_map(|map| {
-            map.reserve(features.len());
-            for &k in features.keys() {
-                bump(map.entry(k).or_default(), class, true);
-            }
-        });
+        self.tokens.with_map(|map| map.add(features.keys(), class));
     }
 
     /// Removes one message previously trained as `class` (to correct a
@@ -231,35 +225,31 @@ impl Model {
     pub fn untrain_features(&mut self, features: &Features, class: Class) {
         bump(&mut self.messages, class, false);
         self.tokens.with_map(|map| {
-            for k in features.keys() {
-                if let Some(c) = map.get_mut(k) {
-                    bump(c, class, false);
-                    if c.ham == 0 && c.spam == 0 {
-                        map.remove(k);
-                    }
-                }
+            for &k in features.keys() {
+                map.subtract(k, class);
             }
         });
     }
 
     /// Tokenizes and untrains one message (see [`Model::untrain_features`]).
     pub fn untrain(&mut self, message: &[u8], class: Class) {
-        self.untrain_features(&tokenize(message), class);
+        with_features(message, false, |f| self.untrain_features(f, class));
     }
 
     /// Train-on-error: classifies the message and trains it as `class` only
     /// when the label was wrong or unsure. Returns whether it trained.
     pub fn train_on_error(&mut self, message: &[u8], class: Class) -> bool {
-        let features = tokenize(message);
-        let verdict = self.classify_features(&features);
-        let right = matches!(
-            (verdict.label, class),
-            (Label::Ham, Class::Ham) | (Label::Spam, Class::Spam)
-        );
-        if !right {
-            self.train_features(&features, class);
-        }
-        !right
+        with_features(message, true, |features| {
+            let verdict = self.classify_features(features);
+            let right = matches!(
+                (verdict.label, class),
+                (Label::Ham, Class::Ham) | (Label::Spam, Class::Spam)
+            );
+            if !right {
+                self.train_features(features, class);
+            }
+            !right
+        })
     }
 
     /// Robinson's corrected spam probability `f(w)` of a token with these
@@ -270,7 +260,7 @@ impl Model {
 
     /// Tokenizes and classifies one message.
     pub fn classify(&self, message: &[u8]) -> Verdict {
-        self.classify_features(&tokenize(message))
+        with_features(message, true, |f| self.classify_features(f))
     }
 
     /// Classifies one already tokenized message.
@@ -279,16 +269,14 @@ impl Model {
         let robinson = Robinson::new(self);
         // (strength |f − ½|, f, key, token index, counts)
         let mut clues: Vec<(f64, f64, u64, u32, Counts)> = Vec::with_capacity(features.len());
-        for (i, &k) in features.keys().iter().enumerate() {
-            let Some(counts) = self.tokens.get(k) else {
-                continue;
-            };
+        let keys = features.keys();
+        self.tokens.get_each(keys, |i, counts| {
             let f = robinson.f(counts);
             let strength = (f - 0.5).abs();
             if strength >= p.min_dev {
-                clues.push((strength, f, k, i as u32, counts));
+                clues.push((strength, f, keys[i], i as u32, counts));
             }
-        }
+        });
         // Strongest first; ties broken by key for determinism. Only the
         // kept clues are sorted.
         let order = |a: &(f64, f64, u64, u32, Counts), b: &(f64, f64, u64, u32, Counts)| {
@@ -311,9 +299,11 @@ impl Model {
         Verdict {
             score,
             label,
+            // A new vector of the kept clues' size: collecting in place
+            // would keep (or shrink) the allocation sized for every token.
             clues: clues
-                .into_iter()
-                .map(|(_, probability, _, i, counts)| Clue {
+                .iter()
+                .map(|&(_, probability, _, i, counts)| Clue {
                     token: features.token(i as usize).to_string(),
                     probability,
                     counts,
@@ -328,19 +318,23 @@ impl Model {
 /// The per-token counts, in the form the model was last used in.
 #[derive(Debug, Clone)]
 pub(crate) enum Table {
-    /// A hash map: what training updates. Its hasher is seeded per
-    /// process, so that the bucket layout stays unpredictable even though
-    /// keys are fixed.
-    Map(HashMap<u64, Counts, foldhash::fast::RandomState>),
-    /// Sorted and read-only: what a model file loads into, in one linear
-    /// pass (no hashing, no random writes). Training first turns it into
-    /// a [`Table::Map`].
+    /// A hash map: what training updates. Its slots are seeded per
+    /// process, so that the layout stays unpredictable even though keys
+    /// are fixed.
+    Map(CountMap),
+    /// Read-only, ordered linear probing: what a model file loads into, in
+    /// one linear pass (no hashing, no random writes); a lookup reads one
+    /// cache line. Training first turns it into a [`Table::Map`].
+    Probe(ProbeTable),
+    /// Sorted and read-only, with a directory: what a model file loads into
+    /// when its keys are too skewed for [`Table::Probe`] (a lookup stays
+    /// `O(log n)` whatever the keys).
     Sorted(SortedTable),
 }
 
 impl Default for Table {
     fn default() -> Table {
-        Table::Map(HashMap::default())
+        Table::Map(CountMap::default())
     }
 }
 
@@ -348,6 +342,7 @@ impl Table {
     pub(crate) fn len(&self) -> usize {
         match self {
             Table::Map(m) => m.len(),
+            Table::Probe(t) => t.len,
             Table::Sorted(t) => t.entries.len(),
         }
     }
@@ -355,23 +350,33 @@ impl Table {
     #[inline]
     pub(crate) fn get(&self, key: u64) -> Option<Counts> {
         match self {
-            Table::Map(m) => m.get(&key).copied(),
+            Table::Map(m) => m.get(key),
+            Table::Probe(t) => t.get(key),
             Table::Sorted(t) => t.get(key),
         }
     }
 
-    /// Runs `f` on the map form, converting a sorted table first.
-    pub(crate) fn with_map<R>(
-        &mut self,
-        f: impl FnOnce(&mut HashMap<u64, Counts, foldhash::fast::RandomState>) -> R,
-    ) -> R {
+    /// Calls `found(i, counts)` for each `keys[i]` in the table, in order.
+    #[inline]
+    pub(crate) fn get_each(&self, keys: &[u64], mut found: impl FnMut(usize, Counts)) {
+        match self {
+            Table::Probe(t) => t.get_each(keys, found),
+            _ => {
+                for (i, &k) in keys.iter().enumerate() {
+                    if let Some(c) = self.get(k) {
+                        found(i, c);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs `f` on the map form, converting a read-only table first.
+    pub(crate) fn with_map<R>(&mut self, f: impl FnOnce(&mut CountMap) -> R) -> R {
         let mut map = match std::mem::take(self) {
             Table::Map(m) => m,
-            Table::Sorted(t) => {
-                let mut m = HashMap::with_capacity_and_hasher(t.entries.len(), Default::default());
-                m.extend(t.entries);
-                m
-            }
+            Table::Probe(t) => CountMap::from_entries(t.len, t.entries()),
+            Table::Sorted(t) => CountMap::from_entries(t.entries.len(), t.entries.into_iter()),
         };
         let r = f(&mut map);
         *self = Table::Map(map);
@@ -382,16 +387,368 @@ impl Table {
     pub(crate) fn sorted_entries(&self) -> Vec<(u64, Counts)> {
         match self {
             Table::Map(m) => {
-                let mut v: Vec<(u64, Counts)> = m
-                    .iter()
-                    .filter(|(_, c)| (c.ham, c.spam) != (0, 0))
-                    .map(|(&k, &c)| (k, c))
-                    .collect();
+                let mut v: Vec<(u64, Counts)> = m.entries().collect();
                 v.sort_unstable_by_key(|e| e.0);
                 v
             }
+            Table::Probe(t) => t.entries().collect(),
             Table::Sorted(t) => t.entries.clone(),
         }
+    }
+}
+
+/// Counts packed in one word: ham in the low half, spam in the high half;
+/// 0 is an empty slot (no entry has both counts zero).
+#[inline]
+fn pack(c: Counts) -> u64 {
+    u64::from(c.ham) | (u64::from(c.spam) << 32)
+}
+
+#[inline]
+fn unpack(c: u64) -> Counts {
+    Counts {
+        ham: c as u32,
+        spam: (c >> 32) as u32,
+    }
+}
+
+/// The training map: open addressing with linear probing over
+/// `[key, packed counts]` slots, at most half full. A slot is the key times
+/// a per-process random odd number, top bits: keys are public hashes, and
+/// the seed keeps chosen keys from crowding the same slots.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct CountMap {
+    /// Empty until the first entry; then a power of two.
+    slots: Vec<[u64; 2]>,
+    shift: u32,
+    len: usize,
+    seed: u64,
+}
+
+/// Slots of the smallest non-empty [`CountMap`] (log2).
+const MIN_MAP_BITS: u32 = 10;
+
+impl CountMap {
+    fn from_entries(n: usize, entries: impl Iterator<Item = (u64, Counts)>) -> CountMap {
+        let mut m = CountMap::default();
+        m.reserve(n);
+        for (k, c) in entries {
+            if (c.ham, c.spam) != (0, 0) {
+                m.reserve(1);
+                let i = m.find(k);
+                if m.slots[i][1] == 0 {
+                    m.len += 1;
+                }
+                m.slots[i] = [k, pack(c)];
+            }
+        }
+        m
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    #[inline]
+    fn home(&self, key: u64) -> usize {
+        (key.wrapping_mul(self.seed) >> self.shift) as usize
+    }
+
+    /// The slot holding `key`, or the empty slot where it would go (the
+    /// map must not be empty of slots).
+    #[inline]
+    fn find(&self, key: u64) -> usize {
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(key);
+        loop {
+            let [k, c] = self.slots[i];
+            if c == 0 || k == key {
+                return i;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    pub(crate) fn get(&self, key: u64) -> Option<Counts> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        let [_, c] = self.slots[self.find(key)];
+        (c != 0).then(|| unpack(c))
+    }
+
+    /// Room for `extra` more entries at most half full.
+    fn reserve(&mut self, extra: usize) {
+        let need = 2 * (self.len + extra);
+        if need <= self.slots.len() {
+            return;
+        }
+        if self.seed == 0 {
+            static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+            self.seed = *SEED.get_or_init(|| {
+                use std::hash::BuildHasher as _;
+                foldhash::fast::RandomState::default().hash_one(0xc0_u64) | 1
+            });
+        }
+        let bits = (usize::BITS - (need - 1).leading_zeros()).max(MIN_MAP_BITS);
+        let old = std::mem::replace(&mut self.slots, vec![[0; 2]; 1 << bits]);
+        self.shift = 64 - bits;
+        for [k, c] in old {
+            if c != 0 {
+                let i = self.find(k);
+                self.slots[i] = [k, c];
+            }
+        }
+    }
+
+    /// Counts each of `keys` (distinct) once more for `class`. The home
+    /// slots of a batch are read first, independently, so that their cache
+    /// misses overlap.
+    pub(crate) fn add(&mut self, keys: &[u64], class: Class) {
+        const BATCH: usize = 16;
+        self.reserve(keys.len());
+        for batch in keys.chunks(BATCH) {
+            let mut touch = 0u64;
+            for &k in batch {
+                touch ^= self.slots[self.home(k)][1];
+            }
+            std::hint::black_box(touch);
+            for &k in batch {
+                let i = self.find(k);
+                let [_, c] = self.slots[i];
+                if c == 0 {
+                    self.len += 1;
+                }
+                let mut counts = unpack(c);
+                bump(&mut counts, class, true);
+                self.slots[i] = [k, pack(counts)];
+            }
+        }
+    }
+
+    /// Counts `key` once less for `class` (never below zero); forgets it
+    /// when both counts reach zero.
+    pub(crate) fn subtract(&mut self, key: u64, class: Class) {
+        if self.slots.is_empty() {
+            return;
+        }
+        let i = self.find(key);
+        let [_, c] = self.slots[i];
+        if c == 0 {
+            return;
+        }
+        let mut counts = unpack(c);
+        bump(&mut counts, class, false);
+        let c = pack(counts);
+        self.slots[i][1] = c;
+        if c == 0 {
+            self.len -= 1;
+            self.close_hole(i);
+        }
+    }
+
+    /// Backward-shift deletion: moves later entries of the probe run into
+    /// the emptied slot `hole` where their home allows.
+    fn close_hole(&mut self, mut hole: usize) {
+        let mask = self.slots.len() - 1;
+        let mut j = hole;
+        loop {
+            j = (j + 1) & mask;
+            let [k, c] = self.slots[j];
+            if c == 0 {
+                break;
+            }
+            let home = self.home(k);
+            // The entry may move back to `hole` if `hole` lies on its probe
+            // path, from `home` to `j`.
+            if (j.wrapping_sub(home) & mask) >= (j.wrapping_sub(hole) & mask) {
+                self.slots[hole] = [k, c];
+                hole = j;
+            }
+        }
+        self.slots[hole] = [0, 0];
+    }
+
+    /// The entries, in slot order.
+    fn entries(&self) -> impl Iterator<Item = (u64, Counts)> + '_ {
+        self.slots
+            .iter()
+            .filter(|s| s[1] != 0)
+            .map(|&[k, c]| (k, unpack(c)))
+    }
+}
+
+/// Builds the read-only table of a model file from its entries, given in
+/// strictly increasing key order: a [`ProbeTable`], or a [`SortedTable`]
+/// when the keys are too skewed for it.
+pub(crate) struct TableLoader {
+    probe: Option<ProbeBuilder>,
+    sorted: Vec<(u64, Counts)>,
+    expected: usize,
+}
+
+impl TableLoader {
+    /// For about `n` entries.
+    pub(crate) fn new(n: usize) -> TableLoader {
+        TableLoader {
+            probe: Some(ProbeBuilder::new(n)),
+            sorted: Vec::new(),
+            expected: n,
+        }
+    }
+
+    /// Adds one entry: its key above every key added so far, its counts not
+    /// both zero.
+    #[inline]
+    pub(crate) fn push(&mut self, key: u64, counts: Counts) {
+        if let Some(b) = &mut self.probe {
+            if b.push(key, counts) {
+                return;
+            }
+            // Too skewed: every entry goes to the sorted table instead.
+            let placed = b.table.len;
+            let mut sorted = Vec::with_capacity(self.expected.max(placed + 1));
+            sorted.extend(b.table.entries());
+            self.sorted = sorted;
+            self.probe = None;
+        }
+        self.sorted.push((key, counts));
+    }
+
+    pub(crate) fn finish(self) -> Table {
+        match self.probe {
+            Some(b) => Table::Probe(b.table),
+            None => Table::Sorted(SortedTable::from_sorted(self.sorted)),
+        }
+    }
+}
+
+/// Farthest an entry of a [`ProbeTable`] may sit from its home slot; a
+/// lookup reads at most this many slots after the home slot.
+const MAX_DISPLACEMENT: usize = 32;
+
+/// Ordered linear probing over keys that are already uniform hashes.
+///
+/// An entry's home slot is the top bits of its key; entries are placed in
+/// increasing key order, each at its home slot or just after the previous
+/// entry, whichever is later. Homes increase with keys, so the occupied
+/// slots hold increasing keys and the slots from an entry's home to the
+/// entry itself are all occupied: a lookup scans from the home slot and
+/// stops at the key, at an empty slot or at a larger key. About half the
+/// slots are empty and a slot is 16 bytes, so a lookup usually reads one
+/// cache line. Keys that crowd the same homes (made so on purpose) would
+/// push an entry more than [`MAX_DISPLACEMENT`] slots away: the loader
+/// then falls back to a [`SortedTable`].
+#[derive(Debug, Clone)]
+pub(crate) struct ProbeTable {
+    /// `[key, ham | spam << 32]`; counts `[_, 0]` mark an empty slot (no
+    /// loaded entry has zero counts). `MAX_DISPLACEMENT` slots past the
+    /// last home slot absorb entries pushed off the end.
+    slots: Vec<[u64; 2]>,
+    shift: u32,
+    len: usize,
+}
+
+impl ProbeTable {
+    #[inline]
+    fn get(&self, key: u64) -> Option<Counts> {
+        let home = (key >> self.shift) as usize;
+        let end = (home + MAX_DISPLACEMENT + 1).min(self.slots.len());
+        for &[k, c] in self.slots.get(home..end)? {
+            if c == 0 || k > key {
+                return None;
+            }
+            if k == key {
+                return Some(unpack(c));
+            }
+        }
+        None
+    }
+
+    /// [`Table::get_each`]: the home slots of a batch of keys are read
+    /// first, independently of one another, so that their cache misses
+    /// overlap; then each key is resolved, mostly from its home slot. The
+    /// next batch is read before the current one is resolved, so that its
+    /// misses also overlap with that work.
+    fn get_each(&self, keys: &[u64], mut found: impl FnMut(usize, Counts)) {
+        const BATCH: usize = 32;
+        let gather = |batch: &[u64], out: &mut [[u64; 2]; BATCH]| {
+            for (slot, &k) in out.iter_mut().zip(batch) {
+                if let Some(&s) = self.slots.get((k >> self.shift) as usize) {
+                    *slot = s;
+                }
+            }
+        };
+        let (mut cur, mut next) = ([[0u64; 2]; BATCH], [[0u64; 2]; BATCH]);
+        let mut batches = keys.chunks(BATCH).enumerate().peekable();
+        if let Some(&(_, first)) = batches.peek() {
+            gather(first, &mut cur);
+        }
+        while let Some((b, batch)) = batches.next() {
+            if let Some(&(_, following)) = batches.peek() {
+                gather(following, &mut next);
+            }
+            for (j, (&k, &[hk, hc])) in batch.iter().zip(&cur).enumerate() {
+                let i = b * BATCH + j;
+                if hc == 0 || hk > k {
+                    continue;
+                }
+                if hk == k {
+                    found(i, unpack(hc));
+                } else if let Some(c) = self.get(k) {
+                    found(i, c);
+                }
+            }
+            std::mem::swap(&mut cur, &mut next);
+        }
+    }
+
+    /// The entries, keys increasing.
+    fn entries(&self) -> impl Iterator<Item = (u64, Counts)> + '_ {
+        self.slots
+            .iter()
+            .filter(|s| s[1] != 0)
+            .map(|&[k, c]| (k, unpack(c)))
+    }
+}
+
+/// Places entries, given in increasing key order, into a [`ProbeTable`].
+struct ProbeBuilder {
+    table: ProbeTable,
+    next: usize,
+}
+
+impl ProbeBuilder {
+    /// For `n` entries: at least two slots per entry.
+    fn new(n: usize) -> ProbeBuilder {
+        let bits = (usize::BITS - n.leading_zeros() + 1).clamp(1, 40);
+        ProbeBuilder {
+            table: ProbeTable {
+                // Zeroed memory: every slot starts empty.
+                slots: vec![[0u64; 2]; (1usize << bits) + MAX_DISPLACEMENT],
+                shift: 64 - bits,
+                len: 0,
+            },
+            next: 0,
+        }
+    }
+
+    /// Places one entry (its key above every key placed so far, its counts
+    /// not both zero); `false` (and nothing placed) when it would land more
+    /// than [`MAX_DISPLACEMENT`] slots from home.
+    fn push(&mut self, key: u64, counts: Counts) -> bool {
+        let home = (key >> self.table.shift) as usize;
+        let at = home.max(self.next);
+        if at - home > MAX_DISPLACEMENT {
+            return false;
+        }
+        let Some(slot) = self.table.slots.get_mut(at) else {
+            return false;
+        };
+        *slot = [key, pack(counts)];
+        self.next = at + 1;
+        self.table.len += 1;
+        true
     }
 }
 
@@ -602,12 +959,122 @@ mod tests {
         assert_eq!(empty.get(u64::MAX), None);
     }
 
+    /// The loader's table: ordered probing for uniform keys, the sorted
+    /// table for keys made to crowd the same slots; either finds every key
+    /// and no other.
+    #[test]
+    fn loaded_table_finds_every_key_and_falls_back_when_skewed() {
+        let c = |n: u32| Counts {
+            ham: n,
+            spam: n % 3,
+        };
+        let uniform: Vec<u64> = (1..5000u64)
+            .map(|i| i.wrapping_mul(0x9e37_79b9_7f4a_7c15))
+            .chain([0, u64::MAX])
+            .collect();
+        let skewed: Vec<u64> = (0..5000u64)
+            .map(|i| (0x00ab_cdef_1234 << 24) | (i * 3))
+            .collect();
+        for (keys, probe) in [(uniform, true), (skewed, false)] {
+            let mut sorted = keys.clone();
+            sorted.sort_unstable();
+            let mut loader = TableLoader::new(sorted.len());
+            for (i, &k) in sorted.iter().enumerate() {
+                loader.push(k, c(i as u32 + 1));
+            }
+            let t = loader.finish();
+            assert_eq!(matches!(t, Table::Probe(_)), probe);
+            // The batched lookup agrees with the single one.
+            let queries: Vec<u64> = sorted
+                .iter()
+                .flat_map(|&k| [k, k.wrapping_add(1), k ^ (1 << 62)])
+                .collect();
+            let mut hits = Vec::new();
+            t.get_each(&queries, |i, c| hits.push((i, c)));
+            let expected: Vec<(usize, Counts)> = queries
+                .iter()
+                .enumerate()
+                .filter_map(|(i, &k)| t.get(k).map(|c| (i, c)))
+                .collect();
+            assert_eq!(hits, expected);
+            assert_eq!(t.len(), sorted.len());
+            let entries = t.sorted_entries();
+            assert_eq!(entries.len(), sorted.len());
+            for (i, &k) in sorted.iter().enumerate() {
+                assert_eq!(t.get(k), Some(c(i as u32 + 1)));
+                assert_eq!(entries[i], (k, c(i as u32 + 1)));
+                for probe in [k.wrapping_add(1), k.wrapping_sub(1), k ^ (1 << 63)] {
+                    assert_eq!(
+                        t.get(probe).is_some(),
+                        sorted.binary_search(&probe).is_ok(),
+                        "{probe:#x}"
+                    );
+                }
+            }
+        }
+        let empty = TableLoader::new(0).finish();
+        assert_eq!(empty.get(0), None);
+        assert_eq!(empty.get(u64::MAX), None);
+    }
+
+    /// The training map against the standard one, through adds, removals
+    /// down to zero (backward-shift deletion) and growth.
+    #[test]
+    fn count_map_agrees_with_a_hash_map() {
+        use std::collections::HashMap;
+        let mut map = CountMap::default();
+        let mut reference: HashMap<u64, Counts> = HashMap::new();
+        let mut x = 0x853c_49e6_748f_ea9bu64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for round in 0..200 {
+            // Few distinct keys, so that runs collide and entries vanish.
+            let mut keys: Vec<u64> = (0..50).map(|_| next() % 3000).collect();
+            keys.sort_unstable();
+            keys.dedup();
+            let class = if round % 3 == 0 {
+                Class::Spam
+            } else {
+                Class::Ham
+            };
+            if round % 4 == 3 {
+                for &k in &keys {
+                    map.subtract(k, class);
+                    if let Some(c) = reference.get_mut(&k) {
+                        bump(c, class, false);
+                        if (c.ham, c.spam) == (0, 0) {
+                            reference.remove(&k);
+                        }
+                    }
+                }
+            } else {
+                map.add(&keys, class);
+                for &k in &keys {
+                    bump(reference.entry(k).or_default(), class, true);
+                }
+            }
+            assert_eq!(map.len(), reference.len());
+            for k in 0..3000 {
+                assert_eq!(map.get(k), reference.get(&k).copied(), "key {k}");
+            }
+        }
+        let mut entries: Vec<(u64, Counts)> = map.entries().collect();
+        entries.sort_unstable_by_key(|e| e.0);
+        let mut expected: Vec<(u64, Counts)> = reference.into_iter().collect();
+        expected.sort_unstable_by_key(|e| e.0);
+        assert_eq!(entries, expected);
+    }
+
     #[test]
     fn a_loaded_model_trains_like_the_original() {
         let mut m = Model::new();
         m.train(b"Subject: a\r\n\r\nhello world\r\n", Class::Ham);
         let mut loaded = Model::from_bytes(&m.to_bytes()).expect("load");
-        assert!(matches!(loaded.tokens, Table::Sorted(_)));
+        assert!(matches!(loaded.tokens, Table::Probe(_)));
         let spam = b"Subject: b\r\n\r\ncheap pills hello\r\n";
         m.train(spam, Class::Spam);
         loaded.train(spam, Class::Spam);

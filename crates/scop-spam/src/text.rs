@@ -121,6 +121,71 @@ fn normalise<'s>(raw: &'s str, scratch: &'s mut String) -> Option<&'s str> {
     Some(scratch.as_str())
 }
 
+/// What the scan of an ASCII word run learnt about its bytes (see
+/// [`CLASS`]).
+#[derive(Clone, Copy, Default)]
+struct RunStats {
+    /// The union of the bytes' classes.
+    flags: u8,
+    digits: usize,
+    letters: usize,
+}
+
+/// [`normalise`] and [`shouting`] together for a word run of ASCII bytes,
+/// from the statistics its scan gathered: the same results, without
+/// another pass over the word. The trimmed characters are neither letters
+/// nor digits, so the statistics of the run are those of the trimmed word.
+fn normalise_ascii<'s>(
+    raw: &'s str,
+    stats: RunStats,
+    scratch: &'s mut String,
+) -> Option<(&'s str, bool)> {
+    let b = raw.as_bytes();
+    let (mut s, mut e) = (0, b.len());
+    while s < e && matches!(b[s], b'\'' | b'-' | b'_' | b'.' | b'!' | b'%') {
+        s += 1;
+    }
+    while e > s && matches!(b[e - 1], b'\'' | b'-' | b'_' | b'.' | b'$') {
+        e -= 1;
+    }
+    let bang = e > s && b[e - 1] == b'!';
+    while e > s && b[e - 1] == b'!' {
+        e -= 1;
+    }
+    while e > s && matches!(b[e - 1], b'\'' | b'-' | b'_' | b'.') {
+        e -= 1;
+    }
+    let w = &raw[s..e];
+    let chars = w.len();
+    if chars < 2 || stats.flags & (DIGIT | UPPER | LOWER) == 0 {
+        return None;
+    }
+    let caps = stats.flags & LOWER == 0 && stats.letters >= 3;
+    let upper = stats.flags & UPPER != 0;
+    scratch.clear();
+    if chars > MAX_WORD_CHARS {
+        let first = char::from(w.as_bytes()[0].to_ascii_lowercase());
+        let _ = write!(scratch, "skip:{first}:{}", chars / 10 * 10);
+        return Some((scratch.as_str(), caps));
+    }
+    if chars > 6 && stats.digits == chars {
+        let _ = write!(scratch, "num:{chars}");
+        return Some((scratch.as_str(), caps));
+    }
+    if !upper && !bang {
+        return Some((w, caps));
+    }
+    if !upper {
+        scratch.push_str(w);
+    } else {
+        scratch.extend(w.bytes().map(|b| char::from(b.to_ascii_lowercase())));
+    }
+    if bang {
+        scratch.push('!');
+    }
+    Some((scratch.as_str(), caps))
+}
+
 /// Whether a word is written in capitals (at least three letters, none
 /// lowercase): `FREE`, `ACT`. The tokenizer adds a `caps:` token for it.
 fn shouting(raw: &str) -> bool {
@@ -141,27 +206,52 @@ fn shouting(raw: &str) -> bool {
     letters >= 3
 }
 
-/// Whether `b` (ASCII) continues a word run.
-#[inline]
-fn is_ascii_word_byte(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || matches!(b, b'\'' | b'-' | b'_' | b'.' | b'$' | b'!' | b'%')
-}
+/// [`CLASS`] bit: the ASCII byte continues a word run.
+const WORD: u8 = 1;
+/// [`CLASS`] bit: an ASCII digit.
+const DIGIT: u8 = 2;
+/// [`CLASS`] bit: an ASCII capital letter.
+const UPPER: u8 = 4;
+/// [`CLASS`] bit: an ASCII small letter.
+const LOWER: u8 = 8;
+
+/// The class bits of every byte; 0 for bytes above 0x7F.
+const CLASS: [u8; 256] = {
+    let mut t = [0u8; 256];
+    let mut b = 0;
+    while b < 128 {
+        let c = b as u8;
+        t[b] = if c.is_ascii_digit() {
+            WORD | DIGIT
+        } else if c.is_ascii_uppercase() {
+            WORD | UPPER
+        } else if c.is_ascii_lowercase() {
+            WORD | LOWER
+        } else if matches!(c, b'\'' | b'-' | b'_' | b'.' | b'$' | b'!' | b'%') {
+            WORD
+        } else {
+            0
+        };
+        b += 1;
+    }
+    t
+};
 
 /// Cuts `text` into pieces, calling `out` for each in order. Stops early when
 /// `out` returns `false`. `scratch` holds words that are not slices of the
 /// text (lowercased, `skip:`, `num:`); its allocation is reused.
-pub(crate) fn segment(text: &str, scratch: &mut String, out: &mut dyn FnMut(Piece<'_>) -> bool) {
+pub(crate) fn segment(text: &str, scratch: &mut String, mut out: impl FnMut(Piece<'_>) -> bool) {
     let bytes = text.as_bytes();
-    let mut start: Option<usize> = None; // start of a word run
+    let n = bytes.len();
     // The previous character when it was CJK: its offset.
     let mut prev_cjk: Option<usize> = None;
     let mut cjk_run = 0usize;
     let mut i = 0;
-    while i < bytes.len() {
+    while i < n {
         let b = bytes[i];
         // ASCII: no CJK, and the word-character test is a table lookup.
         let (len, cjk, word) = if b < 0x80 {
-            (1, false, is_ascii_word_byte(b))
+            (1, false, CLASS[usize::from(b)] & WORD != 0)
         } else {
             let Some(c) = text.get(i..).and_then(|t| t.chars().next()) else {
                 break;
@@ -169,14 +259,6 @@ pub(crate) fn segment(text: &str, scratch: &mut String, out: &mut dyn FnMut(Piec
             let cjk = is_cjk(c);
             (c.len_utf8(), cjk, !cjk && is_word_char(c))
         };
-        // A word run ends at a CJK character or any non-word character.
-        if !word
-            && let Some(s) = start.take()
-            && let Some(w) = normalise(&text[s..i], scratch)
-            && !out(Piece::Word(w, shouting(&text[s..i])))
-        {
-            return;
-        }
         if cjk {
             if let Some(p) = prev_cjk
                 && !out(Piece::Cjk(&text[p..i + len]))
@@ -197,21 +279,51 @@ pub(crate) fn segment(text: &str, scratch: &mut String, out: &mut dyn FnMut(Piec
         }
         prev_cjk = None;
         cjk_run = 0;
-        if word && start.is_none() {
-            start = Some(i);
+        if !word {
+            i += len;
+            continue;
         }
-        i += len;
+        // A word run: up to a CJK character or any non-word character.
+        let start = i;
+        let mut ascii = true;
+        let mut stats = RunStats::default();
+        while i < n {
+            let b = bytes[i];
+            if b < 0x80 {
+                let c = CLASS[usize::from(b)];
+                if c & WORD == 0 {
+                    break;
+                }
+                stats.flags |= c;
+                stats.digits += usize::from(c & DIGIT != 0);
+                stats.letters += usize::from(c & (UPPER | LOWER) != 0);
+                i += 1;
+            } else {
+                match text.get(i..).and_then(|t| t.chars().next()) {
+                    Some(c) if !is_cjk(c) && is_word_char(c) => {
+                        ascii = false;
+                        i += c.len_utf8();
+                    }
+                    _ => break,
+                }
+            }
+        }
+        let raw = &text[start..i];
+        let piece = if ascii {
+            normalise_ascii(raw, stats, scratch)
+        } else {
+            normalise(raw, scratch).map(|w| (w, shouting(raw)))
+        };
+        if let Some((w, caps)) = piece
+            && !out(Piece::Word(w, caps))
+        {
+            return;
+        }
     }
     if cjk_run == 1
         && let Some(p) = prev_cjk
-        && !out(Piece::Cjk(&text[p..]))
     {
-        return;
-    }
-    if let Some(s) = start
-        && let Some(w) = normalise(&text[s..], scratch)
-    {
-        out(Piece::Word(w, shouting(&text[s..])));
+        out(Piece::Cjk(&text[p..]));
     }
 }
 
@@ -221,7 +333,7 @@ mod tests {
 
     fn words(text: &str) -> Vec<String> {
         let mut v = Vec::new();
-        segment(text, &mut String::new(), &mut |p| {
+        segment(text, &mut String::new(), |p| {
             v.push(match p {
                 Piece::Word(w, _) | Piece::Cjk(w) => w.to_string(),
             });

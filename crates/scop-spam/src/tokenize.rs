@@ -7,7 +7,7 @@ use crate::limits::{
 };
 use crate::text::{Piece, segment};
 use scop_mime::{Address, Body, Header, Message};
-use std::collections::HashSet;
+use std::cell::RefCell;
 
 /// Most URLs read from one message.
 const MAX_URLS: usize = 1_000;
@@ -170,14 +170,97 @@ const WORD_FIELDS: &[&str] = &[
     "return-path",
 ];
 
+/// A set of token keys, open addressing with linear probing, reused from
+/// message to message. Keys are hashes already; the slot is taken from the
+/// key times a per-process random odd number, so that keys chosen to
+/// crowd the same slots (the key function is public) cannot make one
+/// message quadratic.
+struct KeySet {
+    /// 0 marks an empty slot; the key 0 itself is tracked by `zero`.
+    slots: Vec<u64>,
+    shift: u32,
+    len: usize,
+    zero: bool,
+    seed: u64,
+}
+
+/// Slots of a fresh [`KeySet`] (a power of two).
+const KEY_SET_SLOTS: usize = 2048;
+
+impl KeySet {
+    fn new() -> KeySet {
+        static SEED: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        let seed = *SEED.get_or_init(|| {
+            use std::hash::BuildHasher as _;
+            foldhash::fast::RandomState::default().hash_one(0x5eed_u64) | 1
+        });
+        KeySet {
+            slots: vec![0; KEY_SET_SLOTS],
+            shift: 64 - KEY_SET_SLOTS.trailing_zeros(),
+            len: 0,
+            zero: false,
+            seed,
+        }
+    }
+
+    /// Empties the set; a set grown by a large message shrinks back.
+    fn clear(&mut self) {
+        if self.slots.len() > 4 * KEY_SET_SLOTS {
+            self.slots = vec![0; KEY_SET_SLOTS];
+            self.shift = 64 - KEY_SET_SLOTS.trailing_zeros();
+        } else if self.len > 0 {
+            self.slots.fill(0);
+        }
+        self.len = 0;
+        self.zero = false;
+    }
+
+    /// Adds `key`; whether it was new.
+    #[inline]
+    fn insert(&mut self, key: u64) -> bool {
+        if key == 0 {
+            return !std::mem::replace(&mut self.zero, true);
+        }
+        if 2 * (self.len + 1) > self.slots.len() {
+            self.grow();
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = (key.wrapping_mul(self.seed) >> self.shift) as usize;
+        loop {
+            let slot = &mut self.slots[i & mask];
+            if *slot == key {
+                return false;
+            }
+            if *slot == 0 {
+                *slot = key;
+                self.len += 1;
+                return true;
+            }
+            i = (i & mask) + 1;
+        }
+    }
+
+    fn grow(&mut self) {
+        let bigger = vec![0; 2 * self.slots.len()];
+        let old = std::mem::replace(&mut self.slots, bigger);
+        self.shift -= 1;
+        self.len = 0;
+        for k in old {
+            if k != 0 {
+                self.insert(k);
+            }
+        }
+    }
+}
+
 /// The token accumulator: a bounded set of distinct tokens, deduplicated by
-/// key.
+/// key, with reusable buffers (see [`with_features`]).
 struct Sink {
-    seen: HashSet<u64, foldhash::fast::RandomState>,
-    keys: Vec<u64>,
-    text: String,
-    ends: Vec<u32>,
-    attachments: Vec<Attachment>,
+    seen: KeySet,
+    /// The tokens so far (`parsed` is set at the end).
+    out: Features,
+    /// Whether token texts are kept (training needs only the keys).
+    texts: bool,
     text_budget: usize,
     headers_left: usize,
     urls_left: usize,
@@ -191,11 +274,15 @@ struct Sink {
 impl Sink {
     fn new() -> Sink {
         Sink {
-            seen: HashSet::with_capacity_and_hasher(1024, Default::default()),
-            keys: Vec::with_capacity(1024),
-            text: String::with_capacity(16 * 1024),
-            ends: Vec::with_capacity(1024),
-            attachments: Vec::new(),
+            seen: KeySet::new(),
+            out: Features {
+                keys: Vec::with_capacity(1024),
+                text: String::with_capacity(16 * 1024),
+                ends: Vec::with_capacity(1024),
+                attachments: Vec::new(),
+                parsed: false,
+            },
+            texts: true,
             text_budget: MAX_TEXT_BYTES,
             headers_left: MAX_HEADER_FIELDS,
             urls_left: MAX_URLS,
@@ -207,40 +294,59 @@ impl Sink {
         }
     }
 
+    /// Ready for the next message.
+    fn reset(&mut self, texts: bool) {
+        self.seen.clear();
+        self.out.keys.clear();
+        self.out.text.clear();
+        self.out.ends.clear();
+        self.out.attachments.clear();
+        self.out.parsed = false;
+        self.texts = texts;
+        self.text_budget = MAX_TEXT_BYTES;
+        self.headers_left = MAX_HEADER_FIELDS;
+        self.urls_left = MAX_URLS;
+    }
+
     fn full(&self) -> bool {
-        self.keys.len() >= MAX_TOKENS_PER_MESSAGE
+        self.out.keys.len() >= MAX_TOKENS_PER_MESSAGE
     }
 
     /// Records the token in `buf` unless it was seen already.
+    #[inline]
     fn commit(&mut self) {
-        let key = token_key(self.buf.as_bytes());
+        let buf = std::mem::take(&mut self.buf);
+        self.commit_str(&buf);
+        self.buf = buf;
+    }
+
+    /// Records `token` unless it was seen already.
+    #[inline]
+    fn commit_str(&mut self, token: &str) {
+        let key = token_key(token.as_bytes());
         if self.seen.insert(key) {
-            self.keys.push(key);
-            self.text.push_str(&self.buf);
-            self.ends.push(self.text.len() as u32);
+            self.out.keys.push(key);
+            if self.texts {
+                self.out.text.push_str(token);
+                self.out.ends.push(self.out.text.len() as u32);
+            }
         }
     }
 
     /// Adds `tag` + `word` (bounded; too long tokens are dropped).
+    #[inline]
     fn add(&mut self, tag: &str, word: &str) {
         if tag.len() + word.len() > MAX_TOKEN_LEN || self.full() {
+            return;
+        }
+        if tag.is_empty() {
+            // Untagged (body words): hashed in place, no copy.
+            self.commit_str(word);
             return;
         }
         self.buf.clear();
         self.buf.push_str(tag);
         self.buf.push_str(word);
-        self.commit();
-    }
-
-    fn add_pair(&mut self, tag: &str, a: &str, b: &str) {
-        if tag.len() + a.len() + b.len() + 1 > MAX_TOKEN_LEN || self.full() {
-            return;
-        }
-        self.buf.clear();
-        self.buf.push_str(tag);
-        self.buf.push_str(a);
-        self.buf.push(' ');
-        self.buf.push_str(b);
         self.commit();
     }
 
@@ -251,7 +357,7 @@ impl Sink {
         let mut prev = std::mem::take(&mut self.prev);
         let mut scratch = std::mem::take(&mut self.scratch);
         prev.clear();
-        segment(text, &mut scratch, &mut |piece| {
+        segment(text, &mut scratch, |piece| {
             match piece {
                 Piece::Word(w, caps) => {
                     self.add(tag, w);
@@ -259,11 +365,18 @@ impl Sink {
                         self.add("caps:", w);
                     }
                     if pairs {
+                        // `prev` holds the pair's start: tag, word, space.
                         if !prev.is_empty() {
-                            self.add_pair(tag, &prev, w);
+                            let start = prev.len();
+                            if start + w.len() <= MAX_TOKEN_LEN && !self.full() {
+                                prev.push_str(w);
+                                self.commit_str(&prev);
+                            }
                         }
                         prev.clear();
+                        prev.push_str(tag);
                         prev.push_str(w);
+                        prev.push(' ');
                     }
                 }
                 Piece::Cjk(b) => {
@@ -523,7 +636,7 @@ impl Sink {
     /// `Received:` hosts, IP prefixes and words.
     fn received(&mut self, text: &str) {
         let mut p = std::mem::take(&mut self.piece_buf);
-        for piece in text.split(|c: char| c.is_whitespace() || "()[];<>".contains(c)) {
+        for piece in received_pieces(text) {
             let piece = piece.trim_matches(['.', ',']);
             if piece.is_empty() || piece.len() > 60 {
                 continue;
@@ -552,6 +665,55 @@ impl Sink {
         }
         self.piece_buf = p;
     }
+}
+
+/// `text.split(|c: char| c.is_whitespace() || "()[];<>".contains(c))`,
+/// deciding ASCII bytes by table instead of decoding every character.
+fn received_pieces(text: &str) -> impl Iterator<Item = &str> {
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    let mut i = 0;
+    let mut done = false;
+    std::iter::from_fn(move || {
+        while i < bytes.len() {
+            let b = bytes[i];
+            let (sep, len) = if b < 0x80 {
+                let sep = matches!(
+                    b,
+                    b'\t'
+                        | b'\n'
+                        | 0x0b
+                        | 0x0c
+                        | b'\r'
+                        | b' '
+                        | b'('
+                        | b')'
+                        | b'['
+                        | b']'
+                        | b';'
+                        | b'<'
+                        | b'>'
+                );
+                (sep, 1)
+            } else {
+                match text.get(i..).and_then(|t| t.chars().next()) {
+                    Some(c) => (c.is_whitespace(), c.len_utf8()),
+                    None => (false, 1),
+                }
+            };
+            i += len;
+            if sep {
+                let piece = text.get(start..i - len).unwrap_or("");
+                start = i;
+                return Some(piece);
+            }
+        }
+        if done {
+            return None;
+        }
+        done = true;
+        Some(text.get(start..).unwrap_or(""))
+    })
 }
 
 /// A coarse shape of an identifier: runs of digits become `9`, of letters
@@ -584,20 +746,36 @@ fn shape(s: &str) -> String {
 
 /// Where the next URL starts at or after `from`: the first position where
 /// `http://`, `https://`, `www.` or `ftp://` begins (ASCII case-insensitive).
+///
+/// Only a `:` (of `://`) or a `w` can reveal one, so the scan jumps from one
+/// of those to the next. The schemes hold no `w`, so no `www.` can begin
+/// between a scheme's start and its `:`: the first hit found is the first
+/// URL.
 fn next_url_start(text: &[u8], from: usize) -> Option<usize> {
-    const STARTS: [&[u8]; 4] = [b"http://", b"https://", b"www.", b"ftp://"];
     let mut i = from;
-    while i < text.len() {
-        if matches!(text[i] | 0x20, b'h' | b'w' | b'f') {
-            let rest = &text[i..];
-            if STARTS
-                .iter()
-                .any(|p| rest.len() >= p.len() && rest[..p.len()].eq_ignore_ascii_case(p))
-            {
-                return Some(i);
+    while let Some(at) = text
+        .get(i..)
+        .and_then(|t| memchr::memchr3(b':', b'w', b'W', t))
+    {
+        let p = i + at;
+        if text[p] == b':' {
+            if text.get(p..p + 3) == Some(b"://") {
+                for (len, scheme) in [(5, &b"https"[..]), (4, b"http"), (3, b"ftp")] {
+                    if let Some(s) = p.checked_sub(len)
+                        && s >= from
+                        && text[s..p].eq_ignore_ascii_case(scheme)
+                    {
+                        return Some(s);
+                    }
+                }
             }
+        } else if text
+            .get(p..p + 4)
+            .is_some_and(|w| w.eq_ignore_ascii_case(b"www."))
+        {
+            return Some(p);
         }
-        i += 1;
+        i = p + 1;
     }
     None
 }
@@ -711,8 +889,8 @@ fn attachment(sink: &mut Sink, filename: Option<String>, mime_type: &str, conten
         dangers.push(Danger::ExecutableContent);
         sink.add("attach:", "executable-content");
     }
-    if sink.attachments.len() < MAX_ATTACHMENTS {
-        sink.attachments.push(Attachment {
+    if sink.out.attachments.len() < MAX_ATTACHMENTS {
+        sink.out.attachments.push(Attachment {
             filename,
             mime_type: mime_type.to_string(),
             dangers,
@@ -831,11 +1009,40 @@ fn html_text(sink: &mut Sink, html: &str) {
 /// message is read as lossy UTF-8 text. Never panics; bounded by
 /// [`limits`](crate::limits).
 pub fn tokenize(input: &[u8]) -> Features {
-    let mut sink = Sink::new();
+    with_features(input, true, Features::clone)
+}
+
+thread_local! {
+    /// Each thread's token accumulator, reused from message to message so
+    /// that tokenizing allocates nothing once its buffers have grown.
+    static SINK: RefCell<Option<Sink>> = const { RefCell::new(None) };
+}
+
+/// Tokenizes `input` into a reused buffer and calls `f` on the features;
+/// without `texts`, the features hold keys only (token texts are empty).
+pub(crate) fn with_features<R>(input: &[u8], texts: bool, f: impl FnOnce(&Features) -> R) -> R {
+    SINK.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut slot) => {
+            let sink = slot.get_or_insert_with(Sink::new);
+            sink.reset(texts);
+            fill(sink, input);
+            f(&sink.out)
+        }
+        // Called from inside `f` itself: a fresh accumulator.
+        Err(_) => {
+            let mut sink = Sink::new();
+            sink.reset(texts);
+            fill(&mut sink, input);
+            f(&sink.out)
+        }
+    })
+}
+
+fn fill(sink: &mut Sink, input: &[u8]) {
     let parsed = match scop_mime::parse(input) {
         Ok(parsed) => {
             let mut shape = Shape::default();
-            entity(&mut sink, &parsed.message, 0, true, &mut shape);
+            entity(sink, &parsed.message, 0, true, &mut shape);
             let parts = match shape.parts {
                 0..=1 => "1",
                 2 => "2",
@@ -863,18 +1070,99 @@ pub fn tokenize(input: &[u8]) -> Features {
     };
     let size_class = (usize::BITS - input.len().leading_zeros()).to_string();
     sink.add("meta:size:", &size_class);
-    Features {
-        keys: sink.keys,
-        text: sink.text,
-        ends: sink.ends,
-        attachments: sink.attachments,
-        parsed,
-    }
+    sink.out.parsed = parsed;
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The definition of [`next_url_start`], one position at a time.
+    fn next_url_start_reference(text: &[u8], from: usize) -> Option<usize> {
+        const STARTS: [&[u8]; 4] = [b"http://", b"https://", b"www.", b"ftp://"];
+        (from..text.len()).find(|&i| {
+            STARTS
+                .iter()
+                .any(|p| text[i..].len() >= p.len() && text[i..][..p.len()].eq_ignore_ascii_case(p))
+        })
+    }
+
+    #[test]
+    fn url_starts_match_the_definition() {
+        let mut texts: Vec<Vec<u8>> = [
+            "see http://a.example and HTTPS://b.example, ftp://c or Www.d.example",
+            "https://x.example/www.y",
+            "www.www.wwW.",
+            "://x http:/ https:// ftp:/ :// w ww www",
+            "xhttp://a  hTTp://b ftpp://c fftp://d",
+            "",
+        ]
+        .iter()
+        .map(|t| t.as_bytes().to_vec())
+        .collect();
+        // Every short string over an alphabet that makes near misses.
+        let alphabet = b"htpsfw:/.W";
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _ in 0..20_000 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let len = (seed % 24) as usize;
+            texts.push(
+                (0..len)
+                    .map(|i| alphabet[((seed >> (i % 16 * 4)) as usize + i) % alphabet.len()])
+                    .collect(),
+            );
+        }
+        for t in &texts {
+            for from in 0..=t.len() {
+                assert_eq!(
+                    next_url_start(t, from),
+                    next_url_start_reference(t, from),
+                    "{:?} from {from}",
+                    String::from_utf8_lossy(t)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn received_pieces_split_like_str_split() {
+        for t in [
+            "",
+            "from mx.example (mx.example [192.0.2.1]) by a.example; Mon, 1 Jan",
+            "a\u{a0}b\u{2003}c\u{b}d\u{c}e\u{85}f()[];<>g  ",
+            ";;x\ty\r\nz é ü\u{3000}末",
+        ] {
+            let expected: Vec<&str> = t
+                .split(|c: char| c.is_whitespace() || "()[];<>".contains(c))
+                .collect();
+            assert_eq!(received_pieces(t).collect::<Vec<_>>(), expected, "{t:?}");
+        }
+    }
+
+    #[test]
+    fn key_set_keeps_distinct_keys() {
+        let mut set = KeySet::new();
+        for round in 0..3u64 {
+            set.clear();
+            let n = 1000 + 20_000 * (round % 2);
+            for i in 1..n {
+                let k = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) << (round * 8);
+                assert!(set.insert(k), "{i}");
+            }
+            assert!(set.insert(0));
+            assert!(!set.insert(0));
+            for i in 1..n {
+                let k = i.wrapping_mul(0x9e37_79b9_7f4a_7c15) << (round * 8);
+                assert!(!set.insert(k), "{i}");
+            }
+        }
+        set.clear();
+        assert!(set.insert(0));
+        assert!(!set.insert(0));
+        assert!(set.insert(1));
+    }
 
     #[test]
     fn shapes_and_extensions() {
