@@ -460,6 +460,7 @@ pub fn mx_child(args: &[String]) -> Result<()> {
             srs_key: b"bench srs key, not secret".to_vec(),
             spam: None,
             verifier: None,
+            dmarc_report_interval: std::time::Duration::from_secs(86_400),
             dkim: Default::default(),
         })
         .await?;

@@ -17,6 +17,7 @@
 //! signer, spam filter and verifier hops between them.
 
 pub mod delivery;
+pub mod dmarc_reports;
 pub mod dsn;
 pub mod headers;
 pub mod listener;

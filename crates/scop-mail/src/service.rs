@@ -62,6 +62,9 @@ pub struct MailConfig {
     pub spam: Option<SpamConfig>,
     /// SPF/DKIM/DMARC checks on the MX, if any.
     pub verifier: Option<crate::verifier::Verifier>,
+    /// How often DMARC aggregate reports are sent (when the verifier
+    /// collects them).
+    pub dmarc_report_interval: Duration,
     /// DKIM signers of submitted mail, per sender domain (lower case).
     pub dkim: Arc<std::collections::HashMap<String, Vec<scop_dkim::Signer>>>,
 }
@@ -202,6 +205,17 @@ pub async fn start(cfg: MailConfig) -> io::Result<Running> {
             Arc::new(s),
             submission.clone(),
             cfg.conn_limits,
+            stop_rx.clone(),
+        )));
+    }
+    if let Some(v) = &cfg.verifier
+        && let Some(reporter) = &v.reports
+    {
+        tasks.push(tokio::spawn(crate::dmarc_reports::send_loop(
+            reporter.clone(),
+            v.dns.clone(),
+            delivery.clone(),
+            cfg.dmarc_report_interval,
             stop_rx.clone(),
         )));
     }

@@ -26,6 +26,8 @@ pub struct Verifier {
     /// Apply the DMARC disposition (reject, quarantine); when false, only
     /// label.
     pub enforce: bool,
+    /// Rows for DMARC aggregate reports, when they are sent.
+    pub reports: Option<std::sync::Arc<crate::dmarc_reports::Reporter>>,
 }
 
 /// The outcome for one message.
@@ -218,13 +220,16 @@ impl Verifier {
             scop_dkim::verify_message(message, scop_dkim::VerifyOptions::at(now_u), |name| {
                 r.dkim_txt(name)
             });
-        let (_, dmarc) = scop_dmarc::check_message(
+        let (input, dmarc) = scop_dmarc::check_message(
             &r,
             message,
             Some(scop_dmarc::SpfAuth::from_spf(&request, &spf)),
             &dkim,
             scop_dmarc::Options::with_sample(dmarc_sample),
         );
+        if let Some(reports) = &self.reports {
+            reports.record(ip, &dmarc, &input);
+        }
         let mut ar = scop_dmarc::AuthenticationResults::new(&self.authserv_id)
             .push(scop_dmarc::MethodResult::spf(&request, &spf));
         if dkim.iter().all(|d| d.result == scop_dkim::DkimResult::None) {

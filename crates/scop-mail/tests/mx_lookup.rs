@@ -160,6 +160,7 @@ async fn mx_checks_spf_and_dmarc_and_rejects_a_forged_from() {
                 dns: stub(dns),
                 authserv_id: "mail.b.test".into(),
                 enforce: true,
+                reports: None,
             }),
             ..Setup::default()
         },
@@ -258,6 +259,7 @@ async fn submission_signs_with_dkim_and_the_receiving_mx_verifies_it() {
                 dns: stub(dns),
                 authserv_id: "mail.b.test".into(),
                 enforce: true,
+                reports: None,
             }),
             ..Setup::default()
         },

@@ -88,6 +88,11 @@ pub struct ServeArgs {
     /// excludes DELAY; e.g. 4h, 30m, 90s, 1d; 0 disables delay notices.
     #[arg(long, default_value = "4h", value_name = "DURATION", value_parser = parse_duration_secs)]
     delay_warning: i64,
+    /// With --verify: send DMARC aggregate reports (RFC 7489 7.2) to the
+    /// rua addresses of the domains seen, this often; e.g. 1d, 6h; 0
+    /// sends none. Rows are kept in memory and sent at a graceful stop.
+    #[arg(long, default_value = "1d", value_name = "DURATION", value_parser = parse_duration_secs)]
+    dmarc_reports: i64,
     /// MX greeting delay to catch clients that talk first (0 disables).
     #[arg(long, default_value_t = 1000, value_name = "MILLISECONDS")]
     greeting_delay: u64,
@@ -243,20 +248,11 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
             "--verify needs a resolver: give --resolver ADDR:PORT or --stub-zone (none in /etc/resolv.conf)"
         );
     }
-    let verifier = if a.verify {
-        dns.clone().map(|dns| scop_mail::verifier::Verifier {
-            dns,
-            authserv_id: a.hostname.clone().unwrap_or_else(system_hostname),
-            enforce: !a.no_dmarc_enforce,
-        })
-    } else {
-        None
-    };
     let routes = Routes {
         fixed,
         smarthost: a.smarthost.map(|s| vec![s]),
         port: a.remote_port,
-        dns,
+        dns: dns.clone(),
         source: a.source_ip.clone(),
     };
     let tls = match (&a.tls_cert, &a.tls_key) {
@@ -293,21 +289,36 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
             })
         }
     };
-    let mut dkim: HashMap<String, Vec<scop_dkim::Signer>> = HashMap::new();
-    for spec in &a.dkim {
-        let mut parts = spec.splitn(3, ':');
-        let (Some(domain), Some(selector), Some(file)) = (parts.next(), parts.next(), parts.next())
-        else {
-            bail!("--dkim {spec:?}: expected DOMAIN:SELECTOR:KEYFILE");
+    let dkim = dkim_signers(&a.dkim)?;
+    let verifier = if a.verify {
+        let authserv_id = a.hostname.clone().unwrap_or_else(system_hostname);
+        // Reports come from the first domain we sign for (signed, so they
+        // pass DMARC), else from the host name.
+        let mut own = dkim_signers(&a.dkim)?;
+        let (from_domain, signers) = match own.keys().min().cloned() {
+            Some(d) => {
+                let signers = own.remove(&d).unwrap_or_default();
+                (d, signers)
+            }
+            None => (authserv_id.clone(), Vec::new()),
         };
-        let pem = std::fs::read_to_string(file).with_context(|| format!("read {file}"))?;
-        let key = scop_dkim::SigningKey::from_pem(&pem).with_context(|| format!("key {file}"))?;
-        let signer = scop_dkim::Signer::new(key, domain, selector)
-            .with_context(|| format!("--dkim {spec:?}"))?;
-        dkim.entry(domain.to_ascii_lowercase())
-            .or_default()
-            .push(signer);
-    }
+        let reports = (a.dmarc_reports > 0).then(|| {
+            std::sync::Arc::new(scop_mail::dmarc_reports::Reporter::new(
+                &authserv_id,
+                &format!("dmarc-noreply@{from_domain}"),
+                signers,
+                crate::cmd_dns::now(),
+            ))
+        });
+        dns.clone().map(|dns| scop_mail::verifier::Verifier {
+            dns,
+            authserv_id,
+            enforce: !a.no_dmarc_enforce,
+            reports,
+        })
+    } else {
+        None
+    };
     if let (Some(server), Some(key_file)) = (a.dkim_publish, &a.dkim_tsig_key) {
         publish_dkim(server, key_file, &dkim)?;
     }
@@ -346,6 +357,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
             srs_key,
             spam,
             verifier,
+            dmarc_report_interval: Duration::from_secs(a.dmarc_reports.max(1) as u64),
             dkim: std::sync::Arc::new(dkim),
         })
         .await
@@ -549,4 +561,25 @@ fn publish_dkim(
         }
     });
     Ok(())
+}
+
+/// The signers of `--dkim DOMAIN:SELECTOR:KEYFILE` options, per domain
+/// (lower case).
+fn dkim_signers(specs: &[String]) -> Result<HashMap<String, Vec<scop_dkim::Signer>>> {
+    let mut dkim: HashMap<String, Vec<scop_dkim::Signer>> = HashMap::new();
+    for spec in specs {
+        let mut parts = spec.splitn(3, ':');
+        let (Some(domain), Some(selector), Some(file)) = (parts.next(), parts.next(), parts.next())
+        else {
+            bail!("--dkim {spec:?}: expected DOMAIN:SELECTOR:KEYFILE");
+        };
+        let pem = std::fs::read_to_string(file).with_context(|| format!("read {file}"))?;
+        let key = scop_dkim::SigningKey::from_pem(&pem).with_context(|| format!("key {file}"))?;
+        let signer = scop_dkim::Signer::new(key, domain, selector)
+            .with_context(|| format!("--dkim {spec:?}"))?;
+        dkim.entry(domain.to_ascii_lowercase())
+            .or_default()
+            .push(signer);
+    }
+    Ok(dkim)
 }

@@ -259,6 +259,7 @@ fn alice_and_bob_exchange_authenticated_mail() {
     peer_with(&alice, &bob, &alice_extra);
     let mut bob_extra = common(&bob);
     bob_extra.extend(["--spam-model".to_string(), model.display().to_string()]);
+    bob_extra.extend(["--dmarc-reports".to_string(), "3s".to_string()]);
     peer_with(&bob, &alice, &bob_extra);
 
     let _alice_up = up(&root, &alice);
@@ -425,6 +426,56 @@ with smtplib.SMTP_SSL("{ip}", {port}, context=ctx, timeout=30) as s:
     let dsn = wait_message(&alice.maildir(alice.user), "carol@nowhere.invalid");
     assert!(dsn.contains("multipart/report"), "{dsn}");
     assert!(dsn.contains("Action: failed"), "{dsn}");
+
+    // 6. Bob's verifier sends DMARC aggregate reports (every 3 s here) to
+    //    alice.test's rua, dmarc-reports@alice.test, an alias of alice's
+    //    account. The reports are DKIM-signed by bob.test, so they pass
+    //    DMARC at alice's MX, and together they show alice's signed mail
+    //    from 127.0.0.2 and the forgery from 127.0.0.1 refused.
+    let decode = r#"
+import email, email.policy, sys, glob, os
+out = []
+for path in sorted(glob.glob(os.path.join(sys.argv[1], "*", "*"))):
+    m = email.message_from_binary_file(open(path, "rb"), policy=email.policy.default)
+    if not str(m["Subject"] or "").startswith("Report Domain: alice.test"):
+        continue
+    out.append("AR: " + " ".join(str(m["Authentication-Results"]).split()))
+    for part in m.iter_attachments():
+        out.append("FILE: " + part.get_filename())
+        out.append(part.get_content() if isinstance(part.get_content(), str) else part.get_content().decode())
+print("\n".join(out))
+"#;
+    let mut reports = String::new();
+    wait_for("DMARC aggregate reports", Duration::from_secs(60), || {
+        let out = Command::new(scop_testkit::python())
+            .args(["-c", decode])
+            .arg(alice.maildir(alice.user))
+            .output()
+            .unwrap();
+        reports = String::from_utf8_lossy(&out.stdout).into_owned();
+        reports.contains("<source_ip>127.0.0.2</source_ip>")
+            && reports.contains("<source_ip>127.0.0.1</source_ip>")
+    });
+    assert!(
+        reports.contains("FILE: mx.bob.test!alice.test!"),
+        "{reports}"
+    );
+    assert!(
+        reports.contains("<header_from>alice.test</header_from>"),
+        "{reports}"
+    );
+    assert!(
+        reports.contains("<disposition>reject</disposition>"),
+        "{reports}"
+    );
+    assert!(
+        reports.contains("<disposition>none</disposition>"),
+        "{reports}"
+    );
+    for line in reports.lines().filter(|l| l.starts_with("AR: ")) {
+        assert!(line.contains("dmarc=pass"), "{line}");
+        assert!(line.contains("header.d=bob.test"), "{line}");
+    }
 
     drop((_alice_up, _bob_up));
     let _ = std::fs::remove_dir_all(&root);

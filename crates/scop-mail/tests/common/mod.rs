@@ -147,6 +147,7 @@ pub async fn domain(name: &str, users: &[(&str, &str)], setup: Setup) -> Domain 
         srs_key: b"test srs key".to_vec(),
         spam: setup.spam,
         verifier: setup.verifier,
+        dmarc_report_interval: Duration::from_secs(86_400),
         dkim: {
             let mut m: std::collections::HashMap<String, Vec<scop_dkim::Signer>> =
                 std::collections::HashMap::new();

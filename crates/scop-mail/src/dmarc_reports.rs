@@ -1,0 +1,412 @@
+//! DMARC aggregate reports (RFC 7489 7.2): the verifier records one row
+//! per checked message whose DMARC record asks for reports (`rua=`); at
+//! the end of each reporting interval the rows of each policy domain
+//! become one XML report, mailed to each `mailto:` address through the
+//! outbound queue.
+//!
+//! ```text
+//!  verifier ──record(ip, output, input)──► Reporter (in memory, per policy domain)
+//!  every interval ──take(now)──► Report ──message()──► queue ──► relay ──► rua
+//! ```
+//!
+//! A `rua` address outside the policy domain's organizational domain gets
+//! reports only when its domain publishes
+//! `<policy-domain>._report._dmarc.<rua-domain> TXT "v=DMARC1"` (RFC 7489
+//! 7.1). Rows live in memory: a restart loses the rows of the running
+//! interval (at most [`scop_dmarc::MAX_REPORT_ROWS`] distinct rows per
+//! domain, and at most [`MAX_REPORT_DOMAINS`] domains, are kept).
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+
+use scop_dmarc::report::{PolicyPublished, ReportBuilder, ReportMetadata, Row};
+use scop_mime::{Builder, DateTime, Mailbox};
+
+/// Policy domains tracked at once in one interval; rows for further
+/// domains are not recorded.
+pub const MAX_REPORT_DOMAINS: usize = 10_000;
+/// `rua` addresses used per domain (RFC 7489 leaves it open; two is
+/// what large receivers send to).
+pub const MAX_RUA_PER_DOMAIN: usize = 2;
+
+struct Pending {
+    policy: PolicyPublished,
+    rua: Vec<(String, Option<u64>)>,
+    rows: Vec<(Row, u64)>,
+    index: BTreeMap<Row, usize>,
+}
+
+struct State {
+    since: u64,
+    domains: BTreeMap<String, Pending>,
+}
+
+/// Collects rows between reports.
+pub struct Reporter {
+    /// Our organization's name in reports (the host name).
+    pub org_name: String,
+    /// The contact address in reports and their From.
+    pub email: String,
+    /// DKIM signers for the From domain: reports are signed so that they
+    /// pass DMARC at the receiver.
+    pub signers: Vec<scop_dkim::Signer>,
+    state: Mutex<State>,
+}
+
+impl std::fmt::Debug for Reporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reporter")
+            .field("org_name", &self.org_name)
+            .finish()
+    }
+}
+
+/// One report ready to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    /// The domain reported on.
+    pub policy_domain: String,
+    /// Addresses to send it to, with their size limits.
+    pub rua: Vec<(String, Option<u64>)>,
+    /// Its identifier.
+    pub report_id: String,
+    /// Period start and end (Unix seconds).
+    pub begin: u64,
+    /// Period end.
+    pub end: u64,
+    /// The XML document.
+    pub xml: String,
+    /// Messages it covers.
+    pub messages: u64,
+}
+
+/// The `mailto:` addresses of a record's `rua` (other schemes ignored).
+pub fn mailto_addresses(rua: &[scop_dmarc::ReportUri]) -> Vec<(String, Option<u64>)> {
+    rua.iter()
+        .filter_map(|u| {
+            u.uri
+                .get(..7)
+                .filter(|s| s.eq_ignore_ascii_case("mailto:"))?;
+            let addr = u.uri[7..].trim();
+            (addr.contains('@') && !addr.contains(['\r', '\n', ' ', ',']))
+                .then(|| (addr.to_string(), u.max_size))
+        })
+        .take(MAX_RUA_PER_DOMAIN)
+        .collect()
+}
+
+impl Reporter {
+    /// A reporter whose interval starts at `now`; its reports come from
+    /// `email` and are signed with `signers` (keys of that domain).
+    pub fn new(org_name: &str, email: &str, signers: Vec<scop_dkim::Signer>, now: u64) -> Self {
+        Reporter {
+            org_name: org_name.to_string(),
+            email: email.to_string(),
+            signers,
+            state: Mutex::new(State {
+                since: now,
+                domains: BTreeMap::new(),
+            }),
+        }
+    }
+
+    /// Records one evaluated message from `ip` (no-op when the record
+    /// asked for no aggregate report by mail).
+    pub fn record(&self, ip: IpAddr, output: &scop_dmarc::DmarcOutput, input: &scop_dmarc::Input) {
+        let (Some(record), Some(domain)) = (&output.record, &output.policy_domain) else {
+            return;
+        };
+        let rua = mailto_addresses(&record.rua);
+        if rua.is_empty() {
+            return;
+        }
+        let domain = domain.to_ascii_lowercase();
+        let row = Row::new(ip, output, input);
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        if !state.domains.contains_key(&domain) && state.domains.len() >= MAX_REPORT_DOMAINS {
+            return;
+        }
+        let pending = state
+            .domains
+            .entry(domain.clone())
+            .or_insert_with(|| Pending {
+                policy: PolicyPublished::from_record(&domain, record),
+                rua,
+                rows: Vec::new(),
+                index: BTreeMap::new(),
+            });
+        match pending.index.get(&row) {
+            Some(&i) => pending.rows[i].1 += 1,
+            None if pending.rows.len() < scop_dmarc::MAX_REPORT_ROWS => {
+                pending.index.insert(row.clone(), pending.rows.len());
+                pending.rows.push((row, 1));
+            }
+            None => {}
+        }
+    }
+
+    /// The reports of the interval ending at `now`; a new interval starts.
+    pub fn take(&self, now: u64) -> Vec<Report> {
+        let (since, domains) = match self.state.lock() {
+            Ok(mut state) => {
+                let since = std::mem::replace(&mut state.since, now);
+                (since, std::mem::take(&mut state.domains))
+            }
+            Err(_) => return Vec::new(),
+        };
+        domains
+            .into_iter()
+            .map(|(domain, p)| {
+                let report_id = format!("{}.{}.{}", self.org_name, domain, since);
+                let metadata = ReportMetadata {
+                    org_name: self.org_name.clone(),
+                    email: self.email.clone(),
+                    extra_contact_info: None,
+                    report_id: report_id.clone(),
+                    begin: since,
+                    end: now,
+                };
+                let mut builder = ReportBuilder::new(metadata, p.policy);
+                for (row, count) in p.rows {
+                    builder.add_count(row, count);
+                }
+                Report {
+                    policy_domain: domain,
+                    rua: p.rua,
+                    report_id,
+                    begin: since,
+                    end: now,
+                    messages: builder.message_count(),
+                    xml: builder.to_xml(),
+                }
+            })
+            .collect()
+    }
+
+    /// The report as a message to `to` (RFC 7489 7.2.1.1: subject,
+    /// filename `receiver!policy-domain!begin!end.xml`), DKIM-signed when
+    /// the reporter has keys.
+    pub fn message(&self, report: &Report, to: &str, now: u64) -> Vec<u8> {
+        let message = self.unsigned_message(report, to, now);
+        if self.signers.is_empty() {
+            return message;
+        }
+        match scop_dkim::sign_message(&self.signers, &message, now) {
+            Ok(signed) => signed,
+            Err(e) => {
+                tracing::error!(error = %e, "DKIM signing of a DMARC report failed");
+                message
+            }
+        }
+    }
+
+    fn unsigned_message(&self, report: &Report, to: &str, now: u64) -> Vec<u8> {
+        let filename = format!(
+            "{}!{}!{}!{}.xml",
+            self.org_name, report.policy_domain, report.begin, report.end
+        );
+        Builder::new()
+            .from(Mailbox::new(Some("DMARC reports"), &self.email))
+            .to(Mailbox::new(None, to))
+            .subject(format!(
+                "Report Domain: {} Submitter: {} Report-ID: <{}>",
+                report.policy_domain, self.org_name, report.report_id
+            ))
+            .date(DateTime::from_unix_timestamp(
+                i64::try_from(now).unwrap_or(i64::MAX),
+            ))
+            .message_id(format!("dmarc.{}@{}", report.report_id, self.org_name))
+            .header("Auto-Submitted", "auto-generated")
+            .multipart("mixed")
+            .text(format!(
+                "DMARC aggregate report for {} from {}: {} messages between {} and {} (Unix time).\r\n",
+                report.policy_domain, self.org_name, report.messages, report.begin, report.end
+            ))
+            .attachment(filename, "application/xml", report.xml.clone().into_bytes())
+            .build()
+    }
+}
+
+/// Whether `rua_address` may receive reports about `policy_domain`: same
+/// organizational domain, or the receiving domain agreed (RFC 7489 7.1)
+/// according to `txt` (the TXT strings found at
+/// `<policy_domain>._report._dmarc.<rua domain>`, `None` when the lookup
+/// failed).
+pub fn destination_allowed(
+    policy_domain: &str,
+    rua_address: &str,
+    txt: impl FnOnce(&str) -> Option<Vec<Vec<u8>>>,
+) -> bool {
+    let Some((_, rua_domain)) = rua_address.rsplit_once('@') else {
+        return false;
+    };
+    let rua_domain = rua_domain.trim_end_matches('.').to_ascii_lowercase();
+    if scop_dmarc::organizational_domain(&rua_domain)
+        == scop_dmarc::organizational_domain(&policy_domain.to_ascii_lowercase())
+    {
+        return true;
+    }
+    let name = format!("{policy_domain}._report._dmarc.{rua_domain}");
+    txt(&name).is_some_and(|records| {
+        records.iter().any(|r| {
+            String::from_utf8_lossy(r)
+                .trim_start()
+                .to_ascii_lowercase()
+                .starts_with("v=dmarc1")
+        })
+    })
+}
+
+/// Sends the reports of `reporter` every `interval` until `stop`: each
+/// report goes to each allowed `rua` address through the outbound queue
+/// (null sender, so nothing bounces back to a report), a report over an
+/// address's size limit is not sent to it. The interval's rows are sent
+/// at stop too, so a graceful restart loses nothing.
+pub async fn send_loop(
+    reporter: std::sync::Arc<Reporter>,
+    dns: crate::mxlookup::Dns,
+    delivery: crate::delivery::Delivery,
+    interval: std::time::Duration,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    loop {
+        let stopping = tokio::select! {
+            _ = tokio::time::sleep(interval) => false,
+            _ = stop.changed() => true,
+        };
+        let now = crate::now();
+        for report in reporter.take(now as u64) {
+            send(&reporter, &dns, &delivery, &report, now).await;
+        }
+        if stopping || *stop.borrow() {
+            return;
+        }
+    }
+}
+
+async fn send(
+    reporter: &Reporter,
+    dns: &crate::mxlookup::Dns,
+    delivery: &crate::delivery::Delivery,
+    report: &Report,
+    now: i64,
+) {
+    for (address, max_size) in &report.rua {
+        if max_size.is_some_and(|max| report.xml.len() as u64 > max) {
+            tracing::info!(domain = %report.policy_domain, %address, "DMARC report over the size limit; not sent");
+            continue;
+        }
+        let mut allowed = destination_allowed(&report.policy_domain, address, |_| None);
+        if !allowed {
+            let name = format!(
+                "{}._report._dmarc.{}",
+                report.policy_domain,
+                address.rsplit_once('@').map_or("", |(_, d)| d)
+            );
+            let txt = match dns.query(&name, hickory_proto::rr::RecordType::TXT).await {
+                crate::mxlookup::Answer::Records(v) => Some(
+                    v.into_iter()
+                        .filter_map(|d| match d {
+                            hickory_proto::rr::RData::TXT(t) => {
+                                Some(t.txt_data.iter().flat_map(|s| s.iter().copied()).collect())
+                            }
+                            _ => None,
+                        })
+                        .collect(),
+                ),
+                _ => None,
+            };
+            allowed = destination_allowed(&report.policy_domain, address, |_| txt);
+        }
+        if !allowed {
+            tracing::info!(domain = %report.policy_domain, %address, "DMARC report destination did not agree (RFC 7489 7.1); not sent");
+            continue;
+        }
+        let message = scop_store::NewMessage {
+            sender: String::new(),
+            recipients: vec![address.clone()],
+            body: reporter.message(report, address, now as u64),
+            lifetime_secs: delivery.lifetime_secs,
+            dsn: scop_store::DsnParams::default(),
+        };
+        match delivery.store.enqueue(&message, now).await {
+            Ok(id) => {
+                tracing::info!(domain = %report.policy_domain, %address, %id, messages = report.messages, "DMARC aggregate report queued");
+                delivery.queued.notify_one();
+            }
+            Err(e) => {
+                tracing::error!(domain = %report.policy_domain, %address, error = %e, "could not queue a DMARC report")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn external_destinations_need_the_receivers_consent() {
+        let none = |_: &str| None;
+        assert!(destination_allowed("alice.test", "dmarc@alice.test", none));
+        assert!(destination_allowed("mail.alice.test", "r@alice.test", none));
+        assert!(!destination_allowed(
+            "alice.test",
+            "r@reports.example",
+            none
+        ));
+        let mut asked = String::new();
+        assert!(destination_allowed(
+            "alice.test",
+            "r@reports.example",
+            |n| {
+                asked = n.to_string();
+                Some(vec![b"v=DMARC1".to_vec()])
+            }
+        ));
+        assert_eq!(asked, "alice.test._report._dmarc.reports.example");
+        assert!(!destination_allowed(
+            "alice.test",
+            "r@reports.example",
+            |_| { Some(vec![b"v=spf1 -all".to_vec()]) }
+        ));
+        assert!(!destination_allowed("alice.test", "no-at-sign", none));
+    }
+
+    #[test]
+    fn only_mailto_addresses_are_used() {
+        let uris = [
+            scop_dmarc::ReportUri {
+                uri: "mailto:a@x.test".into(),
+                max_size: Some(10_000_000),
+            },
+            scop_dmarc::ReportUri {
+                uri: "https://x.test/r".into(),
+                max_size: None,
+            },
+            scop_dmarc::ReportUri {
+                uri: "MAILTO:b@x.test".into(),
+                max_size: None,
+            },
+            scop_dmarc::ReportUri {
+                uri: "mailto:c@x.test".into(),
+                max_size: None,
+            },
+        ];
+        assert_eq!(
+            mailto_addresses(&uris),
+            vec![
+                ("a@x.test".to_string(), Some(10_000_000)),
+                ("b@x.test".to_string(), None)
+            ]
+        );
+        let bad = [scop_dmarc::ReportUri {
+            uri: "mailto:a@x.test\r\nBcc: evil@x.test".into(),
+            max_size: None,
+        }];
+        assert!(mailto_addresses(&bad).is_empty());
+    }
+}
