@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod auth;
+mod dns;
 mod smtp;
 mod spam;
 
@@ -23,10 +24,11 @@ fn main() -> Result<()> {
         Some("spam") => spam::run(&args[1..]),
         Some("auth") => auth::run(&args[1..]),
         Some("smtp") => smtp::run(&args[1..]),
+        Some("dns") => dns::run(&args[1..]),
         // The MX child process of `smtp` (not for direct use).
         Some("smtp-mx") => smtp::mx_child(&args[1..]),
         _ => bail!(
-            "usage: scop-bench mime --spamassassin DIR --hamlet N\n       scop-bench spam --corpus DIR [--debian DIR] [--roc-svg FILE]\n       scop-bench auth [--messages N] [--python VENV_PYTHON]\n       scop-bench smtp --debian DIR [--rounds N] [--scale F] [--idle N] [--peak-sessions N]"
+            "usage: scop-bench mime --spamassassin DIR --hamlet N\n       scop-bench spam --corpus DIR [--debian DIR] [--roc-svg FILE]\n       scop-bench auth [--messages N] [--python VENV_PYTHON]\n       scop-bench smtp --debian DIR [--rounds N] [--scale F] [--idle N] [--peak-sessions N]\n       scop-bench dns --debian DIR [--scop BIN] [--rounds N] [--seconds S] [--names N] [--update-names N] [--clients N] [--outstanding N] [--skip-queries] [--skip-updates]"
         ),
     }
 }

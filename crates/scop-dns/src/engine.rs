@@ -39,6 +39,10 @@ pub struct Outcome {
     pub notify: Vec<Name>,
 }
 
+/// An UPDATE that [`Engine::step`] parsed and whose TSIG it checked: it
+/// needs `&mut Engine`.
+type PendingUpdate = Box<(Message, Option<Chain>)>;
+
 /// The authoritative server core.
 #[derive(Debug, Clone)]
 pub struct Engine {
@@ -170,20 +174,50 @@ impl Engine {
 
     /// Handles one request received at `now` (unix seconds).
     pub fn handle(&mut self, request: &[u8], transport: Transport, now: u64) -> Outcome {
+        match self.step(request, transport, now) {
+            Ok(out) => out,
+            Err(update) => {
+                let (msg, chain) = *update;
+                self.handle_update(&msg, transport, chain, now)
+            }
+        }
+    }
+
+    /// [`Engine::handle`] for every request that leaves the engine as it
+    /// is (all but UPDATE), through a shared reference, so that several
+    /// threads can answer queries at once; `None` for an UPDATE: give it
+    /// to [`Engine::handle`].
+    pub fn handle_read_only(
+        &self,
+        request: &[u8],
+        transport: Transport,
+        now: u64,
+    ) -> Option<Outcome> {
+        self.step(request, transport, now).ok()
+    }
+
+    /// Everything up to the point where an UPDATE needs the engine
+    /// mutably: the outcome, or the UPDATE to apply.
+    fn step(
+        &self,
+        request: &[u8],
+        transport: Transport,
+        now: u64,
+    ) -> Result<Outcome, PendingUpdate> {
         let mut out = Outcome::default();
         // Too short to answer, or a response (never answer those: loops).
         if request.len() < wire::HEADER || request[2] & 0x80 != 0 {
-            return out;
+            return Ok(out);
         }
         let Some(split) = wire::split_tsig(request) else {
             out.replies
                 .push(minimal_error(request, ResponseCode::FormErr));
-            return out;
+            return Ok(out);
         };
         let Ok(msg) = Message::from_vec(&split.unsigned) else {
             out.replies
                 .push(minimal_error(request, ResponseCode::FormErr));
-            return out;
+            return Ok(out);
         };
         let checked = tsig::check_request(&self.keys, &split, now);
         let mut chain = match checked {
@@ -195,7 +229,7 @@ impl Engine {
             } => {
                 out.replies
                     .push(minimal_error(request, ResponseCode::FormErr));
-                return out;
+                return Ok(out);
             }
             Checked::Invalid {
                 failure,
@@ -207,7 +241,7 @@ impl Engine {
                 let mut bytes = resp_bytes(&mut resp, request);
                 tsig::append_error(&mut bytes, failure, &tsig, chain, now);
                 out.replies.push(bytes);
-                return out;
+                return Ok(out);
             }
         };
         if let Some(edns) = &msg.edns
@@ -216,29 +250,39 @@ impl Engine {
             let resp = response_to(&msg, ResponseCode::BADVERS);
             out.replies
                 .push(self.finish(resp, &msg, transport, chain.as_mut(), now));
-            return out;
+            return Ok(out);
         }
         match msg.metadata.op_code {
             OpCode::Query => self.query(&msg, transport, chain, now, &mut out),
-            OpCode::Update => {
-                let (resp, journal) = self.update(&msg, chain.as_ref(), now);
-                let mut failure = response_to(&msg, ResponseCode::ServFail);
-                failure.queries = msg.queries.clone();
-                if let Some((origin, diff)) = journal {
-                    out.failure_reply =
-                        Some(self.finish(failure, &msg, transport, chain.clone().as_mut(), now));
-                    out.notify.push(origin.clone());
-                    out.journal = Some((origin, diff));
-                }
-                out.replies
-                    .push(self.finish(resp, &msg, transport, chain.as_mut(), now));
-            }
+            OpCode::Update => return Err(Box::new((msg, chain))),
             _ => {
                 let resp = response_to(&msg, ResponseCode::NotImp);
                 out.replies
                     .push(self.finish(resp, &msg, transport, chain.as_mut(), now));
             }
         }
+        Ok(out)
+    }
+
+    fn handle_update(
+        &mut self,
+        msg: &Message,
+        transport: Transport,
+        mut chain: Option<Chain>,
+        now: u64,
+    ) -> Outcome {
+        let mut out = Outcome::default();
+        let (resp, journal) = self.update(msg, chain.as_ref(), now);
+        let mut failure = response_to(msg, ResponseCode::ServFail);
+        failure.queries = msg.queries.clone();
+        if let Some((origin, diff)) = journal {
+            out.failure_reply =
+                Some(self.finish(failure, msg, transport, chain.clone().as_mut(), now));
+            out.notify.push(origin.clone());
+            out.journal = Some((origin, diff));
+        }
+        out.replies
+            .push(self.finish(resp, msg, transport, chain.as_mut(), now));
         out
     }
 

@@ -7,20 +7,35 @@
 //! bytes our core produced, nor a zone transfer of several messages each
 //! carrying a chained TSIG MAC (RFC 8945 5.3.1).
 //!
+//! Queries are answered by [`udp_workers`] threads reading one shared
+//! blocking UDP socket, and by a task per TCP connection, all at once
+//! under a read lock of the engine; an UPDATE takes the write lock. Each
+//! UDP worker (and the TCP side) remembers the encoded reply to every
+//! unsigned query it answered, keyed by the request's bytes after the ID,
+//! until the zones change (a generation counter bumped under the write
+//! lock): the core's answer depends only on those bytes and the zones.
+//!
 //! Durability: an accepted UPDATE is appended to the zone's journal and
 //! fsync'd before the reply leaves; if the write fails the change is
-//! reverted and the client gets SERVFAIL.
+//! reverted and the client gets SERVFAIL. UPDATEs go to one updater
+//! thread, which applies every update waiting (up to
+//! [`MAX_UPDATE_BATCH`]) one after the other, then appends their journal
+//! entries with one fsync per zone, then replies to each (group commit).
 
 use crate::journal;
 use crate::rrl::{self, ResponseRateLimiter, RrlConfig, Verdict};
+use crate::wire;
 use crate::{Engine, MAX_MESSAGE_BYTES, Outcome, Transport};
 use hickory_proto::rr::Name;
+use std::borrow::Cow;
+use std::collections::HashMap;
 use std::io::{self, Write};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
 
@@ -34,6 +49,17 @@ pub const MAX_REQUESTS_PER_CONNECTION: usize = 10_000;
 pub const NOTIFY_ATTEMPTS: usize = 5;
 /// Wait for a NOTIFY answer before retrying.
 pub const NOTIFY_TIMEOUT: Duration = Duration::from_secs(2);
+/// Most UDP worker threads (one per available core up to this).
+pub const MAX_UDP_WORKERS: usize = 8;
+/// How long a UDP worker blocks in a read before it checks for shutdown.
+pub const UDP_SHUTDOWN_POLL: Duration = Duration::from_millis(100);
+/// Encoded replies remembered by each UDP worker and by the TCP side;
+/// when full, the cache starts again empty.
+pub const MAX_CACHED_REPLIES: usize = 50_000;
+/// UPDATEs applied together before one journal fsync.
+pub const MAX_UPDATE_BATCH: usize = 64;
+/// Largest request whose reply is remembered.
+pub const MAX_CACHED_REQUEST_BYTES: usize = 512;
 /// How often signed zones are checked for signatures to renew
 /// ([`Engine::refresh_signatures`]); far shorter than the refresh window.
 pub const SIGNATURE_CHECK_INTERVAL: Duration = Duration::from_secs(3_600);
@@ -124,45 +150,233 @@ fn append_journal(dir: &Path, origin: &Name, entry: &[u8]) -> io::Result<()> {
 }
 
 struct Shared {
-    engine: Mutex<Engine>,
+    engine: RwLock<Engine>,
     config: Config,
     /// Response rate limiting of UDP replies; `None`: off.
-    rrl: Mutex<Option<ResponseRateLimiter>>,
+    rrl: Option<Mutex<ResponseRateLimiter>>,
     /// Origin of the rate limiter's millisecond clock.
     start: Instant,
+    /// Bumped, under the engine's write lock, whenever it may have
+    /// changed: remembered replies of an older generation are stale.
+    generation: AtomicU64,
+    /// Replies remembered for TCP requests.
+    tcp_cache: Mutex<ReplyCache>,
+}
+
+/// Whether the request is an UPDATE (opcode 5): it needs the write lock.
+fn is_update(request: &[u8]) -> bool {
+    request.get(2).is_some_and(|b| (b >> 3) & 0x0F == 5)
+}
+
+/// An UPDATE waiting for the updater thread.
+struct UpdateJob {
+    request: Vec<u8>,
+    reply_to: ReplyTo,
+}
+
+/// Where the outcome of an UPDATE goes.
+enum ReplyTo {
+    /// Its first reply, over the UDP socket to this client.
+    Udp(SocketAddr),
+    /// The whole outcome, to the TCP connection's task.
+    Tcp(tokio::sync::oneshot::Sender<Outcome>),
+}
+
+/// Whether the request asks for a zone transfer (its first question is
+/// AXFR or IXFR): it may take long, so TCP runs it off the async workers.
+fn is_transfer(request: &[u8]) -> bool {
+    let mut pos = wire::HEADER;
+    while let Some(&len) = request.get(pos) {
+        if len == 0 {
+            return matches!(wire::u16_at(request, pos + 1), Some(251 | 252));
+        }
+        if len & 0xC0 != 0 {
+            return false;
+        }
+        pos += 1 + usize::from(len);
+    }
+    false
+}
+
+/// Encoded replies to unsigned queries, keyed by the request's bytes after
+/// the ID, valid for one generation of the zones.
+#[derive(Default)]
+struct ReplyCache {
+    generation: u64,
+    replies: HashMap<Box<[u8]>, Box<[u8]>>,
+}
+
+impl ReplyCache {
+    /// The remembered reply (its ID still the first asker's) to `request`
+    /// at `generation`.
+    fn get(&mut self, generation: u64, request: &[u8]) -> Option<&[u8]> {
+        if self.generation != generation {
+            self.replies.clear();
+            self.generation = generation;
+        }
+        self.replies.get(request.get(2..)?).map(|r| &r[..])
+    }
+
+    /// Remembers the reply of `outcome` to `request` when it can be sent
+    /// again to the same bytes: an unsigned query with one reply that
+    /// changed nothing, computed from zones at least as new as
+    /// `generation`.
+    fn put(&mut self, generation: u64, request: &[u8], outcome: &Outcome) {
+        let [reply] = outcome.replies.as_slice() else {
+            return;
+        };
+        let query = request.get(2).is_some_and(|b| (b >> 3) & 0x0F == 0);
+        if self.generation != generation
+            || !query
+            || request.len() > MAX_CACHED_REQUEST_BYTES
+            || reply.len() < 2
+            || outcome.journal.is_some()
+            || !outcome.notify.is_empty()
+            || !unsigned(request)
+        {
+            return;
+        }
+        if self.replies.len() >= MAX_CACHED_REPLIES {
+            self.replies.clear();
+        }
+        self.replies.insert(request[2..].into(), reply[..].into());
+    }
+}
+
+/// Whether the request carries no TSIG record.
+fn unsigned(request: &[u8]) -> bool {
+    if wire::u16_at(request, 10) == Some(0) {
+        return true;
+    }
+    wire::split_tsig(request).is_some_and(|s| s.tsig.is_none())
+}
+
+/// `reply` with the ID of `request`, into `out`.
+fn with_id<'a>(out: &'a mut Vec<u8>, reply: &[u8], request: &[u8]) -> &'a [u8] {
+    out.clear();
+    out.extend_from_slice(reply);
+    out[..2].copy_from_slice(&request[..2]);
+    out
 }
 
 impl Shared {
     /// Runs the core, persists the change, returns what to send.
     fn handle(&self, request: &[u8], transport: Transport) -> Outcome {
-        let Ok(mut engine) = self.engine.lock() else {
+        if !is_update(request) {
+            match self.engine.read() {
+                Ok(engine) => {
+                    if let Some(outcome) = engine.handle_read_only(request, transport, now()) {
+                        return outcome;
+                    }
+                }
+                Err(_) => return Outcome::default(),
+            }
+        }
+        let Ok(mut engine) = self.engine.write() else {
             return Outcome::default();
         };
         let mut outcome = engine.handle(request, transport, now());
+        self.generation.fetch_add(1, Ordering::AcqRel);
         if let Some((origin, diff)) = &outcome.journal
             && let Err(e) = self.persist(origin, diff)
         {
             eprintln!("scop-dns: journal write for {origin} failed, change reverted: {e}");
             let _ = engine.revert(origin, diff);
+            self.generation.fetch_add(1, Ordering::AcqRel);
             outcome.replies = outcome.failure_reply.take().into_iter().collect();
             outcome.notify.clear();
         }
         outcome
     }
 
+    /// [`Shared::handle`] through `cache`: the first reply to send, and the
+    /// outcome when the core ran (for NOTIFY).
+    fn cached<'a>(
+        &self,
+        cache: &mut ReplyCache,
+        request: &[u8],
+        transport: Transport,
+        out: &'a mut Vec<u8>,
+    ) -> (Option<&'a [u8]>, Option<Outcome>) {
+        let generation = self.generation.load(Ordering::Acquire);
+        if let Some(reply) = cache.get(generation, request) {
+            return (Some(with_id(out, reply, request)), None);
+        }
+        let outcome = self.handle(request, transport);
+        cache.put(generation, request, &outcome);
+        let reply = outcome.replies.first().map(|r| {
+            out.clear();
+            out.extend_from_slice(r);
+            &out[..]
+        });
+        (reply, Some(outcome))
+    }
+
+    /// Applies a batch of UPDATEs under one write lock, journals every
+    /// accepted change with one fsync per zone, and reverts them all (each
+    /// client then gets its SERVFAIL) if that fails. Outcomes in order.
+    fn handle_updates(&self, requests: &[(Transport, &[u8])]) -> Vec<Outcome> {
+        let Ok(mut engine) = self.engine.write() else {
+            return requests.iter().map(|_| Outcome::default()).collect();
+        };
+        let mut outcomes: Vec<Outcome> = requests
+            .iter()
+            .map(|(transport, request)| engine.handle(request, *transport, now()))
+            .collect();
+        self.generation.fetch_add(1, Ordering::AcqRel);
+        // Per zone: its entries, or why they cannot be written.
+        let mut entries: Vec<(Name, io::Result<Vec<u8>>)> = Vec::new();
+        for (origin, diff) in outcomes.iter().filter_map(|o| o.journal.as_ref()) {
+            let encoded = journal::encode(diff).map_err(|e| io::Error::other(e.to_string()));
+            match (entries.iter_mut().find(|(o, _)| o == origin), encoded) {
+                (Some((_, Ok(all))), Ok(bytes)) => all.extend_from_slice(&bytes),
+                (Some((_, entry)), Err(e)) => *entry = Err(e),
+                (Some((_, Err(_))), Ok(_)) => {}
+                (None, encoded) => entries.push((origin.clone(), encoded)),
+            }
+        }
+        if let Some(dir) = &self.config.journal_dir {
+            for (origin, entry) in &mut entries {
+                if let Ok(bytes) = entry
+                    && let Err(e) = append_journal(dir, origin, bytes)
+                {
+                    *entry = Err(e);
+                }
+            }
+        }
+        let mut reverted = false;
+        for outcome in outcomes.iter_mut().rev() {
+            let Some((origin, diff)) = &outcome.journal else {
+                continue;
+            };
+            let Some((_, Err(e))) = entries.iter().find(|(o, _)| o == origin) else {
+                continue;
+            };
+            eprintln!("scop-dns: journal write for {origin} failed, change reverted: {e}");
+            let _ = engine.revert(origin, diff);
+            outcome.replies = outcome.failure_reply.take().into_iter().collect();
+            outcome.notify.clear();
+            reverted = true;
+        }
+        if reverted {
+            self.generation.fetch_add(1, Ordering::AcqRel);
+        }
+        outcomes
+    }
+
     /// What to send over UDP to `client` instead of `reply`: the reply
     /// itself, its truncated form, or nothing (response rate limiting).
-    fn rate_limit(&self, client: IpAddr, reply: &[u8]) -> Option<Vec<u8>> {
-        let Ok(mut guard) = self.rrl.lock() else {
-            return Some(reply.to_vec());
+    fn rate_limit<'a>(&self, client: IpAddr, reply: &'a [u8]) -> Option<Cow<'a, [u8]>> {
+        let Some(rrl) = &self.rrl else {
+            return Some(Cow::Borrowed(reply));
         };
-        let Some(limiter) = guard.as_mut() else {
-            return Some(reply.to_vec());
+        let Ok(mut limiter) = rrl.lock() else {
+            return Some(Cow::Borrowed(reply));
         };
         let now_ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
         match limiter.check_reply(client, Transport::Udp, reply, now_ms) {
-            Verdict::Send => Some(reply.to_vec()),
-            Verdict::Slip => rrl::truncated(reply),
+            Verdict::Send => Some(Cow::Borrowed(reply)),
+            Verdict::Slip => rrl::truncated(reply).map(Cow::Owned),
             Verdict::Drop => None,
         }
     }
@@ -177,7 +391,7 @@ impl Shared {
 
     /// Renews signatures that are due; returns the zones that changed.
     fn refresh(&self) -> Vec<Name> {
-        let Ok(mut engine) = self.engine.lock() else {
+        let Ok(mut engine) = self.engine.write() else {
             return Vec::new();
         };
         let mut changed = Vec::new();
@@ -195,6 +409,7 @@ impl Shared {
                 Err(e) => eprintln!("scop-dns: re-signing {origin} failed: {e}"),
             }
         }
+        self.generation.fetch_add(1, Ordering::AcqRel);
         changed
     }
 }
@@ -241,21 +456,24 @@ impl Server {
             udp,
             tcp,
             shared: Arc::new(SharedHandle(Shared {
-                engine: Mutex::new(engine),
+                engine: RwLock::new(engine),
                 config,
-                rrl: Mutex::new(None),
+                rrl: None,
                 start: Instant::now(),
+                generation: AtomicU64::new(0),
+                tcp_cache: Mutex::new(ReplyCache::default()),
             })),
         })
     }
 
     /// Turns on response rate limiting of UDP replies (off unless called;
     /// a rate of 0 leaves it off).
-    pub fn with_rate_limit(self, config: RrlConfig) -> Self {
+    pub fn with_rate_limit(mut self, config: RrlConfig) -> Self {
+        // The handle is not shared before `run`.
         if config.responses_per_second > 0
-            && let Ok(mut rrl) = self.shared.0.rrl.lock()
+            && let Some(shared) = Arc::get_mut(&mut self.shared)
         {
-            *rrl = Some(ResponseRateLimiter::new(config));
+            shared.0.rrl = Some(Mutex::new(ResponseRateLimiter::new(config)));
         }
         self
     }
@@ -267,15 +485,58 @@ impl Server {
 
     /// Serves until `shutdown` completes.
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) -> io::Result<()> {
-        let udp = Arc::new(self.udp);
+        let udp = self.udp.into_std()?;
+        udp.set_nonblocking(false)?;
+        udp.set_read_timeout(Some(UDP_SHUTDOWN_POLL))?;
         let shared = self.shared;
-        let udp_task = tokio::spawn(udp_loop(udp.clone(), shared.clone()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let runtime = tokio::runtime::Handle::current();
+        let (updates, queue) = std::sync::mpsc::channel::<UpdateJob>();
+        let mut workers = Vec::new();
+        let mut spawn =
+            |name: String, work: Box<dyn FnOnce() + Send>| match std::thread::Builder::new()
+                .name(name)
+                .spawn(work)
+            {
+                Ok(w) => {
+                    workers.push(w);
+                    Ok(())
+                }
+                Err(e) => {
+                    stop.store(true, Ordering::Release);
+                    Err(e)
+                }
+            };
+        {
+            let sock = udp.try_clone()?;
+            let (shared, stop, runtime) = (shared.clone(), stop.clone(), runtime.clone());
+            spawn(
+                "scop-dns-update".into(),
+                Box::new(move || updater(&queue, &sock, &shared, &stop, &runtime)),
+            )?;
+        }
+        for i in 0..udp_workers() {
+            let sock = udp.try_clone()?;
+            let (shared, stop, runtime) = (shared.clone(), stop.clone(), runtime.clone());
+            let updates = updates.clone();
+            spawn(
+                format!("scop-dns-udp-{i}"),
+                Box::new(move || udp_worker(&sock, &shared, &stop, &runtime, &updates)),
+            )?;
+        }
+        drop(udp);
         let refresh_task = tokio::spawn(refresh_loop(shared.clone()));
-        let tcp_task = tokio::spawn(tcp_loop(self.tcp, shared));
+        let tcp_task = tokio::spawn(tcp_loop(self.tcp, shared, updates));
         shutdown.await;
-        udp_task.abort();
+        stop.store(true, Ordering::Release);
         tcp_task.abort();
         refresh_task.abort();
+        let _ = tokio::task::spawn_blocking(move || {
+            for w in workers {
+                let _ = w.join();
+            }
+        })
+        .await;
         Ok(())
     }
 }
@@ -310,7 +571,7 @@ async fn send_notify(
         let engine = shared
             .0
             .engine
-            .lock()
+            .read()
             .map_err(|_| io::Error::other("poisoned"))?;
         engine.notify_message(origin, id)
     };
@@ -352,34 +613,101 @@ async fn refresh_loop(shared: Arc<SharedHandle>) {
     }
 }
 
-async fn udp_loop(sock: Arc<UdpSocket>, shared: Arc<SharedHandle>) {
+/// UDP worker threads: one per available core, at most [`MAX_UDP_WORKERS`].
+pub fn udp_workers() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, MAX_UDP_WORKERS))
+}
+
+/// One UDP worker: blocking reads on the shared socket until `stop`.
+fn udp_worker(
+    sock: &std::net::UdpSocket,
+    shared: &Arc<SharedHandle>,
+    stop: &AtomicBool,
+    runtime: &tokio::runtime::Handle,
+    updates: &std::sync::mpsc::Sender<UpdateJob>,
+) {
     let mut buf = vec![0u8; MAX_MESSAGE_BYTES];
-    loop {
-        let Ok((n, peer)) = sock.recv_from(&mut buf).await else {
+    let mut out = Vec::with_capacity(MAX_MESSAGE_BYTES);
+    let mut cache = ReplyCache::default();
+    while !stop.load(Ordering::Acquire) {
+        let Ok((n, peer)) = sock.recv_from(&mut buf) else {
             continue;
         };
-        let request = buf[..n].to_vec();
-        let is_update = request.get(2).is_some_and(|b| (b >> 3) & 0x0F == 5);
-        let outcome = if is_update {
-            // Journal fsync: keep it off the async workers.
-            let s = shared.clone();
-            match tokio::task::spawn_blocking(move || s.0.handle(&request, Transport::Udp)).await {
-                Ok(o) => o,
-                Err(_) => continue,
-            }
-        } else {
-            shared.0.handle(&request, Transport::Udp)
-        };
-        if let Some(reply) = outcome.replies.first()
+        let request = &buf[..n];
+        if is_update(request) {
+            let _ = updates.send(UpdateJob {
+                request: request.to_vec(),
+                reply_to: ReplyTo::Udp(peer),
+            });
+            continue;
+        }
+        let (reply, outcome) = shared
+            .0
+            .cached(&mut cache, request, Transport::Udp, &mut out);
+        if let Some(reply) = reply
             && let Some(reply) = shared.0.rate_limit(peer.ip(), reply)
         {
-            let _ = sock.send_to(&reply, peer).await;
+            let _ = sock.send_to(&reply, peer);
         }
-        after(&shared, &outcome).await;
+        if let Some(outcome) = outcome
+            && !outcome.notify.is_empty()
+        {
+            let shared = shared.clone();
+            runtime.spawn(async move { after(&shared, &outcome).await });
+        }
     }
 }
 
-async fn tcp_loop(listener: TcpListener, shared: Arc<SharedHandle>) {
+/// The updater thread: takes every UPDATE waiting (up to
+/// [`MAX_UPDATE_BATCH`]), applies and journals them together, replies.
+fn updater(
+    queue: &std::sync::mpsc::Receiver<UpdateJob>,
+    sock: &std::net::UdpSocket,
+    shared: &Arc<SharedHandle>,
+    stop: &AtomicBool,
+    runtime: &tokio::runtime::Handle,
+) {
+    while !stop.load(Ordering::Acquire) {
+        let Ok(first) = queue.recv_timeout(UDP_SHUTDOWN_POLL) else {
+            continue;
+        };
+        let mut jobs = vec![first];
+        jobs.extend(queue.try_iter().take(MAX_UPDATE_BATCH - 1));
+        let requests: Vec<(Transport, &[u8])> = jobs
+            .iter()
+            .map(|j| match j.reply_to {
+                ReplyTo::Udp(_) => (Transport::Udp, &j.request[..]),
+                ReplyTo::Tcp(_) => (Transport::Tcp, &j.request[..]),
+            })
+            .collect();
+        let outcomes = shared.0.handle_updates(&requests);
+        drop(requests);
+        for (job, outcome) in jobs.into_iter().zip(outcomes) {
+            let notify = !outcome.notify.is_empty();
+            let outcome = match job.reply_to {
+                ReplyTo::Udp(peer) => {
+                    if let Some(reply) = outcome.replies.first()
+                        && let Some(reply) = shared.0.rate_limit(peer.ip(), reply)
+                    {
+                        let _ = sock.send_to(&reply, peer);
+                    }
+                    Some(outcome)
+                }
+                ReplyTo::Tcp(tx) => tx.send(outcome).err(),
+            };
+            if notify && let Some(outcome) = outcome {
+                let shared = shared.clone();
+                runtime.spawn(async move { after(&shared, &outcome).await });
+            }
+        }
+    }
+}
+
+async fn tcp_loop(
+    listener: TcpListener,
+    shared: Arc<SharedHandle>,
+    updates: std::sync::mpsc::Sender<UpdateJob>,
+) {
     let limit = Arc::new(Semaphore::new(MAX_TCP_CONNECTIONS));
     loop {
         let Ok(permit) = limit.clone().acquire_owned().await else {
@@ -389,38 +717,94 @@ async fn tcp_loop(listener: TcpListener, shared: Arc<SharedHandle>) {
             continue;
         };
         let shared = shared.clone();
+        let updates = updates.clone();
         tokio::spawn(async move {
-            let _ = tcp_connection(stream, shared).await;
+            let _ = tcp_connection(stream, shared, updates).await;
             drop(permit);
         });
     }
 }
 
-async fn tcp_connection(mut stream: TcpStream, shared: Arc<SharedHandle>) -> io::Result<()> {
+/// Whether a whole length-prefixed request is already buffered: then
+/// the replies so far can wait for the next one's before being flushed.
+fn next_request_buffered(buffered: &[u8]) -> bool {
+    wire::u16_at(buffered, 0).is_some_and(|n| buffered.len() >= 2 + usize::from(n))
+}
+
+async fn tcp_connection(
+    stream: TcpStream,
+    shared: Arc<SharedHandle>,
+    updates: std::sync::mpsc::Sender<UpdateJob>,
+) -> io::Result<()> {
+    let (reader, writer) = stream.into_split();
+    let mut reader = BufReader::new(reader);
+    let mut writer = BufWriter::new(writer);
     let mut buf = vec![0u8; MAX_MESSAGE_BYTES];
+    let mut out = Vec::new();
     for _ in 0..MAX_REQUESTS_PER_CONNECTION {
         let mut len = [0u8; 2];
-        match tokio::time::timeout(TCP_IDLE_TIMEOUT, stream.read_exact(&mut len)).await {
+        match tokio::time::timeout(TCP_IDLE_TIMEOUT, reader.read_exact(&mut len)).await {
             Ok(Ok(_)) => {}
             _ => return Ok(()),
         }
         let n = usize::from(u16::from_be_bytes(len));
-        tokio::time::timeout(TCP_IDLE_TIMEOUT, stream.read_exact(&mut buf[..n]))
+        tokio::time::timeout(TCP_IDLE_TIMEOUT, reader.read_exact(&mut buf[..n]))
             .await
             .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "slow client"))??;
-        let request = buf[..n].to_vec();
-        let s = shared.clone();
-        let outcome = tokio::task::spawn_blocking(move || s.0.handle(&request, Transport::Tcp))
-            .await
-            .map_err(io::Error::other)?;
+        let request = &buf[..n];
+        let outcome = if is_update(request) {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            updates
+                .send(UpdateJob {
+                    request: request.to_vec(),
+                    reply_to: ReplyTo::Tcp(tx),
+                })
+                .map_err(|_| io::Error::other("the updater has stopped"))?;
+            rx.await.map_err(io::Error::other)?
+        } else if is_transfer(request) {
+            // A whole zone: keep it off the async workers.
+            let request = request.to_vec();
+            let s = shared.clone();
+            tokio::task::spawn_blocking(move || s.0.handle(&request, Transport::Tcp))
+                .await
+                .map_err(io::Error::other)?
+        } else {
+            let cached = match shared.0.tcp_cache.lock() {
+                Ok(mut cache) => {
+                    let generation = shared.0.generation.load(Ordering::Acquire);
+                    cache
+                        .get(generation, request)
+                        .map(|reply| with_id(&mut out, reply, request).len())
+                }
+                Err(_) => None,
+            };
+            if let Some(len) = cached {
+                writer.write_all(&(len as u16).to_be_bytes()).await?;
+                writer.write_all(&out).await?;
+                if !next_request_buffered(reader.buffer()) {
+                    writer.flush().await?;
+                }
+                continue;
+            }
+            let generation = shared.0.generation.load(Ordering::Acquire);
+            let outcome = shared.0.handle(request, Transport::Tcp);
+            if let Ok(mut cache) = shared.0.tcp_cache.lock() {
+                cache.put(generation, request, &outcome);
+            }
+            outcome
+        };
         for reply in &outcome.replies {
-            let mut framed = Vec::with_capacity(reply.len() + 2);
-            framed.extend_from_slice(&(reply.len() as u16).to_be_bytes());
-            framed.extend_from_slice(reply);
-            stream.write_all(&framed).await?;
+            writer
+                .write_all(&(reply.len() as u16).to_be_bytes())
+                .await?;
+            writer.write_all(reply).await?;
         }
-        stream.flush().await?;
+        // Pipelined requests already read are answered before the flush.
+        if !next_request_buffered(reader.buffer()) || outcome.replies.len() > 1 {
+            writer.flush().await?;
+        }
         after(&shared, &outcome).await;
     }
+    writer.flush().await?;
     Ok(())
 }

@@ -28,6 +28,10 @@ pub const BENCHES: &[(&str, &str)] = &[
         "smtp",
         "smtp-source msg/s (1/20 sessions, 2/100 KB) into our MX (SQLite, fsync) vs Postfix smtpd + queue; MX RSS per idle connection and at 1,000 sessions",
     ),
+    (
+        "dns",
+        "dnsperf UDP/TCP qps against scop dns serve vs Knot and NSD; DNSSEC-signed TSIG updates/s vs Knot",
+    ),
 ];
 
 pub fn run(args: &[String]) -> Result<()> {
@@ -130,6 +134,28 @@ pub fn run(args: &[String]) -> Result<()> {
                     .arg("--debian")
                     .arg(peers_dir().join("debian")),
             )?,
+            "dns" => {
+                // scop-bench finds the `scop` binary next to itself.
+                crate::util::run(
+                    "build scop",
+                    cargo().args(["build", "--release", "--quiet", "-p", "scop"]),
+                )?;
+                crate::util::run(
+                    "bench dns",
+                    cargo()
+                        .args([
+                            "run",
+                            "--release",
+                            "--quiet",
+                            "-p",
+                            "scop-bench",
+                            "--",
+                            "dns",
+                        ])
+                        .arg("--debian")
+                        .arg(peers_dir().join("debian")),
+                )?
+            }
             _ => unreachable!("checked above"),
         }
     }

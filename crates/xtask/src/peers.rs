@@ -86,6 +86,15 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     "liburcu8",
     "libxdp1",
     "libbpf1",
+    // The DNS load generator and the authoritative servers `bench dns`
+    // measures ours against: dnsperf, Knot (knotd, knotc) and NSD
+    "dnsperf",
+    "libnghttp2-14",
+    "knot",
+    "libcap-ng0",
+    "libedit2",
+    "nsd",
+    "libevent-2.1-7",
     "unbound",
     "ldnsutils",
     "libldns3",
