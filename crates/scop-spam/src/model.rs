@@ -122,7 +122,7 @@ impl Params {
 /// A token that weighed in a decision.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Clue {
-    /// The token (see [`tokenize`]).
+    /// The token (see [`crate::tokenize()`]).
     pub token: String,
     /// Its Robinson-corrected spam probability `f(w)`.
     pub probability: f64,
