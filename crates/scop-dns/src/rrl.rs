@@ -100,9 +100,62 @@ struct Bucket {
 #[derive(Debug, Clone)]
 pub struct ResponseRateLimiter {
     config: RrlConfig,
+    exempt: Vec<Prefix>,
     buckets: HashMap<Key, Bucket>,
     by_age: BTreeMap<u64, Key>,
     next_seq: u64,
+}
+
+/// Client addresses never limited (BIND's `exempt-clients`), e.g. our own
+/// mail compartments asking the primary over loopback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Prefix {
+    /// The network address.
+    pub addr: IpAddr,
+    /// Its length in bits.
+    pub len: u8,
+}
+
+impl Prefix {
+    /// Whether `ip` is inside.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(a)) => {
+                let len = u32::from(self.len.min(32));
+                let mask = u32::MAX.checked_shl(32 - len).unwrap_or(0);
+                u32::from(net) & mask == u32::from(a) & mask
+            }
+            (IpAddr::V6(net), IpAddr::V6(a)) => {
+                let len = u32::from(self.len.min(128));
+                let mask = u128::MAX.checked_shl(128 - len).unwrap_or(0);
+                u128::from(net) & mask == u128::from(a) & mask
+            }
+            _ => false,
+        }
+    }
+}
+
+impl std::str::FromStr for Prefix {
+    type Err = crate::Error;
+
+    /// `ADDR` or `ADDR/LEN`.
+    fn from_str(s: &str) -> Result<Self, crate::Error> {
+        let bad = || crate::Error::ApiMisuse(format!("{s:?}: expected ADDR or ADDR/LEN"));
+        let (addr, len) = match s.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr.trim().parse().map_err(|_| bad())?;
+        let max = if addr.is_ipv4() { 32 } else { 128 };
+        let len = match len {
+            Some(l) => l.trim().parse::<u8>().map_err(|_| bad())?,
+            None => max,
+        };
+        if len > max {
+            return Err(bad());
+        }
+        Ok(Prefix { addr, len })
+    }
 }
 
 /// The prefix a client is counted under (IPv4 /24, IPv6 /56).
@@ -124,10 +177,17 @@ impl ResponseRateLimiter {
     pub fn new(config: RrlConfig) -> Self {
         ResponseRateLimiter {
             config,
+            exempt: Vec::new(),
             buckets: HashMap::new(),
             by_age: BTreeMap::new(),
             next_seq: 0,
         }
+    }
+
+    /// The same limiter, never limiting clients inside `prefixes`.
+    pub fn with_exempt(mut self, prefixes: Vec<Prefix>) -> Self {
+        self.exempt = prefixes;
+        self
     }
 
     /// Its limits.
@@ -155,7 +215,10 @@ impl ResponseRateLimiter {
         now_ms: u64,
     ) -> Verdict {
         let rate = i64::from(self.config.responses_per_second);
-        if rate == 0 || self.config.max_entries == 0 {
+        if rate == 0
+            || self.config.max_entries == 0
+            || self.exempt.iter().any(|p| p.contains(client))
+        {
             return Verdict::Send;
         }
         let mut name = name.to_lowercase();
@@ -290,6 +353,42 @@ pub fn truncated(reply: &[u8]) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn exempt_clients_are_never_limited() {
+        let exempt: Vec<super::Prefix> = ["127.0.0.0/8", "::1", "2001:db8::/32"]
+            .iter()
+            .map(|p| p.parse().unwrap())
+            .collect();
+        let mut rrl = super::ResponseRateLimiter::new(super::RrlConfig {
+            responses_per_second: 1,
+            slip: 0,
+            ..super::RrlConfig::default()
+        })
+        .with_exempt(exempt);
+        let name = hickory_proto::rr::Name::from_ascii("example.org.").unwrap();
+        let kind = super::ResponseKind::Answer;
+        for ip in ["127.0.0.1", "127.9.9.9", "::1", "2001:db8:1::5"] {
+            let ip: std::net::IpAddr = ip.parse().unwrap();
+            for _ in 0..50 {
+                assert_eq!(rrl.check(ip, kind, &name, 0), super::Verdict::Send, "{ip}");
+            }
+        }
+        // Others are still limited.
+        let other: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+        let sent = (0..50)
+            .filter(|_| rrl.check(other, kind, &name, 0) == super::Verdict::Send)
+            .count();
+        assert!(sent < 50, "{sent}");
+        assert!("10.0.0.0/33".parse::<super::Prefix>().is_err());
+        assert!("nope".parse::<super::Prefix>().is_err());
+        let p: super::Prefix = "10.1.0.0/16".parse().unwrap();
+        assert!(p.contains("10.1.255.1".parse().unwrap()));
+        assert!(!p.contains("10.2.0.1".parse().unwrap()));
+        assert!(!p.contains("::1".parse().unwrap()));
+        let all: super::Prefix = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("203.0.113.9".parse().unwrap()));
+    }
+
     use super::*;
     use std::str::FromStr;
 

@@ -468,12 +468,24 @@ impl Server {
 
     /// Turns on response rate limiting of UDP replies (off unless called;
     /// a rate of 0 leaves it off).
-    pub fn with_rate_limit(mut self, config: RrlConfig) -> Self {
+    pub fn with_rate_limit(self, config: RrlConfig) -> Self {
+        self.with_rate_limit_exempting(config, Vec::new())
+    }
+
+    /// [`Server::with_rate_limit`], never limiting clients inside
+    /// `exempt`.
+    pub fn with_rate_limit_exempting(
+        mut self,
+        config: RrlConfig,
+        exempt: Vec<rrl::Prefix>,
+    ) -> Self {
         // The handle is not shared before `run`.
         if config.responses_per_second > 0
             && let Some(shared) = Arc::get_mut(&mut self.shared)
         {
-            shared.0.rrl = Some(Mutex::new(ResponseRateLimiter::new(config)));
+            shared.0.rrl = Some(Mutex::new(
+                ResponseRateLimiter::new(config).with_exempt(exempt),
+            ));
         }
         self
     }

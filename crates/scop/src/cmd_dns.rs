@@ -128,6 +128,10 @@ pub struct ServeArgs {
     /// dropped, so a real client retries over TCP (0 drops them all).
     #[arg(long, value_name = "N", default_value_t = scop_dns::rrl::DEFAULT_RRL_SLIP)]
     rrl_slip: u32,
+    /// Never rate-limit these clients (repeatable), e.g. 127.0.0.0/8 for
+    /// our own mail compartments asking over loopback.
+    #[arg(long, value_name = "ADDR[/LEN]")]
+    rrl_exempt: Vec<scop_dns::rrl::Prefix>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -534,11 +538,14 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
         let server = Server::bind(engine, args.listen, config)
             .await
             .with_context(|| format!("listen on {}", args.listen))?
-            .with_rate_limit(scop_dns::rrl::RrlConfig {
-                responses_per_second: args.rrl_rate,
-                slip: args.rrl_slip,
-                ..scop_dns::rrl::RrlConfig::default()
-            });
+            .with_rate_limit_exempting(
+                scop_dns::rrl::RrlConfig {
+                    responses_per_second: args.rrl_rate,
+                    slip: args.rrl_slip,
+                    ..scop_dns::rrl::RrlConfig::default()
+                },
+                args.rrl_exempt.clone(),
+            );
         println!("listening on {}", server.local_addr()?);
         std::io::stdout().flush()?;
         server

@@ -307,7 +307,11 @@ fn create(args: InitArgs, out: &mut dyn Write) -> Result<ExitCode> {
             policy: Some(policy_rel.clone()),
             notify: vec![],
             dnssec_keys: Some(dnssec_rel.clone()),
-            extra_args: vec![],
+            // Our own relay and verifier ask this primary over loopback:
+            // response rate limiting is for the Internet.
+            extra_args: ["--rrl-exempt", "127.0.0.0/8", "--rrl-exempt", "::1"]
+                .map(String::from)
+                .to_vec(),
         }),
     };
     write_file(&config_path, config.file_text()?.as_bytes(), 0o644)?;
