@@ -156,23 +156,14 @@ fn init_then_up_serves_signs_delivers_and_restarts() {
 
     // Authenticated submission over implicit TLS; the message is signed
     // with both keys and delivered to the account's mailbox.
-    let script = format!(
-        r#"
-import smtplib, ssl
-ctx = ssl.create_default_context()
-ctx.check_hostname = False
-ctx.verify_mode = ssl.CERT_NONE
-with smtplib.SMTP_SSL("127.0.0.1", {subs}, context=ctx, timeout=20) as s:
-    s.login("alice@alice.test", "a long passphrase")
-    s.sendmail("alice@alice.test", ["postmaster@alice.test"],
-        "From: alice@alice.test\r\nTo: postmaster@alice.test\r\nSubject: hello from init\r\n\r\nIt works.\r\n")
-"#
+    submit(
+        "127.0.0.1",
+        subs,
+        "alice@alice.test",
+        "a long passphrase",
+        "postmaster@alice.test",
+        "From: alice@alice.test\r\nTo: postmaster@alice.test\r\nSubject: hello from init\r\n\r\nIt works.\r\n",
     );
-    let py = Command::new(scop_testkit::python())
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(py.status.success(), "smtplib: {py:?}");
     let maildir = dir.join("data/mail/alice@alice.test/Maildir");
     wait_for("local delivery", Duration::from_secs(30), || {
         !delivered(&maildir).is_empty()
@@ -191,28 +182,17 @@ with smtplib.SMTP_SSL("127.0.0.1", {subs}, context=ctx, timeout=20) as s:
     // stub zone) and validates it with the domain's DNSSEC key. SPF
     // passes (mx.alice.test is 127.0.0.1) and DMARC by SPF alignment; a
     // bogus or unreachable answer would give temperror instead.
-    let script = format!(
+    python(
         r#"
-import smtplib
-with smtplib.SMTP("127.0.0.1", {mx}, timeout=30) as s:
+import smtplib, sys
+with smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=30) as s:
     s.ehlo("mx.alice.test")
     s.sendmail("bounces@alice.test", ["postmaster@alice.test"],
         "From: someone@alice.test\r\nTo: postmaster@alice.test\r\nSubject: through the mx\r\n\r\nHi.\r\n")
-"#
+"#,
+        &[&mx.to_string()],
     );
-    let py = Command::new(scop_testkit::python())
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(py.status.success(), "smtplib to the MX: {py:?}");
-    wait_for("delivery through the MX", Duration::from_secs(30), || {
-        delivered(&maildir).len() >= 2
-    });
-    let through_mx = delivered(&maildir)
-        .iter()
-        .map(|p| std::fs::read_to_string(p).unwrap())
-        .find(|m| m.contains("Subject: through the mx"))
-        .expect("the MX message");
+    let through_mx = wait_message(&maildir, "Subject: through the mx");
     assert!(through_mx.contains("spf=pass"), "{through_mx}");
     assert!(through_mx.contains("dmarc=pass"), "{through_mx}");
 
@@ -310,32 +290,15 @@ with smtplib.SMTP("127.0.0.1", {mx}, timeout=30) as s:
         Duration::from_secs(30),
         || listening(subs_sock) && listening(mx_sock),
     );
-    let script = format!(
-        r#"
-import smtplib, ssl
-ctx = ssl.create_default_context()
-ctx.check_hostname = False
-ctx.verify_mode = ssl.CERT_NONE
-with smtplib.SMTP_SSL("127.0.0.1", {subs}, context=ctx, timeout=20) as s:
-    s.login("alice@alice.test", "a long passphrase")
-    s.sendmail("alice@alice.test", ["postmaster@alice.test"],
-        "From: alice@alice.test\r\nTo: postmaster@alice.test\r\nSubject: after rotation\r\n\r\nNew keys.\r\n")
-"#
+    submit(
+        "127.0.0.1",
+        subs,
+        "alice@alice.test",
+        "a long passphrase",
+        "postmaster@alice.test",
+        "From: alice@alice.test\r\nTo: postmaster@alice.test\r\nSubject: after rotation\r\n\r\nNew keys.\r\n",
     );
-    let py = Command::new(scop_testkit::python())
-        .args(["-c", &script])
-        .output()
-        .unwrap();
-    assert!(py.status.success(), "smtplib after rotation: {py:?}");
-    let mut after = String::new();
-    wait_for("delivery after rotation", Duration::from_secs(30), || {
-        after = delivered(&maildir)
-            .iter()
-            .filter_map(|p| std::fs::read_to_string(p).ok())
-            .find(|m| m.contains("Subject: after rotation"))
-            .unwrap_or_default();
-        !after.is_empty()
-    });
+    let after = wait_message(&maildir, "Subject: after rotation");
     for s in &rotated {
         assert!(after.contains(&format!("s={s}")), "{s}: {after}");
     }

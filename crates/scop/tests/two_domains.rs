@@ -147,41 +147,6 @@ fn up(root: &Path, site: &Site) -> Supervisor {
     )
 }
 
-/// Every message file under a Maildir (inbox and folders), read.
-fn messages(maildir: &Path) -> Vec<String> {
-    if !maildir.exists() {
-        return Vec::new();
-    }
-    scop_testkit::files_under(maildir)
-        .into_iter()
-        .filter(|p| {
-            p.parent()
-                .and_then(|d| d.file_name())
-                .is_some_and(|n| n == "new" || n == "cur")
-        })
-        .filter_map(|p| std::fs::read_to_string(p).ok())
-        .collect()
-}
-
-fn wait_message(maildir: &Path, marker: &str) -> String {
-    let mut found = None;
-    wait_for(marker, Duration::from_secs(60), || {
-        found = messages(maildir).into_iter().find(|m| m.contains(marker));
-        found.is_some()
-    });
-    found.unwrap()
-}
-
-/// Runs a Python script; returns stdout (stderr on failure in the panic).
-fn python(script: &str) -> String {
-    let out = Command::new(scop_testkit::python())
-        .args(["-c", script])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "python: {out:?}");
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
 /// The Authentication-Results field of `message`, unfolded.
 fn auth_results(message: &str) -> String {
     let mut out = String::new();
@@ -272,20 +237,14 @@ fn alice_and_bob_exchange_authenticated_mail() {
 
     // 1. alice -> bob through submission, signer, MX lookup, relay, MX,
     //    spam filter, verifier and delivery. Once with smtplib...
-    python(&format!(
-        r#"
-import smtplib, ssl
-ctx = ssl.create_default_context()
-ctx.check_hostname = False
-ctx.verify_mode = ssl.CERT_NONE
-with smtplib.SMTP_SSL("{ip}", {port}, context=ctx, timeout=30) as s:
-    s.login("alice@alice.test", "{PASSWORD}")
-    s.sendmail("alice@alice.test", ["bob@bob.test"],
-        "From: Alice <alice@alice.test>\r\nTo: bob@bob.test\r\nSubject: lunch by smtplib\r\n\r\nShall we meet at noon on Thursday?\r\n")
-"#,
-        ip = alice.ip,
-        port = alice.subs
-    ));
+    submit(
+        alice.ip,
+        alice.subs,
+        "alice@alice.test",
+        PASSWORD,
+        "bob@bob.test",
+        "From: Alice <alice@alice.test>\r\nTo: bob@bob.test\r\nSubject: lunch by smtplib\r\n\r\nShall we meet at noon on Thursday?\r\n",
+    );
     // ... and once with swaks.
     let swaks = scop_testkit::swaks()
         .args([
@@ -326,8 +285,9 @@ with smtplib.SMTP_SSL("{ip}", {port}, context=ctx, timeout=30) as s:
     // 2. A forged alice.test From, straight to bob's MX from 127.0.0.1
     //    (not alice's address), unsigned: DMARC fails and alice's p=reject
     //    is enforced at the end of DATA.
-    let forged = python(&format!(
-        r#"
+    let forged = python(
+        &format!(
+            r#"
 import smtplib
 try:
     with smtplib.SMTP("{ip}", {mx}, timeout=30) as s:
@@ -338,14 +298,17 @@ try:
 except smtplib.SMTPDataError as e:
     print("refused", e.smtp_code, e.smtp_error.decode())
 "#,
-        ip = bob.ip
-    ));
+            ip = bob.ip
+        ),
+        &[],
+    );
     assert!(forged.starts_with("refused 550"), "{forged}");
     assert!(forged.to_ascii_lowercase().contains("dmarc"), "{forged}");
 
     // 3. A missing user is refused at RCPT.
-    let missing = python(&format!(
-        r#"
+    let missing = python(
+        &format!(
+            r#"
 import smtplib
 try:
     with smtplib.SMTP("{ip}", {mx}, timeout=30) as s:
@@ -355,8 +318,10 @@ try:
 except smtplib.SMTPRecipientsRefused as e:
     print("refused", e.recipients["nobody@bob.test"][0])
 "#,
-        ip = bob.ip
-    ));
+            ip = bob.ip
+        ),
+        &[],
+    );
     assert_eq!(missing.trim(), "refused 550", "{missing}");
 
     // 4. Spam from the evaluation half of the corpus is labelled spam: the
@@ -389,17 +354,20 @@ except smtplib.SMTPRecipientsRefused as e:
     let mut marked = b"X-Test-Marker: corpus spam\n".to_vec();
     marked.extend_from_slice(body);
     std::fs::write(&spam_path, &marked).unwrap();
-    python(&format!(
-        r#"
+    python(
+        &format!(
+            r#"
 import smtplib, email.policy, email.parser
 raw = open("{path}", "rb").read().replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 with smtplib.SMTP("{ip}", {mx}, timeout=30) as s:
     s.ehlo("relay.example")
     s.sendmail("", ["bob@bob.test"], raw)
 "#,
-        path = spam_path.display(),
-        ip = bob.ip
-    ));
+            path = spam_path.display(),
+            ip = bob.ip
+        ),
+        &[],
+    );
     let labelled = wait_message(&bob.maildir(bob.user), "X-Test-Marker: corpus spam");
     assert!(
         labelled.contains("X-Spam-Verdict: spam"),
@@ -409,20 +377,14 @@ with smtplib.SMTP("{ip}", {mx}, timeout=30) as s:
 
     // 5. A domain that cannot be reached: alice's relay gives up after the
     //    lifetime and alice gets a failure DSN.
-    python(&format!(
-        r#"
-import smtplib, ssl
-ctx = ssl.create_default_context()
-ctx.check_hostname = False
-ctx.verify_mode = ssl.CERT_NONE
-with smtplib.SMTP_SSL("{ip}", {port}, context=ctx, timeout=30) as s:
-    s.login("alice@alice.test", "{PASSWORD}")
-    s.sendmail("alice@alice.test", ["carol@nowhere.invalid"],
-        "From: alice@alice.test\r\nTo: carol@nowhere.invalid\r\nSubject: into the void\r\n\r\nHello?\r\n")
-"#,
-        ip = alice.ip,
-        port = alice.subs
-    ));
+    submit(
+        alice.ip,
+        alice.subs,
+        "alice@alice.test",
+        PASSWORD,
+        "carol@nowhere.invalid",
+        "From: alice@alice.test\r\nTo: carol@nowhere.invalid\r\nSubject: into the void\r\n\r\nHello?\r\n",
+    );
     let dsn = wait_message(&alice.maildir(alice.user), "carol@nowhere.invalid");
     assert!(dsn.contains("multipart/report"), "{dsn}");
     assert!(dsn.contains("Action: failed"), "{dsn}");
@@ -447,12 +409,8 @@ print("\n".join(out))
 "#;
     let mut reports = String::new();
     wait_for("DMARC aggregate reports", Duration::from_secs(60), || {
-        let out = Command::new(scop_testkit::python())
-            .args(["-c", decode])
-            .arg(alice.maildir(alice.user))
-            .output()
-            .unwrap();
-        reports = String::from_utf8_lossy(&out.stdout).into_owned();
+        let maildir = alice.maildir(alice.user);
+        reports = python(decode, &[maildir.to_str().unwrap()]);
         reports.contains("<source_ip>127.0.0.2</source_ip>")
             && reports.contains("<source_ip>127.0.0.1</source_ip>")
     });

@@ -122,3 +122,60 @@ pub fn delivered(maildir: &Path) -> Vec<PathBuf> {
         .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
         .unwrap_or_default()
 }
+
+/// Every message file under a Maildir (inbox and folders), read.
+pub fn messages(maildir: &Path) -> Vec<String> {
+    if !maildir.exists() {
+        return Vec::new();
+    }
+    scop_testkit::files_under(maildir)
+        .into_iter()
+        .filter(|p| {
+            p.parent()
+                .and_then(|d| d.file_name())
+                .is_some_and(|n| n == "new" || n == "cur")
+        })
+        .filter_map(|p| std::fs::read_to_string(p).ok())
+        .collect()
+}
+
+/// Waits (up to a minute) for a message containing `marker` in `maildir`.
+pub fn wait_message(maildir: &Path, marker: &str) -> String {
+    let mut found = None;
+    wait_for(marker, Duration::from_secs(60), || {
+        found = messages(maildir).into_iter().find(|m| m.contains(marker));
+        found.is_some()
+    });
+    found.unwrap()
+}
+
+/// Runs a Python script with `args` (its `sys.argv[1:]`); returns stdout
+/// (the whole output in the panic on failure).
+pub fn python(script: &str, args: &[&str]) -> String {
+    let out = Command::new(scop_testkit::python())
+        .args(["-c", script])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "python: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `login` submits `message` to `to` over implicit TLS at `ip:port` with
+/// AUTH, through Python's smtplib (the certificate is self-signed).
+pub fn submit(ip: &str, port: u16, login: &str, password: &str, to: &str, message: &str) {
+    const SUBMIT: &str = r#"
+import smtplib, ssl, sys
+ip, port, login, password, to, message = sys.argv[1:]
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+with smtplib.SMTP_SSL(ip, int(port), context=ctx, timeout=30) as s:
+    s.login(login, password)
+    s.sendmail(login, [to], message)
+"#;
+    python(
+        SUBMIT,
+        &[ip, &port.to_string(), login, password, to, message],
+    );
+}
