@@ -16,9 +16,9 @@
 //! interval (at most [`scop_dmarc::MAX_REPORT_ROWS`] distinct rows per
 //! domain, and at most [`MAX_REPORT_DOMAINS`] domains, are kept).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use scop_dmarc::report::{PolicyPublished, ReportBuilder, ReportMetadata, Row};
 use scop_mime::{Builder, DateTime, Mailbox};
@@ -33,8 +33,7 @@ pub const MAX_RUA_PER_DOMAIN: usize = 2;
 struct Pending {
     policy: PolicyPublished,
     rua: Vec<(String, Option<u64>)>,
-    rows: Vec<(Row, u64)>,
-    index: BTreeMap<Row, usize>,
+    rows: BTreeMap<Row, u64>,
 }
 
 struct State {
@@ -48,9 +47,10 @@ pub struct Reporter {
     pub org_name: String,
     /// The contact address in reports and their From.
     pub email: String,
-    /// DKIM signers for the From domain: reports are signed so that they
-    /// pass DMARC at the receiver.
-    pub signers: Vec<scop_dkim::Signer>,
+    /// DKIM signers per domain (the submission's): reports are signed
+    /// with those of the From domain, so that they pass DMARC at the
+    /// receiver.
+    pub signers: Arc<HashMap<String, Vec<scop_dkim::Signer>>>,
     state: Mutex<State>,
 }
 
@@ -98,8 +98,13 @@ pub fn mailto_addresses(rua: &[scop_dmarc::ReportUri]) -> Vec<(String, Option<u6
 
 impl Reporter {
     /// A reporter whose interval starts at `now`; its reports come from
-    /// `email` and are signed with `signers` (keys of that domain).
-    pub fn new(org_name: &str, email: &str, signers: Vec<scop_dkim::Signer>, now: u64) -> Self {
+    /// `email` and are signed with the `signers` of its domain.
+    pub fn new(
+        org_name: &str,
+        email: &str,
+        signers: Arc<HashMap<String, Vec<scop_dkim::Signer>>>,
+        now: u64,
+    ) -> Self {
         Reporter {
             org_name: org_name.to_string(),
             email: email.to_string(),
@@ -135,14 +140,13 @@ impl Reporter {
             .or_insert_with(|| Pending {
                 policy: PolicyPublished::from_record(&domain, record),
                 rua,
-                rows: Vec::new(),
-                index: BTreeMap::new(),
+                rows: BTreeMap::new(),
             });
-        match pending.index.get(&row) {
-            Some(&i) => pending.rows[i].1 += 1,
-            None if pending.rows.len() < scop_dmarc::MAX_REPORT_ROWS => {
-                pending.index.insert(row.clone(), pending.rows.len());
-                pending.rows.push((row, 1));
+        let room = pending.rows.len() < scop_dmarc::MAX_REPORT_ROWS;
+        match pending.rows.get_mut(&row) {
+            Some(n) => *n += 1,
+            None if room => {
+                pending.rows.insert(row, 1);
             }
             None => {}
         }
@@ -191,10 +195,11 @@ impl Reporter {
     /// the reporter has keys.
     pub fn message(&self, report: &Report, to: &str, now: u64) -> Vec<u8> {
         let message = self.unsigned_message(report, to, now);
-        if self.signers.is_empty() {
+        let domain = self.email.rsplit_once('@').map_or("", |(_, d)| d);
+        let Some(signers) = self.signers.get(domain).filter(|s| !s.is_empty()) else {
             return message;
-        }
-        match scop_dkim::sign_message(&self.signers, &message, now) {
+        };
+        match scop_dkim::sign_message(signers, &message, now) {
             Ok(signed) => signed,
             Err(e) => {
                 tracing::error!(error = %e, "DKIM signing of a DMARC report failed");
@@ -306,17 +311,8 @@ async fn send(
                 report.policy_domain,
                 address.rsplit_once('@').map_or("", |(_, d)| d)
             );
-            let txt = match dns.query(&name, hickory_proto::rr::RecordType::TXT).await {
-                crate::mxlookup::Answer::Records(v) => Some(
-                    v.into_iter()
-                        .filter_map(|d| match d {
-                            hickory_proto::rr::RData::TXT(t) => {
-                                Some(t.txt_data.iter().flat_map(|s| s.iter().copied()).collect())
-                            }
-                            _ => None,
-                        })
-                        .collect(),
-                ),
+            let txt = match dns.txt(&name).await {
+                crate::mxlookup::Answer::Records(v) => Some(v),
                 _ => None,
             };
             allowed = destination_allowed(&report.policy_domain, address, |_| txt);

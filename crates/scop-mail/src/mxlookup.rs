@@ -112,6 +112,20 @@ impl Dns {
         }
     }
 
+    /// TXT records of `name`, each with its character-strings joined.
+    pub async fn txt(&self, name: &str) -> Answer<Vec<u8>> {
+        self.query(name, RecordType::TXT).await.map_records(|v| {
+            v.into_iter()
+                .filter_map(|d| match d {
+                    RData::TXT(t) => {
+                        Some(t.txt_data.iter().flat_map(|s| s.iter().copied()).collect())
+                    }
+                    _ => None,
+                })
+                .collect()
+        })
+    }
+
     /// MX records of `domain`.
     pub async fn mx(&self, domain: &str) -> Answer<(u16, String)> {
         self.query(domain, RecordType::MX).await.map_records(|v| {

@@ -74,16 +74,7 @@ impl BlockingDns<'_> {
     }
 
     fn txt(&self, name: &str) -> Answer<Vec<u8>> {
-        self.ask(name, RecordType::TXT).map_records(|v| {
-            v.into_iter()
-                .filter_map(|d| match d {
-                    RData::TXT(t) => {
-                        Some(t.txt_data.iter().flat_map(|s| s.iter().copied()).collect())
-                    }
-                    _ => None,
-                })
-                .collect()
-        })
+        self.handle.block_on(self.dns.txt(name))
     }
 }
 

@@ -118,15 +118,7 @@ impl Envelope {
             }
             return Ok(f(&zone));
         }
-        let Some(dns) = crate::cmd_mail::resolver(&self.dns)? else {
-            bail!(
-                "no DNS: give --resolver ADDR:PORT or --stub-zone ZONE=ADDR:PORT (none in \
-                 /etc/resolv.conf), or the data with --dns-zone FILE"
-            );
-        };
-        let runtime = crate::cmd_mail::blocking_runtime()?;
-        let blocking = scop_mail::verifier::BlockingDns::new(&dns, runtime.handle().clone());
-        Ok(f(&blocking))
+        crate::cmd_mail::with_resolver(&self.dns, "the data with --dns-zone FILE", |dns| f(dns))
     }
 
     fn now(&self) -> u64 {

@@ -235,15 +235,9 @@ fn verify(args: VerifyArgs) -> Result<ExitCode> {
     let mut options = VerifyOptions::at(crate::cmd_dns::now());
     options.accept_rsa_sha1 = args.accept_rsa_sha1;
     let results = if args.dns_txt.is_empty() && args.dns_zone.is_empty() {
-        let Some(dns) = crate::cmd_mail::resolver(&args.dns)? else {
-            bail!(
-                "no DNS: give --resolver ADDR:PORT or --stub-zone ZONE=ADDR:PORT (none in \
-                 /etc/resolv.conf), or the keys with --dns-txt / --dns-zone"
-            );
-        };
-        let runtime = crate::cmd_mail::blocking_runtime()?;
-        let live = scop_mail::verifier::BlockingDns::new(&dns, runtime.handle().clone());
-        verify_message(&message, options, |name| live.dkim_txt(name))
+        crate::cmd_mail::with_resolver(&args.dns, "the keys with --dns-txt / --dns-zone", |live| {
+            verify_message(&message, options, |name| live.dkim_txt(name))
+        })?
     } else {
         verify_message(&message, options, |name| match records.get(name) {
             Some(txt) => DnsAnswer::Txt(txt.clone()),
@@ -306,15 +300,7 @@ fn rotate(args: RotateArgs) -> Result<ExitCode> {
             let zone = scop_dns::tsig::parse_name(&config.domain)?;
             let mut changes = Vec::new();
             for (selector, txt) in &records {
-                changes.push(scop_dns::client::Change::Replace(
-                    scop_dns::client::parse_record(
-                        &zone,
-                        &format!("{selector}._domainkey"),
-                        3600,
-                        "TXT",
-                        &crate::cmd_dns::txt_strings(txt),
-                    )?,
-                ));
+                changes.push(crate::cmd_dns::dkim_key_change(&zone, selector, txt)?);
             }
             let verdict = crate::cmd_dns::send_update(server, &zone, &changes, &key)
                 .context("publish the new keys (the configuration is unchanged)")?;

@@ -683,6 +683,18 @@ pub(crate) fn tsig_note(error: u16) -> String {
     }
 }
 
+/// The UPDATE change that makes `<selector>._domainkey.<zone>` exactly the
+/// key record `txt` (what the DKIM signer publishes).
+pub(crate) fn dkim_key_change(zone: &Name, selector: &str, txt: &str) -> Result<Change> {
+    Ok(Change::Replace(client::parse_record(
+        zone,
+        &format!("{selector}._domainkey"),
+        3600,
+        "TXT",
+        &txt_strings(txt),
+    )?))
+}
+
 /// TXT data in master-file syntax: quoted character-strings of at most
 /// 255 bytes each (RFC 1035 3.3.14), separated by spaces.
 pub(crate) fn txt_strings(text: &str) -> String {

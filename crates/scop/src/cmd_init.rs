@@ -266,6 +266,9 @@ fn create(args: InitArgs, out: &mut dyn Write) -> Result<ExitCode> {
         Ok(())
     })?;
 
+    // Our own primary, where the resolver takes the domain's zone and the
+    // signer publishes its keys ("off": another server serves the zone).
+    let own = own_dns(&args.dns)?;
     let config = Config {
         domain: domain.clone(),
         hostname: hostname.clone(),
@@ -283,23 +286,16 @@ fn create(args: InitArgs, out: &mut dyn Write) -> Result<ExitCode> {
             // The domain's own zone comes from its own primary, validated
             // with its own keys (the directory, so a rollover's new key is
             // trusted too).
-            stub_zones: own_dns(&args.dns)?
-                .map(|addr| format!("{domain}={addr}"))
-                .into_iter()
-                .collect(),
-            trust_anchors: if args.dns == "off" {
-                vec![]
-            } else {
-                vec![dnssec_rel.clone()]
-            },
+            stub_zones: own.iter().map(|addr| format!("{domain}={addr}")).collect(),
+            trust_anchors: own.iter().map(|_| dnssec_rel.clone()).collect(),
             routes: args.route.clone(),
             dkim,
             // The signer publishes its keys to our primary at each start.
-            dkim_publish: own_dns(&args.dns)?.map(|a| a.to_string()),
-            dkim_tsig_key: (args.dns != "off").then(|| tsig_rel.clone()),
+            dkim_publish: own.map(|a| a.to_string()),
+            dkim_tsig_key: own.map(|_| tsig_rel.clone()),
             extra_args: vec![],
         },
-        dns: (args.dns != "off").then(|| DnsSection {
+        dns: own.map(|_| DnsSection {
             listen: args.dns.clone(),
             zones: vec![zone_rel.clone()],
             journal: "data/dns".into(),

@@ -289,24 +289,17 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
             })
         }
     };
-    let dkim = dkim_signers(&a.dkim)?;
+    let dkim = std::sync::Arc::new(dkim_signers(&a.dkim)?);
     let verifier = if a.verify {
         let authserv_id = a.hostname.clone().unwrap_or_else(system_hostname);
         // Reports come from the first domain we sign for (signed, so they
         // pass DMARC), else from the host name.
-        let mut own = dkim_signers(&a.dkim)?;
-        let (from_domain, signers) = match own.keys().min().cloned() {
-            Some(d) => {
-                let signers = own.remove(&d).unwrap_or_default();
-                (d, signers)
-            }
-            None => (authserv_id.clone(), Vec::new()),
-        };
+        let from_domain = dkim.keys().min().unwrap_or(&authserv_id).clone();
         let reports = (a.dmarc_reports > 0).then(|| {
             std::sync::Arc::new(scop_mail::dmarc_reports::Reporter::new(
                 &authserv_id,
                 &format!("dmarc-noreply@{from_domain}"),
-                signers,
+                dkim.clone(),
                 crate::cmd_dns::now(),
             ))
         });
@@ -358,7 +351,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
             spam,
             verifier,
             dmarc_report_interval: Duration::from_secs(a.dmarc_reports.max(1) as u64),
-            dkim: std::sync::Arc::new(dkim),
+            dkim,
         })
         .await
         .context("bind the listeners (ports below 1024 need privileges; see --help for other ports)")?;
@@ -456,14 +449,30 @@ pub(crate) fn resolver(a: &ResolverArgs) -> Result<Option<scop_mail::mxlookup::D
         .map_err(|e| anyhow::anyhow!("resolver: {e}"))
 }
 
-/// A runtime for [`scop_mail::verifier::BlockingDns`] in a synchronous
-/// command: one worker thread drives the resolver while the caller waits.
-pub(crate) fn blocking_runtime() -> Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread()
+/// Runs `f` in a synchronous command with the validating resolver of
+/// `args` behind the libraries' resolver traits (one runtime thread drives
+/// it while `f` waits); `otherwise` names the offline alternative in the
+/// error when no DNS server is known.
+pub(crate) fn with_resolver<T>(
+    args: &ResolverArgs,
+    otherwise: &str,
+    f: impl FnOnce(&scop_mail::verifier::BlockingDns<'_>) -> T,
+) -> Result<T> {
+    let Some(dns) = resolver(args)? else {
+        bail!(
+            "no DNS: give --resolver ADDR:PORT or --stub-zone ZONE=ADDR:PORT (none in \
+             /etc/resolv.conf), or {otherwise}"
+        );
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
-        .context("start the async runtime")
+        .context("start the async runtime")?;
+    Ok(f(&scop_mail::verifier::BlockingDns::new(
+        &dns,
+        runtime.handle().clone(),
+    )))
 }
 
 /// Trust anchors from a file, or from the `*.key` files of a directory.
@@ -514,14 +523,11 @@ fn publish_dkim(
         let mut changes = Vec::new();
         for signer in list {
             let txt = signer.key().dns_txt()?;
-            let record = scop_dns::client::parse_record(
+            changes.push(crate::cmd_dns::dkim_key_change(
                 &zone,
-                &format!("{}._domainkey", signer.selector()),
-                3600,
-                "TXT",
-                &crate::cmd_dns::txt_strings(&txt),
-            )?;
-            changes.push(scop_dns::client::Change::Replace(record));
+                signer.selector(),
+                &txt,
+            )?);
         }
         updates.push((zone, changes));
     }
