@@ -16,18 +16,7 @@ use scop_dns::hickory_proto::rr::{Name, RData, Record, RecordType};
 use scop_dns::server::Config;
 use scop_dns::{Engine, Transport};
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-fn origin() -> Name {
-    Name::from_ascii("example.org.").unwrap()
-}
+use std::time::{Duration, Instant};
 
 /// Names for the negative and wildcard cases.
 const EXTRA: &str = "*.wild TXT \"wild\"\na.b.c A 192.0.2.9\n";

@@ -9,22 +9,11 @@ mod common;
 
 use common::*;
 use scop_dns::dnssec::{Algorithm, Denial, Settings, SigningKey};
-use scop_dns::hickory_proto::rr::{Name, RData, RecordType};
+use scop_dns::hickory_proto::rr::{RData, RecordType};
 use scop_dns::resolver::{Answer, Config, Resolver, Stub, parse_anchors};
 use scop_dns::server::Config as ServerConfig;
 use std::net::SocketAddr;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-}
-
-fn origin() -> Name {
-    Name::from_ascii("example.org.").unwrap()
-}
+use std::time::Duration;
 
 const EXTRA: &str = "*.wild TXT \"wild\"\n";
 

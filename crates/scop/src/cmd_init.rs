@@ -476,16 +476,8 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
 
 /// The UTC calendar date of a Unix time (proleptic Gregorian).
 pub(crate) fn civil_date(unix: u64) -> (u32, u32, u32) {
-    let days = (unix / 86_400) as i64 + 719_468;
-    let era = days.div_euclid(146_097);
-    let doe = days.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    (year as u32, month as u32, day as u32)
+    let d = scop_mime::DateTime::from_unix_timestamp(i64::try_from(unix).unwrap_or(i64::MAX));
+    (d.year.into(), d.month.into(), d.day.into())
 }
 
 /// Where our own primary listening on `listen` is reached ("off": none);

@@ -52,6 +52,19 @@ pub fn keyring() -> KeyRing {
     k
 }
 
+/// The clock, as Unix seconds.
+pub fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// The test zone's apex.
+pub fn origin() -> scop_dns::hickory_proto::rr::Name {
+    scop_dns::hickory_proto::rr::Name::from_ascii("example.org.").unwrap()
+}
+
 /// The test zone plus `extra` lines.
 pub fn zone_text(extra: &str) -> String {
     format!("{ZONE}{extra}")
