@@ -72,6 +72,20 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
 }
 
+impl StoreError {
+    /// Whether this is SQLite's SQLITE_BUSY (any extended code): another
+    /// connection held a lock it would not wait for.
+    pub(crate) fn is_sqlite_busy(&self) -> bool {
+        match self {
+            StoreError::Database(sqlx::Error::Database(e)) => e
+                .code()
+                .and_then(|c| c.parse::<i32>().ok())
+                .is_some_and(|c| c & 0xff == 5),
+            _ => false,
+        }
+    }
+}
+
 /// Results of store operations.
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 

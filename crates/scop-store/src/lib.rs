@@ -144,9 +144,27 @@ impl Store {
     /// the upgrade path. Not for production use.
     #[doc(hidden)]
     pub async fn open_at(url: &str, version: i64) -> Result<Store> {
-        let store = Self::connect(url).await?;
-        sql::migrate::migrate(&store, version).await?;
-        Ok(store)
+        // Switching a fresh SQLite file to WAL takes an exclusive lock that
+        // SQLite does not wait for (the busy timeout does not apply), so
+        // processes opening one database together may see SQLITE_BUSY here:
+        // retry the whole open, briefly, until the busy timeout.
+        let deadline = tokio::time::Instant::now() + SQLITE_BUSY_TIMEOUT;
+        let mut pause = Duration::from_millis(10);
+        loop {
+            let attempt: Result<Store> = async {
+                let store = Self::connect(url).await?;
+                sql::migrate::migrate(&store, version).await?;
+                Ok(store)
+            }
+            .await;
+            match attempt {
+                Err(e) if e.is_sqlite_busy() && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(250));
+                }
+                other => return other,
+            }
+        }
     }
 
     async fn connect(url: &str) -> Result<Store> {
