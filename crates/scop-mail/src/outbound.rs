@@ -257,6 +257,7 @@ mod tests {
 
     fn envelope() -> Envelope {
         Envelope {
+            facts: None,
             from: ReversePath::Mailbox(Mailbox::parse("a@a.test", true).unwrap()),
             params: MailParams {
                 ret: Some(Ret::Hdrs),

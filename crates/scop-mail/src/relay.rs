@@ -595,6 +595,7 @@ impl Relay {
             return fates;
         }
         let envelope = Envelope {
+            facts: None,
             from,
             params: dsn::mail_params(m.ret, m.envid.as_deref()),
             rcpts: envelope_rcpts,

@@ -37,6 +37,7 @@ fn trained() -> Model {
 
 async fn send(mx: std::net::SocketAddr, msg: &[u8]) -> Attempt {
     let envelope = Envelope {
+        facts: None,
         from: ReversePath::Mailbox(Mailbox::parse("sender@elsewhere.test", false).unwrap()),
         params: MailParams::default(),
         rcpts: vec![(

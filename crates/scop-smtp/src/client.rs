@@ -17,6 +17,7 @@ use crate::error::{ApiMisuse, Error, PeerIncompatible, PeerMisbehaved};
 use crate::extension::{Body, MailParams, RcptParams};
 use crate::limits::{BDAT_CHUNK_SIZE, INPUT_BUFFER_MAX};
 use crate::reply::{Reply, ReplyParser};
+use crate::server::EnvelopeFacts;
 
 /// What the client does about STARTTLS (RFC 3207; RFC 8461/7672 policies
 /// decide which applies).
@@ -165,6 +166,9 @@ pub struct Envelope {
     pub params: MailParams,
     /// Recipients with their parameters.
     pub rcpts: Vec<(ForwardPath, RcptParams)>,
+    /// Envelope facts to send with XSCOP before MAIL (mesh hops only: the
+    /// server must announce XSCOP, or the transaction fails locally).
+    pub facts: Option<EnvelopeFacts>,
 }
 
 /// The outcome of one transaction, with per-recipient replies.
@@ -221,6 +225,7 @@ enum Expect {
     Helo,
     StartTls,
     Auth,
+    Facts,
     Mail,
     Rcpt(usize),
     Data,
@@ -448,7 +453,8 @@ impl Client {
                 self.events.push_back(ClientEvent::Closed(None));
             }
             Expect::Rset => self.finish_txn(),
-            Expect::Mail
+            Expect::Facts
+            | Expect::Mail
             | Expect::Rcpt(_)
             | Expect::Data
             | Expect::DataEnd
@@ -595,6 +601,8 @@ impl Client {
         let ascii = env.from.is_ascii() && env.rcpts.iter().all(|(r, _)| r.is_ascii());
         let local_error = if !ascii && !self.caps.smtputf8 {
             Some(PeerIncompatible::SmtpUtf8Unavailable.into())
+        } else if env.facts.is_some() && !self.caps.other.iter().any(|(k, _)| k == "XSCOP") {
+            Some(PeerIncompatible::FactsUnavailable.into())
         } else if matches!(self.caps.size, Some(max) if max > 0 && body.len() as u64 > max) {
             Some(PeerIncompatible::SizeExceeded.into())
         } else {
@@ -622,11 +630,7 @@ impl Client {
         }
         let pipelined = self.config.pipelining && self.caps.pipelining;
         let bdat = self.config.chunking && self.caps.chunking;
-        self.send_cmd(&Command::Mail {
-            from: env.from.clone(),
-            params: env.params.to_params(),
-        });
-        self.expect.push_back(Expect::Mail);
+        let facts = env.facts.take();
         let mut t = Txn {
             env,
             body,
@@ -636,13 +640,30 @@ impl Client {
             next_rcpt: 0,
             bdat_offset: 0,
         };
-        if pipelined {
-            while t.next_rcpt < t.env.rcpts.len() {
-                self.send_rcpt(&mut t);
+        match facts {
+            Some(f) => {
+                // XSCOP is answered before MAIL goes out, so refused facts
+                // never let a transaction start without them.
+                self.out.extend_from_slice(xscop_line(&f).as_bytes());
+                self.expect.push_back(Expect::Facts);
             }
-            self.send_body_command(&mut t);
+            None => self.send_mail(&mut t),
         }
         self.txn = Some(t);
+    }
+
+    fn send_mail(&mut self, t: &mut Txn) {
+        self.send_cmd(&Command::Mail {
+            from: t.env.from.clone(),
+            params: t.env.params.to_params(),
+        });
+        self.expect.push_back(Expect::Mail);
+        if t.pipelined {
+            while t.next_rcpt < t.env.rcpts.len() {
+                self.send_rcpt(t);
+            }
+            self.send_body_command(t);
+        }
     }
 
     fn send_rcpt(&mut self, t: &mut Txn) {
@@ -686,6 +707,14 @@ impl Client {
         };
         let mut done = false;
         match exp {
+            Expect::Facts => {
+                if r.is_positive() {
+                    self.send_mail(&mut t);
+                } else {
+                    t.result.mail = Some(r);
+                    done = true;
+                }
+            }
             Expect::Mail => {
                 let ok = r.is_positive();
                 t.result.mail = Some(r);
@@ -772,6 +801,28 @@ impl Client {
         }
         self.maybe_start();
     }
+}
+
+/// The XSCOP command line carrying `f` (xtext values, RFC 3461 4).
+fn xscop_line(f: &EnvelopeFacts) -> String {
+    let mut line = String::from("XSCOP");
+    let addr = f.addr.map(|a| a.to_string());
+    for (k, v) in [
+        ("ADDR", addr.as_deref()),
+        ("HELO", f.helo.as_deref()),
+        ("LOGIN", f.login.as_deref()),
+        ("TLS", f.tls.as_deref()),
+        ("SPAM", f.spam.as_deref()),
+    ] {
+        if let Some(v) = v {
+            line.push(' ');
+            line.push_str(k);
+            line.push('=');
+            line.push_str(&crate::codec::xtext_encode(v));
+        }
+    }
+    line.push_str("\r\n");
+    line
 }
 
 #[cfg(test)]

@@ -162,6 +162,9 @@ pub enum PeerIncompatible {
     /// Neither EHLO nor HELO was accepted.
     #[error("greeting refused")]
     GreetingRefused,
+    /// Envelope facts to send, and the server does not take XSCOP from us.
+    #[error("XSCOP not offered")]
+    FactsUnavailable,
 }
 
 /// Local policy refusals.
@@ -283,6 +286,9 @@ impl Error {
                 PeerIncompatible::SmtpUtf8Unavailable => (553, (5, 6, 7), "SMTPUTF8 required"),
                 PeerIncompatible::SizeExceeded => (552, (5, 3, 4), "Message too big"),
                 PeerIncompatible::GreetingRefused => (550, (5, 5, 0), "Greeting refused"),
+                PeerIncompatible::FactsUnavailable => {
+                    (451, (4, 3, 0), "Next hop does not take envelope facts")
+                }
             },
             Error::Policy(e) => match e {
                 PolicyRefusal::AuthRequiresTls => {

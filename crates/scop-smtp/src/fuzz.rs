@@ -228,6 +228,7 @@ pub fn client_session(data: &[u8]) {
             3 => {
                 let mb = |s: &str| Mailbox::parse(s, true).unwrap_or_else(|_| unreachable!());
                 let env = Envelope {
+                    facts: None,
                     from: ReversePath::Mailbox(mb("a@example.org")),
                     params: MailParams::default(),
                     rcpts: vec![

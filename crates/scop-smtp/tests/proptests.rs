@@ -107,6 +107,7 @@ proptest! {
         let mut p = Pair::new(server_with(|c| c.registry.builtins.pipelining = pipelining), Client::new(cfg));
         p.mtu = mtu;
         let env = Envelope {
+facts: None,
             from: ReversePath::Null,
             params: MailParams::default(),
             rcpts: vec![(ForwardPath::Mailbox(Mailbox::parse("b@example.net", false).unwrap()), RcptParams::default())],

@@ -23,6 +23,7 @@ fn client(f: impl FnOnce(&mut ClientConfig)) -> Client {
 
 fn envelope(rcpts: &[&str]) -> Envelope {
     Envelope {
+        facts: None,
         from: ReversePath::Mailbox(Mailbox::parse("alice@example.org", false).unwrap()),
         params: MailParams::default(),
         rcpts: rcpts
@@ -506,4 +507,73 @@ fn client_refuses_scram_success_without_server_signature() {
     assert!(events.contains(&ClientEvent::Closed(Some(
         scop_smtp::PeerMisbehaved::ServerSignature.into()
     ))));
+}
+
+fn facts() -> scop_smtp::EnvelopeFacts {
+    scop_smtp::EnvelopeFacts {
+        addr: Some("192.0.2.7".parse().unwrap()),
+        helo: Some("mail.example.org".into()),
+        login: None,
+        tls: Some("TLSv1.3 TLS13_AES_128_GCM_SHA256".into()),
+        spam: Some("ham 0.01".into()),
+    }
+}
+
+#[test]
+fn envelope_facts_reach_an_authorising_server_before_mail() {
+    for pipelining in [true, false] {
+        let mut server = server_with(|c| c.registry.builtins.pipelining = pipelining);
+        server.authorise_peer(scop_smtp::PeerAuthorised::from_verified_certificate("mx"));
+        let mut p = Pair::new(server, client(|_| {}));
+        let mut env = envelope(&["bob@example.net"]);
+        env.facts = Some(facts());
+        p.client.send_message(env, MESSAGE).unwrap();
+        p.client.quit();
+        p.drive();
+        assert_delivered(&p, MESSAGE);
+        let i = p
+            .app
+            .events
+            .iter()
+            .position(|e| *e == scop_smtp::Event::Facts(facts()))
+            .expect("facts event");
+        let mail = p
+            .app
+            .events
+            .iter()
+            .position(|e| matches!(e, scop_smtp::Event::Mail { .. }))
+            .expect("mail event");
+        assert!(i < mail, "facts come before MAIL");
+        let c2s = String::from_utf8_lossy(&p.c2s).to_string();
+        assert!(
+            c2s.contains("XSCOP ADDR=192.0.2.7 HELO=mail.example.org TLS=TLSv1.3+20TLS13_AES_128_GCM_SHA256 SPAM=ham+200.01\r\n"),
+            "{c2s}"
+        );
+    }
+}
+
+#[test]
+fn envelope_facts_are_never_sent_to_a_server_that_does_not_take_them() {
+    // Not authorised: the server does not announce XSCOP, the client does
+    // not start the transaction (no MAIL without the facts).
+    let mut p = Pair::new(server_with(|_| {}), client(|_| {}));
+    let mut env = envelope(&["bob@example.net"]);
+    env.facts = Some(facts());
+    p.client.send_message(env, MESSAGE).unwrap();
+    p.client.quit();
+    p.drive();
+    let t = p.transactions();
+    assert_eq!(t.len(), 1);
+    assert!(!t[0].delivered());
+    assert_eq!(
+        t[0].error,
+        Some(PeerIncompatible::FactsUnavailable.into()),
+        "{t:?}"
+    );
+    let c2s = String::from_utf8_lossy(&p.c2s).to_string();
+    assert!(
+        !c2s.contains("XSCOP") && !c2s.contains("MAIL FROM"),
+        "{c2s}"
+    );
+    assert!(p.app.messages.is_empty());
 }
