@@ -265,6 +265,57 @@ pub fn destination_allowed(
     })
 }
 
+/// Where reports go: the outbound queue of this process, or the signer
+/// compartment over the mesh (which signs them and hands them to the
+/// relay).
+#[derive(Debug, Clone)]
+pub enum Outbox {
+    /// Queued here (the reporter signs).
+    Queue(crate::delivery::Delivery),
+    /// Sent to the signer.
+    Hop(crate::hop::NextHop),
+}
+
+impl Outbox {
+    /// Sends `body` to `to` from the null sender; the queue id or why not.
+    async fn send(&self, to: &str, body: Vec<u8>, now: i64) -> Result<String, String> {
+        match self {
+            Outbox::Queue(delivery) => {
+                let message = scop_store::NewMessage {
+                    sender: String::new(),
+                    recipients: vec![to.to_string()],
+                    body,
+                    lifetime_secs: delivery.lifetime_secs,
+                    dsn: scop_store::DsnParams::default(),
+                };
+                let id = delivery
+                    .store
+                    .enqueue(&message, now)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                delivery.queued.notify_one();
+                Ok(id.to_string())
+            }
+            Outbox::Hop(next) => {
+                let rcpt = scop_smtp::Mailbox::parse(to, true).map_err(|e| e.to_string())?;
+                let rcpts = vec![(
+                    scop_smtp::ForwardPath::Mailbox(rcpt),
+                    scop_smtp::RcptParams::default(),
+                )];
+                next.send(
+                    None,
+                    &scop_smtp::ReversePath::Null,
+                    &scop_smtp::MailParams::default(),
+                    rcpts,
+                    &body,
+                )
+                .await
+                .map_err(|r| r.to_string())
+            }
+        }
+    }
+}
+
 /// Sends the reports of `reporter` every `interval` until `stop`: each
 /// report goes to each allowed `rua` address through the outbound queue
 /// (null sender, so nothing bounces back to a report), a report over an
@@ -273,7 +324,7 @@ pub fn destination_allowed(
 pub async fn send_loop(
     reporter: std::sync::Arc<Reporter>,
     dns: crate::mxlookup::Dns,
-    delivery: crate::delivery::Delivery,
+    delivery: Outbox,
     interval: std::time::Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -295,7 +346,7 @@ pub async fn send_loop(
 async fn send(
     reporter: &Reporter,
     dns: &crate::mxlookup::Dns,
-    delivery: &crate::delivery::Delivery,
+    delivery: &Outbox,
     report: &Report,
     now: i64,
 ) {
@@ -321,17 +372,10 @@ async fn send(
             tracing::info!(domain = %report.policy_domain, %address, "DMARC report destination did not agree (RFC 7489 7.1); not sent");
             continue;
         }
-        let message = scop_store::NewMessage {
-            sender: String::new(),
-            recipients: vec![address.clone()],
-            body: reporter.message(report, address, now as u64),
-            lifetime_secs: delivery.lifetime_secs,
-            dsn: scop_store::DsnParams::default(),
-        };
-        match delivery.store.enqueue(&message, now).await {
+        let body = reporter.message(report, address, now as u64);
+        match delivery.send(address, body, now).await {
             Ok(id) => {
                 tracing::info!(domain = %report.policy_domain, %address, %id, messages = report.messages, "DMARC aggregate report queued");
-                delivery.queued.notify_one();
             }
             Err(e) => {
                 tracing::error!(domain = %report.policy_domain, %address, error = %e, "could not queue a DMARC report")

@@ -20,6 +20,7 @@ pub mod delivery;
 pub mod dmarc_reports;
 pub mod dsn;
 pub mod headers;
+pub mod hop;
 pub mod listener;
 pub mod maildir;
 pub mod mx;

@@ -25,6 +25,9 @@ pub struct Mx {
     pub spam: Option<Arc<SpamStage>>,
     /// The SPF/DKIM/DMARC stage, when configured.
     pub verifier: Option<Arc<crate::verifier::Verifier>>,
+    /// The spam filter compartment over the mesh; when set, the message
+    /// goes there instead of through the stages above.
+    pub next: Option<crate::hop::NextHop>,
 }
 
 /// The spam-filter stage the MX runs before delivery.
@@ -36,6 +39,57 @@ pub struct SpamStage {
     pub policy: spamfilter::Policy,
     /// The sources that sent the most spam.
     pub sources: Mutex<spamfilter::SourceList>,
+}
+
+impl SpamStage {
+    /// A stage with an empty source list refusing a source after
+    /// `block_after` spams in an hour (0: never).
+    pub fn new(model: scop_spam::Model, policy: spamfilter::Policy, block_after: u32) -> Self {
+        SpamStage {
+            model,
+            policy,
+            sources: Mutex::new(spamfilter::SourceList::new(block_after, 3600)),
+        }
+    }
+
+    /// Whether `ip` sent too much spam recently.
+    pub fn is_blocked(&self, ip: std::net::IpAddr, now: i64) -> bool {
+        self.sources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_blocked(ip, now)
+    }
+
+    /// Classifies `body` from `ip`: the message with our labels (labels
+    /// the client wrote removed), whether it goes to Junk, and the label;
+    /// or the refusal when the policy rejects it.
+    pub fn filter(
+        &self,
+        ip: std::net::IpAddr,
+        body: &[u8],
+        id: &str,
+        now: i64,
+    ) -> Result<(Vec<u8>, bool, &'static str), Reply> {
+        let clean = spamfilter::strip_own_fields(body);
+        let inspection = spamfilter::inspect(&self.model, &self.policy, &clean);
+        self.sources
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .record(ip, inspection.label, now);
+        tracing::info!(queue_id = %id, score = inspection.score, verdict = inspection.label.as_str(), "classified");
+        let junk = match &inspection.action {
+            spamfilter::Action::Reject(text) => {
+                return Err(crate::reply(550, (5, 7, 1), text));
+            }
+            spamfilter::Action::Quarantine => true,
+            spamfilter::Action::Deliver => false,
+        };
+        Ok((
+            crate::headers::with_trace(&clean, &inspection.fields, None),
+            junk,
+            inspection.label.as_str(),
+        ))
+    }
 }
 
 /// `local@domain` of a mailbox, with the local part unquoted.
@@ -53,55 +107,57 @@ pub(crate) fn reverse_path(from: &ReversePath) -> String {
     }
 }
 
-impl Mx {
-    /// Queues a report about message `id` to `sender` from the null sender.
-    #[allow(clippy::too_many_arguments)]
-    async fn report(
-        &self,
-        sender: &str,
-        id: &str,
-        params: &scop_store::DsnParams,
-        recipients: Vec<dsn::RecipientStatus>,
-        body: &[u8],
-        returned: dsn::Returned,
-        now: i64,
-    ) -> Result<(), scop_store::StoreError> {
-        let report = dsn::build(&dsn::Report {
-            reporting_mta: &self.hostname,
-            to: sender,
-            queue_id: id,
-            envid: params.envid.as_deref(),
-            arrival: now,
+/// Queues a report about message `id` to `sender` from the null sender.
+#[allow(clippy::too_many_arguments)]
+async fn report(
+    delivery: &Delivery,
+    hostname: &str,
+    sender: &str,
+    id: &str,
+    params: &scop_store::DsnParams,
+    recipients: Vec<dsn::RecipientStatus>,
+    body: &[u8],
+    returned: dsn::Returned,
+    now: i64,
+) -> Result<(), scop_store::StoreError> {
+    let report = dsn::build(&dsn::Report {
+        reporting_mta: hostname,
+        to: sender,
+        queue_id: id,
+        envid: params.envid.as_deref(),
+        arrival: now,
+        now,
+        recipients,
+        original: body,
+        returned,
+    });
+    delivery
+        .store
+        .enqueue(
+            &scop_store::NewMessage {
+                sender: String::new(),
+                recipients: vec![sender.to_string()],
+                body: report,
+                lifetime_secs: delivery.lifetime_secs,
+                dsn: scop_store::DsnParams::default(),
+            },
             now,
-            recipients,
-            original: body,
-            returned,
-        });
-        self.delivery
-            .store
-            .enqueue(
-                &scop_store::NewMessage {
-                    sender: String::new(),
-                    recipients: vec![sender.to_string()],
-                    body: report,
-                    lifetime_secs: self.delivery.lifetime_secs,
-                    dsn: scop_store::DsnParams::default(),
-                },
-                now,
-            )
-            .await?;
-        self.delivery.queued.notify_one();
-        Ok(())
-    }
+        )
+        .await?;
+    delivery.queued.notify_one();
+    Ok(())
+}
 
-    async fn postmaster(&self) -> Option<String> {
-        let domains = self.delivery.store.list_domains().await.ok()?;
-        domains.first().map(|d| format!("postmaster@{d}"))
-    }
+async fn postmaster(delivery: &Delivery) -> Option<String> {
+    let domains = delivery.store.list_domains().await.ok()?;
+    domains.first().map(|d| format!("postmaster@{d}"))
+}
 
-    async fn target(&self, to: &ForwardPath) -> Result<(String, Target), Reply> {
+/// What a forward-path resolves to, with the address it names.
+async fn target(delivery: &Delivery, to: &ForwardPath) -> Result<(String, Target), Reply> {
+    {
         let rcpt = match to {
-            ForwardPath::Postmaster => self.postmaster().await.ok_or_else(tempfail)?,
+            ForwardPath::Postmaster => postmaster(delivery).await.ok_or_else(tempfail)?,
             ForwardPath::Mailbox(m) => match address(m) {
                 Some(a) => a,
                 None => {
@@ -113,7 +169,7 @@ impl Mx {
                 }
             },
         };
-        match self.delivery.resolve(&rcpt, now()).await {
+        match delivery.resolve(&rcpt, now()).await {
             Ok(t) => Ok((rcpt, t)),
             Err(e) => {
                 tracing::error!(error = %e, "recipient lookup failed");
@@ -125,18 +181,12 @@ impl Mx {
 
 impl Handler for Mx {
     async fn mail(&self, peer: &Peer, _from: &ReversePath, _params: &MailParams) -> Decision {
-        let blocked = self.spam.as_ref().is_some_and(|s| {
-            s.sources
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .is_blocked(peer.addr.ip(), now())
-        });
+        let blocked = self
+            .spam
+            .as_ref()
+            .is_some_and(|s| s.is_blocked(peer.addr.ip(), now()));
         if blocked {
-            return Decision::Reject(crate::reply(
-                554,
-                (5, 7, 1),
-                "Your address sent too much spam recently",
-            ));
+            return Decision::Reject(spamfilter::blocked_reply());
         }
         Decision::Accept
     }
@@ -148,7 +198,7 @@ impl Handler for Mx {
         to: &ForwardPath,
         _params: &RcptParams,
     ) -> Decision {
-        match self.target(to).await {
+        match target(&self.delivery, to).await {
             Err(r) => Decision::Reject(r),
             Ok((_, Target::Deliver { .. } | Target::SrsBounce(_))) => Decision::Accept,
             Ok((_, Target::Unknown)) => {
@@ -171,12 +221,10 @@ impl Handler for Mx {
     async fn message(&self, peer: &Peer, msg: Incoming) -> Result<String, Reply> {
         let now = now();
         let id = queue_id();
-        let mut rcpts = Vec::with_capacity(msg.rcpts.len());
-        for to in &msg.rcpts {
-            rcpts.push(self.target(to).await?.0);
-        }
-        let dsn_params = dsn::params_from_smtp(&msg.params, &msg.rcpt_params);
-        let single = (rcpts.len() == 1).then(|| rcpts[0].as_str());
+        let single = match msg.rcpts.as_slice() {
+            [one] => Some(target(&self.delivery, one).await?.0),
+            _ => None,
+        };
         let trace = Received {
             helo: peer.helo.as_deref(),
             addr: peer.addr.ip(),
@@ -184,148 +232,162 @@ impl Handler for Mx {
             protocol: Protocol::for_session(peer.extended, peer.tls.is_some(), false),
             tls: peer.tls.as_deref(),
             id: &id,
-            for_rcpt: single,
+            for_rcpt: single.as_deref(),
             now,
         }
         .to_field();
-        let mut folder = None;
+        if let Some(next) = &self.next {
+            // The spam filter, verifier and delivery compartments follow;
+            // their answer is ours.
+            let body = crate::headers::with_trace(&msg.body, &trace, None);
+            let rcpts = crate::hop::rcpts_of(&msg);
+            let facts = scop_smtp::EnvelopeFacts {
+                addr: Some(peer.addr.ip()),
+                helo: peer.helo.clone(),
+                login: None,
+                tls: peer.tls.clone(),
+                spam: None,
+            };
+            let done = next
+                .send(Some(facts), &msg.from, &msg.params, rcpts, &body)
+                .await?;
+            tracing::info!(queue_id = %id, from = %reverse_path(&msg.from), rcpts = msg.rcpts.len(), size = body.len(), stored_as = %done, "passed on");
+            return Ok(id);
+        }
+        let mut junk = false;
         let body = match &self.spam {
             None => crate::headers::with_trace(&msg.body, &trace, None),
             Some(stage) => {
-                let clean = spamfilter::strip_own_fields(&msg.body);
-                let inspection = spamfilter::inspect(&stage.model, &stage.policy, &clean);
-                stage
-                    .sources
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .record(peer.addr.ip(), inspection.label, now);
-                tracing::info!(queue_id = %id, score = inspection.score, verdict = inspection.label.as_str(), "classified");
-                match &inspection.action {
-                    spamfilter::Action::Reject(text) => {
-                        return Err(crate::reply(550, (5, 7, 1), text));
-                    }
-                    spamfilter::Action::Quarantine => folder = Some("Junk"),
-                    spamfilter::Action::Deliver => {}
-                }
-                let fields = format!("{trace}{}", inspection.fields);
-                crate::headers::with_trace(&clean, &fields, None)
+                let (labelled, j, _) = stage.filter(peer.addr.ip(), &msg.body, &id, now)?;
+                junk |= j;
+                crate::headers::with_trace(&labelled, &trace, None)
             }
         };
         let sender = reverse_path(&msg.from);
         let body = match &self.verifier {
             None => body,
             Some(v) => {
-                let body = crate::verifier::strip_forged_results(&body, &v.authserv_id);
-                let mut sample = [0u8; 1];
-                aws_lc_rs::rand::fill(&mut sample).ok();
-                let result = v
-                    .verify(
-                        peer.addr.ip(),
-                        peer.helo.as_deref().unwrap_or(""),
-                        &sender,
-                        &body,
-                        now,
-                        sample[0] % 100,
-                    )
-                    .await;
-                tracing::info!(queue_id = %id, dmarc = %result.dmarc, "verified");
-                match result.disposition {
-                    scop_dmarc::Disposition::Reject => {
-                        return Err(crate::reply(
-                            550,
-                            (5, 7, 1),
-                            "Rejected by the DMARC policy of the From domain",
-                        ));
-                    }
-                    scop_dmarc::Disposition::Quarantine => folder = Some("Junk"),
-                    scop_dmarc::Disposition::None => {}
-                }
-                let mut out = result.field.into_bytes();
-                out.extend_from_slice(&body);
-                out
+                let helo = peer.helo.as_deref().unwrap_or("");
+                let (verified, j) = v
+                    .stage(peer.addr.ip(), helo, &sender, &body, &id, now)
+                    .await?;
+                junk |= j;
+                verified
             }
         };
-        let outcomes = match self
-            .delivery
-            .deliver_to(&sender, &rcpts, &dsn_params, &body, now, folder)
-            .await
-        {
-            Ok(o) => o,
-            Err(e) => {
-                tracing::error!(queue_id = %id, error = %e, "delivery failed");
+        let msg = Incoming { body, ..msg };
+        deliver_and_report(&self.delivery, &self.hostname, msg, junk.then_some("Junk")).await
+    }
+}
+
+/// Delivers `msg` (already labelled and verified) into `folder` of each
+/// recipient's mailbox, or forwards it; reports recipients that vanished
+/// since RCPT with a DSN and, on NOTIFY=SUCCESS, deliveries. The end of
+/// the inbound chain: `Ok` means the message is durable.
+pub async fn deliver_and_report(
+    delivery: &Delivery,
+    hostname: &str,
+    msg: Incoming,
+    folder: Option<&str>,
+) -> Result<String, Reply> {
+    let now = now();
+    let id = queue_id();
+    let mut rcpts = Vec::with_capacity(msg.rcpts.len());
+    for to in &msg.rcpts {
+        rcpts.push(target(delivery, to).await?.0);
+    }
+    let dsn_params = dsn::params_from_smtp(&msg.params, &msg.rcpt_params);
+    let sender = reverse_path(&msg.from);
+    let body = msg.body;
+    let outcomes = match delivery
+        .deliver_to(&sender, &rcpts, &dsn_params, &body, now, folder)
+        .await
+    {
+        Ok(o) => o,
+        Err(e) => {
+            tracing::error!(queue_id = %id, error = %e, "delivery failed");
+            return Err(tempfail());
+        }
+    };
+    // A recipient removed between RCPT and the end of data: we accepted
+    // it, so the sender learns through a DSN. Delivery into a mailbox
+    // is reported on NOTIFY=SUCCESS (RFC 3461 5.3: we are the final
+    // MTA); forwarded copies carry NOTIFY on instead.
+    let mut lost = Vec::new();
+    let mut delivered = Vec::new();
+    for (i, (r, o)) in outcomes.iter().enumerate() {
+        let d = dsn_params.recipients.get(i).cloned().unwrap_or_default();
+        let status = |action, status: &str, diagnostic: &str| dsn::RecipientStatus {
+            recipient: r.clone(),
+            original_recipient: d
+                .orcpt
+                .as_ref()
+                .map(|o| (o.addr_type.clone(), o.address.clone())),
+            action,
+            status: status.into(),
+            diagnostic: diagnostic.into(),
+            remote_mta: None,
+            last_attempt: now,
+            will_retry_until: None,
+        };
+        match o {
+            RcptOutcome::Unknown | RcptOutcome::NotLocal if dsn::wants_failure(d.notify) => {
+                lost.push(status(
+                    dsn::Action::Failed,
+                    "5.1.1",
+                    "550 5.1.1 No such user here",
+                ));
+            }
+            RcptOutcome::Done if dsn::wants_success(d.notify) => {
+                delivered.push(status(
+                    dsn::Action::Delivered,
+                    "2.0.0",
+                    "250 2.0.0 delivered to the mailbox",
+                ));
+            }
+            _ => {}
+        }
+    }
+    if dsn::may_report(&sender) {
+        if !lost.is_empty() {
+            let returned = dsn::Returned::for_failure(dsn_params.ret);
+            let queued = report(
+                delivery,
+                hostname,
+                &sender,
+                &id,
+                &dsn_params,
+                lost,
+                &body,
+                returned,
+                now,
+            )
+            .await;
+            if let Err(e) = queued {
+                tracing::error!(queue_id = %id, error = %e, "could not queue a DSN");
                 return Err(tempfail());
             }
-        };
-        // A recipient removed between RCPT and the end of data: we accepted
-        // it, so the sender learns through a DSN. Delivery into a mailbox
-        // is reported on NOTIFY=SUCCESS (RFC 3461 5.3: we are the final
-        // MTA); forwarded copies carry NOTIFY on instead.
-        let mut lost = Vec::new();
-        let mut delivered = Vec::new();
-        for (i, (r, o)) in outcomes.iter().enumerate() {
-            let d = dsn_params.recipients.get(i).cloned().unwrap_or_default();
-            let status = |action, status: &str, diagnostic: &str| dsn::RecipientStatus {
-                recipient: r.clone(),
-                original_recipient: d
-                    .orcpt
-                    .as_ref()
-                    .map(|o| (o.addr_type.clone(), o.address.clone())),
-                action,
-                status: status.into(),
-                diagnostic: diagnostic.into(),
-                remote_mta: None,
-                last_attempt: now,
-                will_retry_until: None,
-            };
-            match o {
-                RcptOutcome::Unknown | RcptOutcome::NotLocal if dsn::wants_failure(d.notify) => {
-                    lost.push(status(
-                        dsn::Action::Failed,
-                        "5.1.1",
-                        "550 5.1.1 No such user here",
-                    ));
-                }
-                RcptOutcome::Done if dsn::wants_success(d.notify) => {
-                    delivered.push(status(
-                        dsn::Action::Delivered,
-                        "2.0.0",
-                        "250 2.0.0 delivered to the mailbox",
-                    ));
-                }
-                _ => {}
+        }
+        if !delivered.is_empty() {
+            let queued = report(
+                delivery,
+                hostname,
+                &sender,
+                &id,
+                &dsn_params,
+                delivered,
+                &body,
+                dsn::Returned::Headers,
+                now,
+            )
+            .await;
+            // The message is delivered: a lost receipt is not worth a
+            // second delivery.
+            if let Err(e) = queued {
+                tracing::error!(queue_id = %id, error = %e, "could not queue a success DSN");
             }
         }
-        if dsn::may_report(&sender) {
-            if !lost.is_empty() {
-                let returned = dsn::Returned::for_failure(dsn_params.ret);
-                let queued = self
-                    .report(&sender, &id, &dsn_params, lost, &body, returned, now)
-                    .await;
-                if let Err(e) = queued {
-                    tracing::error!(queue_id = %id, error = %e, "could not queue a DSN");
-                    return Err(tempfail());
-                }
-            }
-            if !delivered.is_empty() {
-                let queued = self
-                    .report(
-                        &sender,
-                        &id,
-                        &dsn_params,
-                        delivered,
-                        &body,
-                        dsn::Returned::Headers,
-                        now,
-                    )
-                    .await;
-                // The message is delivered: a lost receipt is not worth a
-                // second delivery.
-                if let Err(e) = queued {
-                    tracing::error!(queue_id = %id, error = %e, "could not queue a success DSN");
-                }
-            }
-        }
-        tracing::info!(queue_id = %id, from = %sender, rcpts = rcpts.len(), size = body.len(), "delivered");
-        Ok(id)
     }
+    tracing::info!(queue_id = %id, from = %sender, rcpts = rcpts.len(), size = body.len(), folder = folder.unwrap_or("INBOX"), "delivered");
+    Ok(id)
 }

@@ -104,7 +104,9 @@ impl Running {
     }
 }
 
-fn smtp_config(hostname: &str, submission: bool, message_size: u64) -> Arc<ServerConfig> {
+/// SMTP settings of a public listener: AUTH offered on submission only,
+/// no XSCOP.
+pub fn smtp_config(hostname: &str, submission: bool, message_size: u64) -> Arc<ServerConfig> {
     let mut builtins = Builtins::default();
     if !submission {
         builtins.auth = Vec::new();
@@ -152,16 +154,11 @@ pub async fn start(cfg: MailConfig) -> io::Result<Running> {
             delivery: delivery.clone(),
             hostname: cfg.hostname.clone(),
             verifier: cfg.verifier.clone().map(Arc::new),
-            spam: cfg.spam.clone().map(|s| {
-                Arc::new(crate::mx::SpamStage {
-                    model: s.model,
-                    policy: s.policy,
-                    sources: std::sync::Mutex::new(crate::spamfilter::SourceList::new(
-                        s.block_after,
-                        3600,
-                    )),
-                })
-            }),
+            spam: cfg
+                .spam
+                .clone()
+                .map(|s| Arc::new(crate::mx::SpamStage::new(s.model, s.policy, s.block_after))),
+            next: None,
         });
         tasks.push(tokio::spawn(listener::run(
             "mx",
@@ -214,7 +211,7 @@ pub async fn start(cfg: MailConfig) -> io::Result<Running> {
         tasks.push(tokio::spawn(crate::dmarc_reports::send_loop(
             reporter.clone(),
             v.dns.clone(),
-            delivery.clone(),
+            crate::dmarc_reports::Outbox::Queue(delivery.clone()),
             cfg.dmarc_report_interval,
             stop_rx.clone(),
         )));

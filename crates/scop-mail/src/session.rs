@@ -43,6 +43,13 @@ pub struct Peer {
     pub tls: Option<String>,
     /// The authenticated login.
     pub login: Option<String>,
+    /// The spam verdict an earlier hop reported (XSCOP `SPAM`).
+    pub spam: Option<String>,
+    /// The mesh role of the peer, on a mesh hop.
+    pub mesh_role: Option<&'static str>,
+    /// Whether the client facts above came from XSCOP (an authorised
+    /// mesh peer) rather than from this connection.
+    pub facts: bool,
 }
 
 /// A received message and its envelope.
@@ -196,6 +203,9 @@ pub async fn serve<H: Handler>(
         extended: false,
         tls: None,
         login: None,
+        spam: None,
+        mesh_role: None,
+        facts: false,
     };
 
     if !cfg.greeting_delay.is_zero() && !cfg.implicit_tls {
@@ -213,7 +223,7 @@ pub async fn serve<H: Handler>(
         }
     }
 
-    let mut stream = if cfg.implicit_tls {
+    let stream = if cfg.implicit_tls {
         let Some(acceptor) = &cfg.tls else {
             return Err(io::Error::other("implicit TLS without a certificate"));
         };
@@ -228,8 +238,50 @@ pub async fn serve<H: Handler>(
     } else {
         Stream::Plain(tcp)
     };
+    let server = Server::new(cfg.smtp.clone(), cfg.implicit_tls);
+    run(stream, server, peer, started, cfg, handler).await
+}
 
-    let mut server = Server::new(cfg.smtp.clone(), cfg.implicit_tls);
+/// Runs one SMTP session on an established mesh connection: TLS from the
+/// first byte, the peer's role verified by its certificate. XSCOP envelope
+/// facts are taken only when the hop table lets that role send them, and
+/// then replace what the session knows of the client.
+pub async fn serve_mesh<H: Handler>(
+    mesh: scop_mesh::MeshStream<TlsStream<TcpStream>>,
+    me: scop_mesh::Role,
+    cfg: &SessionConfig,
+    handler: &H,
+) -> io::Result<Outcome> {
+    let started = Instant::now();
+    let info = tls_info(&mesh.stream);
+    let peer = Peer {
+        addr: mesh.peer_addr,
+        helo: None,
+        extended: false,
+        tls: Some(format!("{} {}", info.protocol, info.cipher)),
+        login: None,
+        spam: None,
+        mesh_role: Some(mesh.peer.role().name()),
+        facts: false,
+    };
+    let mut server = Server::new(cfg.smtp.clone(), true);
+    if scop_mesh::may_send_envelope_facts(mesh.peer.role(), me) {
+        server.authorise_peer(scop_smtp::PeerAuthorised::from_verified_certificate(
+            mesh.peer.role().name(),
+        ));
+    }
+    let stream = Stream::Tls(Box::new(mesh.stream));
+    run(stream, server, peer, started, cfg, handler).await
+}
+
+async fn run<H: Handler>(
+    mut stream: Stream,
+    mut server: Server,
+    mut peer: Peer,
+    started: Instant,
+    cfg: &SessionConfig,
+    handler: &H,
+) -> io::Result<Outcome> {
     let mut buf = vec![0u8; READ_CHUNK];
     let mut unfed: Vec<u8> = Vec::new();
     let mut body: Vec<u8> = Vec::new();
@@ -352,7 +404,20 @@ pub async fn serve<H: Handler>(
                         "Command not implemented",
                     )));
                 }
-                E::StartTls { .. } | E::Facts(_) => {}
+                E::Facts(f) => {
+                    // Only an authorised mesh peer gets here (the machine
+                    // refuses XSCOP otherwise): the facts describe the
+                    // original client, for this transaction on.
+                    if let Some(ip) = f.addr {
+                        peer.addr = SocketAddr::new(ip, 0);
+                    }
+                    peer.helo = f.helo;
+                    peer.login = f.login;
+                    peer.tls = f.tls;
+                    peer.spam = f.spam;
+                    peer.facts = true;
+                }
+                E::StartTls { .. } => {}
                 _ => {}
             }
         }

@@ -120,6 +120,11 @@ pub fn inspect(model: &Model, policy: &Policy, msg: &[u8]) -> Inspection {
     }
 }
 
+/// The refusal of a source that sent too much spam recently.
+pub fn blocked_reply() -> scop_smtp::Reply {
+    crate::reply(554, (5, 7, 1), "Your address sent too much spam recently")
+}
+
 /// `msg` without the header fields named in [`OWN_FIELDS`] (and their
 /// continuation lines); the body is untouched.
 pub fn strip_own_fields(msg: &[u8]) -> Vec<u8> {

@@ -63,6 +63,10 @@ pub struct Submission {
     /// DKIM signers per sender domain (lower case): every message from
     /// that domain is signed with each of them (RSA and Ed25519).
     pub dkim: Arc<HashMap<String, Vec<scop_dkim::Signer>>>,
+    /// The signer compartment over the mesh; when set, messages go there
+    /// (with the login as an envelope fact) instead of being signed and
+    /// queued here.
+    pub next: Option<crate::hop::NextHop>,
     throttle: Arc<Mutex<Throttle>>,
 }
 
@@ -76,6 +80,7 @@ impl Submission {
             limits: UserLimits::default(),
             queued,
             dkim: Arc::default(),
+            next: None,
             throttle: Arc::default(),
         }
     }
@@ -222,20 +227,10 @@ impl Handler for Submission {
     async fn message(&self, peer: &Peer, msg: Incoming) -> Result<String, Reply> {
         let now = now();
         let id = queue_id();
-        let (rcpts, rcpt_dsn): (Vec<String>, Vec<scop_store::RecipientDsn>) = msg
-            .rcpts
-            .iter()
-            .zip(&msg.rcpt_params)
-            .filter_map(|(f, p)| match f {
-                ForwardPath::Mailbox(m) => {
-                    crate::mx::address(m).map(|a| (a, crate::dsn::recipient_from_smtp(p)))
-                }
-                ForwardPath::Postmaster => None,
-            })
-            .unzip();
-        let mut dsn_params = crate::dsn::params_from_smtp(&msg.params, &[]);
-        dsn_params.recipients = rcpt_dsn;
-        let single = (rcpts.len() == 1).then(|| rcpts[0].as_str());
+        let single = match msg.rcpts.as_slice() {
+            [ForwardPath::Mailbox(m)] => crate::mx::address(m),
+            _ => None,
+        };
         let trace = Received {
             helo: peer.helo.as_deref(),
             addr: peer.addr.ip(),
@@ -243,53 +238,110 @@ impl Handler for Submission {
             protocol: Protocol::for_session(peer.extended, peer.tls.is_some(), true),
             tls: peer.tls.as_deref(),
             id: &id,
-            for_rcpt: single,
+            for_rcpt: single.as_deref(),
             now,
         }
         .to_field();
         let mid = headers::message_id(&id, &self.hostname);
         let body = headers::with_trace(&msg.body, &trace, Some((&mid, now)));
+        let msg = Incoming { body, ..msg };
+        if let Some(next) = &self.next {
+            let facts = crate::hop::facts_of(peer);
+            let rcpts = crate::hop::rcpts_of(&msg);
+            let done = next
+                .send(Some(facts), &msg.from, &msg.params, rcpts, &msg.body)
+                .await?;
+            tracing::info!(queue_id = %id, login = peer.login.as_deref().unwrap_or(""), from = %reverse_path(&msg.from), rcpts = msg.rcpts.len(), stored_as = %done, "passed to the signer");
+            return Ok(id);
+        }
         let sender = reverse_path(&msg.from);
-        let domain = sender
-            .rsplit_once('@')
-            .map(|(_, d)| d.to_ascii_lowercase())
-            .unwrap_or_default();
-        let body = match self.dkim.get(&domain) {
-            Some(signers) if !signers.is_empty() => {
-                let at = u64::try_from(now).unwrap_or(0);
-                match scop_dkim::sign_message(signers, &body, at) {
-                    Ok(signed) => signed,
-                    Err(e) => {
-                        tracing::error!(error = %e, domain, "DKIM signing failed");
-                        return Err(tempfail());
-                    }
-                }
+        let body = sign(&self.dkim, &sender, &msg.body, now)?;
+        let msg = Incoming { body, ..msg };
+        let qid = enqueue(
+            &self.store,
+            &msg,
+            self.lifetime_secs,
+            peer.login.as_deref(),
+            now,
+        )
+        .await?;
+        self.queued.notify_one();
+        Ok(qid)
+    }
+}
+
+/// Signs `body` with the signers of the sender's domain, or of the From
+/// domain when the sender is null (reports); unsigned when we hold no key
+/// for that domain.
+pub fn sign(
+    dkim: &HashMap<String, Vec<scop_dkim::Signer>>,
+    sender: &str,
+    body: &[u8],
+    now: i64,
+) -> Result<Vec<u8>, Reply> {
+    let domain = match sender.rsplit_once('@') {
+        Some((_, d)) => d.to_ascii_lowercase(),
+        None => from_domain(body).unwrap_or_default(),
+    };
+    match dkim.get(&domain) {
+        Some(signers) if !signers.is_empty() => {
+            let at = u64::try_from(now).unwrap_or(0);
+            scop_dkim::sign_message(signers, body, at).map_err(|e| {
+                tracing::error!(error = %e, domain, "DKIM signing failed");
+                tempfail()
+            })
+        }
+        _ => Ok(body.to_vec()),
+    }
+}
+
+/// The domain of the From field when it names exactly one, lower case.
+fn from_domain(body: &[u8]) -> Option<String> {
+    scop_dmarc::author_domain(body).domain().map(str::to_owned)
+}
+
+/// Queues `msg` durably for the relay; the queue id, or 451.
+pub async fn enqueue(
+    store: &Store,
+    msg: &Incoming,
+    lifetime_secs: i64,
+    login: Option<&str>,
+    now: i64,
+) -> Result<String, Reply> {
+    let (rcpts, rcpt_dsn): (Vec<String>, Vec<scop_store::RecipientDsn>) = msg
+        .rcpts
+        .iter()
+        .zip(&msg.rcpt_params)
+        .filter_map(|(f, p)| match f {
+            ForwardPath::Mailbox(m) => {
+                crate::mx::address(m).map(|a| (a, crate::dsn::recipient_from_smtp(p)))
             }
-            _ => body,
-        };
-        let queued = self
-            .store
-            .enqueue(
-                &NewMessage {
-                    sender: sender.clone(),
-                    recipients: rcpts.clone(),
-                    body,
-                    lifetime_secs: self.lifetime_secs,
-                    dsn: dsn_params,
-                },
-                now,
-            )
-            .await;
-        match queued {
-            Ok(qid) => {
-                self.queued.notify_one();
-                tracing::info!(queue_id = %qid, login = peer.login.as_deref().unwrap_or(""), from = %sender, rcpts = rcpts.len(), "queued");
-                Ok(qid.to_string())
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "enqueue failed");
-                Err(tempfail())
-            }
+            ForwardPath::Postmaster => None,
+        })
+        .unzip();
+    let mut dsn_params = crate::dsn::params_from_smtp(&msg.params, &[]);
+    dsn_params.recipients = rcpt_dsn;
+    let sender = reverse_path(&msg.from);
+    let queued = store
+        .enqueue(
+            &NewMessage {
+                sender: sender.clone(),
+                recipients: rcpts.clone(),
+                body: msg.body.clone(),
+                lifetime_secs,
+                dsn: dsn_params,
+            },
+            now,
+        )
+        .await;
+    match queued {
+        Ok(qid) => {
+            tracing::info!(queue_id = %qid, login = login.unwrap_or(""), from = %sender, rcpts = rcpts.len(), "queued");
+            Ok(qid.to_string())
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "enqueue failed");
+            Err(tempfail())
         }
     }
 }

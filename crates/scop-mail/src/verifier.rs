@@ -163,6 +163,42 @@ pub fn strip_forged_results(msg: &[u8], authserv_id: &str) -> Vec<u8> {
 }
 
 impl Verifier {
+    /// The verifier as a stage of the inbound chain: removes results that
+    /// claim to be ours, checks `body` from `ip`, and returns the message
+    /// with its Authentication-Results field and whether DMARC asks for
+    /// quarantine (Junk); a DMARC reject becomes a 550.
+    pub async fn stage(
+        &self,
+        ip: IpAddr,
+        helo: &str,
+        sender: &str,
+        body: &[u8],
+        id: &str,
+        now: i64,
+    ) -> Result<(Vec<u8>, bool), scop_smtp::Reply> {
+        let body = strip_forged_results(body, &self.authserv_id);
+        let mut sample = [0u8; 1];
+        aws_lc_rs::rand::fill(&mut sample).ok();
+        let result = self
+            .verify(ip, helo, sender, &body, now, sample[0] % 100)
+            .await;
+        tracing::info!(queue_id = %id, dmarc = %result.dmarc, "verified");
+        let junk = match result.disposition {
+            Disposition::Reject => {
+                return Err(crate::reply(
+                    550,
+                    (5, 7, 1),
+                    "Rejected by the DMARC policy of the From domain",
+                ));
+            }
+            Disposition::Quarantine => true,
+            Disposition::None => false,
+        };
+        let mut out = result.field.into_bytes();
+        out.extend_from_slice(&body);
+        Ok((out, junk))
+    }
+
     /// Checks `message` received from `ip` (HELO `helo`, MAIL FROM
     /// `mail_from`, empty for the null sender) at Unix time `now`.
     pub async fn verify(

@@ -136,7 +136,9 @@ pub struct Hop {
 ///
 /// Outbound: submission -> signer -> relay. Inbound: mx -> spamfilter ->
 /// verifier -> delivery. Each of those SMTP hops carries envelope facts
-/// (client IP, HELO, authenticated user, spam verdict). The relay and the
+/// (client IP, HELO, authenticated user, spam verdict). The verifier
+/// hands its DMARC aggregate reports to the signer (no facts: they are
+/// our own mail). The relay and the
 /// verifier query the resolver; the signer publishes its DKIM key to the
 /// DNS primary. The DNS hops speak DNS, not SMTP, so they carry no
 /// envelope facts.
@@ -165,6 +167,11 @@ pub const HOPS: &[Hop] = &[
         client: Role::Verifier,
         server: Role::Delivery,
         envelope_facts: true,
+    },
+    Hop {
+        client: Role::Verifier,
+        server: Role::Signer,
+        envelope_facts: false,
     },
     Hop {
         client: Role::Relay,

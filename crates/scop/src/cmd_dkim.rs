@@ -343,8 +343,14 @@ fn rotate(args: RotateArgs) -> Result<ExitCode> {
         names.join(", "),
         old.join(", ")
     );
-    if crate::cmd_up::restart_compartment(&dir, "mail") {
-        println!("the supervisor is restarting the mail compartment");
+    // The signer holds the keys (or, in one process, the mail service).
+    let holder = if config.mail.mesh.is_some() {
+        "signer"
+    } else {
+        "mail"
+    };
+    if crate::cmd_up::restart_compartment(&dir, holder) {
+        println!("the supervisor is restarting the {holder} compartment");
     } else {
         println!("no running supervisor: the keys take effect at the next `scop up`");
     }

@@ -65,6 +65,11 @@ pub struct InitArgs {
     /// Fixed route DOMAIN=HOST:PORT for outbound mail (repeatable).
     #[arg(long, value_name = "DOMAIN=ADDR")]
     route: Vec<String>,
+    /// First port of the compartments' internal mesh listeners (five
+    /// consecutive ports; default: 7401 on the first loopback --ip, else
+    /// on 127.0.0.1).
+    #[arg(long, value_name = "ADDR:PORT")]
+    mesh_base: Option<std::net::SocketAddr>,
     /// The first account's password when the caller chose it.
     #[arg(skip)]
     password: Option<String>,
@@ -106,6 +111,7 @@ pub(crate) fn init_local(dir: &Path) -> Result<()> {
         resolver: vec![],
         dmarc_policy: DmarcPolicy::Quarantine,
         route: vec![],
+        mesh_base: None,
         password: Some(password.clone()),
     };
     create(args, &mut std::io::sink())?;
@@ -293,6 +299,10 @@ fn create(args: InitArgs, out: &mut dyn Write) -> Result<ExitCode> {
             // The signer publishes its keys to our primary at each start.
             dkim_publish: own.map(|a| a.to_string()),
             dkim_tsig_key: own.map(|_| tsig_rel.clone()),
+            // The mail compartments run as separate processes, linked by
+            // the mesh made above.
+            mesh: Some("mesh".into()),
+            mesh_base: Some(mesh_base(&args).to_string()),
             extra_args: vec![],
         },
         dns: own.map(|_| DnsSection {
@@ -538,6 +548,24 @@ pub(crate) fn new_dkim_keys(
         keys.push(DkimKey { selector, key: rel });
     }
     Ok((keys, records))
+}
+
+/// Default first port of the mesh listeners.
+const MESH_PORT: u16 = 7401;
+
+/// Where the mesh listeners go: `--mesh-base`, else port 7401 on the
+/// first loopback address given with --ip (so two deployments on one host
+/// keep apart), else on 127.0.0.1.
+fn mesh_base(args: &InitArgs) -> std::net::SocketAddr {
+    args.mesh_base.unwrap_or_else(|| {
+        let ip = args
+            .ips
+            .iter()
+            .copied()
+            .find(std::net::IpAddr::is_loopback)
+            .unwrap_or(std::net::Ipv4Addr::LOCALHOST.into());
+        std::net::SocketAddr::new(ip, MESH_PORT)
+    })
 }
 
 #[cfg(test)]

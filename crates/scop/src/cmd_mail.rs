@@ -35,107 +35,124 @@ pub enum MailCommand {
 pub struct ServeArgs {
     /// Data directory (store, mailboxes, TLS files, SRS key).
     #[arg(long, default_value = "scop-data", env = "SCOP_DATA")]
-    data: PathBuf,
+    pub(crate) data: PathBuf,
     /// Store URL (default: sqlite:DATA/scop.db); postgres://... for PostgreSQL.
     #[arg(long, env = "SCOP_STORE")]
-    store: Option<String>,
+    pub(crate) store: Option<String>,
     /// Our host name, used in greetings, trace fields and bounces
     /// (default: the system host name).
     #[arg(long)]
-    hostname: Option<String>,
+    pub(crate) hostname: Option<String>,
     /// MX listener; "off" disables it.
     #[arg(long, default_value = "[::]:25")]
-    mx: String,
+    pub(crate) mx: String,
     /// Submission listener with STARTTLS; "off" disables it.
     #[arg(long, default_value = "[::]:587")]
-    submission: String,
+    pub(crate) submission: String,
     /// Submission listener with implicit TLS; "off" disables it.
     #[arg(long, default_value = "[::]:465")]
-    submissions: String,
+    pub(crate) submissions: String,
     /// Do not run the relay (outbound queue).
     #[arg(long)]
-    no_relay: bool,
+    pub(crate) no_relay: bool,
     /// Send mail for DOMAIN to HOST:PORT (repeatable), e.g. b.test=127.0.0.3:25.
     #[arg(long, value_name = "DOMAIN=ADDR")]
-    route: Vec<String>,
+    pub(crate) route: Vec<String>,
     #[command(flatten)]
-    dns: ResolverArgs,
+    pub(crate) dns: ResolverArgs,
     /// Local address outbound SMTP connections come from (repeatable, one
     /// per address family), e.g. the address the SPF record names.
     #[arg(long, value_name = "IP")]
-    source_ip: Vec<std::net::IpAddr>,
+    pub(crate) source_ip: Vec<std::net::IpAddr>,
     /// Port of the mail servers found by MX lookup (25; another value only
     /// for a test network).
     #[arg(long, value_name = "PORT", default_value_t = 25)]
-    remote_port: u16,
+    pub(crate) remote_port: u16,
     /// Send all other outbound mail through this host.
     #[arg(long, value_name = "ADDR")]
-    smarthost: Option<SocketAddr>,
+    pub(crate) smarthost: Option<SocketAddr>,
     /// TLS certificate chain (PEM) for STARTTLS and port 465.
     #[arg(long, requires = "tls_key")]
-    tls_cert: Option<PathBuf>,
+    pub(crate) tls_cert: Option<PathBuf>,
     /// TLS private key (PEM).
     #[arg(long, requires = "tls_cert")]
-    tls_key: Option<PathBuf>,
+    pub(crate) tls_key: Option<PathBuf>,
     /// How long a message may stay queued before it bounces.
     #[arg(long, default_value_t = 5 * 86_400, value_name = "SECONDS")]
-    queue_lifetime: i64,
+    pub(crate) queue_lifetime: i64,
     /// First retry delay; it doubles up to 4 hours.
     #[arg(long, default_value_t = 60, value_name = "SECONDS")]
-    retry_base: i64,
+    pub(crate) retry_base: i64,
     /// Send the sender one delay notice (RFC 3464 "delayed" DSN) for a
     /// recipient still undelivered after this long, unless its NOTIFY
     /// excludes DELAY; e.g. 4h, 30m, 90s, 1d; 0 disables delay notices.
     #[arg(long, default_value = "4h", value_name = "DURATION", value_parser = parse_duration_secs)]
-    delay_warning: i64,
+    pub(crate) delay_warning: i64,
     /// With --verify: send DMARC aggregate reports (RFC 7489 7.2) to the
     /// rua addresses of the domains seen, this often; e.g. 1d, 6h; 0
     /// sends none. Rows are kept in memory and sent at a graceful stop.
     #[arg(long, default_value = "1d", value_name = "DURATION", value_parser = parse_duration_secs)]
-    dmarc_reports: i64,
+    pub(crate) dmarc_reports: i64,
     /// MX greeting delay to catch clients that talk first (0 disables).
     #[arg(long, default_value_t = 1000, value_name = "MILLISECONDS")]
-    greeting_delay: u64,
+    pub(crate) greeting_delay: u64,
     /// Concurrent connections per client address on each listener.
     #[arg(long, default_value_t = 10)]
-    per_ip: usize,
+    pub(crate) per_ip: usize,
     /// Largest message accepted, in bytes.
     #[arg(long, default_value_t = 50 * 1024 * 1024)]
-    message_size: u64,
+    pub(crate) message_size: u64,
     /// Spam model (from `scop spam train`): the MX labels every message
     /// (X-Spam-Score, X-Spam-Verdict, X-Spam-Clues) and delivers spam and
     /// dangerous attachments into the Junk folder.
     #[arg(long, value_name = "FILE")]
-    spam_model: Option<PathBuf>,
+    pub(crate) spam_model: Option<PathBuf>,
     /// Refuse messages scoring at or above this (0 to 1); default: never.
     #[arg(long, value_name = "SCORE", requires = "spam_model")]
-    spam_reject_at: Option<f64>,
+    pub(crate) spam_reject_at: Option<f64>,
     /// Sign mail submitted from DOMAIN with the key in KEYFILE (from `scop
     /// dkim keygen`) under SELECTOR; repeat for the RSA and Ed25519 pair
     /// and for each domain.
     #[arg(long, value_name = "DOMAIN:SELECTOR:KEYFILE")]
-    dkim: Vec<String>,
+    pub(crate) dkim: Vec<String>,
     /// Publish the TXT record of each --dkim key at start, in a
     /// TSIG-signed UPDATE to this DNS primary (retried for a minute while
     /// the primary starts).
     #[arg(long, value_name = "ADDR:PORT", requires = "dkim_tsig_key")]
-    dkim_publish: Option<SocketAddr>,
+    pub(crate) dkim_publish: Option<SocketAddr>,
     /// The TSIG key file (BIND syntax) for --dkim-publish; the primary's
     /// policy should let it touch only `*._domainkey` TXT records.
     #[arg(long, value_name = "FILE", requires = "dkim_publish")]
-    dkim_tsig_key: Option<PathBuf>,
+    pub(crate) dkim_tsig_key: Option<PathBuf>,
     /// Check SPF, DKIM and DMARC on the MX through the resolver, add
     /// Authentication-Results, and apply DMARC policies (reject,
     /// quarantine into Junk).
     #[arg(long)]
-    verify: bool,
+    pub(crate) verify: bool,
     /// With --verify: label only, never reject or quarantine on DMARC.
     #[arg(long, requires = "verify")]
-    no_dmarc_enforce: bool,
+    pub(crate) no_dmarc_enforce: bool,
     /// Refuse a client address at MAIL after this many spam messages in an
     /// hour (0: never).
     #[arg(long, default_value_t = 20, value_name = "N")]
-    spam_block_after: u32,
+    pub(crate) spam_block_after: u32,
+    /// Run one compartment of the bottle instead of all of them in this
+    /// process: mx, spamfilter, verifier, delivery, submission, signer or
+    /// relay. Compartments talk SMTP to each other over mutually
+    /// authenticated TLS with the certificates of --mesh, and each loads
+    /// only what its role needs (the signer alone reads the DKIM and TSIG
+    /// keys). `scop up` starts them all.
+    #[arg(long, value_name = "ROLE", requires = "mesh")]
+    pub(crate) compartment: Option<scop_mesh::Role>,
+    /// The mesh directory made by `scop init` (internal CA and one
+    /// certificate per compartment).
+    #[arg(long, value_name = "DIR")]
+    pub(crate) mesh: Option<PathBuf>,
+    /// Address of the first mesh listener: the signer listens on this
+    /// port, the relay on the next, then the spam filter, the verifier
+    /// and delivery.
+    #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:7401")]
+    pub(crate) mesh_base: SocketAddr,
 }
 
 /// Longest duration accepted on the command line (a year), in seconds.
@@ -173,7 +190,7 @@ pub fn run(cmd: MailCommand) -> Result<ExitCode> {
     }
 }
 
-fn listen(what: &str, s: &str) -> Result<Option<SocketAddr>> {
+pub(crate) fn listen(what: &str, s: &str) -> Result<Option<SocketAddr>> {
     if s == "off" {
         return Ok(None);
     }
@@ -182,7 +199,7 @@ fn listen(what: &str, s: &str) -> Result<Option<SocketAddr>> {
         .with_context(|| format!("--{what} {s:?}: expected ADDRESS:PORT or \"off\""))
 }
 
-fn system_hostname() -> String {
+pub(crate) fn system_hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|s| s.trim().to_string())
         .ok()
@@ -190,7 +207,7 @@ fn system_hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
-fn srs_key(data: &Path) -> Result<Vec<u8>> {
+pub(crate) fn srs_key(data: &Path) -> Result<Vec<u8>> {
     let path = data.join("srs.key");
     if let Ok(k) = std::fs::read(&path)
         && k.len() >= 16
@@ -216,7 +233,7 @@ fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
     f.sync_all()
 }
 
-fn serve(a: ServeArgs) -> Result<ExitCode> {
+pub(crate) fn init_logs() {
     let filter = tracing_subscriber::EnvFilter::try_from_env("SCOP_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     // Colours only on a terminal: under `scop up` the log is a file.
@@ -225,10 +242,10 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
+}
 
-    std::fs::create_dir_all(&a.data)
-        .with_context(|| format!("create data directory {}", a.data.display()))?;
-    let hostname = a.hostname.clone().unwrap_or_else(system_hostname);
+/// The relay's routes (fixed routes, smarthost, MX lookup).
+pub(crate) fn routes(a: &ServeArgs, dns: Option<scop_mail::mxlookup::Dns>) -> Result<Routes> {
     let mut fixed = HashMap::new();
     for r in &a.route {
         let Some((d, addr)) = r.split_once('=') else {
@@ -242,76 +259,159 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
             .or_insert_with(Vec::new)
             .push(addr);
     }
-    let dns = resolver(&a.dns)?;
-    if a.verify && dns.is_none() {
-        bail!(
-            "--verify needs a resolver: give --resolver ADDR:PORT or --stub-zone (none in /etc/resolv.conf)"
-        );
-    }
-    let routes = Routes {
+    Ok(Routes {
         fixed,
         smarthost: a.smarthost.map(|s| vec![s]),
         port: a.remote_port,
-        dns: dns.clone(),
+        dns,
         source: a.source_ip.clone(),
-    };
-    let tls = match (&a.tls_cert, &a.tls_key) {
+    })
+}
+
+/// The public TLS configuration (given, or self-signed in DATA/tls).
+pub(crate) fn public_tls(
+    a: &ServeArgs,
+    hostname: &str,
+) -> Result<std::sync::Arc<rustls::ServerConfig>> {
+    match (&a.tls_cert, &a.tls_key) {
         (Some(c), Some(k)) => {
             let cert = std::fs::read(c).with_context(|| format!("read {}", c.display()))?;
             let key = std::fs::read(k).with_context(|| format!("read {}", k.display()))?;
-            scop_mail::tls::server_config(&cert, &key)?
+            Ok(scop_mail::tls::server_config(&cert, &key)?)
         }
-        _ => scop_mail::tls::load_or_create(&a.data.join("tls"), &hostname)?,
-    };
-    let store_url = a
-        .store
+        _ => Ok(scop_mail::tls::load_or_create(
+            &a.data.join("tls"),
+            hostname,
+        )?),
+    }
+}
+
+pub(crate) fn store_url(a: &ServeArgs) -> String {
+    a.store
         .clone()
-        .unwrap_or_else(|| format!("sqlite:{}", a.data.join("scop.db").display()));
+        .unwrap_or_else(|| format!("sqlite:{}", a.data.join("scop.db").display()))
+}
+
+pub(crate) async fn open_store(url: &str) -> Result<scop_store::Store> {
+    scop_store::Store::open(url)
+        .await
+        .with_context(|| format!("open the store {url}"))
+}
+
+pub(crate) fn spam_config(a: &ServeArgs) -> Result<Option<service::SpamConfig>> {
+    let Some(path) = &a.spam_model else {
+        return Ok(None);
+    };
+    let bytes = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+    let model = scop_spam::Model::from_bytes(&bytes)
+        .with_context(|| format!("load the spam model {}", path.display()))?;
+    if let Some(t) = a.spam_reject_at
+        && !(0.0..=1.0).contains(&t)
+    {
+        bail!("--spam-reject-at {t}: expected a score from 0 to 1");
+    }
+    Ok(Some(service::SpamConfig {
+        model,
+        policy: scop_mail::spamfilter::Policy {
+            reject_at: a.spam_reject_at,
+            ..Default::default()
+        },
+        block_after: a.spam_block_after,
+    }))
+}
+
+/// The verifier of `--verify`. Its DMARC reports are signed with `dkim`
+/// (empty in the verifier compartment: the signer signs them there).
+pub(crate) fn verifier(
+    a: &ServeArgs,
+    dns: Option<scop_mail::mxlookup::Dns>,
+    dkim: &std::sync::Arc<HashMap<String, Vec<scop_dkim::Signer>>>,
+    report_domains: &[String],
+) -> Result<Option<scop_mail::verifier::Verifier>> {
+    if !a.verify {
+        return Ok(None);
+    }
+    let Some(dns) = dns else {
+        bail!(
+            "--verify needs a resolver: give --resolver ADDR:PORT or --stub-zone (none in /etc/resolv.conf)"
+        );
+    };
+    let authserv_id = a.hostname.clone().unwrap_or_else(system_hostname);
+    // Reports come from the first domain we sign for (signed, so they
+    // pass DMARC), else from the host name.
+    let from_domain = report_domains.iter().min().unwrap_or(&authserv_id).clone();
+    let reports = (a.dmarc_reports > 0).then(|| {
+        std::sync::Arc::new(scop_mail::dmarc_reports::Reporter::new(
+            &authserv_id,
+            &format!("dmarc-noreply@{from_domain}"),
+            dkim.clone(),
+            crate::cmd_dns::now(),
+        ))
+    });
+    Ok(Some(scop_mail::verifier::Verifier {
+        dns,
+        authserv_id,
+        enforce: !a.no_dmarc_enforce,
+        reports,
+    }))
+}
+
+/// The domains of the `--dkim` options, without reading the keys.
+pub(crate) fn dkim_domains(specs: &[String]) -> Vec<String> {
+    let mut v: Vec<String> = specs
+        .iter()
+        .filter_map(|s| s.split(':').next())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    v.sort();
+    v.dedup();
+    v
+}
+
+pub(crate) fn retry(a: &ServeArgs) -> RetryPolicy {
+    RetryPolicy {
+        base_secs: a.retry_base.max(1),
+        max_secs: 4 * 3600,
+        delay_warning_secs: a.delay_warning,
+    }
+}
+
+pub(crate) fn conn_limits(a: &ServeArgs) -> scop_mail::listener::ConnLimits {
+    scop_mail::listener::ConnLimits {
+        per_ip: a.per_ip.max(1),
+        total: 1000,
+    }
+}
+
+/// Waits for SIGINT or SIGTERM.
+pub(crate) async fn until_stopped() -> Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .context("install the SIGTERM handler")?;
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("stopping");
+    Ok(())
+}
+
+fn serve(a: ServeArgs) -> Result<ExitCode> {
+    init_logs();
+    std::fs::create_dir_all(&a.data)
+        .with_context(|| format!("create data directory {}", a.data.display()))?;
+    if let Some(role) = a.compartment {
+        return crate::cmd_compartment::run(&a, role);
+    }
+    let hostname = a.hostname.clone().unwrap_or_else(system_hostname);
+    let dns = resolver(&a.dns)?;
+    let routes = routes(&a, dns.clone())?;
+    let tls = public_tls(&a, &hostname)?;
+    let store_url = store_url(&a);
     let srs_key = srs_key(&a.data)?;
-    let spam = match &a.spam_model {
-        None => None,
-        Some(path) => {
-            let bytes = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
-            let model = scop_spam::Model::from_bytes(&bytes)
-                .with_context(|| format!("load the spam model {}", path.display()))?;
-            if let Some(t) = a.spam_reject_at
-                && !(0.0..=1.0).contains(&t)
-            {
-                bail!("--spam-reject-at {t}: expected a score from 0 to 1");
-            }
-            Some(service::SpamConfig {
-                model,
-                policy: scop_mail::spamfilter::Policy {
-                    reject_at: a.spam_reject_at,
-                    ..Default::default()
-                },
-                block_after: a.spam_block_after,
-            })
-        }
-    };
+    let spam = spam_config(&a)?;
     let dkim = std::sync::Arc::new(dkim_signers(&a.dkim)?);
-    let verifier = if a.verify {
-        let authserv_id = a.hostname.clone().unwrap_or_else(system_hostname);
-        // Reports come from the first domain we sign for (signed, so they
-        // pass DMARC), else from the host name.
-        let from_domain = dkim.keys().min().unwrap_or(&authserv_id).clone();
-        let reports = (a.dmarc_reports > 0).then(|| {
-            std::sync::Arc::new(scop_mail::dmarc_reports::Reporter::new(
-                &authserv_id,
-                &format!("dmarc-noreply@{from_domain}"),
-                dkim.clone(),
-                crate::cmd_dns::now(),
-            ))
-        });
-        dns.clone().map(|dns| scop_mail::verifier::Verifier {
-            dns,
-            authserv_id,
-            enforce: !a.no_dmarc_enforce,
-            reports,
-        })
-    } else {
-        None
-    };
+    let domains: Vec<String> = dkim.keys().cloned().collect();
+    let verifier = verifier(&a, dns, &dkim, &domains)?;
     if let (Some(server), Some(key_file)) = (a.dkim_publish, &a.dkim_tsig_key) {
         publish_dkim(server, key_file, &dkim)?;
     }
@@ -321,9 +421,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
 
     let rt = tokio::runtime::Runtime::new().context("start the async runtime")?;
     rt.block_on(async move {
-        let store = scop_store::Store::open(&store_url)
-            .await
-            .with_context(|| format!("open the store {store_url}"))?;
+        let store = open_store(&store_url).await?;
         let running = service::start(MailConfig {
             hostname: hostname.clone(),
             store,
@@ -335,17 +433,10 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
             relay: !a.no_relay,
             routes,
             lifetime_secs: a.queue_lifetime,
-            retry: RetryPolicy {
-                base_secs: a.retry_base.max(1),
-                max_secs: 4 * 3600,
-                delay_warning_secs: a.delay_warning,
-            },
+            retry: retry(&a),
             greeting_delay: Duration::from_millis(a.greeting_delay),
             idle_timeout: Duration::from_secs(300),
-            conn_limits: scop_mail::listener::ConnLimits {
-                per_ip: a.per_ip.max(1),
-                total: 1000,
-            },
+            conn_limits: conn_limits(&a),
             message_size: a.message_size,
             srs_key,
             spam,
@@ -365,13 +456,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
             }
         }
         tracing::info!(%hostname, relay = !a.no_relay, "scop mail is running; SIGINT or SIGTERM stops it");
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .context("install the SIGTERM handler")?;
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-        tracing::info!("stopping");
+        until_stopped().await?;
         running.stop().await;
         anyhow::Ok(())
     })?;
@@ -508,7 +593,7 @@ const DKIM_PUBLISH_PATIENCE: Duration = Duration::from_secs(60);
 /// Replaces `<selector>._domainkey.<domain>` TXT with each signer's key
 /// record on the primary `server`, in the background: the primary may
 /// still be starting. A refusal (policy, TSIG) is logged and not retried.
-fn publish_dkim(
+pub(crate) fn publish_dkim(
     server: SocketAddr,
     key_file: &Path,
     signers: &HashMap<String, Vec<scop_dkim::Signer>>,
@@ -571,7 +656,7 @@ fn publish_dkim(
 
 /// The signers of `--dkim DOMAIN:SELECTOR:KEYFILE` options, per domain
 /// (lower case).
-fn dkim_signers(specs: &[String]) -> Result<HashMap<String, Vec<scop_dkim::Signer>>> {
+pub(crate) fn dkim_signers(specs: &[String]) -> Result<HashMap<String, Vec<scop_dkim::Signer>>> {
     let mut dkim: HashMap<String, Vec<scop_dkim::Signer>> = HashMap::new();
     for spec in specs {
         let mut parts = spec.splitn(3, ':');

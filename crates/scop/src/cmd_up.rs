@@ -162,7 +162,25 @@ fn specs(dir: &Path, config: &Config) -> Vec<Spec> {
         args.extend([s("--dkim"), spec]);
     }
     args.extend(m.extra_args.iter().map(OsString::from));
-    out.push(Spec { name: "mail", args });
+    match &m.mesh {
+        None => out.push(Spec { name: "mail", args }),
+        Some(mesh) => {
+            // One process per compartment: the same options for each (a
+            // compartment reads only what its role needs), its role, and
+            // the mesh.
+            for role in crate::cmd_compartment::MAIL_ROLES {
+                let mut a = args.clone();
+                a.extend([s("--compartment"), s(role.name()), s("--mesh"), path(mesh)]);
+                if let Some(base) = &m.mesh_base {
+                    a.extend([s("--mesh-base"), s(base)]);
+                }
+                out.push(Spec {
+                    name: role.name(),
+                    args: a,
+                });
+            }
+        }
+    }
     out
 }
 
@@ -601,6 +619,8 @@ mod tests {
                 }],
                 dkim_publish: None,
                 dkim_tsig_key: None,
+                mesh: None,
+                mesh_base: None,
                 extra_args: vec!["--greeting-delay".into(), "0".into()],
             },
             dns: Some(DnsSection {

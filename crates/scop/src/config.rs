@@ -78,7 +78,15 @@ pub struct MailSection {
     /// The TSIG key of those updates.
     #[serde(default)]
     pub dkim_tsig_key: Option<PathBuf>,
-    /// Further `scop mail serve` options, passed as written.
+    /// The mesh directory: when set, `scop up` runs each mail compartment
+    /// as its own process; otherwise one `scop mail serve` runs them all.
+    #[serde(default)]
+    pub mesh: Option<PathBuf>,
+    /// First port of the mesh listeners (ADDR:PORT).
+    #[serde(default)]
+    pub mesh_base: Option<String>,
+    /// Further `scop mail serve` options, passed as written (to every
+    /// mail compartment).
     #[serde(default)]
     pub extra_args: Vec<String>,
 }
@@ -203,6 +211,8 @@ mod tests {
                 }],
                 dkim_publish: Some("127.0.0.1:53".into()),
                 dkim_tsig_key: Some("keys/tsig/signer.key".into()),
+                mesh: Some("mesh".into()),
+                mesh_base: Some("127.0.0.1:7401".into()),
                 extra_args: vec![],
             },
             dns: None,

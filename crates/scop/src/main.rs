@@ -4,6 +4,7 @@
 
 mod cmd_admin;
 mod cmd_auth;
+mod cmd_compartment;
 mod cmd_dkim;
 mod cmd_dns;
 mod cmd_hamlet;

@@ -22,6 +22,7 @@ fn init_then_up_serves_signs_delivers_and_restarts() {
     let mx_addr = format!("127.0.0.1:{mx}");
     let subs_addr = format!("127.0.0.1:{subs}");
     let dns_addr = format!("127.0.0.1:{dns}");
+    let mesh_base = format!("127.0.0.1:{}", free_ports("127.0.0.1", 5));
     let init_args = [
         "init",
         "--dir",
@@ -45,6 +46,8 @@ fn init_then_up_serves_signs_delivers_and_restarts() {
         &dns_addr,
         "--resolver",
         &dns_addr,
+        "--mesh-base",
+        &mesh_base,
     ];
     let out = scop(&init_args, "a long passphrase\n");
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -200,14 +203,27 @@ with smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=30) as s:
     let st = scop(&["status", "--dir", dir_s], "");
     let text = String::from_utf8_lossy(&st.stdout);
     assert!(st.status.success(), "status: {text}");
-    assert!(text.contains("dns") && text.contains("mail"), "{text}");
+    // One process per compartment.
+    for name in [
+        "dns",
+        "mx",
+        "spamfilter",
+        "verifier",
+        "delivery",
+        "submission",
+        "signer",
+        "relay",
+    ] {
+        assert!(text.contains(name), "{name}: {text}");
+        assert_eq!(compartment(&dir, name).1, "running", "{name}");
+    }
 
     // A killed compartment comes back under a new pid.
-    let (pid, state, restarts) = compartment(&dir, "mail");
+    let (pid, state, restarts) = compartment(&dir, "signer");
     assert_eq!((state.as_str(), restarts), ("running", 0));
     // The DKIM signer publishes its keys with a TSIG UPDATE at each start:
-    // remove one record with the signer's key, kill the mail process, and
-    // the restarted one puts the record back.
+    // remove one record with the signer's key, kill the signer process,
+    // and the restarted one puts the record back.
     let gone = format!("{}._domainkey", selectors[0]);
     let out = scop(
         &[
@@ -229,8 +245,8 @@ with smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=30) as s:
     let txt_of = |name: &str| dig(dns, &[&format!("{name}.alice.test"), "TXT"]);
     assert!(txt_of(&gone).trim().is_empty(), "{}", txt_of(&gone));
     signal(pid, "-KILL");
-    wait_for("the mail restart", Duration::from_secs(30), || {
-        let (new_pid, state, restarts) = compartment(&dir, "mail");
+    wait_for("the signer restart", Duration::from_secs(30), || {
+        let (new_pid, state, restarts) = compartment(&dir, "signer");
         new_pid != 0 && new_pid != pid && state == "running" && restarts == 1
     });
     wait_for("the listeners again", Duration::from_secs(30), || {
@@ -243,9 +259,9 @@ with smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=30) as s:
     );
 
     // `scop dkim rotate`: new selectors published with the signer's key,
-    // the supervisor restarts mail with them, and the next message is
+    // the supervisor restarts the signer with them, and the next message is
     // signed with them while the old records stay.
-    let (pid, _, _) = compartment(&dir, "mail");
+    let (pid, _, _) = compartment(&dir, "signer");
     let out = scop(&["dkim", "rotate", "--dir", dir_s], "");
     assert!(out.status.success(), "dkim rotate: {out:?}");
     let config = std::fs::read_to_string(dir.join("scop.toml")).unwrap();
@@ -278,10 +294,10 @@ with smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=30) as s:
         );
     }
     wait_for(
-        "the mail restart after rotation",
+        "the signer restart after rotation",
         Duration::from_secs(30),
         || {
-            let (new_pid, state, restarts) = compartment(&dir, "mail");
+            let (new_pid, state, restarts) = compartment(&dir, "signer");
             new_pid != 0 && new_pid != pid && state == "running" && restarts == 2
         },
     );

@@ -99,6 +99,8 @@ fn init(root: &Path, name: &'static str, user: &'static str, ip: &'static str, m
             "127.0.0.1:9",
             "--dmarc-policy",
             "reject",
+            "--mesh-base",
+            &format!("{ip}:{}", free_ports(ip, 5)),
         ],
         &format!("{PASSWORD}\n"),
     );

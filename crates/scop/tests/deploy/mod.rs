@@ -18,6 +18,28 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// The first of `n` consecutive TCP ports free on `ip` (for the mesh
+/// listeners of a deployment, `--mesh-base`).
+pub fn free_ports(ip: &str, n: u16) -> u16 {
+    for _ in 0..200 {
+        let first = TcpListener::bind((ip, 0))
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if first > u16::MAX - n {
+            continue;
+        }
+        let held: Vec<_> = (first..first + n)
+            .map_while(|p| TcpListener::bind((ip, p)).ok())
+            .collect();
+        if held.len() == usize::from(n) {
+            return first;
+        }
+    }
+    panic!("no {n} consecutive free ports on {ip}");
+}
+
 pub fn scop(args: &[&str], stdin: &str) -> Output {
     let mut child = Command::new(SCOP)
         .args(args)

@@ -1,0 +1,552 @@
+//! Mesh hops: the compartments of one bottle talk SMTP to each other over
+//! mutually authenticated TLS (scop-mesh), the next hop's certificate
+//! naming its role, and pass what they learnt of the original client as
+//! XSCOP envelope facts.
+//!
+//! - [`NextHop`] sends one message to the next compartment and returns its
+//!   answer: the chain is synchronous up to the first durable store, so a
+//!   250 here means the message is stored further down, and a refusal
+//!   there (DMARC reject, spam over the threshold) becomes the answer to
+//!   the original client.
+//! - [`serve`] accepts mesh connections, completes the handshake in the
+//!   connection's task and runs an SMTP session whose handler is one
+//!   compartment's stage ([`SpamHop`], [`VerifyHop`], [`DeliveryHop`],
+//!   [`SignerHop`], [`RelayHop`]).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use scop_mesh::{MeshConnector, MeshDir, MeshListener, Role};
+use scop_smtp::{
+    Client, ClientConfig, ClientEvent, EnvelopeFacts, ForwardPath, Host, MailParams, RcptParams,
+    Reply, ReversePath, TlsPolicy,
+};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+
+use crate::delivery::Delivery;
+use crate::mx::{SpamStage, reverse_path};
+use crate::session::{self, Decision, Handler, Incoming, Peer, SessionConfig};
+use crate::{now, queue_id, tempfail};
+
+/// Longest wait for the next hop's answer to one command. The end of DATA
+/// waits for the whole chain behind it (spam filter, DNS checks, fsync).
+pub const HOP_REPLY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The compartment after this one, reached over the mesh.
+#[derive(Debug, Clone)]
+pub struct NextHop {
+    connector: MeshConnector,
+    addr: SocketAddr,
+    role: Role,
+    helo: Host,
+}
+
+impl NextHop {
+    /// A hop from `me` to the `to` compartment at `addr`, with the
+    /// certificates of `mesh`. Fails when the hop table does not allow it
+    /// or the identity cannot be loaded.
+    pub fn new(
+        mesh: &MeshDir,
+        me: Role,
+        to: Role,
+        addr: SocketAddr,
+    ) -> Result<Self, scop_mesh::MeshError> {
+        let identity = mesh.load_identity(me)?;
+        let trust = mesh.load_trust()?;
+        let helo = Host::parse(&me.mesh_dns_name(), false)
+            .unwrap_or_else(|_| Host::parse("localhost", false).expect("valid host"));
+        Ok(NextHop {
+            connector: MeshConnector::new(&identity, &trust, to)?,
+            addr,
+            role: to,
+            helo,
+        })
+    }
+
+    /// The next hop's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// Sends one message; `Ok` carries the queue id in the final 250
+    /// (the id given by the store at the end of the chain), `Err` the
+    /// reply to give the client: the next hop's own refusal (MAIL, every
+    /// RCPT, or the end of data), or 451 when it cannot be reached or
+    /// took only some recipients.
+    pub async fn send(
+        &self,
+        facts: Option<EnvelopeFacts>,
+        from: &ReversePath,
+        params: &MailParams,
+        rcpts: Vec<(ForwardPath, RcptParams)>,
+        body: &[u8],
+    ) -> Result<String, Reply> {
+        let n = rcpts.len();
+        let envelope = scop_smtp::Envelope {
+            from: from.clone(),
+            params: params.clone(),
+            rcpts,
+            facts,
+        };
+        let mesh = match self.connector.connect(self.addr).await {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(hop = %self.role, addr = %self.addr, error = %e, "next hop unreachable");
+                return Err(hop_down());
+            }
+        };
+        let mut config = ClientConfig::new(self.helo.clone());
+        config.tls = TlsPolicy::Disabled;
+        config.implicit_tls = true;
+        let result = match drive(mesh.stream, config, envelope, body).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(hop = %self.role, error = %e, "next hop failed");
+                return Err(hop_down());
+            }
+        };
+        if let Some(r) = result.mail.as_ref().filter(|r| !r.is_positive()) {
+            return Err(r.clone());
+        }
+        let accepted = result.accepted().count();
+        if accepted == 0 {
+            let refusal = result.rcpts.iter().find_map(|(_, r)| r.clone());
+            return Err(refusal.unwrap_or_else(hop_down));
+        }
+        match result.data {
+            Some(r) if r.is_positive() && accepted == n => Ok(r
+                .lines()
+                .last()
+                .and_then(|l| l.split_ascii_whitespace().last())
+                .unwrap_or("")
+                .to_string()),
+            Some(r) if r.is_positive() => {
+                // Delivered for some recipients only: the client cannot be
+                // told per recipient after DATA, and the hops behind accept
+                // every recipient the first hop checked, so this is a
+                // change between the two checks. Ask for a retry of all.
+                tracing::error!(hop = %self.role, accepted, of = n, "next hop took only some recipients");
+                Err(tempfail())
+            }
+            Some(r) => Err(r),
+            None => {
+                if let Some(e) = result.error {
+                    tracing::warn!(hop = %self.role, error = %e, "next hop transaction failed");
+                }
+                Err(hop_down())
+            }
+        }
+    }
+}
+
+fn hop_down() -> Reply {
+    crate::reply(451, (4, 4, 1), "Next hop unavailable, try again later")
+}
+
+/// Runs the client machine over an established TLS stream until the one
+/// transaction is answered.
+async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    config: ClientConfig,
+    envelope: scop_smtp::Envelope,
+    body: &[u8],
+) -> Result<scop_smtp::TransactionResult, String> {
+    let mut client = Client::new(config);
+    client
+        .send_message(envelope, body)
+        .map_err(|e| e.to_string())?;
+    client.quit();
+    let mut result = None;
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        while let Some(ev) = client.poll_event() {
+            match ev {
+                ClientEvent::Transaction(r) => result = Some(r),
+                ClientEvent::Closed(err) => {
+                    let out = client.take_output();
+                    if !out.is_empty() {
+                        stream.write_all(&out).await.ok();
+                    }
+                    stream.shutdown().await.ok();
+                    return match (result, err) {
+                        (Some(r), _) => Ok(r),
+                        (None, Some(e)) => Err(e.to_string()),
+                        (None, None) => Err("closed before the transaction".into()),
+                    };
+                }
+                _ => {}
+            }
+        }
+        let out = client.take_output();
+        if !out.is_empty() {
+            stream.write_all(&out).await.map_err(|e| e.to_string())?;
+            stream.flush().await.map_err(|e| e.to_string())?;
+        }
+        if client.is_closed() {
+            return result.ok_or_else(|| "session closed".into());
+        }
+        let n = tokio::time::timeout(HOP_REPLY_TIMEOUT, stream.read(&mut buf))
+            .await
+            .map_err(|_| "timed out waiting for the next hop".to_string())?
+            .map_err(|e| e.to_string())?;
+        if n == 0 {
+            // A closed connection after the final reply is normal.
+            return result.ok_or_else(|| "connection closed by the next hop".into());
+        }
+        let mut fed = 0;
+        while fed < n {
+            let k = client.feed(&buf[fed..n]);
+            if k == 0 {
+                return Err("reply buffer overflow".into());
+            }
+            fed += k;
+        }
+    }
+}
+
+/// The facts a hop passes on about its session's client.
+pub fn facts_of(peer: &Peer) -> EnvelopeFacts {
+    EnvelopeFacts {
+        addr: Some(peer.addr.ip()),
+        helo: peer.helo.clone(),
+        login: peer.login.clone(),
+        tls: peer.tls.clone(),
+        spam: peer.spam.clone(),
+    }
+}
+
+/// The envelope of `msg` as the next hop gets it (same parameters).
+pub fn rcpts_of(msg: &Incoming) -> Vec<(ForwardPath, RcptParams)> {
+    msg.rcpts
+        .iter()
+        .cloned()
+        .zip(
+            msg.rcpt_params
+                .iter()
+                .cloned()
+                .chain(std::iter::repeat(RcptParams::default())),
+        )
+        .collect()
+}
+
+/// The word in the SPAM fact by which a stage asks delivery to file the
+/// message in the Junk folder.
+pub const JUNK: &str = "junk";
+
+/// Whether the SPAM fact asks for the Junk folder.
+pub fn wants_junk(spam: Option<&str>) -> bool {
+    spam.is_some_and(|s| s.split(' ').any(|w| w == JUNK))
+}
+
+fn add_junk(spam: Option<String>) -> Option<String> {
+    match spam {
+        Some(s) if wants_junk(Some(&s)) => Some(s),
+        Some(s) => Some(format!("{s} {JUNK}")),
+        None => Some(JUNK.into()),
+    }
+}
+
+/// Serves a mesh listener as compartment `me` until `stop` turns true.
+pub async fn serve<H: Handler>(
+    me: Role,
+    listener: MeshListener,
+    cfg: Arc<SessionConfig>,
+    handler: Arc<H>,
+    mut stop: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = stop.changed() => return,
+        };
+        let incoming = match accepted {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!(compartment = %me, error = %e, "mesh accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let cfg = cfg.clone();
+        let handler = handler.clone();
+        tokio::spawn(async move {
+            let from = incoming.peer_addr();
+            let mesh = match incoming.handshake().await {
+                Ok(m) => m,
+                Err(e) => {
+                    // Unknown CA, wrong role, no certificate: refused.
+                    tracing::warn!(compartment = %me, peer = %from, error = %e, "mesh handshake refused");
+                    return;
+                }
+            };
+            mesh.stream.get_ref().0.set_nodelay(true).ok();
+            match session::serve_mesh(mesh, me, &cfg, handler.as_ref()).await {
+                Ok(outcome) => tracing::debug!(compartment = %me, ?outcome, "hop session ended"),
+                Err(e) => tracing::info!(compartment = %me, error = %e, "hop session failed"),
+            }
+        });
+    }
+}
+
+/// SMTP settings of a mesh listener: no AUTH, no STARTTLS (the session is
+/// TLS already), DSN parameters carried, XSCOP for authorised peers.
+pub fn session_config(hostname: &str, message_size: u64) -> Arc<SessionConfig> {
+    let builtins = scop_smtp::extension::Builtins {
+        auth: Vec::new(),
+        starttls: false,
+        xscop: true,
+        ..Default::default()
+    };
+    let mut c = scop_smtp::ServerConfig::new(hostname);
+    c.registry = scop_smtp::Registry::new(builtins);
+    // The first hop checked the size; headers added on the way in
+    // (trace, labels, results) need some room.
+    c.limits.message_size = message_size.saturating_add(64 * 1024);
+    let mut s = SessionConfig::new(Arc::new(c), None);
+    s.implicit_tls = true;
+    s.idle_timeout = HOP_REPLY_TIMEOUT;
+    Arc::new(s)
+}
+
+async fn accept_all() -> Decision {
+    Decision::Accept
+}
+
+fn no_auth() -> Decision {
+    Decision::Reject(crate::reply(
+        503,
+        (5, 5, 1),
+        "No authentication on a mesh hop",
+    ))
+}
+
+/// Requires the facts a stage decides on: a hop that got no client
+/// address from its upstream refuses rather than judging the mesh peer.
+fn require_facts(peer: &Peer) -> Result<(), Reply> {
+    if peer.facts {
+        Ok(())
+    } else {
+        Err(crate::reply(
+            554,
+            (5, 7, 0),
+            "Envelope facts required on this hop",
+        ))
+    }
+}
+
+/// The spam filter compartment: labels, quarantines or refuses, then
+/// passes the message to the verifier.
+#[derive(Debug)]
+pub struct SpamHop {
+    /// The model, policy and source list; without one, messages pass
+    /// unlabelled.
+    pub stage: Option<SpamStage>,
+    /// The verifier.
+    pub next: NextHop,
+}
+
+impl Handler for SpamHop {
+    async fn mail(&self, peer: &Peer, _from: &ReversePath, _params: &MailParams) -> Decision {
+        // The facts came before MAIL: refuse the sources that sent the
+        // most spam (the MX learns it at the end of its data).
+        let blocked = self
+            .stage
+            .as_ref()
+            .is_some_and(|s| s.is_blocked(peer.addr.ip(), now()));
+        if peer.facts && blocked {
+            return Decision::Reject(crate::spamfilter::blocked_reply());
+        }
+        Decision::Accept
+    }
+    async fn rcpt(&self, _: &Peer, _: &ReversePath, _: &ForwardPath, _: &RcptParams) -> Decision {
+        accept_all().await
+    }
+    async fn auth(&self, _: &Peer, _: &str, _: &str) -> Decision {
+        no_auth()
+    }
+    async fn message(&self, peer: &Peer, msg: Incoming) -> Result<String, Reply> {
+        require_facts(peer)?;
+        let mut facts = facts_of(peer);
+        let Some(stage) = &self.stage else {
+            return self
+                .next
+                .send(
+                    Some(facts),
+                    &msg.from,
+                    &msg.params,
+                    rcpts_of(&msg),
+                    &msg.body,
+                )
+                .await;
+        };
+        let id = queue_id();
+        let (body, junk, label) = stage.filter(peer.addr.ip(), &msg.body, &id, now())?;
+        facts.spam = Some(label.to_string());
+        if junk {
+            facts.spam = add_junk(facts.spam);
+        }
+        self.next
+            .send(Some(facts), &msg.from, &msg.params, rcpts_of(&msg), &body)
+            .await
+    }
+}
+
+/// The verifier compartment: SPF (from the facts), DKIM and DMARC, an
+/// Authentication-Results field, DMARC policy; then delivery.
+#[derive(Debug)]
+pub struct VerifyHop {
+    /// The checks; without them, messages pass unchecked.
+    pub verifier: Option<crate::verifier::Verifier>,
+    /// Delivery.
+    pub next: NextHop,
+}
+
+impl Handler for VerifyHop {
+    async fn mail(&self, _: &Peer, _: &ReversePath, _: &MailParams) -> Decision {
+        accept_all().await
+    }
+    async fn rcpt(&self, _: &Peer, _: &ReversePath, _: &ForwardPath, _: &RcptParams) -> Decision {
+        accept_all().await
+    }
+    async fn auth(&self, _: &Peer, _: &str, _: &str) -> Decision {
+        no_auth()
+    }
+    async fn message(&self, peer: &Peer, msg: Incoming) -> Result<String, Reply> {
+        require_facts(peer)?;
+        let Some(verifier) = &self.verifier else {
+            return self
+                .next
+                .send(
+                    Some(facts_of(peer)),
+                    &msg.from,
+                    &msg.params,
+                    rcpts_of(&msg),
+                    &msg.body,
+                )
+                .await;
+        };
+        let id = queue_id();
+        let sender = reverse_path(&msg.from);
+        let (body, junk) = verifier
+            .stage(
+                peer.addr.ip(),
+                peer.helo.as_deref().unwrap_or(""),
+                &sender,
+                &msg.body,
+                &id,
+                now(),
+            )
+            .await?;
+        let mut facts = facts_of(peer);
+        if junk {
+            facts.spam = add_junk(facts.spam);
+        }
+        self.next
+            .send(Some(facts), &msg.from, &msg.params, rcpts_of(&msg), &body)
+            .await
+    }
+}
+
+/// The delivery compartment: mailboxes, aliases, forwarding; the end of
+/// the inbound chain (the message is durable before its 250).
+#[derive(Debug)]
+pub struct DeliveryHop {
+    /// Local delivery.
+    pub delivery: Delivery,
+    /// Our host name (DSNs).
+    pub hostname: String,
+}
+
+impl Handler for DeliveryHop {
+    async fn mail(&self, _: &Peer, _: &ReversePath, _: &MailParams) -> Decision {
+        accept_all().await
+    }
+    async fn rcpt(&self, _: &Peer, _: &ReversePath, _: &ForwardPath, _: &RcptParams) -> Decision {
+        // The MX checked each recipient; one removed since is reported
+        // with a DSN after the data (as in the single process).
+        accept_all().await
+    }
+    async fn auth(&self, _: &Peer, _: &str, _: &str) -> Decision {
+        no_auth()
+    }
+    async fn message(&self, peer: &Peer, msg: Incoming) -> Result<String, Reply> {
+        require_facts(peer)?;
+        let folder = wants_junk(peer.spam.as_deref()).then_some("Junk");
+        crate::mx::deliver_and_report(&self.delivery, &self.hostname, msg, folder).await
+    }
+}
+
+/// The DKIM signer compartment, sole holder of the private keys: signs
+/// for the sender's domain (the From domain for null-sender reports) and
+/// passes the message to the relay.
+#[derive(Debug)]
+pub struct SignerHop {
+    /// Signers per domain (lower case).
+    pub dkim: Arc<HashMap<String, Vec<scop_dkim::Signer>>>,
+    /// The relay.
+    pub next: NextHop,
+}
+
+impl Handler for SignerHop {
+    async fn mail(&self, _: &Peer, _: &ReversePath, _: &MailParams) -> Decision {
+        accept_all().await
+    }
+    async fn rcpt(&self, _: &Peer, _: &ReversePath, _: &ForwardPath, _: &RcptParams) -> Decision {
+        accept_all().await
+    }
+    async fn auth(&self, _: &Peer, _: &str, _: &str) -> Decision {
+        no_auth()
+    }
+    async fn message(&self, peer: &Peer, msg: Incoming) -> Result<String, Reply> {
+        let sender = reverse_path(&msg.from);
+        let body = crate::submission::sign(&self.dkim, &sender, &msg.body, now())?;
+        self.next
+            .send(
+                Some(facts_of(peer)),
+                &msg.from,
+                &msg.params,
+                rcpts_of(&msg),
+                &body,
+            )
+            .await
+    }
+}
+
+/// The relay's mesh side: queues what the signer hands over (durably,
+/// before the 250); the relay's queue runner sends it on.
+#[derive(Debug)]
+pub struct RelayHop {
+    /// The store holding the queue.
+    pub store: scop_store::Store,
+    /// Queue lifetime of each message.
+    pub lifetime_secs: i64,
+    /// Wakes the queue runner.
+    pub queued: Arc<tokio::sync::Notify>,
+}
+
+impl Handler for RelayHop {
+    async fn mail(&self, _: &Peer, _: &ReversePath, _: &MailParams) -> Decision {
+        accept_all().await
+    }
+    async fn rcpt(&self, _: &Peer, _: &ReversePath, _: &ForwardPath, _: &RcptParams) -> Decision {
+        accept_all().await
+    }
+    async fn auth(&self, _: &Peer, _: &str, _: &str) -> Decision {
+        no_auth()
+    }
+    async fn message(&self, peer: &Peer, msg: Incoming) -> Result<String, Reply> {
+        let queued = crate::submission::enqueue(
+            &self.store,
+            &msg,
+            self.lifetime_secs,
+            peer.login.as_deref(),
+            now(),
+        )
+        .await?;
+        self.queued.notify_one();
+        Ok(queued)
+    }
+}
