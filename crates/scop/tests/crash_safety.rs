@@ -3,7 +3,9 @@
 //! every message that got a 250 must be in a mailbox. Half of the
 //! messages go to a local mailbox directly (fsync before 250), half to an
 //! address that forwards within the domain, so they pass through the
-//! durable queue and the relay, across the crashes.
+//! durable queue and the relay, across the crashes. The same runs with
+//! the compartments as separate processes (mx, spamfilter, verifier,
+//! delivery, relay linked by mesh hops), one of them killed each round.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -20,9 +22,14 @@ fn free_port() -> u16 {
 }
 
 fn start(data: &Path, mx: SocketAddr) -> Child {
+    start_as(data, mx, &[])
+}
+
+fn start_as(data: &Path, mx: SocketAddr, extra: &[String]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_scop"))
         .args(["mail", "serve", "--data"])
         .arg(data)
+        .args(extra)
         .args([
             "--hostname",
             "mail.crash.test",
@@ -117,9 +124,9 @@ fn mailbox_subjects(root: &Path) -> Vec<String> {
     out
 }
 
-#[test]
-fn kill_9_loses_no_acknowledged_message() {
-    let data: PathBuf = std::env::temp_dir().join(format!("scop-crash-{}", std::process::id()));
+fn setup(tag: &str) -> PathBuf {
+    let data: PathBuf =
+        std::env::temp_dir().join(format!("scop-crash-{tag}-{}", std::process::id()));
     std::fs::remove_dir_all(&data).ok();
     std::fs::create_dir_all(&data).unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -135,8 +142,85 @@ fn kill_9_loses_no_acknowledged_message() {
             .unwrap();
         store.close().await;
     });
+    data
+}
 
-    let dora = data.join("mail").join("dora@crash.test");
+/// Waits until every acknowledged message is in a mailbox (or a minute
+/// passed); the missing ones.
+fn missing_after_drain(data: &Path, acked: &[String]) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let have = mailbox_subjects(&data.join("mail"));
+        let missing: Vec<_> = acked
+            .iter()
+            .filter(|t| !have.contains(t))
+            .cloned()
+            .collect();
+        if missing.is_empty() || Instant::now() > deadline {
+            return missing;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn report(
+    what: &str,
+    data: &Path,
+    kills: usize,
+    sent: usize,
+    acked: &[String],
+    missing: &[String],
+) {
+    // Every message ends in dora's mailbox (directly or forwarded; the
+    // forwarding account keeps its own copy too).
+    let have = mailbox_subjects(&data.join("mail").join("dora@crash.test"));
+    let mut unique = have.clone();
+    unique.sort();
+    unique.dedup();
+    eprintln!(
+        "crash test ({what}): {kills} kills, {sent} messages sent, {} acknowledged, {} missing, {} delivered twice",
+        acked.len(),
+        missing.len(),
+        have.len() - unique.len()
+    );
+    assert!(
+        acked.len() >= 20,
+        "too few messages got through: {}",
+        acked.len()
+    );
+    assert!(
+        missing.is_empty(),
+        "lost acknowledged messages: {missing:?}"
+    );
+}
+
+/// Sends until `killer` finishes; the tags of acknowledged messages are
+/// added to `acked`, the number sent returned.
+fn send_while(
+    mx: SocketAddr,
+    round: u64,
+    killer: &std::thread::JoinHandle<()>,
+    acked: &mut Vec<String>,
+) -> usize {
+    let mut i = 0;
+    while !killer.is_finished() {
+        let tag = format!("r{round}-m{i}");
+        let rcpt = if i % 2 == 0 {
+            "dora@crash.test"
+        } else {
+            "fwd@crash.test"
+        };
+        if let Ok(true) = send(mx, rcpt, &tag) {
+            acked.push(tag);
+        }
+        i += 1;
+    }
+    i
+}
+
+#[test]
+fn kill_9_loses_no_acknowledged_message() {
+    let data = setup("one");
     let mx: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut acked: Vec<String> = Vec::new();
     let mut sent = 0;
@@ -151,60 +235,93 @@ fn kill_9_loses_no_acknowledged_message() {
             child.kill().ok();
             child.wait().ok();
         });
-        let mut i = 0;
-        while !killer.is_finished() {
-            let tag = format!("r{round}-m{i}");
-            let rcpt = if i % 2 == 0 {
-                "dora@crash.test"
-            } else {
-                "fwd@crash.test"
-            };
-            sent += 1;
-            if let Ok(true) = send(mx, rcpt, &tag) {
-                acked.push(tag);
-            }
-            i += 1;
-        }
+        sent += send_while(mx, round, &killer, &mut acked);
         killer.join().unwrap();
     }
     // A last run lets the relay drain what was queued across the crashes.
     let mut child = start(&data, mx);
     wait_listening(mx);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let missing = loop {
-        let have = mailbox_subjects(&data.join("mail"));
-        let missing: Vec<_> = acked
-            .iter()
-            .filter(|t| !have.contains(t))
-            .cloned()
-            .collect();
-        if missing.is_empty() || Instant::now() > deadline {
-            break missing;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    let missing = missing_after_drain(&data, &acked);
     child.kill().ok();
     child.wait().ok();
-    // Every message ends in dora's mailbox (directly or forwarded; the
-    // forwarding account keeps its own copy too).
-    let have = mailbox_subjects(&dora);
-    let mut unique = have.clone();
-    unique.sort();
-    unique.dedup();
-    eprintln!(
-        "crash test: {rounds} kills, {sent} messages sent, {} acknowledged, {} missing, {} delivered twice",
-        acked.len(),
-        missing.len(),
-        have.len() - unique.len()
+    report(
+        "one process",
+        &data,
+        rounds as usize,
+        sent,
+        &acked,
+        &missing,
     );
-    assert!(
-        acked.len() >= 20,
-        "too few messages got through: {}",
-        acked.len()
-    );
-    assert!(
-        missing.is_empty(),
-        "lost acknowledged messages: {missing:?}"
+    std::fs::remove_dir_all(&data).ok();
+}
+
+#[test]
+fn kill_9_of_any_compartment_loses_no_acknowledged_message() {
+    use scop_mesh::{ExtraNames, MeshDir, Role, Validity};
+    let data = setup("split");
+    let validity = Validity::starting(
+        std::time::SystemTime::now() - Duration::from_secs(60),
+        Duration::from_secs(86_400),
+    )
+    .unwrap();
+    let roles: Vec<_> = Role::ALL.iter().map(|r| (*r, ExtraNames::none())).collect();
+    MeshDir::init(data.join("mesh"), validity, validity, &roles).unwrap();
+    let mx: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let base = loop {
+        let p = free_port();
+        if p < 65_000 && (p..p + 5).all(|q| TcpListener::bind(("127.0.0.1", q)).is_ok()) {
+            break p;
+        }
+    };
+    let start_role = |role: &str| {
+        let extra: Vec<String> = [
+            "--compartment",
+            role,
+            "--mesh",
+            data.join("mesh").to_str().unwrap(),
+            "--mesh-base",
+            &format!("127.0.0.1:{base}"),
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        start_as(&data, mx, &extra)
+    };
+    let roles = ["relay", "delivery", "verifier", "spamfilter", "mx"];
+    let mut children: Vec<Option<Child>> = roles.iter().map(|r| Some(start_role(r))).collect();
+    let mut acked: Vec<String> = Vec::new();
+    let mut sent = 0;
+    let rounds = 10;
+    for round in 0..rounds {
+        wait_listening(mx);
+        // Kill one compartment without warning while the client sends,
+        // then start it again.
+        let victim = (round as usize * 3) % roles.len();
+        let mut child = children[victim].take().expect("running");
+        let until = Instant::now() + Duration::from_millis(600 + 100 * round);
+        let killer = std::thread::spawn(move || {
+            std::thread::sleep(until.saturating_duration_since(Instant::now()));
+            child.kill().ok();
+            child.wait().ok();
+        });
+        sent += send_while(mx, round, &killer, &mut acked);
+        killer.join().unwrap();
+        children[victim] = Some(start_role(roles[victim]));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    wait_listening(mx);
+    let missing = missing_after_drain(&data, &acked);
+    for mut c in children.into_iter().flatten() {
+        c.kill().ok();
+        c.wait().ok();
+    }
+    report(
+        "compartments",
+        &data,
+        rounds as usize,
+        sent,
+        &acked,
+        &missing,
     );
     std::fs::remove_dir_all(&data).ok();
 }
