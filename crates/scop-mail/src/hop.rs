@@ -15,16 +15,18 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use scop_mesh::{MeshConnector, MeshDir, MeshListener, Role};
 use scop_smtp::{
     Client, ClientConfig, ClientEvent, EnvelopeFacts, ForwardPath, Host, MailParams, RcptParams,
     Reply, ReversePath, TlsPolicy,
 };
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
 use tokio::sync::watch;
+use tokio_rustls::client;
 
 use crate::delivery::Delivery;
 use crate::mx::{SpamStage, reverse_path};
@@ -35,19 +37,58 @@ use crate::{now, queue_id, tempfail};
 /// waits for the whole chain behind it (spam filter, DNS checks, fsync).
 pub const HOP_REPLY_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The compartment after this one, reached over the mesh.
+/// Idle mesh connections kept per next hop.
+pub const HOP_IDLE_MAX: usize = 16;
+/// How long an idle connection is kept (the next hop's sessions wait
+/// [`HOP_REPLY_TIMEOUT`]).
+pub const HOP_IDLE_TIME: Duration = Duration::from_secs(30);
+/// Transactions on one connection before it is closed (well under the
+/// server's command limit).
+pub const HOP_USES_MAX: u32 = 500;
+/// Age after which a connection is not reused (well under the hop
+/// sessions' own limit, [`HOP_SESSION_TIME`]).
+pub const HOP_CONN_AGE_MAX: Duration = Duration::from_secs(600);
+/// Longest mesh session a hop serves.
+pub const HOP_SESSION_TIME: Duration = Duration::from_secs(3600);
+
+/// The compartment after this one, reached over the mesh. Connections are
+/// kept open between messages (one TLS handshake per connection, not per
+/// message) and reused one transaction at a time.
 #[derive(Debug, Clone)]
 pub struct NextHop {
     connector: MeshConnector,
     addr: SocketAddr,
     role: Role,
     helo: Host,
+    idle: Arc<Mutex<Vec<Conn>>>,
+}
+
+struct Conn {
+    stream: client::TlsStream<TcpStream>,
+    client: Client,
+    uses: u32,
+    since: Instant,
+    born: Instant,
+}
+
+impl std::fmt::Debug for Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Conn").field("uses", &self.uses).finish()
+    }
+}
+
+/// Why a transaction on a connection produced no result; `answered`
+/// says whether the next hop had said anything about it (if not, on a
+/// reused connection, it never saw the message and a retry is safe).
+struct Failure {
+    answered: bool,
+    why: String,
 }
 
 impl NextHop {
     /// A hop from `me` to the `to` compartment at `addr`, with the
-    /// certificates of `mesh`. Fails when the hop table does not allow it
-    /// or the identity cannot be loaded.
+    /// certificates of `mesh`. Fails when the identity cannot be loaded;
+    /// a hop the table forbids fails at the handshake.
     pub fn new(
         mesh: &MeshDir,
         me: Role,
@@ -63,6 +104,7 @@ impl NextHop {
             addr,
             role: to,
             helo,
+            idle: Arc::default(),
         })
     }
 
@@ -91,29 +133,39 @@ impl NextHop {
             rcpts,
             facts,
         };
-        let mesh = match self.connector.connect(self.addr).await {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(hop = %self.role, addr = %self.addr, error = %e, "next hop unreachable");
+        let attempt = match self.take_idle() {
+            Some(conn) => match transact(conn, envelope.clone(), body).await {
+                Err(f) if !f.answered => {
+                    // The next hop closed the idle connection: it never
+                    // saw this message.
+                    tracing::debug!(hop = %self.role, why = %f.why, "stale mesh connection");
+                    self.fresh(envelope, body).await
+                }
+                other => other,
+            },
+            None => self.fresh(envelope, body).await,
+        };
+        let (result, mut conn) = match attempt {
+            Ok(x) => x,
+            Err(f) => {
+                tracing::warn!(hop = %self.role, addr = %self.addr, error = %f.why, "next hop failed");
                 return Err(hop_down());
             }
         };
-        let mut config = ClientConfig::new(self.helo.clone());
-        config.tls = TlsPolicy::Disabled;
-        config.implicit_tls = true;
-        let result = match drive(mesh.stream, config, envelope, body).await {
-            Ok(r) => r,
-            Err(e) => {
-                tracing::warn!(hop = %self.role, error = %e, "next hop failed");
-                return Err(hop_down());
-            }
-        };
+        conn.uses += 1;
+        // Only a connection whose last transaction went through is kept.
+        if result.data.as_ref().is_some_and(Reply::is_positive) && result.error.is_none() {
+            self.put_idle(conn);
+        }
         if let Some(r) = result.mail.as_ref().filter(|r| !r.is_positive()) {
             return Err(r.clone());
         }
         let accepted = result.accepted().count();
         if accepted == 0 {
             let refusal = result.rcpts.iter().find_map(|(_, r)| r.clone());
+            if let Some(e) = &result.error {
+                tracing::warn!(hop = %self.role, error = %e, "next hop transaction failed");
+            }
             return Err(refusal.unwrap_or_else(hop_down));
         }
         match result.data {
@@ -140,67 +192,114 @@ impl NextHop {
             }
         }
     }
+
+    fn take_idle(&self) -> Option<Conn> {
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(c) = idle.pop() {
+            if c.since.elapsed() < HOP_IDLE_TIME && !c.client.is_closed() {
+                return Some(c);
+            }
+        }
+        None
+    }
+
+    fn put_idle(&self, mut conn: Conn) {
+        if conn.uses >= HOP_USES_MAX
+            || conn.born.elapsed() >= HOP_CONN_AGE_MAX
+            || conn.client.is_closed()
+        {
+            return;
+        }
+        conn.since = Instant::now();
+        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        idle.retain(|c| c.since.elapsed() < HOP_IDLE_TIME);
+        if idle.len() < HOP_IDLE_MAX {
+            idle.push(conn);
+        }
+    }
+
+    async fn fresh(
+        &self,
+        envelope: scop_smtp::Envelope,
+        body: &[u8],
+    ) -> Result<(scop_smtp::TransactionResult, Conn), Failure> {
+        let mesh = self
+            .connector
+            .connect(self.addr)
+            .await
+            .map_err(|e| Failure {
+                answered: false,
+                why: format!("unreachable: {e}"),
+            })?;
+        mesh.stream.get_ref().0.set_nodelay(true).ok();
+        let mut config = ClientConfig::new(self.helo.clone());
+        config.tls = TlsPolicy::Disabled;
+        config.implicit_tls = true;
+        let conn = Conn {
+            stream: mesh.stream,
+            client: Client::new(config),
+            uses: 0,
+            since: Instant::now(),
+            born: Instant::now(),
+        };
+        transact(conn, envelope, body).await
+    }
 }
 
 fn hop_down() -> Reply {
     crate::reply(451, (4, 4, 1), "Next hop unavailable, try again later")
 }
 
-/// Runs the client machine over an established TLS stream until the one
-/// transaction is answered.
-async fn drive<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
-    config: ClientConfig,
+/// Runs one transaction on `conn` until its result.
+async fn transact(
+    mut conn: Conn,
     envelope: scop_smtp::Envelope,
     body: &[u8],
-) -> Result<scop_smtp::TransactionResult, String> {
-    let mut client = Client::new(config);
-    client
+) -> Result<(scop_smtp::TransactionResult, Conn), Failure> {
+    let mut answered = false;
+    let fail = |answered, why: String| Failure { answered, why };
+    conn.client
         .send_message(envelope, body)
-        .map_err(|e| e.to_string())?;
-    client.quit();
-    let mut result = None;
+        .map_err(|e| fail(false, e.to_string()))?;
     let mut buf = vec![0u8; 16 * 1024];
     loop {
-        while let Some(ev) = client.poll_event() {
+        while let Some(ev) = conn.client.poll_event() {
             match ev {
-                ClientEvent::Transaction(r) => result = Some(r),
+                ClientEvent::Transaction(r) => return Ok((r, conn)),
                 ClientEvent::Closed(err) => {
-                    let out = client.take_output();
-                    if !out.is_empty() {
-                        stream.write_all(&out).await.ok();
-                    }
-                    stream.shutdown().await.ok();
-                    return match (result, err) {
-                        (Some(r), _) => Ok(r),
-                        (None, Some(e)) => Err(e.to_string()),
-                        (None, None) => Err("closed before the transaction".into()),
-                    };
+                    let why = err.map_or("closed".to_string(), |e| e.to_string());
+                    return Err(fail(answered, why));
                 }
                 _ => {}
             }
         }
-        let out = client.take_output();
+        let out = conn.client.take_output();
         if !out.is_empty() {
-            stream.write_all(&out).await.map_err(|e| e.to_string())?;
-            stream.flush().await.map_err(|e| e.to_string())?;
+            conn.stream
+                .write_all(&out)
+                .await
+                .map_err(|e| fail(answered, e.to_string()))?;
+            conn.stream
+                .flush()
+                .await
+                .map_err(|e| fail(answered, e.to_string()))?;
         }
-        if client.is_closed() {
-            return result.ok_or_else(|| "session closed".into());
-        }
-        let n = tokio::time::timeout(HOP_REPLY_TIMEOUT, stream.read(&mut buf))
+        let n = tokio::time::timeout(HOP_REPLY_TIMEOUT, conn.stream.read(&mut buf))
             .await
-            .map_err(|_| "timed out waiting for the next hop".to_string())?
-            .map_err(|e| e.to_string())?;
+            .map_err(|_| fail(true, "timed out waiting for the next hop".into()))?
+            .map_err(|e| fail(answered, e.to_string()))?;
         if n == 0 {
-            // A closed connection after the final reply is normal.
-            return result.ok_or_else(|| "connection closed by the next hop".into());
+            return Err(fail(answered, "connection closed by the next hop".into()));
         }
+        // On a reused connection any byte is an answer about this
+        // transaction (on a fresh one the greeting comes first, but a fresh
+        // connection is never retried).
+        answered = true;
         let mut fed = 0;
         while fed < n {
-            let k = client.feed(&buf[fed..n]);
+            let k = conn.client.feed(&buf[fed..n]);
             if k == 0 {
-                return Err("reply buffer overflow".into());
+                return Err(fail(true, "reply buffer overflow".into()));
             }
             fed += k;
         }
@@ -308,6 +407,7 @@ pub fn session_config(hostname: &str, message_size: u64) -> Arc<SessionConfig> {
     let mut s = SessionConfig::new(Arc::new(c), None);
     s.implicit_tls = true;
     s.idle_timeout = HOP_REPLY_TIMEOUT;
+    s.session_timeout = HOP_SESSION_TIME;
     Arc::new(s)
 }
 

@@ -58,7 +58,6 @@ struct Chain {
     delivery: SocketAddr,
     verifier: SocketAddr,
     stop: watch::Sender<bool>,
-    stop_delivery: watch::Sender<bool>,
 }
 
 async fn listen(mesh: &MeshDir, role: Role) -> MeshListener {
@@ -88,7 +87,6 @@ async fn chain() -> Chain {
         queued: Arc::new(Notify::new()),
     };
     let (stop, stop_rx) = watch::channel(false);
-    let (stop_delivery, stop_delivery_rx) = watch::channel(false);
     let cfg = hop::session_config("mail.a.test", 10 << 20);
 
     let l = listen(&mesh, Role::Delivery).await;
@@ -101,7 +99,7 @@ async fn chain() -> Chain {
             delivery: delivery.clone(),
             hostname: "mail.a.test".into(),
         }),
-        stop_delivery_rx,
+        stop_rx.clone(),
     ));
     let l = listen(&mesh, Role::Verifier).await;
     let verifier_addr = l.local_addr().unwrap();
@@ -163,7 +161,6 @@ async fn chain() -> Chain {
         delivery: delivery_addr,
         verifier: verifier_addr,
         stop,
-        stop_delivery,
     }
 }
 
@@ -251,13 +248,56 @@ async fn the_inbound_chain_delivers_labels_and_refuses_through_the_hops() {
     assert_eq!(r.code(), 550, "{r:?}");
     assert_eq!(c.folder(false).len(), 1);
     assert!(c.folder(true).is_empty());
-    // Delivery down: the MX answers 451 (the client keeps the message),
-    // never 250.
-    c.stop_delivery.send(true).unwrap();
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let r = to_mx(c.mx, HAM).await;
+    // Several messages in a row reuse the mesh connections.
+    for _ in 0..5 {
+        assert_eq!(to_mx(c.mx, HAM).await.code(), 250);
+    }
+    assert_eq!(c.folder(false).len(), 6);
+    c.stop.send(true).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_next_hop_that_is_down_makes_the_mx_answer_451() {
+    let c = chain().await;
+    // An MX whose spam filter is not there (nothing listens on the port).
+    let gone = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let gone_addr = gone.local_addr().unwrap();
+    drop(gone);
+    let store = Store::open(&format!("sqlite:{}", c.dir.join("scop.db").display()))
+        .await
+        .unwrap();
+    let mx = Mx {
+        delivery: Delivery {
+            store,
+            mail_root: c.dir.join("mail"),
+            hostname: "mail.a.test".into(),
+            srs: Arc::new(scop_mail::srs::Srs::new(b"test srs key")),
+            lifetime_secs: 86_400,
+            queued: Arc::new(Notify::new()),
+        },
+        hostname: "mail.a.test".into(),
+        spam: None,
+        verifier: None,
+        next: Some(NextHop::new(&c.mesh, Role::Mx, Role::Spamfilter, gone_addr).unwrap()),
+    };
+    let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = tcp.local_addr().unwrap();
+    let (_stop, stop_rx) = watch::channel(false);
+    tokio::spawn(scop_mail::listener::run(
+        "mx",
+        tcp,
+        Arc::new(SessionConfig::new(
+            scop_mail::service::smtp_config("mail.a.test", false, 1 << 20),
+            None,
+        )),
+        Arc::new(mx),
+        scop_mail::listener::ConnLimits::default(),
+        stop_rx,
+    ));
+    // The client keeps the message and retries later: 451, never 250.
+    let r = to_mx(addr, HAM).await;
     assert_eq!(r.code(), 451, "{r:?}");
-    assert_eq!(c.folder(false).len(), 1);
+    assert!(c.folder(false).is_empty());
     c.stop.send(true).ok();
 }
 
