@@ -43,8 +43,18 @@ use tokio::sync::Semaphore;
 pub const MAX_TCP_CONNECTIONS: usize = 256;
 /// A TCP connection idle this long is closed (RFC 7766 6.2.3).
 pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Requests answered on one TCP connection before it is closed.
-pub const MAX_REQUESTS_PER_CONNECTION: usize = 10_000;
+/// Requests answered on one TCP connection before it is closed (a
+/// bound on how long one client can hold a connection slot, far above
+/// what a busy resolver sends between idle periods). The requests
+/// already received when it is reached are answered, then the
+/// connection is closed gracefully: see [`TCP_CLOSE_DRAIN`].
+pub const MAX_REQUESTS_PER_CONNECTION: usize = 1_000_000;
+/// After the last reply of a connection closed by the server, how long
+/// what the client still sends is read and discarded. Closing a socket
+/// with unread input makes the kernel send a reset, and a reset makes
+/// the client's kernel throw away replies it has not read yet; so the
+/// server sends its FIN after the replies and waits for the client's.
+pub const TCP_CLOSE_DRAIN: Duration = Duration::from_secs(2);
 /// NOTIFY attempts per secondary (RFC 1996 3.6).
 pub const NOTIFY_ATTEMPTS: usize = 5;
 /// Wait for a NOTIFY answer before retrying.
@@ -161,6 +171,8 @@ struct Shared {
     generation: AtomicU64,
     /// Replies remembered for TCP requests.
     tcp_cache: Mutex<ReplyCache>,
+    /// Requests answered on one TCP connection before it is closed.
+    max_requests_per_connection: usize,
 }
 
 /// Whether the request is an UPDATE (opcode 5): it needs the write lock.
@@ -462,6 +474,7 @@ impl Server {
                 start: Instant::now(),
                 generation: AtomicU64::new(0),
                 tcp_cache: Mutex::new(ReplyCache::default()),
+                max_requests_per_connection: MAX_REQUESTS_PER_CONNECTION,
             })),
         })
     }
@@ -486,6 +499,16 @@ impl Server {
             shared.0.rrl = Some(Mutex::new(
                 ResponseRateLimiter::new(config).with_exempt(exempt),
             ));
+        }
+        self
+    }
+
+    /// Closes TCP connections after `n` requests (at least 1) instead
+    /// of [`MAX_REQUESTS_PER_CONNECTION`].
+    pub fn with_max_requests_per_connection(mut self, n: usize) -> Self {
+        // The handle is not shared before `run`.
+        if let Some(shared) = Arc::get_mut(&mut self.shared) {
+            shared.0.max_requests_per_connection = n.max(1);
         }
         self
     }
@@ -753,7 +776,14 @@ async fn tcp_connection(
     let mut writer = BufWriter::new(writer);
     let mut buf = vec![0u8; MAX_MESSAGE_BYTES];
     let mut out = Vec::new();
-    for _ in 0..MAX_REQUESTS_PER_CONNECTION {
+    let mut served = 0usize;
+    loop {
+        // At the bound, only the requests already received are answered.
+        if served >= shared.0.max_requests_per_connection && !next_request_buffered(reader.buffer())
+        {
+            break;
+        }
+        served += 1;
         let mut len = [0u8; 2];
         match tokio::time::timeout(TCP_IDLE_TIMEOUT, reader.read_exact(&mut len)).await {
             Ok(Ok(_)) => {}
@@ -817,6 +847,12 @@ async fn tcp_connection(
         }
         after(&shared, &outcome).await;
     }
-    writer.flush().await?;
+    // Every reply out and our FIN after them, then the client's leftover
+    // input read until its FIN, so that no reset discards the replies.
+    writer.shutdown().await?;
+    let _ = tokio::time::timeout(TCP_CLOSE_DRAIN, async {
+        while let Ok(1..) = reader.read(&mut buf).await {}
+    })
+    .await;
     Ok(())
 }

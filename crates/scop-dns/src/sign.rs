@@ -4,22 +4,27 @@
 //! bit (RFC 4035 3.1, RFC 5155 7.2).
 //!
 //! One routine, [`Zone::resign`], serves loading, updates and the
-//! periodic refresh: it rebuilds the wanted chain (hashing every name is
-//! cheap) and compares it with the one in place, then signs only the
-//! RRsets that changed, lack a signature by an active key, or hold one
-//! that expires within the refresh window. Every record it removes or
-//! adds is reported, so updates and refreshes reach the journal and
-//! IXFR.
+//! periodic refresh. It brings the chain in line with the data
+//! ([`chain`]: incrementally, over the names an update touched and their
+//! neighbours in the chain, or by a whole-zone build when signing
+//! starts or a delegation changes), then signs only the RRsets that
+//! changed, lack a signature by an active key, or hold one that expires
+//! within the refresh window. An update's cost grows with what it
+//! changes, not with the zone. Every record it removes or adds is
+//! reported, so updates and refreshes reach the journal and IXFR.
 
 use crate::Error;
 use crate::dnssec::{
-    Denial, INCEPTION_SKEW_SECS, MAX_KEYS_PER_ZONE, Settings, SigningKey, nsec_rdata, nsec3_hash,
-    nsec3_label, nsec3_rdata, nsec3param_rdata, opaque, sig_info, sign_rrset,
+    Denial, INCEPTION_SKEW_SECS, MAX_KEYS_PER_ZONE, Settings, SigningKey, nsec3_hash, nsec3_label,
+    nsec3param_rdata, opaque, sig_info, sign_rrset,
 };
 use crate::zone::{Lookup, Zone, ZoneDiff, lower};
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
+
+mod chain;
+pub(crate) use chain::Chain;
 
 /// Whether a name carries authoritative data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +81,12 @@ impl Zone {
 
     fn nsec3_owner(&self, name: &Name) -> Option<Name> {
         let iterations = self.signer.as_ref().map_or(0, |s| s.nsec3_iterations);
-        let label = nsec3_label(&nsec3_hash(name, &[], iterations));
+        let hash = self
+            .chain
+            .as_ref()
+            .and_then(|c| c.hash_of(name))
+            .unwrap_or_else(|| nsec3_hash(name, &[], iterations));
+        let label = nsec3_label(&hash);
         self.origin.prepend_label(label.as_str()).ok()
     }
 
@@ -122,6 +132,7 @@ impl Zone {
         }
         self.set_soa(new_soa.clone());
         self.signer = Some(settings);
+        self.chain = None;
         self.history.clear();
         let (mut d, mut a) = (Vec::new(), Vec::new());
         self.resign(&BTreeSet::new(), true, now, (&mut d, &mut a))?;
@@ -183,10 +194,14 @@ impl Zone {
             added,
             &mut forced,
         )?;
-        match settings.denial {
-            Denial::Nsec => self.sync_nsec(deleted, added, &mut forced)?,
-            Denial::Nsec3 => self.sync_nsec3(deleted, added, &mut forced)?,
-        }
+        // The names whose chain entry may change: those of the changed
+        // RRsets (NSEC3 owners are the chain's own, not data).
+        let touched: BTreeSet<Name> = forced
+            .iter()
+            .filter(|(_, t)| *t != RecordType::NSEC3)
+            .map(|(n, _)| n.clone())
+            .collect();
+        self.sync_chain(&settings, &touched, deleted, added, &mut forced)?;
         self.sync_sigs(&settings, &forced, full, now, deleted, added)
     }
 
@@ -220,127 +235,6 @@ impl Zone {
             added.push(r);
         }
         forced.insert((name.clone(), rtype));
-        Ok(())
-    }
-
-    fn sync_nsec(
-        &mut self,
-        deleted: &mut Vec<Record>,
-        added: &mut Vec<Record>,
-        forced: &mut BTreeSet<(Name, RecordType)>,
-    ) -> Result<(), Error> {
-        let names: Vec<Name> = self
-            .nodes
-            .keys()
-            .filter(|n| self.auth(n) != Auth::Occluded && !self.types_at(n).is_empty())
-            .cloned()
-            .collect();
-        let ttl = self.negative_ttl();
-        let mut want: BTreeMap<Name, Record> = BTreeMap::new();
-        for (i, name) in names.iter().enumerate() {
-            let next = &names[(i + 1) % names.len()];
-            let mut types = self.types_at(name);
-            types.insert(u16::from(RecordType::RRSIG));
-            types.insert(u16::from(RecordType::NSEC));
-            let rec = opaque(
-                name.clone(),
-                ttl,
-                RecordType::NSEC,
-                nsec_rdata(next, &types),
-            );
-            want.insert(name.clone(), rec);
-        }
-        let stale: Vec<Name> = self
-            .nodes
-            .iter()
-            .filter(|(n, node)| node.contains_key(&RecordType::NSEC) && !want.contains_key(*n))
-            .map(|(n, _)| n.clone())
-            .collect();
-        for name in stale {
-            self.replace_set(&name, RecordType::NSEC, Vec::new(), deleted, added, forced)?;
-        }
-        for (name, rec) in want {
-            self.replace_set(&name, RecordType::NSEC, vec![rec], deleted, added, forced)?;
-        }
-        Ok(())
-    }
-
-    fn sync_nsec3(
-        &mut self,
-        deleted: &mut Vec<Record>,
-        added: &mut Vec<Record>,
-        forced: &mut BTreeSet<(Name, RecordType)>,
-    ) -> Result<(), Error> {
-        let iterations = self.signer.as_ref().map_or(0, |s| s.nsec3_iterations);
-        let mut names: BTreeMap<Name, BTreeSet<u16>> = BTreeMap::new();
-        let base = self.origin.num_labels();
-        for name in self.nodes.keys() {
-            let mut types = self.types_at(name);
-            match self.auth(name) {
-                Auth::Occluded => continue,
-                Auth::Cut => {
-                    if types.contains(&u16::from(RecordType::DS)) {
-                        types.insert(u16::from(RecordType::RRSIG));
-                    }
-                }
-                Auth::Yes => {
-                    types.insert(u16::from(RecordType::RRSIG));
-                }
-            }
-            names.insert(name.clone(), types);
-            // Empty non-terminals get an NSEC3 too (RFC 5155 7.1).
-            let mut parent = name.base_name();
-            while parent.num_labels() > base {
-                names.entry(parent.clone()).or_default();
-                parent = parent.base_name();
-            }
-        }
-        let hashed: BTreeMap<[u8; 20], BTreeSet<u16>> = names
-            .iter()
-            .map(|(n, t)| (nsec3_hash(n, &[], iterations), t.clone()))
-            .collect();
-        let order: Vec<&[u8; 20]> = hashed.keys().collect();
-        let ttl = self.negative_ttl();
-        let mut want: BTreeMap<Name, Record> = BTreeMap::new();
-        for (i, (hash, types)) in hashed.iter().enumerate() {
-            let next = order[(i + 1) % order.len()];
-            let owner = self
-                .origin
-                .prepend_label(nsec3_label(hash).as_str())
-                .map_err(|e| Error::Encode(e.to_string()))?;
-            let rec = opaque(
-                owner.clone(),
-                ttl,
-                RecordType::NSEC3,
-                nsec3_rdata(next, types, iterations),
-            );
-            want.insert(owner, rec);
-        }
-        let stale: Vec<Record> = self
-            .nsec3
-            .iter()
-            .filter(|(n, _)| !want.contains_key(*n))
-            .map(|(_, r)| r.clone())
-            .collect();
-        for r in stale {
-            self.remove(&r);
-            forced.insert((r.name.clone(), RecordType::NSEC3));
-            deleted.push(r);
-        }
-        for (owner, rec) in want {
-            match self.nsec3.get(&owner) {
-                Some(old) if *old == rec => continue,
-                Some(old) => {
-                    let old = old.clone();
-                    self.remove(&old);
-                    deleted.push(old);
-                }
-                None => {}
-            }
-            self.insert(rec.clone())?;
-            added.push(rec);
-            forced.insert((owner, RecordType::NSEC3));
-        }
         Ok(())
     }
 
@@ -416,18 +310,25 @@ impl Zone {
         };
         // Signatures over RRsets that are gone or no longer signed (all of
         // them, or only among the changed RRsets).
-        let stale: Vec<Record> = self
-            .sigs
-            .iter()
-            .flat_map(|(name, list)| list.iter().map(move |r| (name, r)))
-            .filter(|(name, r)| {
-                sig_info(r).is_none_or(|i| {
-                    let key = ((*name).clone(), RecordType::from(i.covered));
-                    (full || forced.contains(&key)) && !want.contains(&key)
+        let stale: Vec<Record> = if full {
+            self.sigs
+                .iter()
+                .flat_map(|(name, list)| list.iter().map(move |r| (name, r)))
+                .filter(|(name, r)| {
+                    sig_info(r).is_none_or(|i| {
+                        !want.contains(&((*name).clone(), RecordType::from(i.covered)))
+                    })
                 })
-            })
-            .map(|(_, r)| r.clone())
-            .collect();
+                .map(|(_, r)| r.clone())
+                .collect()
+        } else {
+            // Only the changed RRsets are looked at: no scan of the zone.
+            forced
+                .iter()
+                .filter(|key| !want.contains(key))
+                .flat_map(|(name, rtype)| self.sigs_for(name, *rtype).cloned())
+                .collect()
+        };
         for r in stale {
             self.remove(&r);
             deleted.push(r);

@@ -64,6 +64,9 @@ pub struct Zone {
     pub(crate) sigs: BTreeMap<Name, Vec<Record>>,
     /// NSEC3 records by hashed owner name (the signer's).
     pub(crate) nsec3: BTreeMap<Name, Record>,
+    /// The NSEC or NSEC3 chain the signer last published, for
+    /// incremental upkeep; `None`: unknown, rebuilt at the next re-sign.
+    pub(crate) chain: Option<crate::sign::Chain>,
 }
 
 /// The answer the zone gives to one question.
@@ -293,6 +296,7 @@ impl Zone {
             signer: None,
             sigs: BTreeMap::new(),
             nsec3: BTreeMap::new(),
+            chain: None,
         };
         for r in records {
             if !origin.zone_of(&r.name) {
@@ -507,6 +511,8 @@ impl Zone {
     /// old serial. DNSSEC records in the entry are skipped: the signer
     /// makes them afresh when signing is switched on after the replay.
     pub fn apply(&mut self, diff: &ZoneDiff) -> Result<(), Error> {
+        // The data changes behind the signer's back.
+        self.chain = None;
         if self.serial() != diff.old_serial() {
             return Err(Error::BadZoneData(format!(
                 "journal entry from serial {} does not follow serial {}",
@@ -540,6 +546,8 @@ impl Zone {
 
     /// Undoes the last change (when the journal could not be written).
     pub fn revert(&mut self, diff: &ZoneDiff) -> Result<(), Error> {
+        // The chain records go back too: rebuild the signer's view.
+        self.chain = None;
         let not_soa = |r: &&Record| r.record_type() != RecordType::SOA;
         for r in diff.added.iter().filter(not_soa) {
             self.remove(r);
