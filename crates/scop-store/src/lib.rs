@@ -201,6 +201,9 @@ impl Store {
                 SqliteJournalMode::Wal
             })
             .synchronous(SqliteSynchronous::Full)
+            // Temporary tables and sorts in memory: no files outside the
+            // store's directory (the compartments are confined to it).
+            .pragma("temp_store", "memory")
             .foreign_keys(true)
             .busy_timeout(SQLITE_BUSY_TIMEOUT);
         let pool_opts = SqlitePoolOptions::new().acquire_timeout(ACQUIRE_TIMEOUT);

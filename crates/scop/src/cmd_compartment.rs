@@ -113,6 +113,26 @@ pub(crate) fn run(a: &ServeArgs, role: Role) -> Result<ExitCode> {
         base: a.mesh_base,
     };
     let hostname = a.hostname.clone().unwrap_or_else(mail::system_hostname);
+    // Confined before any thread starts: every later thread inherits it.
+    if a.no_landlock {
+        tracing::warn!(compartment = %role, "Landlock confinement off (--no-landlock)");
+    } else {
+        let plan = crate::confine::plan(a, role, &mesh.dir);
+        let status = crate::confine::apply(&plan)?;
+        tracing::info!(compartment = %role, landlock = crate::confine::describe(&status), "file access confined");
+    }
+    if let Some(path) = &a.confine_probe {
+        let outcome = if path.is_dir() {
+            std::fs::read_dir(path).map(|_| ())
+        } else {
+            std::fs::read(path).map(|_| ())
+        };
+        match outcome {
+            Ok(()) => println!("readable {}", path.display()),
+            Err(e) => println!("denied {}: {e}", path.display()),
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let rt = tokio::runtime::Runtime::new().context("start the async runtime")?;
     rt.block_on(async {
         let (stop, stop_rx) = watch::channel(false);

@@ -153,6 +153,14 @@ pub struct ServeArgs {
     /// and delivery.
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:7401")]
     pub(crate) mesh_base: SocketAddr,
+    /// With --compartment: do not confine the process with Landlock (by
+    /// default it keeps access only to the files its role needs).
+    #[arg(long, requires = "compartment")]
+    pub(crate) no_landlock: bool,
+    /// With --compartment: apply the confinement, then report whether
+    /// PATH can be read, and exit (for tests of the confinement).
+    #[arg(long, value_name = "PATH", hide = true, requires = "compartment")]
+    pub(crate) confine_probe: Option<PathBuf>,
 }
 
 /// Longest duration accepted on the command line (a year), in seconds.

@@ -14,6 +14,7 @@ mod cmd_mime;
 mod cmd_spam;
 mod cmd_up;
 mod config;
+mod confine;
 mod progress;
 mod zonefile;
 

@@ -1,0 +1,150 @@
+//! Each mail compartment of a `scop init` deployment, confined by Landlock
+//! as under `scop up`, reaches only its own secrets: probed file by file
+//! with the same command line the supervisor gives it.
+
+use std::path::{Path, PathBuf};
+
+mod deploy;
+
+use deploy::*;
+
+/// `scop mail serve --compartment ROLE` with the deployment's options,
+/// applying the confinement and then trying to read `path`.
+fn probe(dir: &Path, role: &str, path: &Path) -> (bool, String) {
+    let key = |name: &str| {
+        std::fs::read_dir(dir.join("keys/dkim"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| p.file_name().unwrap().to_str().unwrap().starts_with(name))
+            .unwrap()
+    };
+    let s = |p: PathBuf| p.to_str().unwrap().to_string();
+    let args = vec![
+        "mail".to_string(),
+        "serve".into(),
+        "--data".into(),
+        s(dir.join("data")),
+        "--tls-cert".into(),
+        s(dir.join("tls/cert.pem")),
+        "--tls-key".into(),
+        s(dir.join("tls/key.pem")),
+        "--trust-anchor".into(),
+        s(dir.join("keys/dnssec")),
+        "--dkim".into(),
+        format!("conf.test:r:{}", s(key("r"))),
+        "--dkim".into(),
+        format!("conf.test:e:{}", s(key("e"))),
+        "--dkim-publish".into(),
+        "127.0.0.1:9".into(),
+        "--dkim-tsig-key".into(),
+        s(dir.join("keys/tsig/signer.key")),
+        "--compartment".into(),
+        role.into(),
+        "--mesh".into(),
+        s(dir.join("mesh")),
+        "--confine-probe".into(),
+        s(path.to_path_buf()),
+    ];
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = scop(&args, "");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{role} {path:?}: {stdout}{stderr}");
+    assert!(
+        stderr.contains("landlock=\"fully enforced\""),
+        "{role}: Landlock not enforced on this kernel: {stderr}"
+    );
+    (stdout.starts_with("readable"), stdout)
+}
+
+#[test]
+fn each_compartment_reaches_only_its_own_secrets() {
+    let root = std::env::current_dir()
+        .unwrap()
+        .join(format!("../../target/confinement-{}", std::process::id()));
+    std::fs::remove_dir_all(&root).ok();
+    std::fs::create_dir_all(&root).unwrap();
+    let dir = std::path::absolute(root.join("conf")).unwrap();
+    let dns = format!("127.0.0.1:{}", free_port());
+    let out = scop(
+        &[
+            "init",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--domain",
+            "conf.test",
+            "--ip",
+            "127.0.0.1",
+            "--password-stdin",
+            "--mx",
+            "127.0.0.1:1",
+            "--dns",
+            &dns,
+        ],
+        "a long passphrase\n",
+    );
+    assert!(out.status.success(), "init: {out:?}");
+    // The store exists once something opened it.
+    let out = scop(
+        &[
+            "user",
+            "list",
+            "--store",
+            &format!("sqlite:{}", dir.join("data/scop.db").display()),
+        ],
+        "",
+    );
+    assert!(out.status.success(), "user list: {out:?}");
+
+    let dkim = std::fs::read_dir(dir.join("keys/dkim"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .next()
+        .unwrap();
+    let files: Vec<(&str, PathBuf)> = vec![
+        ("dkim key", dkim),
+        ("tsig key", dir.join("keys/tsig/signer.key")),
+        ("mesh CA key", dir.join("mesh/ca.key")),
+        ("signer mesh key", dir.join("mesh/signer.key")),
+        ("mx mesh key", dir.join("mesh/mx.key")),
+        ("store", dir.join("data/scop.db")),
+        ("public TLS key", dir.join("tls/key.pem")),
+        ("zone", dir.join("zones")),
+        ("scop.toml", dir.join("scop.toml")),
+    ];
+    // Who may read what (everything else is denied).
+    let allowed = |role: &str, what: &str| {
+        matches!(
+            (role, what),
+            ("signer", "dkim key" | "tsig key" | "signer mesh key")
+                | ("mx", "mx mesh key" | "store" | "public TLS key")
+                | ("submission", "store" | "public TLS key")
+                | ("delivery" | "relay", "store")
+        )
+    };
+    let mut checked = 0;
+    for role in [
+        "mx",
+        "spamfilter",
+        "verifier",
+        "delivery",
+        "submission",
+        "signer",
+        "relay",
+    ] {
+        for (what, path) in &files {
+            assert!(path.exists(), "{path:?}");
+            let (readable, text) = probe(&dir, role, path);
+            assert_eq!(
+                readable,
+                allowed(role, what),
+                "{role} reading the {what}: {text}"
+            );
+            checked += 1;
+        }
+    }
+    eprintln!("confinement: {checked} role/file pairs checked");
+    std::fs::remove_dir_all(&root).ok();
+}
