@@ -134,16 +134,16 @@ impl NextHop {
             facts,
         };
         let attempt = match self.take_idle() {
-            Some(conn) => match transact(conn, envelope.clone(), body).await {
+            Some(conn) => match transact(conn, Work::Send, envelope.clone(), body).await {
                 Err(f) if !f.answered => {
                     // The next hop closed the idle connection: it never
                     // saw this message.
                     tracing::debug!(hop = %self.role, why = %f.why, "stale mesh connection");
-                    self.fresh(envelope, body).await
+                    self.fresh(Work::Send, envelope, body).await
                 }
                 other => other,
             },
-            None => self.fresh(envelope, body).await,
+            None => self.fresh(Work::Send, envelope, body).await,
         };
         let (result, mut conn) = match attempt {
             Ok(x) => x,
@@ -193,6 +193,46 @@ impl NextHop {
         }
     }
 
+    /// Asks the next hop whether it would take mail from `from` for the
+    /// client `facts` describe (XSCOP and MAIL, then RSET): `Err` is its
+    /// refusal, or 451 when it cannot be asked.
+    pub async fn check_sender(
+        &self,
+        facts: EnvelopeFacts,
+        from: &ReversePath,
+        params: &MailParams,
+    ) -> Result<(), Reply> {
+        let envelope = scop_smtp::Envelope {
+            from: from.clone(),
+            params: params.clone(),
+            rcpts: Vec::new(),
+            facts: Some(facts),
+        };
+        let attempt = match self.take_idle() {
+            Some(conn) => match transact(conn, Work::Check, envelope.clone(), &[]).await {
+                Err(f) if !f.answered => self.fresh(Work::Check, envelope, &[]).await,
+                other => other,
+            },
+            None => self.fresh(Work::Check, envelope, &[]).await,
+        };
+        let (result, mut conn) = match attempt {
+            Ok(x) => x,
+            Err(f) => {
+                tracing::warn!(hop = %self.role, addr = %self.addr, error = %f.why, "next hop failed");
+                return Err(hop_down());
+            }
+        };
+        conn.uses += 1;
+        match result.mail {
+            Some(r) if r.is_positive() && result.error.is_none() => {
+                self.put_idle(conn);
+                Ok(())
+            }
+            Some(r) if !r.is_positive() => Err(r),
+            _ => Err(hop_down()),
+        }
+    }
+
     fn take_idle(&self) -> Option<Conn> {
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         while let Some(c) = idle.pop() {
@@ -220,6 +260,7 @@ impl NextHop {
 
     async fn fresh(
         &self,
+        work: Work,
         envelope: scop_smtp::Envelope,
         body: &[u8],
     ) -> Result<(scop_smtp::TransactionResult, Conn), Failure> {
@@ -242,8 +283,17 @@ impl NextHop {
             since: Instant::now(),
             born: Instant::now(),
         };
-        transact(conn, envelope, body).await
+        transact(conn, work, envelope, body).await
     }
+}
+
+/// What a transaction does.
+#[derive(Debug, Clone, Copy)]
+enum Work {
+    /// Sends the message.
+    Send,
+    /// Only asks about the sender (MAIL, then RSET).
+    Check,
 }
 
 fn hop_down() -> Reply {
@@ -253,14 +303,17 @@ fn hop_down() -> Reply {
 /// Runs one transaction on `conn` until its result.
 async fn transact(
     mut conn: Conn,
+    work: Work,
     envelope: scop_smtp::Envelope,
     body: &[u8],
 ) -> Result<(scop_smtp::TransactionResult, Conn), Failure> {
     let mut answered = false;
     let fail = |answered, why: String| Failure { answered, why };
-    conn.client
-        .send_message(envelope, body)
-        .map_err(|e| fail(false, e.to_string()))?;
+    match work {
+        Work::Send => conn.client.send_message(envelope, body),
+        Work::Check => conn.client.check_sender(envelope),
+    }
+    .map_err(|e| fail(false, e.to_string()))?;
     let mut buf = vec![0u8; 16 * 1024];
     loop {
         while let Some(ev) = conn.client.poll_event() {

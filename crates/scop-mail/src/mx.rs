@@ -180,7 +180,15 @@ async fn target(delivery: &Delivery, to: &ForwardPath) -> Result<(String, Target
 }
 
 impl Handler for Mx {
-    async fn mail(&self, peer: &Peer, _from: &ReversePath, _params: &MailParams) -> Decision {
+    async fn mail(&self, peer: &Peer, from: &ReversePath, params: &MailParams) -> Decision {
+        if let Some(next) = &self.next {
+            // The spam filter keeps the list of sources that sent the most
+            // spam: ask it before taking the message.
+            return match next.check_sender(mx_facts(peer), from, params).await {
+                Ok(()) => Decision::Accept,
+                Err(r) => Decision::Reject(r),
+            };
+        }
         let blocked = self
             .spam
             .as_ref()
@@ -241,13 +249,7 @@ impl Handler for Mx {
             // their answer is ours.
             let body = crate::headers::with_trace(&msg.body, &trace, None);
             let rcpts = crate::hop::rcpts_of(&msg);
-            let facts = scop_smtp::EnvelopeFacts {
-                addr: Some(peer.addr.ip()),
-                helo: peer.helo.clone(),
-                login: None,
-                tls: peer.tls.clone(),
-                spam: None,
-            };
+            let facts = mx_facts(peer);
             let done = next
                 .send(Some(facts), &msg.from, &msg.params, rcpts, &body)
                 .await?;
@@ -277,6 +279,17 @@ impl Handler for Mx {
         };
         let msg = Incoming { body, ..msg };
         deliver_and_report(&self.delivery, &self.hostname, msg, junk.then_some("Junk")).await
+    }
+}
+
+/// What the MX tells the next hop about an Internet client.
+fn mx_facts(peer: &Peer) -> scop_smtp::EnvelopeFacts {
+    scop_smtp::EnvelopeFacts {
+        addr: Some(peer.addr.ip()),
+        helo: peer.helo.clone(),
+        login: None,
+        tls: peer.tls.clone(),
+        spam: None,
     }
 }
 

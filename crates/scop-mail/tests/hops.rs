@@ -71,6 +71,11 @@ async fn listen(mesh: &MeshDir, role: Role) -> MeshListener {
 /// The chain for a.test (user alice) with a spam filter that refuses
 /// scores from 0.99 and quarantines spam below that.
 async fn chain() -> Chain {
+    chain_blocking_after(0).await
+}
+
+/// The same, refusing a source after `block_after` spams in an hour.
+async fn chain_blocking_after(block_after: u32) -> Chain {
     let dir = temp_dir("hops");
     let mesh = mesh(&dir.join("mesh"));
     let store = Store::open(&format!("sqlite:{}", dir.join("scop.db").display()))
@@ -127,7 +132,7 @@ async fn chain() -> Chain {
             stage: Some(SpamStage::new(
                 tokio::task::spawn_blocking(model).await.unwrap(),
                 policy,
-                0,
+                block_after,
             )),
             next: NextHop::new(&mesh, Role::Spamfilter, Role::Verifier, verifier_addr).unwrap(),
         }),
@@ -214,7 +219,10 @@ async fn to_mx(mx: SocketAddr, msg: &str) -> scop_smtp::Reply {
     )
     .await;
     match attempt {
-        Attempt::Done(r, _) => r.data.or(r.mail).expect("a reply"),
+        Attempt::Done(r, _) => match r.mail {
+            Some(m) if !m.is_positive() => m,
+            mail => r.data.or(mail).expect("a reply"),
+        },
         Attempt::Failed(e) => panic!("MX session failed: {e}"),
     }
 }
@@ -429,4 +437,20 @@ async fn facts_from_a_role_that_may_not_send_them_are_refused() {
     report(None).await.expect("queued");
     assert_eq!(store.list_queue().await.unwrap().len(), 1);
     stop.send(true).ok();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_mx_refuses_at_mail_a_source_the_spam_filter_lists() {
+    // The spam filter refuses a source after two spams in an hour; the MX
+    // asks it at MAIL, so the third message is refused before its data.
+    let c = chain_blocking_after(2).await;
+    assert_eq!(to_mx(c.mx, HAM).await.code(), 250);
+    for _ in 0..2 {
+        assert_eq!(to_mx(c.mx, SPAM).await.code(), 550);
+    }
+    let r = to_mx(c.mx, HAM).await;
+    assert_eq!(r.code(), 554, "{r:?}");
+    assert!(r.lines().join(" ").contains("too much spam"), "{r:?}");
+    assert_eq!(c.folder(false).len(), 1);
+    c.stop.send(true).ok();
 }

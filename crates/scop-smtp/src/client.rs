@@ -252,6 +252,9 @@ struct Txn {
     bdat: bool,
     next_rcpt: usize,
     bdat_offset: usize,
+    /// A sender check: MAIL (after its facts), then RSET; no recipient,
+    /// no body.
+    probe: bool,
 }
 
 /// A client session.
@@ -347,6 +350,21 @@ impl Client {
             return Err(ApiMisuse::InvalidEnvelope.into());
         }
         self.queue.push_back((envelope, message.to_vec()));
+        self.maybe_start();
+        Ok(())
+    }
+
+    /// Queue a sender check: XSCOP facts (if any) and MAIL, then RSET.
+    /// The [`ClientEvent::Transaction`] carries the MAIL reply; no
+    /// recipient is given, so nothing can be delivered. A next hop uses
+    /// it to ask, before taking a message, whether it would refuse the
+    /// sender or the client the facts describe.
+    pub fn check_sender(&mut self, mut envelope: Envelope) -> Result<(), Error> {
+        if self.closed || self.quit_requested {
+            return Err(ApiMisuse::Closed.into());
+        }
+        envelope.rcpts.clear();
+        self.queue.push_back((envelope, Vec::new()));
         self.maybe_start();
         Ok(())
     }
@@ -631,6 +649,7 @@ impl Client {
         let pipelined = self.config.pipelining && self.caps.pipelining;
         let bdat = self.config.chunking && self.caps.chunking;
         let facts = env.facts.take();
+        let probe = env.rcpts.is_empty();
         let mut t = Txn {
             env,
             body,
@@ -639,6 +658,7 @@ impl Client {
             bdat,
             next_rcpt: 0,
             bdat_offset: 0,
+            probe,
         };
         match facts {
             Some(f) => {
@@ -658,6 +678,13 @@ impl Client {
             params: t.env.params.to_params(),
         });
         self.expect.push_back(Expect::Mail);
+        if t.probe {
+            if t.pipelined {
+                self.send_cmd(&Command::Rset);
+                self.expect.push_back(Expect::Rset);
+            }
+            return;
+        }
         if t.pipelined {
             while t.next_rcpt < t.env.rcpts.len() {
                 self.send_rcpt(t);
@@ -713,6 +740,13 @@ impl Client {
                 } else {
                     t.result.mail = Some(r);
                     done = true;
+                }
+            }
+            Expect::Mail if t.probe => {
+                t.result.mail = Some(r);
+                if !t.pipelined {
+                    self.send_cmd(&Command::Rset);
+                    self.expect.push_back(Expect::Rset);
                 }
             }
             Expect::Mail => {

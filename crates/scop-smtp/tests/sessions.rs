@@ -577,3 +577,34 @@ fn envelope_facts_are_never_sent_to_a_server_that_does_not_take_them() {
     );
     assert!(p.app.messages.is_empty());
 }
+
+#[test]
+fn sender_checks_send_mail_then_rset_and_never_a_message() {
+    for pipelining in [true, false] {
+        let mut server = server_with(|c| c.registry.builtins.pipelining = pipelining);
+        server.authorise_peer(scop_smtp::PeerAuthorised::from_verified_certificate("mx"));
+        let mut p = Pair::new(server, client(|_| {}));
+        let mut ok = envelope(&["bob@example.net"]);
+        ok.facts = Some(facts());
+        let mut refused = envelope(&[]);
+        refused.from = ReversePath::Mailbox(Mailbox::parse("rejected@example.org", false).unwrap());
+        p.client.check_sender(ok).unwrap();
+        p.client.check_sender(refused).unwrap();
+        p.client.quit();
+        p.drive();
+        let t = p.transactions();
+        assert_eq!(t.len(), 2, "{:?}", p.client_events);
+        assert_eq!(t[0].mail.as_ref().map(|r| r.code()), Some(250), "{t:?}");
+        assert!(t[0].rcpts.is_empty() && !t[0].delivered());
+        assert!(t[1].mail.as_ref().is_some_and(|r| r.code() >= 500), "{t:?}");
+        assert!(p.app.messages.is_empty());
+        let c2s = String::from_utf8_lossy(&p.c2s).to_string();
+        assert!(
+            !c2s.contains("RCPT") && !c2s.contains("DATA") && !c2s.contains("BDAT"),
+            "{c2s}"
+        );
+        assert_eq!(c2s.matches("RSET\r\n").count(), 2, "{c2s}");
+        assert!(p.app.events.contains(&scop_smtp::Event::Facts(facts())));
+        assert_eq!(p.client_events.last(), Some(&ClientEvent::Closed(None)));
+    }
+}
