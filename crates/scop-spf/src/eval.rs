@@ -15,14 +15,16 @@
 //! while the code keeps the shape of the RFC's prose.
 
 use std::borrow::Cow;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
-use std::sync::{Arc, Mutex};
+use std::ops::Range;
+use std::rc::Rc;
 
 use crate::macros::{MacroContext, MacroLetter, MacroString, MacroValues};
-use crate::record::{DomainSpec, DualCidr, Mechanism, Qualifier, Record, is_spf_record};
+use crate::record::{DomainSpec, DualCidr, Expansion, Mechanism, Qualifier, Record, is_spf_record};
 use crate::{
     Error, MAX_DEPTH, MAX_DNS_TERMS, MAX_DOMAIN_LEN, MAX_LABEL_LEN, MAX_MX_NAMES, MAX_PTR_NAMES,
     MAX_QUERIES, MAX_VOID_LOOKUPS,
@@ -315,8 +317,9 @@ pub fn check_host_with<R: Resolver + ?Sized>(
     // One pass that asks the resolver inline: the same code as the
     // sans-IO replay, without the replays.
     let mut eval = Evaluator::new(request, options);
+    eval.cache = SPARE_CACHE.with(|spare| spare.take());
     let resolver: &dyn Resolver = &Inline(resolver);
-    match Run::new(&eval.ctx, &eval.options, &mut eval.cache, Some(resolver)).top() {
+    let output = match Run::new(&eval.ctx, &eval.options, &mut eval.cache, Some(resolver)).top() {
         Ok(out) => out,
         // Unreachable: with a resolver every question is answered inline.
         Err(q) => {
@@ -328,11 +331,23 @@ pub fn check_host_with<R: Resolver + ?Sized>(
                         let answer = resolver.lookup(&q);
                         eval.answer(q, answer);
                     }
-                    Step::Done(output) => return output,
+                    Step::Done(output) => break output,
                 }
             }
         }
-    }
+    };
+    let mut cache = eval.cache;
+    cache.clear();
+    SPARE_CACHE.with(|spare| spare.replace(cache));
+    output
+}
+
+thread_local! {
+    /// The emptied cache of this thread's last [`check_host_with`], so that
+    /// the next one finds its buffers allocated. It is taken out for the
+    /// evaluation, so a resolver that itself evaluates SPF just starts with
+    /// an empty one. Its size is bounded by [`MAX_QUERIES`].
+    static SPARE_CACHE: RefCell<Cache> = RefCell::default();
 }
 
 /// Adapts a possibly unsized resolver to `&dyn Resolver`.
@@ -345,11 +360,13 @@ impl<R: Resolver + ?Sized> Resolver for Inline<'_, R> {
 }
 
 /// The answers so far. There are at most [`MAX_QUERIES`] of them (a few
-/// in practice), so a list scanned in order beats hashing.
+/// in practice), so a list scanned in order beats hashing. Answers are
+/// stored inline and named by their index, so caching one costs no
+/// allocation of its own.
 #[derive(Debug, Clone, Default)]
 struct Cache {
     /// Type, name (a range of `names`) and answer of each question.
-    entries: Vec<(QueryType, std::ops::Range<usize>, Arc<DnsAnswer>)>,
+    entries: Vec<(QueryType, Range<usize>, DnsAnswer)>,
     /// The names asked for, one after the other.
     names: String,
     /// A reusable question for a resolver called inline.
@@ -357,29 +374,29 @@ struct Cache {
 }
 
 impl Cache {
-    fn get(&self, name: &str, qtype: QueryType) -> Option<&Arc<DnsAnswer>> {
-        self.entries
-            .iter()
-            .find(|(t, r, _)| *t == qtype && self.names[r.clone()] == *name)
-            .map(|(_, _, a)| a)
+    /// The index of the answer to a question, if it is cached.
+    fn find(&self, name: &str, qtype: QueryType) -> Option<usize> {
+        self.entries.iter().position(|(t, r, _)| {
+            *t == qtype && self.names.as_bytes()[r.clone()] == *name.as_bytes()
+        })
     }
 
-    fn insert(&mut self, query: Query, answer: DnsAnswer) -> Arc<DnsAnswer> {
-        let answer = Arc::new(answer);
-        let names = &self.names;
-        match self
-            .entries
-            .iter_mut()
-            .find(|(t, r, _)| *t == query.qtype && names[r.clone()] == *query.name)
-        {
-            Some((_, _, slot)) => *slot = Arc::clone(&answer),
-            None => self.push(&query.name, query.qtype, Arc::clone(&answer)),
+    /// The answer at an index from [`Cache::find`] or [`Cache::resolve`].
+    fn answer(&self, index: usize) -> &DnsAnswer {
+        &self.entries[index].2
+    }
+
+    fn insert(&mut self, query: Query, answer: DnsAnswer) {
+        match self.find(&query.name, query.qtype) {
+            Some(i) => self.entries[i].2 = answer,
+            None => {
+                self.push(&query.name, query.qtype, answer);
+            }
         }
-        answer
     }
 
-    /// Adds the answer to a question not asked before.
-    fn push(&mut self, name: &str, qtype: QueryType, answer: Arc<DnsAnswer>) {
+    /// Adds the answer to a question not asked before; its index.
+    fn push(&mut self, name: &str, qtype: QueryType, answer: DnsAnswer) -> usize {
         if self.entries.capacity() == 0 {
             self.entries.reserve(8);
             self.names.reserve(256);
@@ -387,10 +404,11 @@ impl Cache {
         let start = self.names.len();
         self.names.push_str(name);
         self.entries.push((qtype, start..self.names.len(), answer));
+        self.entries.len() - 1
     }
 
-    /// Asks `resolver` and stores the answer.
-    fn resolve(&mut self, resolver: &dyn Resolver, name: &str, qtype: QueryType) -> Arc<DnsAnswer> {
+    /// Asks `resolver` and stores the answer; its index.
+    fn resolve(&mut self, resolver: &dyn Resolver, name: &str, qtype: QueryType) -> usize {
         let mut query = self.scratch.take().unwrap_or(Query {
             name: String::new(),
             qtype,
@@ -399,14 +417,19 @@ impl Cache {
         query.name.push_str(name);
         query.qtype = qtype;
         // Only called for a question not in the cache.
-        let answer = Arc::new(resolver.lookup(&query));
-        self.push(name, qtype, Arc::clone(&answer));
+        let answer = resolver.lookup(&query);
         self.scratch = Some(query);
-        answer
+        self.push(name, qtype, answer)
     }
 
     fn len(&self) -> usize {
         self.entries.len()
+    }
+
+    /// Forgets the answers and keeps the buffers.
+    fn clear(&mut self) {
+        self.entries.clear();
+        self.names.clear();
     }
 }
 
@@ -452,28 +475,31 @@ impl Hasher for Fx {
     }
 }
 
-/// Parsed records by their exact text, shared by all evaluations: parsing
-/// is a pure function of the text, and the records of popular domains
-/// repeat from one message to the next. Bounded: emptied when full.
-fn parse_record(text: &[u8]) -> Result<Arc<Parsed>, crate::RecordError> {
+/// Parsed records by their exact text, shared by the evaluations of a
+/// thread: parsing is a pure function of the text, and the records of
+/// popular domains repeat from one message to the next. Bounded: emptied
+/// when full. Per thread rather than behind a lock, so that a hit costs a
+/// hash and a compare, without atomic operations (a lock and an `Arc`
+/// took a third of the time of a whole record fetch).
+fn parse_record(text: &[u8]) -> Result<Rc<Parsed>, crate::RecordError> {
     const MAX_ENTRIES: usize = 1024;
-    type Map = HashMap<Box<[u8]>, Arc<Parsed>, BuildHasherDefault<Fx>>;
-    static PARSED: Mutex<Option<Map>> = Mutex::new(None);
-    if let Ok(guard) = PARSED.lock()
-        && let Some(record) = guard.as_ref().and_then(|m| m.get(text))
-    {
-        return Ok(Arc::clone(record));
+    type Map = HashMap<Box<[u8]>, Rc<Parsed>, BuildHasherDefault<Fx>>;
+    thread_local! {
+        static PARSED: RefCell<Map> = RefCell::default();
+    }
+    if let Some(record) = PARSED.with(|map| map.borrow().get(text).cloned()) {
+        return Ok(record);
     }
     let record = Record::parse_bytes(text)?;
     let texts = record.directives().map(ToString::to_string).collect();
-    let record = Arc::new(Parsed { record, texts });
-    if let Ok(mut guard) = PARSED.lock() {
-        let map = guard.get_or_insert_with(Map::default);
+    let record = Rc::new(Parsed { record, texts });
+    PARSED.with(|map| {
+        let mut map = map.borrow_mut();
         if map.len() >= MAX_ENTRIES {
             map.clear();
         }
-        map.insert(text.into(), Arc::clone(&record));
-    }
+        map.insert(text.into(), Rc::clone(&record));
+    });
     Ok(record)
 }
 
@@ -541,9 +567,13 @@ impl Evaluator {
         // The common case, `local@domain` as given, keeps the request's
         // string.
         let plain = match request.identity {
-            Identity::MailFrom => request.sender.rfind('@').filter(|&at| {
-                at > 0 && !request.sender.starts_with('<') && !request.sender.ends_with('>')
-            }),
+            Identity::MailFrom => request
+                .sender
+                .bytes()
+                .rposition(|b| b == b'@')
+                .filter(|&at| {
+                    at > 0 && !request.sender.starts_with('<') && !request.sender.ends_with('>')
+                }),
             Identity::Helo => None,
         };
         let (sender, at) = match plain {
@@ -609,12 +639,26 @@ struct Verdict {
 }
 
 /// A matching directive: its record, its index among the record's
-/// directives, and the record's domain. The text of the directive and the
-/// `exp=` are only needed at the top, so they are not built on the way.
+/// directives, and, for a `fail`, the record's domain (for `exp=`). The
+/// text of the directive and the `exp=` are only needed at the top, so
+/// they are not built on the way.
 struct Matched {
-    record: Arc<Parsed>,
+    record: Rc<Parsed>,
     index: usize,
     domain: String,
+}
+
+/// Who asks for a `check_host()`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Caller {
+    /// The evaluation itself: a domain without records is not a void
+    /// lookup.
+    Top,
+    /// A `redirect=` outside any `include`: the verdict, matching
+    /// directive included, becomes the caller's.
+    Redirect,
+    /// An `include`, or a `redirect=` under one: only the result counts.
+    Include,
 }
 
 impl Verdict {
@@ -668,7 +712,11 @@ impl<'a> Run<'a> {
             void_lookups: 0,
             queries: 0,
         };
-        match self.check_host(domain, 0, false) {
+        let verdict = match query_name(domain) {
+            Some(name) => self.check_host(&name, 0, Caller::Top),
+            None => Ok(Verdict::NONE),
+        };
+        match verdict {
             Err(Halt::Suspend(q)) => return Err(q),
             Err(Halt::Fail(e)) => {
                 out.result = if e.is_temporary() {
@@ -718,39 +766,45 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// `check_host(<ip>, <domain>, <sender>)` (section 4).
-    fn check_host(&mut self, domain: &str, depth: usize, nested: bool) -> Result<Verdict, Halt> {
+    /// `check_host(<ip>, <domain>, <sender>)` (section 4), for a `<domain>`
+    /// already normalized by [`query_name`] (as [`Run::expand_domain`]
+    /// returns them).
+    fn check_host(&mut self, name: &str, depth: usize, caller: Caller) -> Result<Verdict, Halt> {
         if depth > MAX_DEPTH {
             return Err(Error::TooManyDnsTerms.into());
         }
-        let Some(name) = query_name(domain) else {
-            return Ok(Verdict::NONE);
-        };
-        let Some(record) = self.fetch_record(&name, nested)? else {
+        let Some(record) = self.fetch_record(name, caller != Caller::Top)? else {
             return Ok(Verdict::NONE);
         };
         for (index, directive) in record.record.directives().enumerate() {
-            if self.matches(&directive.mechanism, &name, depth)? {
-                return Ok(Verdict {
-                    result: directive.qualifier.into(),
-                    matched: Some(Matched {
-                        record: Arc::clone(&record),
-                        index,
-                        domain: name.into_owned(),
-                    }),
+            if self.matches(&directive.mechanism, name, depth)? {
+                let result = SpfResult::from(directive.qualifier);
+                let matched = (caller != Caller::Include).then(|| Matched {
+                    record: Rc::clone(&record),
+                    index,
+                    domain: if result == SpfResult::Fail {
+                        name.to_string()
+                    } else {
+                        String::new()
+                    },
                 });
+                return Ok(Verdict { result, matched });
             }
         }
         if let Some(spec) = record.record.redirect() {
             self.count_term()?;
-            let target = self.expand_domain(spec, &name)?;
+            let target = self.expand_domain(spec, name)?;
             let Some(target) = target else {
                 return Err(Error::RedirectWithoutRecord {
                     domain: spec.to_string(),
                 }
                 .into());
             };
-            let v = self.check_host(&target, depth + 1, true)?;
+            let inner = match caller {
+                Caller::Top | Caller::Redirect => Caller::Redirect,
+                Caller::Include => Caller::Include,
+            };
+            let v = self.check_host(&target, depth + 1, inner)?;
             if v.result == SpfResult::None {
                 return Err(Error::RedirectWithoutRecord {
                     domain: target.into_owned(),
@@ -766,13 +820,19 @@ impl<'a> Run<'a> {
     }
 
     /// Record lookup and selection (sections 4.4 and 4.5).
-    fn fetch_record(&mut self, name: &str, count_void: bool) -> Result<Option<Arc<Parsed>>, Halt> {
-        let answer = self.lookup(name, QueryType::Txt)?;
-        let records: &[RData] = match &*answer {
+    fn fetch_record(&mut self, name: &str, count_void: bool) -> Result<Option<Rc<Parsed>>, Halt> {
+        let index = self.lookup(name, QueryType::Txt)?;
+        let records: &[RData] = match self.cache.answer(index) {
             DnsAnswer::TempFail => return Err(temp(name, QueryType::Txt)),
             DnsAnswer::NxDomain | DnsAnswer::NoData => &[],
             DnsAnswer::Records(rs) => rs,
         };
+        if !records.iter().any(|r| matches!(r, RData::Txt(_))) {
+            if count_void {
+                self.count_void()?;
+            }
+            return Ok(None);
+        }
         // The TXT records, their strings joined (borrowed when there is one).
         let mut texts = records.iter().filter_map(|r| match r {
             RData::Txt(strings) => Some(match strings.as_slice() {
@@ -781,12 +841,6 @@ impl<'a> Run<'a> {
             }),
             _ => None,
         });
-        if !records.iter().any(|r| matches!(r, RData::Txt(_))) {
-            if count_void {
-                self.count_void()?;
-            }
-            return Ok(None);
-        }
         let mut spf = texts.by_ref().filter(|r| is_spf_record(r));
         let Some(text) = spf.next() else {
             return Ok(None);
@@ -820,7 +874,7 @@ impl<'a> Run<'a> {
                     }
                     .into());
                 };
-                let v = self.check_host(&target, depth + 1, true)?;
+                let v = self.check_host(&target, depth + 1, Caller::Include)?;
                 match v.result {
                     SpfResult::Pass => Ok(true),
                     SpfResult::None => Err(Error::IncludeWithoutRecord {
@@ -861,7 +915,8 @@ impl<'a> Run<'a> {
                 let Some(target) = self.expand_domain(spec, domain)? else {
                     return Ok(false);
                 };
-                match &*self.lookup(&target, QueryType::A)? {
+                let index = self.lookup(&target, QueryType::A)?;
+                match self.cache.answer(index) {
                     DnsAnswer::TempFail => Err(temp(&target, QueryType::A)),
                     DnsAnswer::Records(rs) if rs.iter().any(|r| matches!(r, RData::A(_))) => {
                         Ok(true)
@@ -877,39 +932,53 @@ impl<'a> Run<'a> {
 
     /// `mx` (section 5.4).
     fn mx_matches(&mut self, target: &str, cidr: DualCidr) -> Result<bool, Halt> {
-        let answer = self.lookup(target, QueryType::Mx)?;
-        let mut exchanges: Vec<(u16, &str)> = match &*answer {
+        let index = self.lookup(target, QueryType::Mx)?;
+        let records: &[RData] = match self.cache.answer(index) {
             DnsAnswer::TempFail => return Err(temp(target, QueryType::Mx)),
-            DnsAnswer::Records(rs) => rs
-                .iter()
-                .filter_map(|r| match r {
-                    RData::Mx {
-                        preference,
-                        exchange,
-                    } => Some((*preference, exchange.as_str())),
-                    _ => None,
-                })
-                .collect(),
-            DnsAnswer::NxDomain | DnsAnswer::NoData => Vec::new(),
+            DnsAnswer::Records(rs) => rs,
+            DnsAnswer::NxDomain | DnsAnswer::NoData => &[],
         };
-        if exchanges.is_empty() {
+        // Preference and position among the answer's records of each
+        // exchange: the names stay in the cache, which the address lookups
+        // below grow.
+        let mut exchanges = [(0u16, 0usize); MAX_MX_NAMES];
+        let mut count = 0;
+        for (at, r) in records.iter().enumerate() {
+            if let RData::Mx { preference, .. } = r {
+                if let Some(slot) = exchanges.get_mut(count) {
+                    *slot = (*preference, at);
+                }
+                count += 1;
+            }
+        }
+        if count == 0 {
             self.count_void()?;
             return Ok(false);
         }
-        if exchanges.len() > MAX_MX_NAMES {
+        if count > MAX_MX_NAMES {
             return Err(Error::TooManyMxRecords {
                 domain: target.to_string(),
             }
             .into());
         }
+        let exchanges = &mut exchanges[..count];
+        // Stable, as the answer's order breaks ties.
         exchanges.sort_by_key(|(pref, _)| *pref);
-        for (_, exchange) in exchanges {
-            // A null MX (RFC 7505) or a malformed name has no addresses.
-            let Some(host) = query_name(exchange) else {
+        let client = self.ctx.ip;
+        let mut host = NameBuf::new();
+        for &(_, at) in exchanges.iter() {
+            let DnsAnswer::Records(records) = self.cache.answer(index) else {
+                break;
+            };
+            let Some(RData::Mx { exchange, .. }) = records.get(at) else {
                 continue;
             };
-            let client = self.ctx.ip;
-            if self.any_address(&host, false, |a| cidr_match(client, a, cidr))? {
+            // A null MX (RFC 7505) or a malformed name has no addresses.
+            let Some(name) = query_name(exchange) else {
+                continue;
+            };
+            let name = host.set(&name);
+            if self.any_address(name, false, |a| cidr_match(client, a, cidr))? {
                 return Ok(true);
             }
         }
@@ -933,7 +1002,8 @@ impl<'a> Run<'a> {
     /// a DNS error yields none (section 5.5).
     fn ptr_names(&mut self, count_void: bool) -> Result<Vec<String>, Halt> {
         let rev = reverse_name(self.ctx.ip);
-        match &*self.lookup(&rev, QueryType::Ptr)? {
+        let index = self.lookup(&rev, QueryType::Ptr)?;
+        match self.cache.answer(index) {
             DnsAnswer::TempFail => Ok(Vec::new()),
             DnsAnswer::Records(rs) if rs.iter().any(|r| matches!(r, RData::Ptr(_))) => Ok(rs
                 .iter()
@@ -1001,9 +1071,9 @@ impl<'a> Run<'a> {
             IpAddr::V4(_) => QueryType::A,
             IpAddr::V6(_) => QueryType::Aaaa,
         };
-        let answer = self.lookup(name, qtype)?;
+        let index = self.lookup(name, qtype)?;
         let (mut any, mut hit) = (false, false);
-        match &*answer {
+        match self.cache.answer(index) {
             DnsAnswer::TempFail => return Err(temp(name, qtype)),
             DnsAnswer::Records(rs) => {
                 for r in rs {
@@ -1042,8 +1112,8 @@ impl Run<'_> {
         let Some(target) = self.expand_domain(spec, domain)? else {
             return Ok(None);
         };
-        let answer = self.lookup(&target, QueryType::Txt)?;
-        let DnsAnswer::Records(rs) = &*answer else {
+        let index = self.lookup(&target, QueryType::Txt)?;
+        let DnsAnswer::Records(rs) = self.cache.answer(index) else {
             return Ok(None);
         };
         let mut txts = rs.iter().filter_map(|r| match r {
@@ -1086,12 +1156,9 @@ impl Run<'_> {
         spec: &'s DomainSpec,
         domain: &str,
     ) -> Result<Option<Cow<'s, str>>, Halt> {
-        // Without macros the spec is its own expansion.
-        if let Some(literal) = spec.macro_string().as_literal() {
-            let name = literal.strip_suffix('.').unwrap_or(literal);
-            if name.len() <= MAX_DOMAIN_LEN {
-                return Ok(query_name(name));
-            }
+        // Without macros the spec is its own expansion, known since parsing.
+        if let Expansion::Fixed(name) = spec.expansion() {
+            return Ok(name.as_deref().map(Cow::Borrowed));
         }
         let mut name = self.expand(spec.macro_string(), domain)?;
         if name.ends_with('.') {
@@ -1113,9 +1180,10 @@ impl Run<'_> {
         ms.expand(&mut values)
     }
 
-    fn lookup(&mut self, name: &str, qtype: QueryType) -> Result<Arc<DnsAnswer>, Halt> {
-        if let Some(answer) = self.cache.get(name, qtype) {
-            return Ok(Arc::clone(answer));
+    /// The cache index of the answer to a question (see [`Cache::answer`]).
+    fn lookup(&mut self, name: &str, qtype: QueryType) -> Result<usize, Halt> {
+        if let Some(index) = self.cache.find(name, qtype) {
+            return Ok(index);
         }
         if self.cache.len() >= MAX_QUERIES {
             return Err(Error::TooManyQueries.into());
@@ -1225,7 +1293,7 @@ pub(crate) fn dns_name(name: &str) -> Option<String> {
 }
 
 /// [`dns_name`], borrowing when the name needs no change.
-fn query_name(name: &str) -> Option<Cow<'_, str>> {
+pub(crate) fn query_name(name: &str) -> Option<Cow<'_, str>> {
     let name = name.strip_suffix('.').unwrap_or(name);
     if name.is_empty() || name.len() > MAX_DOMAIN_LEN || name.starts_with('[') {
         return None;
@@ -1251,6 +1319,23 @@ fn query_name(name: &str) -> Option<Cow<'_, str>> {
     } else {
         Cow::Borrowed(name)
     })
+}
+
+/// A query name (at most [`MAX_DOMAIN_LEN`] bytes) copied to the stack.
+struct NameBuf([u8; MAX_DOMAIN_LEN]);
+
+impl NameBuf {
+    fn new() -> Self {
+        Self([0; MAX_DOMAIN_LEN])
+    }
+
+    /// Copies `name`, a [`query_name`], and returns the copy.
+    fn set(&mut self, name: &str) -> &str {
+        let len = name.len().min(MAX_DOMAIN_LEN);
+        self.0[..len].copy_from_slice(&name.as_bytes()[..len]);
+        // A whole `str` was copied, so this cannot fail.
+        std::str::from_utf8(&self.0[..len]).unwrap_or_default()
+    }
 }
 
 fn prefix_match_v4(ip: Ipv4Addr, net: Ipv4Addr, prefix: u8) -> bool {
@@ -1421,6 +1506,53 @@ mod tests {
                 assert_eq!(inline, stepped, "{request:?}");
             }
         }
+    }
+
+    /// The per-thread buffers (spare cache, parsed records) are not held
+    /// while the resolver runs: a resolver may itself evaluate SPF, and
+    /// the answers of one evaluation never leak into the next.
+    #[test]
+    fn reentrant_resolver_and_reused_buffers() {
+        struct Nested(Zone);
+        impl Resolver for Nested {
+            fn lookup(&self, q: &Query) -> DnsAnswer {
+                let ip = "192.0.2.9".parse().unwrap();
+                let inner = check_host_with(
+                    &self.0,
+                    Request::mail_from(ip, "a@inner.example", "h"),
+                    Options::default(),
+                );
+                assert_eq!(inner.result, SpfResult::Fail);
+                self.0.lookup(q)
+            }
+        }
+        let zone = Nested(Zone(vec![
+            ("outer.example", QueryType::Txt, txt("v=spf1 a -all")),
+            (
+                "outer.example",
+                QueryType::A,
+                DnsAnswer::Records(vec![RData::A(Ipv4Addr::new(192, 0, 2, 1))]),
+            ),
+            ("inner.example", QueryType::Txt, txt("v=spf1 -all")),
+        ]));
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        for _ in 0..2 {
+            let out = check_host_with(
+                &zone,
+                Request::mail_from(ip, "a@outer.example", "h"),
+                Options::default(),
+            );
+            assert_eq!((out.result, out.queries), (SpfResult::Pass, 2));
+            assert_eq!(out.mechanism.as_deref(), Some("a"));
+        }
+        // The same thread, another zone: nothing of the last run is reused.
+        let other = Zone(vec![("outer.example", QueryType::Txt, txt("v=spf1 ?all"))]);
+        let out = check_host_with(
+            &other,
+            Request::mail_from(ip, "a@outer.example", "h"),
+            Options::default(),
+        );
+        assert_eq!((out.result, out.queries), (SpfResult::Neutral, 1));
     }
 
     #[test]

@@ -228,12 +228,6 @@ impl MacroString {
         }
     }
 
-    /// Expands the string with `values`; the output is bounded by
-    /// [`MAX_EXPANSION_LEN`].
-    ///
-    /// # Errors
-    ///
-    /// Whatever `values` returns when asked for a letter.
     /// The text of a macro string that is one literal (no macros).
     pub(crate) fn as_literal(&self) -> Option<&str> {
         match self.parts.as_slice() {
@@ -242,6 +236,12 @@ impl MacroString {
         }
     }
 
+    /// Expands the string with `values`; the output is bounded by
+    /// [`MAX_EXPANSION_LEN`].
+    ///
+    /// # Errors
+    ///
+    /// Whatever `values` returns when asked for a letter.
     pub fn expand<V: MacroValues>(&self, values: &mut V) -> Result<String, V::Error> {
         let mut out = String::new();
         for part in &self.parts {

@@ -15,8 +15,9 @@
 use std::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
+use crate::eval::query_name;
 use crate::macros::{MacroContext, MacroString};
-use crate::{MAX_RECORD_LEN, MAX_TERMS, RecordError, TermProblem};
+use crate::{MAX_DOMAIN_LEN, MAX_RECORD_LEN, MAX_TERMS, RecordError, TermProblem};
 
 /// The version tag that opens every SPF record (RFC 7208 section 4.5).
 pub const VERSION: &str = "v=spf1";
@@ -68,7 +69,32 @@ impl Qualifier {
 /// A `domain-spec` (RFC 7208 section 7.1): a macro string that ends in a
 /// macro or in `"." toplabel ["."]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DomainSpec(MacroString);
+pub struct DomainSpec(MacroString, Expansion);
+
+/// What a domain-spec expands to, when that does not depend on the
+/// evaluation: worked out once at parse time, as records are parsed once
+/// and evaluated many times.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Expansion {
+    /// The spec has macros, or is longer than a domain name (section 7.3
+    /// then drops labels): expanded at each use.
+    Macros,
+    /// A spec without macros: its query name (see `eval::query_name`), or
+    /// `None` when it is not a valid one.
+    Fixed(Option<Box<str>>),
+}
+
+impl Expansion {
+    fn of(ms: &MacroString) -> Self {
+        if let Some(literal) = ms.as_literal() {
+            let name = literal.strip_suffix('.').unwrap_or(literal);
+            if name.len() <= MAX_DOMAIN_LEN {
+                return Self::Fixed(query_name(name).map(Into::into));
+            }
+        }
+        Self::Macros
+    }
+}
 
 impl DomainSpec {
     /// Parses and checks a domain-spec.
@@ -80,7 +106,8 @@ impl DomainSpec {
         let ms =
             MacroString::parse(text, MacroContext::Domain).map_err(TermProblem::InvalidMacro)?;
         if ms.is_valid_domain_spec() {
-            Ok(Self(ms))
+            let expansion = Expansion::of(&ms);
+            Ok(Self(ms, expansion))
         } else {
             Err(TermProblem::InvalidDomainSpec)
         }
@@ -89,6 +116,10 @@ impl DomainSpec {
     /// The underlying macro string.
     pub fn macro_string(&self) -> &MacroString {
         &self.0
+    }
+
+    pub(crate) fn expansion(&self) -> &Expansion {
+        &self.1
     }
 }
 
