@@ -15,6 +15,13 @@
 //! 7.1). Rows live in memory: a restart loses the rows of the running
 //! interval (at most [`scop_dmarc::MAX_REPORT_ROWS`] distinct rows per
 //! domain, and at most [`MAX_REPORT_DOMAINS`] domains, are kept).
+//!
+//! Failure reports (RFC 7489 7.3, RFC 6591) go out at once, when the
+//! record's `fo=` asks for one ([`scop_dmarc::failure::should_report`])
+//! and names `mailto:` addresses in `ruf=`, with the same destination
+//! check, and at most [`FAILURES_PER_DOMAIN_HOUR`] per policy domain and
+//! [`FAILURES_PER_HOUR`] in all per hour: a flood of forgeries must not
+//! turn us into a mail cannon.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
@@ -29,6 +36,33 @@ pub const MAX_REPORT_DOMAINS: usize = 10_000;
 /// `rua` addresses used per domain (RFC 7489 leaves it open; two is
 /// what large receivers send to).
 pub const MAX_RUA_PER_DOMAIN: usize = 2;
+/// Failure reports per policy domain per hour, at most.
+pub const FAILURES_PER_DOMAIN_HOUR: u32 = 10;
+/// Failure reports per hour in all, at most.
+pub const FAILURES_PER_HOUR: u32 = 100;
+/// Policy domains whose hourly failure-report counts are kept.
+const FAILURE_DOMAINS_MAX: usize = 10_000;
+
+/// One failure report waiting to go out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureReport {
+    /// The domain whose record asked for it.
+    pub policy_domain: String,
+    /// The `ruf` address and its size limit.
+    pub to: String,
+    /// Its size limit (`!size`), if any.
+    pub max_size: Option<u64>,
+    /// The complete message (signed when the reporter holds keys).
+    pub message: Vec<u8>,
+}
+
+#[derive(Default)]
+struct Failures {
+    queue: std::collections::VecDeque<FailureReport>,
+    hour: u64,
+    total: u32,
+    per_domain: HashMap<String, u32>,
+}
 
 struct Pending {
     policy: PolicyPublished,
@@ -52,6 +86,8 @@ pub struct Reporter {
     /// receiver.
     pub signers: Arc<HashMap<String, Vec<scop_dkim::Signer>>>,
     state: Mutex<State>,
+    failures: Mutex<Failures>,
+    failure_ready: tokio::sync::Notify,
 }
 
 impl std::fmt::Debug for Reporter {
@@ -113,6 +149,121 @@ impl Reporter {
                 since: now,
                 domains: BTreeMap::new(),
             }),
+            failures: Mutex::default(),
+            failure_ready: tokio::sync::Notify::new(),
+        }
+    }
+
+    /// Queues the failure reports the policy record asks for about one
+    /// evaluated `message` from `ip` (MAIL FROM `mail_from`), what we did
+    /// with it being `disposition`; nothing when `fo=` does not ask, when
+    /// `ruf=` has no `mailto:` address, or over the hourly limits.
+    #[allow(clippy::too_many_arguments)]
+    pub fn record_failure(
+        &self,
+        ip: IpAddr,
+        mail_from: &str,
+        message: &[u8],
+        input: &scop_dmarc::Input,
+        output: &scop_dmarc::DmarcOutput,
+        disposition: scop_dmarc::Disposition,
+        now: u64,
+    ) {
+        let (Some(record), Some(domain)) = (&output.record, &output.policy_domain) else {
+            return;
+        };
+        let ruf = mailto_addresses(&record.ruf);
+        if ruf.is_empty()
+            || !scop_dmarc::failure::should_report(
+                &record.fo,
+                output,
+                input.spf.as_ref(),
+                &input.dkim,
+            )
+        {
+            return;
+        }
+        let domain = domain.to_ascii_lowercase();
+        {
+            let Ok(mut f) = self.failures.lock() else {
+                return;
+            };
+            let hour = now / 3600;
+            if f.hour != hour {
+                f.hour = hour;
+                f.total = 0;
+                f.per_domain.clear();
+            }
+            let known = f.per_domain.contains_key(&domain);
+            let n = f.per_domain.get(&domain).copied().unwrap_or(0);
+            if f.total >= FAILURES_PER_HOUR
+                || n >= FAILURES_PER_DOMAIN_HOUR
+                || (!known && f.per_domain.len() >= FAILURE_DOMAINS_MAX)
+            {
+                tracing::info!(%domain, "DMARC failure report over the hourly limit; not sent");
+                return;
+            }
+            f.total += 1;
+            f.per_domain.insert(domain.clone(), n + 1);
+        }
+        let headers = match message.windows(4).position(|w| w == b"\r\n\r\n") {
+            Some(i) => &message[..i + 2],
+            None => message,
+        };
+        let at = DateTime::from_unix_timestamp(i64::try_from(now).unwrap_or(i64::MAX));
+        let nonce = crate::queue_id();
+        let mut built = Vec::new();
+        for (to, max_size) in ruf {
+            let report = scop_dmarc::failure::FailureReport {
+                reporter_domain: &self.org_name,
+                report_from: &self.email,
+                report_to: &to,
+                date: at,
+                message_id_nonce: &nonce,
+                mail_from,
+                arrival_date: at,
+                source_ip: ip,
+                message_headers: headers,
+                output,
+                spf: input.spf.as_ref(),
+                dkim: &input.dkim,
+                delivery_result: Some(disposition.into()),
+            };
+            let message = self.sign(report.build(), now);
+            built.push(FailureReport {
+                policy_domain: domain.clone(),
+                to,
+                max_size,
+                message,
+            });
+        }
+        if let Ok(mut f) = self.failures.lock() {
+            f.queue.extend(built);
+        }
+        self.failure_ready.notify_one();
+    }
+
+    /// The failure reports waiting to go out.
+    pub fn take_failures(&self) -> Vec<FailureReport> {
+        self.failures
+            .lock()
+            .map(|mut f| f.queue.drain(..).collect())
+            .unwrap_or_default()
+    }
+
+    /// `message` DKIM-signed for the reporter's domain when we hold its
+    /// keys (in one process; the signer compartment signs otherwise).
+    fn sign(&self, message: Vec<u8>, now: u64) -> Vec<u8> {
+        let domain = self.email.rsplit_once('@').map_or("", |(_, d)| d);
+        let Some(signers) = self.signers.get(domain).filter(|s| !s.is_empty()) else {
+            return message;
+        };
+        match scop_dkim::sign_message(signers, &message, now) {
+            Ok(signed) => signed,
+            Err(e) => {
+                tracing::error!(error = %e, "DKIM signing of a DMARC report failed");
+                message
+            }
         }
     }
 
@@ -194,18 +345,7 @@ impl Reporter {
     /// filename `receiver!policy-domain!begin!end.xml`), DKIM-signed when
     /// the reporter has keys.
     pub fn message(&self, report: &Report, to: &str, now: u64) -> Vec<u8> {
-        let message = self.unsigned_message(report, to, now);
-        let domain = self.email.rsplit_once('@').map_or("", |(_, d)| d);
-        let Some(signers) = self.signers.get(domain).filter(|s| !s.is_empty()) else {
-            return message;
-        };
-        match scop_dkim::sign_message(signers, &message, now) {
-            Ok(signed) => signed,
-            Err(e) => {
-                tracing::error!(error = %e, "DKIM signing of a DMARC report failed");
-                message
-            }
-        }
+        self.sign(self.unsigned_message(report, to, now), now)
     }
 
     fn unsigned_message(&self, report: &Report, to: &str, now: u64) -> Vec<u8> {
@@ -328,17 +468,69 @@ pub async fn send_loop(
     interval: std::time::Duration,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
+    let mut next = tokio::time::Instant::now() + interval;
     loop {
-        let stopping = tokio::select! {
-            _ = tokio::time::sleep(interval) => false,
-            _ = stop.changed() => true,
+        let (stopping, due) = tokio::select! {
+            _ = tokio::time::sleep_until(next) => (false, true),
+            _ = reporter.failure_ready.notified() => (false, false),
+            _ = stop.changed() => (true, true),
         };
         let now = crate::now();
-        for report in reporter.take(now as u64) {
-            send(&reporter, &dns, &delivery, &report, now).await;
+        for failure in reporter.take_failures() {
+            send_failure(&dns, &delivery, &failure, now).await;
+        }
+        if due {
+            next = tokio::time::Instant::now() + interval;
+            for report in reporter.take(now as u64) {
+                send(&reporter, &dns, &delivery, &report, now).await;
+            }
         }
         if stopping || *stop.borrow() {
             return;
+        }
+    }
+}
+
+/// Whether `address` agreed to reports about `policy_domain` (RFC 7489
+/// 7.1), asking DNS when it is in another organizational domain.
+async fn agreed(dns: &crate::mxlookup::Dns, policy_domain: &str, address: &str) -> bool {
+    if destination_allowed(policy_domain, address, |_| None) {
+        return true;
+    }
+    let name = format!(
+        "{policy_domain}._report._dmarc.{}",
+        address.rsplit_once('@').map_or("", |(_, d)| d)
+    );
+    let txt = match dns.txt(&name).await {
+        crate::mxlookup::Answer::Records(v) => Some(v),
+        _ => None,
+    };
+    destination_allowed(policy_domain, address, |_| txt)
+}
+
+async fn send_failure(
+    dns: &crate::mxlookup::Dns,
+    delivery: &Outbox,
+    failure: &FailureReport,
+    now: i64,
+) {
+    let domain = &failure.policy_domain;
+    let address = &failure.to;
+    if failure
+        .max_size
+        .is_some_and(|max| failure.message.len() as u64 > max)
+    {
+        tracing::info!(%domain, %address, "DMARC failure report over the size limit; not sent");
+        return;
+    }
+    if !agreed(dns, domain, address).await {
+        tracing::info!(%domain, %address, "DMARC failure report destination did not agree (RFC 7489 7.1); not sent");
+        return;
+    }
+    match delivery.send(address, failure.message.clone(), now).await {
+        Ok(id) => tracing::info!(%domain, %address, %id, "DMARC failure report queued"),
+        Err(e) => {
+            tracing::error!(%domain, %address, error = %e, "could not queue a DMARC failure report")
         }
     }
 }
@@ -355,20 +547,7 @@ async fn send(
             tracing::info!(domain = %report.policy_domain, %address, "DMARC report over the size limit; not sent");
             continue;
         }
-        let mut allowed = destination_allowed(&report.policy_domain, address, |_| None);
-        if !allowed {
-            let name = format!(
-                "{}._report._dmarc.{}",
-                report.policy_domain,
-                address.rsplit_once('@').map_or("", |(_, d)| d)
-            );
-            let txt = match dns.txt(&name).await {
-                crate::mxlookup::Answer::Records(v) => Some(v),
-                _ => None,
-            };
-            allowed = destination_allowed(&report.policy_domain, address, |_| txt);
-        }
-        if !allowed {
+        if !agreed(dns, &report.policy_domain, address).await {
             tracing::info!(domain = %report.policy_domain, %address, "DMARC report destination did not agree (RFC 7489 7.1); not sent");
             continue;
         }
@@ -387,6 +566,78 @@ async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    struct Dns(&'static str);
+
+    impl scop_dmarc::Resolver for Dns {
+        fn lookup(&self, q: &scop_dmarc::Query) -> scop_dmarc::DnsAnswer {
+            if q.name == "_dmarc.alice.test" {
+                scop_dmarc::DnsAnswer::Records(vec![self.0.as_bytes().to_vec()])
+            } else {
+                scop_dmarc::DnsAnswer::NxDomain
+            }
+        }
+    }
+
+    const FORGED: &[u8] =
+        b"From: boss@alice.test\r\nTo: bob@bob.test\r\nSubject: pay now\r\n\r\nbody\r\n";
+
+    fn evaluate(record: &'static str) -> (scop_dmarc::Input, scop_dmarc::DmarcOutput) {
+        scop_dmarc::check_message(
+            &Dns(record),
+            FORGED,
+            None,
+            &[],
+            scop_dmarc::Options::with_sample(0),
+        )
+    }
+
+    #[test]
+    fn failure_reports_follow_fo_and_ruf_within_the_hourly_limits() {
+        let r = Reporter::new("mx.bob.test", "dmarc@bob.test", Arc::default(), 7200);
+        let ip: IpAddr = "192.0.2.66".parse().unwrap();
+        let reject = scop_dmarc::Disposition::Reject;
+        // No ruf: nothing.
+        let (input, out) = evaluate("v=DMARC1; p=reject; rua=mailto:a@alice.test");
+        r.record_failure(ip, "x@forger.test", FORGED, &input, &out, reject, 7200);
+        assert!(r.take_failures().is_empty());
+        // fo=d (a DKIM signature failed): none failed here, nothing.
+        let (input, out) = evaluate("v=DMARC1; p=reject; ruf=mailto:f@alice.test; fo=d");
+        r.record_failure(ip, "x@forger.test", FORGED, &input, &out, reject, 7200);
+        assert!(r.take_failures().is_empty());
+        // The default fo=0 with nothing aligned: one report per address.
+        let (input, out) =
+            evaluate("v=DMARC1; p=reject; ruf=mailto:f@alice.test,mailto:g@alice.test!10k");
+        r.record_failure(ip, "x@forger.test", FORGED, &input, &out, reject, 7200);
+        let f = r.take_failures();
+        assert_eq!(f.len(), 2, "{f:?}");
+        assert_eq!((f[0].to.as_str(), f[0].max_size), ("f@alice.test", None));
+        assert_eq!(f[1].max_size, Some(10 * 1024));
+        let text = String::from_utf8_lossy(&f[0].message);
+        assert!(text.contains("Feedback-Type: auth-failure"), "{text}");
+        assert!(text.contains("Source-IP: 192.0.2.66"), "{text}");
+        assert!(text.contains("Delivery-Result: reject"), "{text}");
+        assert!(text.contains("Subject: pay now"), "{text}");
+        assert!(text.contains("To: f@alice.test"), "{text}");
+        // The hourly limit per domain, then a new hour.
+        for _ in 1..FAILURES_PER_DOMAIN_HOUR + 5 {
+            r.record_failure(ip, "x@forger.test", FORGED, &input, &out, reject, 7300);
+        }
+        assert_eq!(
+            r.take_failures().len(),
+            2 * (FAILURES_PER_DOMAIN_HOUR as usize - 1)
+        );
+        r.record_failure(
+            ip,
+            "x@forger.test",
+            FORGED,
+            &input,
+            &out,
+            reject,
+            7200 + 3600,
+        );
+        assert_eq!(r.take_failures().len(), 2);
+    }
 
     #[test]
     fn external_destinations_need_the_receivers_consent() {

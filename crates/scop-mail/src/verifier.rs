@@ -254,8 +254,14 @@ impl Verifier {
             &dkim,
             scop_dmarc::Options::with_sample(dmarc_sample),
         );
+        let disposition = if self.enforce {
+            dmarc.disposition
+        } else {
+            Disposition::None
+        };
         if let Some(reports) = &self.reports {
             reports.record(ip, &dmarc, &input);
+            reports.record_failure(ip, mail_from, message, &input, &dmarc, disposition, now_u);
         }
         let mut ar = scop_dmarc::AuthenticationResults::new(&self.authserv_id)
             .push(scop_dmarc::MethodResult::spf(&request, &spf));
@@ -279,11 +285,7 @@ impl Verifier {
         }
         Verification {
             field,
-            disposition: if self.enforce {
-                dmarc.disposition
-            } else {
-                Disposition::None
-            },
+            disposition,
             dmarc: dmarc.result.to_string(),
         }
     }

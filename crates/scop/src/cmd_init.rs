@@ -405,7 +405,7 @@ fn zone_text(
     z.push_str(&format!("@ IN MX 10 {hostname}.\n"));
     z.push_str("@ IN TXT \"v=spf1 mx -all\"\n");
     z.push_str(&format!(
-        "_dmarc IN TXT \"v=DMARC1; p={}; rua=mailto:dmarc-reports@{domain}\"\n",
+        "_dmarc IN TXT \"v=DMARC1; p={}; rua=mailto:dmarc-reports@{domain}; ruf=mailto:dmarc-reports@{domain}\"\n",
         dmarc.keyword()
     ));
     if hostname == domain || hostname.ends_with(&format!(".{domain}")) {
@@ -604,7 +604,10 @@ mod tests {
         );
         let zone = scop_dns::Zone::from_master(&text, None).expect("zone parses");
         let _ = zone;
-        assert!(text.contains("v=DMARC1; p=reject; rua=mailto:dmarc-reports@example.org"));
+        assert!(text.contains(
+            "v=DMARC1; p=reject; rua=mailto:dmarc-reports@example.org; \
+             ruf=mailto:dmarc-reports@example.org"
+        ));
         assert!(text.contains("mail.example.org. IN AAAA 2001:db8::1"));
         assert!(text.contains("r202611._domainkey IN TXT ( \""));
     }

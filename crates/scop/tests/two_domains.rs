@@ -437,6 +437,19 @@ print("\n".join(out))
         assert!(line.contains("header.d=bob.test"), "{line}");
     }
 
+    // 7. The forgery also brought alice.test a failure report at once
+    //    (its record has ruf= and the default fo=0: nothing aligned), an
+    //    RFC 6591 auth-failure report, signed by bob.test.
+    let failure = wait_message(&alice.maildir(alice.user), "Feedback-Type: auth-failure");
+    for expected in [
+        "Source-IP: 127.0.0.1",
+        "Delivery-Result: reject",
+        "Reported-Domain: alice.test",
+        "d=bob.test",
+    ] {
+        assert!(failure.contains(expected), "{expected}: {failure}");
+    }
+
     drop((_alice_up, _bob_up));
     let _ = std::fs::remove_dir_all(&root);
 }
