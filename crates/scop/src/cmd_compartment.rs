@@ -122,6 +122,14 @@ pub(crate) fn run(a: &ServeArgs, role: Role) -> Result<ExitCode> {
         tracing::info!(compartment = %role, landlock = crate::confine::describe(&status), "file access confined");
     }
     if let Some(path) = &a.confine_probe {
+        if let Some(addr) = path.to_str().and_then(|p| p.strip_prefix("tcp:")) {
+            let addr: SocketAddr = addr.parse().context("--confine-probe tcp:ADDR:PORT")?;
+            match std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+                Ok(_) => println!("connectable {addr}"),
+                Err(e) => println!("denied {addr}: {e}"),
+            }
+            return Ok(ExitCode::SUCCESS);
+        }
         let outcome = if path.is_dir() {
             std::fs::read_dir(path).map(|_| ())
         } else {

@@ -158,7 +158,8 @@ pub struct ServeArgs {
     #[arg(long, requires = "compartment")]
     pub(crate) no_landlock: bool,
     /// With --compartment: apply the confinement, then report whether
-    /// PATH can be read, and exit (for tests of the confinement).
+    /// PATH can be read (or, for `tcp:ADDR:PORT`, connected to), and exit
+    /// (for tests of the confinement).
     #[arg(long, value_name = "PATH", hide = true, requires = "compartment")]
     pub(crate) confine_probe: Option<PathBuf>,
 }

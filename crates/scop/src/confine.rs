@@ -18,13 +18,18 @@
 //! Landlock rules hold for a directory and everything under it, so the
 //! store's roles reach the whole data directory (mailboxes included); the
 //! keys, the mesh and the zone live outside it.
+//!
+//! TCP is confined too (Landlock ABI 4): each role may listen only on its
+//! own ports and connect only to the ports of its next hops (the spam
+//! filter to the verifier's, and so on), of DNS servers where it resolves,
+//! of the store's server, and, for the relay alone, of remote MTAs.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use landlock::{
-    ABI, Access, AccessFs, BitFlags, PathBeneath, PathFd, Ruleset, RulesetAttr, RulesetCreatedAttr,
-    RulesetStatus,
+    ABI, Access, AccessFs, AccessNet, BitFlags, NetPort, PathBeneath, PathFd, Ruleset, RulesetAttr,
+    RulesetCreatedAttr, RulesetStatus,
 };
 use scop_mesh::{MeshDir, Role};
 
@@ -33,6 +38,8 @@ use crate::cmd_mail::ServeArgs;
 /// The Landlock ABI whose file-system rights we ask for (best effort on
 /// older kernels): up to truncation and device ioctls.
 const ABI_FS: ABI = ABI::V5;
+/// The Landlock ABI whose network rights we ask for: TCP bind and connect.
+const ABI_NET: ABI = ABI::V4;
 
 /// What a compartment keeps.
 #[derive(Debug, Default)]
@@ -44,6 +51,11 @@ pub(crate) struct Plan {
     /// Whether it also makes directories and moves files between them
     /// (Maildir delivery).
     pub(crate) mailboxes: bool,
+    /// TCP ports it may listen on (0: an ephemeral port, for a chosen
+    /// source address).
+    pub(crate) bind: Vec<u16>,
+    /// TCP ports it may connect to.
+    pub(crate) connect: Vec<u16>,
 }
 
 /// The directory of an SQLite store URL, if it is one.
@@ -63,11 +75,42 @@ fn resolver_files(a: &ServeArgs, plan: &mut Plan) {
     plan.read.extend(a.dns.trust_anchor.iter().cloned());
     plan.read
         .extend(["/etc/resolv.conf", "/etc/hosts"].map(PathBuf::from));
+    // DNS over TCP (truncated answers): the configured servers, or the
+    // system's on port 53.
+    plan.connect.push(53);
+    plan.connect.extend(a.dns.resolver.iter().map(|s| s.port()));
+    for stub in &a.dns.stub_zone {
+        plan.connect.extend(stub.servers.iter().map(|s| s.port()));
+    }
+}
+
+/// The port of a `postgres://` store URL (5432 when not given).
+fn postgres_port(url: &str) -> Option<u16> {
+    let rest = url
+        .strip_prefix("postgres://")
+        .or_else(|| url.strip_prefix("postgresql://"))?;
+    let host = rest.split(['/', '?']).next().unwrap_or("");
+    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
+    let port = match host.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || host.starts_with('[') => p.parse().ok(),
+        _ => None,
+    };
+    Some(port.unwrap_or(5432))
+}
+
+fn listen_port(spec: &str) -> Option<u16> {
+    spec.parse::<std::net::SocketAddr>().ok().map(|a| a.port())
+}
+
+fn mesh_port(a: &ServeArgs, role: Role) -> Option<u16> {
+    crate::cmd_compartment::mesh_addr(a.mesh_base, role).map(|s| s.port())
 }
 
 fn store_dirs(a: &ServeArgs, plan: &mut Plan) {
     // The store keeps its temporary tables in memory (no file in /tmp).
     plan.write.push(a.data.clone());
+    plan.connect
+        .extend(postgres_port(&crate::cmd_mail::store_url(a)));
     if let Some(dir) = sqlite_dir(&crate::cmd_mail::store_url(a)) {
         plan.write.push(dir);
     }
@@ -84,10 +127,21 @@ pub(crate) fn plan(a: &ServeArgs, role: Role, mesh: &MeshDir) -> Plan {
         read: vec![mesh.cert_path(role), mesh.key_path(role), mesh.trust_path()],
         ..Plan::default()
     };
+    plan.bind.extend(mesh_port(a, role));
+    let next = |to: Role| mesh_port(a, to);
     match role {
-        Role::Mx | Role::Submission => {
+        Role::Mx => {
             public_tls(a, &mut plan);
             store_dirs(a, &mut plan);
+            plan.bind.extend(listen_port(&a.mx));
+            plan.connect.extend(next(Role::Spamfilter));
+        }
+        Role::Submission => {
+            public_tls(a, &mut plan);
+            store_dirs(a, &mut plan);
+            plan.bind.extend(listen_port(&a.submission));
+            plan.bind.extend(listen_port(&a.submissions));
+            plan.connect.extend(next(Role::Signer));
         }
         Role::Delivery => {
             store_dirs(a, &mut plan);
@@ -97,10 +151,31 @@ pub(crate) fn plan(a: &ServeArgs, role: Role, mesh: &MeshDir) -> Plan {
             store_dirs(a, &mut plan);
             plan.mailboxes = true;
             resolver_files(a, &mut plan);
+            // Remote MTAs: MX hosts, fixed routes, the smarthost; port 0
+            // for a chosen source address (--source-ip).
+            plan.bind.push(0);
+            plan.connect.push(a.remote_port);
+            plan.connect.extend(a.smarthost.map(|s| s.port()));
+            for r in &a.route {
+                if let Some((_, addr)) = r.split_once('=') {
+                    plan.connect.extend(listen_port(addr));
+                }
+            }
         }
-        Role::Spamfilter => plan.read.extend(a.spam_model.iter().cloned()),
-        Role::Verifier => resolver_files(a, &mut plan),
+        Role::Spamfilter => {
+            plan.read.extend(a.spam_model.iter().cloned());
+            plan.connect.extend(next(Role::Verifier));
+        }
+        Role::Verifier => {
+            resolver_files(a, &mut plan);
+            plan.connect.extend(next(Role::Delivery));
+            // DMARC reports go out through the signer.
+            plan.connect.extend(next(Role::Signer));
+        }
         Role::Signer => {
+            plan.connect.extend(next(Role::Relay));
+            // The DKIM records' UPDATE (TCP when the answer is long).
+            plan.connect.extend(a.dkim_publish.map(|s| s.port()));
             for spec in &a.dkim {
                 if let Some(file) = spec.splitn(3, ':').nth(2) {
                     plan.read.push(PathBuf::from(file));
@@ -130,8 +205,20 @@ pub(crate) fn apply(plan: &Plan) -> Result<RulesetStatus> {
     let mut ruleset = Ruleset::default()
         .handle_access(all)
         .context("Landlock: file-system rights")?
+        .handle_access(AccessNet::from_all(ABI_NET))
+        .context("Landlock: network rights")?
         .create()
         .context("Landlock: create the ruleset")?;
+    let mut ports: Vec<(u16, AccessNet)> = Vec::new();
+    ports.extend(plan.bind.iter().map(|p| (*p, AccessNet::BindTcp)));
+    ports.extend(plan.connect.iter().map(|p| (*p, AccessNet::ConnectTcp)));
+    ports.sort_by_key(|(p, a)| (*p, *a as u64));
+    ports.dedup();
+    for (port, access) in ports {
+        ruleset = ruleset
+            .add_rule(NetPort::new(port, access))
+            .with_context(|| format!("Landlock: rule for TCP port {port}"))?;
+    }
     for (paths, access) in [(&plan.read, read), (&plan.write, write)] {
         for path in paths {
             let Ok(fd) = PathFd::new(path) else {
@@ -167,6 +254,19 @@ pub(crate) fn describe(status: &RulesetStatus) -> &'static str {
 mod tests {
     use super::sqlite_dir;
     use std::path::PathBuf;
+
+    #[test]
+    fn postgres_ports() {
+        use super::postgres_port;
+        assert_eq!(
+            postgres_port("postgres://u:p@db.example:6000/scop"),
+            Some(6000)
+        );
+        assert_eq!(postgres_port("postgresql://db.example/scop"), Some(5432));
+        assert_eq!(postgres_port("postgres://u@[::1]:5433/x"), Some(5433));
+        assert_eq!(postgres_port("postgres://u@[::1]/x"), Some(5432));
+        assert_eq!(postgres_port("sqlite:x.db"), None);
+    }
 
     #[test]
     fn store_directories() {

@@ -11,6 +11,10 @@ use deploy::*;
 /// `scop mail serve --compartment ROLE` with the deployment's options,
 /// applying the confinement and then trying to read `path`.
 fn probe(dir: &Path, role: &str, path: &Path) -> (bool, String) {
+    probe_with(dir, role, path.to_str().unwrap(), 7401)
+}
+
+fn probe_with(dir: &Path, role: &str, what: &str, mesh_base: u16) -> (bool, String) {
     let key = |name: &str| {
         std::fs::read_dir(dir.join("keys/dkim"))
             .unwrap()
@@ -43,19 +47,24 @@ fn probe(dir: &Path, role: &str, path: &Path) -> (bool, String) {
         role.into(),
         "--mesh".into(),
         s(dir.join("mesh")),
+        "--mesh-base".into(),
+        format!("127.0.0.1:{mesh_base}"),
         "--confine-probe".into(),
-        s(path.to_path_buf()),
+        what.into(),
     ];
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = scop(&args, "");
     let stdout = String::from_utf8_lossy(&out.stdout).to_string();
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(out.status.success(), "{role} {path:?}: {stdout}{stderr}");
+    assert!(out.status.success(), "{role} {what}: {stdout}{stderr}");
     assert!(
         stderr.contains("landlock=\"fully enforced\""),
         "{role}: Landlock not enforced on this kernel: {stderr}"
     );
-    (stdout.starts_with("readable"), stdout)
+    (
+        stdout.starts_with("readable") || stdout.starts_with("connectable"),
+        stdout,
+    )
 }
 
 #[test]
@@ -146,5 +155,44 @@ fn each_compartment_reaches_only_its_own_secrets() {
         }
     }
     eprintln!("confinement: {checked} role/file pairs checked");
+
+    // TCP: each role connects only to its next hop's mesh port (and the
+    // DNS, store and remote-MTA ports its role needs).
+    let base = free_ports("127.0.0.1", 5);
+    let listeners: Vec<_> = (base..base + 5)
+        .map(|p| std::net::TcpListener::bind(("127.0.0.1", p)).unwrap())
+        .collect();
+    // signer, relay, spamfilter, verifier, delivery
+    let port = |i: u16| format!("tcp:127.0.0.1:{}", base + i);
+    let may = [
+        ("mx", 2),
+        ("spamfilter", 3),
+        ("verifier", 4),
+        ("verifier", 0),
+        ("submission", 0),
+        ("signer", 1),
+    ];
+    let mut tcp_checked = 0;
+    for role in [
+        "mx",
+        "spamfilter",
+        "verifier",
+        "delivery",
+        "submission",
+        "signer",
+        "relay",
+    ] {
+        for i in 0..5 {
+            let (ok, text) = probe_with(&dir, role, &port(i), base);
+            assert_eq!(
+                ok,
+                may.contains(&(role, i)),
+                "{role} -> mesh port +{i}: {text}"
+            );
+            tcp_checked += 1;
+        }
+    }
+    drop(listeners);
+    eprintln!("confinement: {tcp_checked} role/port pairs checked");
     std::fs::remove_dir_all(&root).ok();
 }
