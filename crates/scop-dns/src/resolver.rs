@@ -15,7 +15,7 @@
 //! NSEC3 chain over [`NSEC3_ITERATIONS_BOGUS`] iterations) come back as
 //! [`Answer::Bogus`], never as data: a caller treats them like a
 //! temporary failure. KeyTrap-style work is bounded by hickory's
-//! validator (at most two DNSKEYs tried per key tag, eight RRSIGs per
+//! validator (at most two DNSKEYs tried per key tag, nine RRSIGs tried per
 //! RRset) and by [`NSEC3_ITERATIONS_INSECURE`].
 //!
 //! Trust anchors are DNSKEY records in master-file syntax, one per line
