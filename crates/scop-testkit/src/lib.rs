@@ -6,6 +6,7 @@
 //! it never skips.
 #![forbid(unsafe_code)]
 
+pub mod postfix;
 pub mod postgres;
 
 use std::path::{Path, PathBuf};
