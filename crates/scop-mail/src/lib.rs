@@ -19,7 +19,7 @@
 pub mod delivery;
 pub mod dmarc_reports;
 pub mod dsn;
-pub mod headers;
+pub use scop_mta::headers;
 pub mod hop;
 pub mod listener;
 pub mod maildir;
@@ -30,7 +30,7 @@ pub mod relay;
 pub mod service;
 pub mod session;
 pub mod spamfilter;
-pub mod srs;
+pub use scop_mta::srs;
 mod stream;
 pub mod submission;
 pub mod tls;

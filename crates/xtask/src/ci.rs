@@ -23,6 +23,8 @@ pub const FUZZ_TARGETS: &[(&str, &[&str])] = &[
     ("dmarc_authres", &[]),
     ("dns_message", &[]),
     ("mesh_certificate", &["fuzz/seeds/mesh_certificate"]),
+    ("mta_headers", &["crates/scop-mime/tests/golden"]),
+    ("mta_srs", &[]),
 ];
 
 /// Seconds each fuzz target runs at most inside `cargo xtask ci`.

@@ -1,0 +1,60 @@
+#![forbid(unsafe_code)]
+//! The sans-IO pieces of SCoP's mail compartments: bytes and values in,
+//! bytes and decisions out, no sockets, files or clocks (the time is an
+//! argument).
+//!
+//! - [`headers`]: the Received trace field, Message-ID and Date for
+//!   messages that lack them, and edits of the raw header block (find its
+//!   end, test for a field, remove fields) that keep every other byte.
+//! - [`srs`]: the Sender Rewriting Scheme for forwarded mail, HMAC-checked
+//!   and dated.
+//! - [`fuzz`]: entry points of the fuzz targets.
+
+pub mod headers;
+pub mod srs;
+
+/// Entry points for the fuzz targets (`fuzz/fuzz_targets/mta_*.rs`); each
+/// checks the properties that must hold on any input and panics when one
+/// does not.
+pub mod fuzz {
+    use crate::headers::{field_value, has_field, header_end, remove_fields, with_trace};
+    use crate::srs::Srs;
+
+    /// Header edits on arbitrary bytes: the end of the header block is in
+    /// bounds, removing fields keeps the body and never grows the message,
+    /// and adding trace fields keeps every original byte after the header.
+    pub fn header_edits(data: &[u8]) {
+        let end = header_end(data);
+        assert!(end <= data.len());
+        let _ = has_field(data, "Received");
+        let stripped = remove_fields(data, |line| {
+            field_value(line, "X-Spam-Verdict").is_some()
+                || field_value(line, "Authentication-Results").is_some()
+        });
+        assert!(stripped.len() <= data.len());
+        assert!(stripped.ends_with(&data[end..]));
+        let traced = with_trace(data, "Received: from x\r\n", Some(("<id@host>", 0)));
+        assert!(traced.ends_with(&data[end..]));
+        assert!(traced.len() >= data.len() + "Received: from x\r\n".len());
+    }
+
+    /// SRS on arbitrary text: reversing never panics, and what we forward
+    /// reverses to the original sender.
+    pub fn srs(data: &[u8]) {
+        let srs = Srs::new(b"fuzz key for SRS");
+        let text = String::from_utf8_lossy(data);
+        let now = 1_800_000_000;
+        let _ = Srs::is_srs(&text);
+        let _ = srs.reverse(&text, now);
+        if let Some(local) = text.split('@').next()
+            && let Some(fwd) = srs.forward(&format!("{local}@origin.example"), "fwd.example", now)
+            && let Some((l, _)) = fwd.rsplit_once('@')
+        {
+            assert_eq!(
+                srs.reverse(l, now).ok().as_deref(),
+                Some(format!("{local}@origin.example").as_str()),
+                "{fwd}"
+            );
+        }
+    }
+}
