@@ -477,6 +477,27 @@ mod tests {
     use super::parse_duration_secs;
 
     #[test]
+    fn anchors_include_the_keys_of_a_rollover_in_progress() {
+        let dir = std::env::temp_dir().join(format!("scop-anchors-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("retiring")).unwrap();
+        let key = |tag: u8| {
+            // MIME's encoder folds lines; a DNSKEY line is one line.
+            let b64: String = String::from_utf8(scop_mime::codec::base64_encode(&[tag; 64]))
+                .unwrap()
+                .split_whitespace()
+                .collect();
+            format!("example.org. 3600 IN DNSKEY 257 3 13 {b64}\n")
+        };
+        std::fs::write(dir.join("Kexample.org.+013+00001.key"), key(1)).unwrap();
+        std::fs::write(dir.join("retiring/Kexample.org.+013+00002.key"), key(2)).unwrap();
+        std::fs::write(dir.join("notes.txt"), "not a key").unwrap();
+        assert_eq!(super::read_anchors(&dir).unwrap().len(), 2);
+        std::fs::remove_dir_all(dir.join("retiring")).unwrap();
+        assert_eq!(super::read_anchors(&dir).unwrap().len(), 1);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration_secs("4h"), Ok(4 * 3600));
         assert_eq!(parse_duration_secs("30m"), Ok(1800));
@@ -569,14 +590,24 @@ pub(crate) fn with_resolver<T>(
     )))
 }
 
-/// Trust anchors from a file, or from the `*.key` files of a directory.
+/// Trust anchors from a file, or from the `*.key` files of a directory
+/// and of its `retiring/` subdirectory: during a `scop dns rollover` the
+/// old keys are still published beside the new ones, and the validator
+/// trusts a zone's DNSKEY set only when every key in it is an anchor.
 pub(crate) fn read_anchors(path: &Path) -> Result<Vec<scop_dns::resolver::Anchor>> {
     let files = if path.is_dir() {
-        let mut v: Vec<PathBuf> = std::fs::read_dir(path)
-            .with_context(|| format!("read {}", path.display()))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|x| x == "key"))
-            .collect();
+        let keys_in = |dir: &Path| -> Result<Vec<PathBuf>> {
+            Ok(std::fs::read_dir(dir)
+                .with_context(|| format!("read {}", dir.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|p| p.is_file() && p.extension().is_some_and(|x| x == "key"))
+                .collect())
+        };
+        let mut v = keys_in(path)?;
+        let retiring = path.join("retiring");
+        if retiring.is_dir() {
+            v.extend(keys_in(&retiring)?);
+        }
         v.sort();
         if v.is_empty() {
             bail!("--trust-anchor {}: no .key file in it", path.display());
