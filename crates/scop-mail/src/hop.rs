@@ -464,16 +464,35 @@ pub fn session_config(hostname: &str, message_size: u64) -> Arc<SessionConfig> {
     Arc::new(s)
 }
 
-async fn accept_all() -> Decision {
-    Decision::Accept
-}
-
-fn no_auth() -> Decision {
-    Decision::Reject(crate::reply(
-        503,
-        (5, 5, 1),
-        "No authentication on a mesh hop",
-    ))
+/// The decisions every hop makes alike: each recipient was checked by the
+/// first hop (one removed since is reported with a DSN after the data, as
+/// in one process), and there is no AUTH on the mesh; `mail` adds taking
+/// every sender.
+macro_rules! hop_decisions {
+    () => {
+        async fn rcpt(
+            &self,
+            _: &Peer,
+            _: &ReversePath,
+            _: &ForwardPath,
+            _: &RcptParams,
+        ) -> Decision {
+            Decision::Accept
+        }
+        async fn auth(&self, _: &Peer, _: &str, _: &str) -> Decision {
+            Decision::Reject(crate::reply(
+                503,
+                (5, 5, 1),
+                "No authentication on a mesh hop",
+            ))
+        }
+    };
+    (mail) => {
+        async fn mail(&self, _: &Peer, _: &ReversePath, _: &MailParams) -> Decision {
+            Decision::Accept
+        }
+        hop_decisions!();
+    };
 }
 
 /// Requires the facts a stage decides on: a hop that got no client
@@ -514,12 +533,7 @@ impl Handler for SpamHop {
         }
         Decision::Accept
     }
-    async fn rcpt(&self, _: &Peer, _: &ReversePath, _: &ForwardPath, _: &RcptParams) -> Decision {
-        accept_all().await
-    }
-    async fn auth(&self, _: &Peer, _: &str, _: &str) -> Decision {
-        no_auth()
-    }
+    hop_decisions!();
     async fn message(&self, peer: &Peer, msg: Incoming) -> Result<String, Reply> {
         require_facts(peer)?;
         let mut facts = facts_of(peer);
@@ -558,15 +572,7 @@ pub struct VerifyHop {
 }
 
 impl Handler for VerifyHop {
-    async fn mail(&self, _: &Peer, _: &ReversePath, _: &MailParams) -> Decision {
-        accept_all().await
-    }
-    async fn rcpt(&self, _: &Peer, _: &ReversePath, _: &ForwardPath, _: &RcptParams) -> Decision {
-        accept_all().await
-    }
-    async fn auth(&self, _: &Peer, _: &str, _: &str) -> Decision {
-        no_auth()
-    }
+    hop_decisions!(mail);
     async fn message(&self, peer: &Peer, msg: Incoming) -> Result<String, Reply> {
         require_facts(peer)?;
         let Some(verifier) = &self.verifier else {
@@ -614,17 +620,7 @@ pub struct DeliveryHop {
 }
 
 impl Handler for DeliveryHop {
-    async fn mail(&self, _: &Peer, _: &ReversePath, _: &MailParams) -> Decision {
-        accept_all().await
-    }
-    async fn rcpt(&self, _: &Peer, _: &ReversePath, _: &ForwardPath, _: &RcptParams) -> Decision {
-        // The MX checked each recipient; one removed since is reported
-        // with a DSN after the data (as in the single process).
-        accept_all().await
-    }
-    async fn auth(&self, _: &Peer, _: &str, _: &str) -> Decision {
-        no_auth()
-    }
+    hop_decisions!(mail);
     async fn message(&self, peer: &Peer, msg: Incoming) -> Result<String, Reply> {
         require_facts(peer)?;
         let folder = wants_junk(peer.spam.as_deref()).then_some("Junk");
@@ -644,15 +640,7 @@ pub struct SignerHop {
 }
 
 impl Handler for SignerHop {
-    async fn mail(&self, _: &Peer, _: &ReversePath, _: &MailParams) -> Decision {
-        accept_all().await
-    }
-    async fn rcpt(&self, _: &Peer, _: &ReversePath, _: &ForwardPath, _: &RcptParams) -> Decision {
-        accept_all().await
-    }
-    async fn auth(&self, _: &Peer, _: &str, _: &str) -> Decision {
-        no_auth()
-    }
+    hop_decisions!(mail);
     async fn message(&self, peer: &Peer, msg: Incoming) -> Result<String, Reply> {
         let sender = reverse_path(&msg.from);
         let body = crate::submission::sign(&self.dkim, &sender, &msg.body, now())?;
@@ -681,15 +669,7 @@ pub struct RelayHop {
 }
 
 impl Handler for RelayHop {
-    async fn mail(&self, _: &Peer, _: &ReversePath, _: &MailParams) -> Decision {
-        accept_all().await
-    }
-    async fn rcpt(&self, _: &Peer, _: &ReversePath, _: &ForwardPath, _: &RcptParams) -> Decision {
-        accept_all().await
-    }
-    async fn auth(&self, _: &Peer, _: &str, _: &str) -> Decision {
-        no_auth()
-    }
+    hop_decisions!(mail);
     async fn message(&self, peer: &Peer, msg: Incoming) -> Result<String, Reply> {
         let queued = crate::submission::enqueue(
             &self.store,

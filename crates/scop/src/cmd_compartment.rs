@@ -72,6 +72,24 @@ impl Mesh {
             .with_context(|| format!("mesh hop {me} -> {to} ({})", self.dir.root().display()))
     }
 
+    /// Serves compartment `me`'s mesh listener with `handler`.
+    async fn serve<H: scop_mail::session::Handler>(
+        &self,
+        me: Role,
+        cfg: Arc<SessionConfig>,
+        handler: H,
+        stop: watch::Receiver<bool>,
+    ) -> Result<tokio::task::JoinHandle<()>> {
+        let l = self.listen(me).await?;
+        Ok(tokio::spawn(hop::serve(
+            me,
+            l,
+            cfg,
+            Arc::new(handler),
+            stop,
+        )))
+    }
+
     async fn listen(&self, me: Role) -> Result<MeshListener> {
         let addr = mesh_addr(self.base, me).context("mesh port out of range")?;
         let identity = self
@@ -245,14 +263,7 @@ async fn start(
                 dkim,
                 next: mesh.next(role, Role::Relay)?,
             };
-            let l = mesh.listen(role).await?;
-            tasks.push(tokio::spawn(hop::serve(
-                role,
-                l,
-                hop_cfg,
-                Arc::new(handler),
-                stop,
-            )));
+            tasks.push(mesh.serve(role, hop_cfg, handler, stop).await?);
         }
         Role::Relay => {
             let dns = mail::resolver(&a.dns)?;
@@ -269,14 +280,7 @@ async fn start(
                 lifetime_secs: a.queue_lifetime,
                 queued,
             };
-            let l = mesh.listen(role).await?;
-            tasks.push(tokio::spawn(hop::serve(
-                role,
-                l,
-                hop_cfg,
-                Arc::new(handler),
-                stop,
-            )));
+            tasks.push(mesh.serve(role, hop_cfg, handler, stop).await?);
         }
         Role::Spamfilter => {
             let stage = mail::spam_config(a)?
@@ -288,14 +292,7 @@ async fn start(
                 stage,
                 next: mesh.next(role, Role::Verifier)?,
             };
-            let l = mesh.listen(role).await?;
-            tasks.push(tokio::spawn(hop::serve(
-                role,
-                l,
-                hop_cfg,
-                Arc::new(handler),
-                stop,
-            )));
+            tasks.push(mesh.serve(role, hop_cfg, handler, stop).await?);
         }
         Role::Verifier => {
             let dns = mail::resolver(&a.dns)?;
@@ -316,14 +313,7 @@ async fn start(
                 verifier,
                 next: mesh.next(role, Role::Delivery)?,
             };
-            let l = mesh.listen(role).await?;
-            tasks.push(tokio::spawn(hop::serve(
-                role,
-                l,
-                hop_cfg,
-                Arc::new(handler),
-                stop,
-            )));
+            tasks.push(mesh.serve(role, hop_cfg, handler, stop).await?);
         }
         Role::Delivery => {
             let store = mail::open_store(&mail::store_url(a)).await?;
@@ -331,14 +321,7 @@ async fn start(
                 delivery: delivery(a, store, hostname)?,
                 hostname: hostname.to_string(),
             };
-            let l = mesh.listen(role).await?;
-            tasks.push(tokio::spawn(hop::serve(
-                role,
-                l,
-                hop_cfg,
-                Arc::new(handler),
-                stop,
-            )));
+            tasks.push(mesh.serve(role, hop_cfg, handler, stop).await?);
         }
         Role::Dns | Role::Resolver => unreachable!("checked against MAIL_ROLES"),
     }
