@@ -2,10 +2,12 @@
 //! `new/`, fsync the directory. Only after that does a delivery count as
 //! done (the 250 to the client waits for it).
 
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 
 static COUNTER: AtomicU64 = AtomicU64::new(0);
 
@@ -42,6 +44,68 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Directory fsyncs shared between concurrent deliveries (group commit):
+/// a delivery that renamed its file into `new/` waits for one fsync of
+/// the directory that started after its rename; deliveries that arrive
+/// while an fsync runs are covered together by the next one.
+#[derive(Default)]
+struct DirSync {
+    state: Mutex<SyncState>,
+    done: Condvar,
+}
+
+#[derive(Default)]
+struct SyncState {
+    /// Tickets handed out (one per rename, taken after it).
+    next: u64,
+    /// Every ticket below this is durable.
+    covered: u64,
+    /// An fsync is running.
+    running: bool,
+}
+
+/// Directories with deliveries in flight (entries are dropped when idle).
+static DIRS: Mutex<Option<HashMap<PathBuf, Arc<DirSync>>>> = Mutex::new(None);
+
+fn dir_sync(dir: &Path) -> Arc<DirSync> {
+    let mut dirs = DIRS.lock().unwrap_or_else(|p| p.into_inner());
+    let map = dirs.get_or_insert_with(HashMap::new);
+    // Forget directories nobody waits on, so the map stays small.
+    if map.len() > 1024 {
+        map.retain(|_, s| Arc::strong_count(s) > 1);
+    }
+    map.entry(dir.to_path_buf()).or_default().clone()
+}
+
+/// Makes every rename already done in `dir` durable, sharing the fsync
+/// with concurrent callers.
+fn sync_dir_grouped(dir: &Path) -> io::Result<()> {
+    let sync = dir_sync(dir);
+    let mut st = sync.state.lock().unwrap_or_else(|p| p.into_inner());
+    let ticket = st.next;
+    st.next += 1;
+    loop {
+        if st.covered > ticket {
+            return Ok(());
+        }
+        if !st.running {
+            st.running = true;
+            let covers = st.next;
+            drop(st);
+            let result = sync_dir(dir);
+            st = sync.state.lock().unwrap_or_else(|p| p.into_inner());
+            st.running = false;
+            if result.is_ok() {
+                st.covered = st.covered.max(covers);
+            }
+            sync.done.notify_all();
+            // On failure the waiters try an fsync of their own.
+            return result;
+        }
+        st = sync.done.wait(st).unwrap_or_else(|p| p.into_inner());
+    }
+}
+
 /// Delivers `msg` into the Maildir at `dir` (created if missing) under
 /// `name`; returns the final path. Blocking: call from a blocking task.
 pub fn deliver(dir: &Path, name: &str, msg: &[u8]) -> io::Result<PathBuf> {
@@ -69,7 +133,7 @@ pub fn deliver(dir: &Path, name: &str, msg: &[u8]) -> io::Result<PathBuf> {
     drop(f);
     let final_path = new.join(name);
     fs::rename(&tmp_path, &final_path)?;
-    sync_dir(&new)?;
+    sync_dir_grouped(&new)?;
     Ok(final_path)
 }
 
@@ -87,6 +151,35 @@ mod tests {
         assert_eq!(fs::read(&p).unwrap(), b"Subject: x\r\n\r\nhi\r\n");
         assert_eq!(fs::read_dir(dir.join("tmp")).unwrap().count(), 0);
         assert!(unique_name(1, "host") != name);
+        fs::remove_dir_all(root).ok();
+    }
+
+    #[test]
+    fn concurrent_deliveries_share_directory_syncs() {
+        let root = std::env::temp_dir().join(format!("scop-maildir-group-{}", std::process::id()));
+        let dir = mailbox_dir(&root, "carol@c.test").unwrap();
+        deliver(&dir, &unique_name(1, "h"), b"first\r\n").unwrap();
+        let threads: Vec<_> = (0..16)
+            .map(|i| {
+                let dir = dir.clone();
+                std::thread::spawn(move || {
+                    for j in 0..20 {
+                        let body = format!("m{i}-{j}\r\n");
+                        let p = deliver(&dir, &unique_name(2, "h"), body.as_bytes()).unwrap();
+                        assert_eq!(fs::read(&p).unwrap(), body.as_bytes());
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(fs::read_dir(dir.join("new")).unwrap().count(), 1 + 16 * 20);
+        let sync = dir_sync(&dir.join("new"));
+        let st = sync.state.lock().unwrap();
+        assert!(!st.running);
+        assert_eq!(st.covered, st.next, "every ticket covered by an fsync");
+        drop(st);
         fs::remove_dir_all(root).ok();
     }
 
