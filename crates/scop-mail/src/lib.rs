@@ -18,6 +18,7 @@
 
 pub mod delivery;
 pub mod dmarc_reports;
+pub mod dns_hop;
 pub mod dsn;
 pub use scop_mta::headers;
 pub mod hop;

@@ -87,23 +87,51 @@ pub fn plan(domain: &str, mx: Answer<(u16, String)>) -> Plan {
 /// DNS for the mail compartments: the validating resolver of `scop-dns`
 /// (hickory-resolver with DNSSEC validation and a cache). Answers that
 /// fail validation are temporary failures, never data.
+///
+/// In a split deployment the relay and the verifier hold no resolver of
+/// their own: they ask the resolver compartment over the mesh
+/// ([`crate::dns_hop`]).
 #[derive(Debug, Clone)]
 pub struct Dns {
-    resolver: scop_dns::resolver::Resolver,
+    inner: Inner,
+}
+
+#[derive(Debug, Clone)]
+enum Inner {
+    Local(scop_dns::resolver::Resolver),
+    Mesh(std::sync::Arc<crate::dns_hop::MeshResolver>),
 }
 
 impl Dns {
     /// A resolver for `config` (forwarders, stub zones, trust anchors).
     pub fn new(config: &scop_dns::resolver::Config) -> Result<Self, String> {
         scop_dns::resolver::Resolver::new(config)
-            .map(|resolver| Dns { resolver })
+            .map(|resolver| Dns {
+                inner: Inner::Local(resolver),
+            })
             .map_err(|e| e.to_string())
+    }
+
+    /// Answers from the resolver compartment at `addr`, asked by
+    /// compartment `me` over the mesh of `mesh`.
+    pub fn over_mesh(
+        mesh: &scop_mesh::MeshDir,
+        me: scop_mesh::Role,
+        addr: std::net::SocketAddr,
+    ) -> Result<Self, String> {
+        crate::dns_hop::MeshResolver::new(mesh, me, addr).map(|m| Dns {
+            inner: Inner::Mesh(std::sync::Arc::new(m)),
+        })
     }
 
     /// Asks for `name`/`rtype` and returns the records' data.
     pub async fn query(&self, name: &str, rtype: RecordType) -> Answer<RData> {
         use scop_dns::resolver::Answer as R;
-        match self.resolver.query(name, rtype).await {
+        let resolver = match &self.inner {
+            Inner::Local(r) => r,
+            Inner::Mesh(m) => return m.query(name, rtype).await,
+        };
+        match resolver.query(name, rtype).await {
             R::Records { data, .. } => Answer::Records(data),
             R::NoData { .. } => Answer::NoData,
             R::NxDomain { .. } => Answer::NxDomain,

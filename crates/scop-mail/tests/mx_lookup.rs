@@ -291,3 +291,77 @@ async fn submission_signs_with_dkim_and_the_receiving_mx_verifies_it() {
     assert_eq!(m.matches("dkim=pass").count(), 2, "{m}");
     assert!(m.contains("dmarc=pass"), "{m}");
 }
+
+fn mesh_dir(tag: &str) -> scop_mesh::MeshDir {
+    let dir = std::env::temp_dir().join(format!(
+        "scop-mail-dnshop-{tag}-{}-{}",
+        std::process::id(),
+        scop_mail::queue_id()
+    ));
+    let v = scop_mesh::Validity::starting(
+        std::time::SystemTime::now() - Duration::from_secs(60),
+        Duration::from_secs(86_400),
+    )
+    .unwrap();
+    let roles: Vec<_> = scop_mesh::Role::ALL
+        .iter()
+        .map(|r| (*r, scop_mesh::ExtraNames::none()))
+        .collect();
+    scop_mesh::MeshDir::init(dir, v, v, &roles).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_resolver_compartment_answers_the_relay_and_the_verifier_only() {
+    use scop_mesh::Role;
+    let mesh = mesh_dir("ok");
+    let identity = mesh.load_identity(Role::Resolver).unwrap();
+    let trust = mesh.load_trust().unwrap();
+    let listener = scop_mesh::MeshListener::bind_policy("127.0.0.1:0", &identity, &trust)
+        .await
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(scop_mail::dns_hop::serve(
+        listener,
+        stub(dns().await),
+        stop_rx,
+    ));
+    // The relay asks over the mesh: the same answers as a local resolver,
+    // on one reused connection.
+    let relay = Dns::over_mesh(&mesh, Role::Relay, addr).unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            plan("b.test", relay.mx("b.test").await),
+            Plan::Hosts(vec!["mx1.b.test".into(), "backup.b.test".into()])
+        );
+    }
+    assert_eq!(
+        plan("null.b.test", relay.mx("null.b.test").await),
+        Plan::NullMx
+    );
+    assert_eq!(relay.mx("missing.b.test").await, Answer::NxDomain);
+    assert_eq!(relay.txt("plain.b.test").await, Answer::NoData);
+    let mut backup = relay.addresses("backup.b.test").await.unwrap();
+    backup.sort();
+    assert_eq!(backup.len(), 2);
+    // A name outside every configured zone: no usable answer.
+    assert!(matches!(
+        relay.mx("elsewhere.example").await,
+        Answer::Temp(_)
+    ));
+    let verifier = Dns::over_mesh(&mesh, Role::Verifier, addr).unwrap();
+    assert_eq!(verifier.mx("missing.b.test").await, Answer::NxDomain);
+    // Roles the hop table does not name get nothing, and a certificate of
+    // another mesh neither.
+    for (dir, role) in [
+        (&mesh, Role::Mx),
+        (&mesh, Role::Submission),
+        (&mesh_dir("other"), Role::Relay),
+    ] {
+        let other = Dns::over_mesh(dir, role, addr).unwrap();
+        assert!(
+            matches!(other.mx("b.test").await, Answer::Temp(_)),
+            "{role} got an answer"
+        );
+    }
+}

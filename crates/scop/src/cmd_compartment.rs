@@ -11,9 +11,12 @@
 //! | delivery   | store, mailboxes, SRS key                     |
 //! | submission | store (accounts), public TLS key              |
 //! | signer     | DKIM keys, TSIG key                           |
-//! | relay      | store (queue), mailboxes, SRS key, resolver   |
+//! | relay      | store (queue), mailboxes, SRS key             |
+//! | resolver   | resolver settings and trust anchors           |
 //!
-//! Every process also reads its own mesh certificate and key.
+//! Every process also reads its own mesh certificate and key. The relay
+//! and the verifier ask the resolver compartment for DNS answers over the
+//! mesh (`scop_mail::dns_hop`).
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -42,6 +45,7 @@ pub(crate) fn mesh_addr(base: SocketAddr, role: Role) -> Option<SocketAddr> {
         Role::Spamfilter => 2,
         Role::Verifier => 3,
         Role::Delivery => 4,
+        Role::Resolver => 5,
         _ => return None,
     };
     let port = base.port().checked_add(offset)?;
@@ -50,7 +54,8 @@ pub(crate) fn mesh_addr(base: SocketAddr, role: Role) -> Option<SocketAddr> {
 
 /// The mail compartments, in the order `scop up` starts them (each after
 /// the hop it sends to).
-pub(crate) const MAIL_ROLES: [Role; 7] = [
+pub(crate) const MAIL_ROLES: [Role; 8] = [
+    Role::Resolver,
     Role::Relay,
     Role::Signer,
     Role::Submission,
@@ -70,6 +75,13 @@ impl Mesh {
         let addr = mesh_addr(self.base, to).context("mesh port out of range")?;
         NextHop::new(&self.dir, me, to, addr)
             .with_context(|| format!("mesh hop {me} -> {to} ({})", self.dir.root().display()))
+    }
+
+    /// DNS answers for compartment `me`, from the resolver compartment.
+    fn dns(&self, me: Role) -> Result<scop_mail::mxlookup::Dns> {
+        let addr = mesh_addr(self.base, Role::Resolver).context("mesh port out of range")?;
+        scop_mail::mxlookup::Dns::over_mesh(&self.dir, me, addr)
+            .map_err(|e| anyhow::anyhow!("mesh hop {me} -> resolver: {e}"))
     }
 
     /// Serves compartment `me`'s mesh listener with `handler`.
@@ -120,7 +132,7 @@ fn delivery(a: &ServeArgs, store: scop_store::Store, hostname: &str) -> Result<D
 pub(crate) fn run(a: &ServeArgs, role: Role) -> Result<ExitCode> {
     if !MAIL_ROLES.contains(&role) {
         bail!(
-            "--compartment {role}: not a mail compartment (one of mx, spamfilter, verifier, delivery, submission, signer, relay)"
+            "--compartment {role}: not a mail compartment (one of mx, spamfilter, verifier, delivery, submission, signer, relay, resolver)"
         );
     }
     let Some(mesh_dir) = &a.mesh else {
@@ -266,8 +278,7 @@ async fn start(
             tasks.push(mesh.serve(role, hop_cfg, handler, stop).await?);
         }
         Role::Relay => {
-            let dns = mail::resolver(&a.dns)?;
-            let routes = mail::routes(a, dns)?;
+            let routes = mail::routes(a, Some(mesh.dns(role)?))?;
             let store = mail::open_store(&mail::store_url(a)).await?;
             let delivery = delivery(a, store.clone(), hostname)?;
             let queued = delivery.queued.clone();
@@ -295,7 +306,7 @@ async fn start(
             tasks.push(mesh.serve(role, hop_cfg, handler, stop).await?);
         }
         Role::Verifier => {
-            let dns = mail::resolver(&a.dns)?;
+            let dns = Some(mesh.dns(role)?);
             // No keys here: the signer signs the reports.
             let verifier = mail::verifier(a, dns, &Arc::default(), &mail::dkim_domains(&a.dkim))?;
             if let Some(v) = &verifier
@@ -323,7 +334,16 @@ async fn start(
             };
             tasks.push(mesh.serve(role, hop_cfg, handler, stop).await?);
         }
-        Role::Dns | Role::Resolver => unreachable!("checked against MAIL_ROLES"),
+        Role::Resolver => {
+            let Some(dns) = mail::resolver(&a.dns)? else {
+                bail!(
+                    "the resolver compartment needs DNS servers: give --resolver ADDR:PORT or --stub-zone (none in /etc/resolv.conf)"
+                );
+            };
+            let l = mesh.listen(role).await?;
+            tasks.push(tokio::spawn(scop_mail::dns_hop::serve(l, dns, stop)));
+        }
+        Role::Dns => unreachable!("checked against MAIL_ROLES"),
     }
     Ok(tasks)
 }

@@ -65,7 +65,7 @@ pub struct InitArgs {
     /// Fixed route DOMAIN=HOST:PORT for outbound mail (repeatable).
     #[arg(long, value_name = "DOMAIN=ADDR")]
     route: Vec<String>,
-    /// First port of the compartments' internal mesh listeners (five
+    /// First port of the compartments' internal mesh listeners (six
     /// consecutive ports; default: 7401 on the first loopback --ip, else
     /// on 127.0.0.1).
     #[arg(long, value_name = "ADDR:PORT")]

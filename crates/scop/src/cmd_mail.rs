@@ -149,8 +149,8 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DIR")]
     pub(crate) mesh: Option<PathBuf>,
     /// Address of the first mesh listener: the signer listens on this
-    /// port, the relay on the next, then the spam filter, the verifier
-    /// and delivery.
+    /// port, the relay on the next, then the spam filter, the verifier,
+    /// delivery and the resolver.
     #[arg(long, value_name = "ADDR:PORT", default_value = "127.0.0.1:7401")]
     pub(crate) mesh_base: SocketAddr,
     /// With --compartment: do not confine the process with Landlock (by

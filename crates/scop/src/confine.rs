@@ -10,9 +10,10 @@
 //! | mx         | public TLS files                      | data dir (store)   |
 //! | submission | public TLS files                      | data dir (store)   |
 //! | delivery   |                                       | data dir (store, mailboxes) |
-//! | relay      | trust anchors, resolv.conf, hosts     | data dir (store, mailboxes) |
+//! | relay      |                                       | data dir (store, mailboxes) |
+//! | resolver   | trust anchors, resolv.conf, hosts     |                    |
 //! | spamfilter | the spam model                        |                    |
-//! | verifier   | trust anchors, resolv.conf, hosts     |                    |
+//! | verifier   |                                       |                    |
 //! | signer     | DKIM keys, the TSIG key               |                    |
 //!
 //! Landlock rules hold for a directory and everything under it, so the
@@ -21,8 +22,9 @@
 //!
 //! TCP is confined too (Landlock ABI 4): each role may listen only on its
 //! own ports and connect only to the ports of its next hops (the spam
-//! filter to the verifier's, and so on), of DNS servers where it resolves,
-//! of the store's server, and, for the relay alone, of remote MTAs.
+//! filter to the verifier's, the relay and the verifier to the
+//! resolver's, and so on), of DNS servers for the resolver alone, of the
+//! store's server, and, for the relay alone, of remote MTAs.
 
 use std::path::{Path, PathBuf};
 
@@ -150,7 +152,7 @@ pub(crate) fn plan(a: &ServeArgs, role: Role, mesh: &MeshDir) -> Plan {
         Role::Relay => {
             store_dirs(a, &mut plan);
             plan.mailboxes = true;
-            resolver_files(a, &mut plan);
+            plan.connect.extend(next(Role::Resolver));
             // Remote MTAs: MX hosts, fixed routes, the smarthost; port 0
             // for a chosen source address (--source-ip).
             plan.bind.push(0);
@@ -167,7 +169,7 @@ pub(crate) fn plan(a: &ServeArgs, role: Role, mesh: &MeshDir) -> Plan {
             plan.connect.extend(next(Role::Verifier));
         }
         Role::Verifier => {
-            resolver_files(a, &mut plan);
+            plan.connect.extend(next(Role::Resolver));
             plan.connect.extend(next(Role::Delivery));
             // DMARC reports go out through the signer.
             plan.connect.extend(next(Role::Signer));
@@ -183,7 +185,8 @@ pub(crate) fn plan(a: &ServeArgs, role: Role, mesh: &MeshDir) -> Plan {
             }
             plan.read.extend(a.dkim_tsig_key.iter().cloned());
         }
-        Role::Dns | Role::Resolver => {}
+        Role::Resolver => resolver_files(a, &mut plan),
+        Role::Dns => {}
     }
     plan
 }

@@ -142,6 +142,7 @@ fn each_compartment_reaches_only_its_own_secrets() {
         "submission",
         "signer",
         "relay",
+        "resolver",
     ] {
         for (what, path) in &files {
             assert!(path.exists(), "{path:?}");
@@ -158,11 +159,11 @@ fn each_compartment_reaches_only_its_own_secrets() {
 
     // TCP: each role connects only to its next hop's mesh port (and the
     // DNS, store and remote-MTA ports its role needs).
-    let base = free_ports("127.0.0.1", 5);
-    let listeners: Vec<_> = (base..base + 5)
+    let base = free_ports("127.0.0.1", 6);
+    let listeners: Vec<_> = (base..base + 6)
         .map(|p| std::net::TcpListener::bind(("127.0.0.1", p)).unwrap())
         .collect();
-    // signer, relay, spamfilter, verifier, delivery
+    // signer, relay, spamfilter, verifier, delivery, resolver
     let port = |i: u16| format!("tcp:127.0.0.1:{}", base + i);
     let may = [
         ("mx", 2),
@@ -171,6 +172,8 @@ fn each_compartment_reaches_only_its_own_secrets() {
         ("verifier", 0),
         ("submission", 0),
         ("signer", 1),
+        ("relay", 5),
+        ("verifier", 5),
     ];
     let mut tcp_checked = 0;
     for role in [
@@ -181,8 +184,9 @@ fn each_compartment_reaches_only_its_own_secrets() {
         "submission",
         "signer",
         "relay",
+        "resolver",
     ] {
-        for i in 0..5 {
+        for i in 0..6 {
             let (ok, text) = probe_with(&dir, role, &port(i), base);
             assert_eq!(
                 ok,

@@ -269,7 +269,7 @@ fn kill_9_of_any_compartment_loses_no_acknowledged_message() {
     let mx: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let base = loop {
         let p = free_port();
-        if p < 65_000 && (p..p + 5).all(|q| TcpListener::bind(("127.0.0.1", q)).is_ok()) {
+        if p < 65_000 && (p..p + 6).all(|q| TcpListener::bind(("127.0.0.1", q)).is_ok()) {
             break p;
         }
     };

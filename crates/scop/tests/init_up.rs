@@ -22,7 +22,7 @@ fn init_then_up_serves_signs_delivers_and_restarts() {
     let mx_addr = format!("127.0.0.1:{mx}");
     let subs_addr = format!("127.0.0.1:{subs}");
     let dns_addr = format!("127.0.0.1:{dns}");
-    let mesh_base = format!("127.0.0.1:{}", free_ports("127.0.0.1", 5));
+    let mesh_base = format!("127.0.0.1:{}", free_ports("127.0.0.1", 6));
     let init_args = [
         "init",
         "--dir",
@@ -213,6 +213,7 @@ with smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=30) as s:
         "submission",
         "signer",
         "relay",
+        "resolver",
     ] {
         assert!(text.contains(name), "{name}: {text}");
         assert_eq!(compartment(&dir, name).1, "running", "{name}");

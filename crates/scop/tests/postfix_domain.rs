@@ -134,7 +134,7 @@ fn init_alice(root: &Path, mx: u16, dns: u16, subs: u16) -> PathBuf {
             "--dmarc-policy",
             "reject",
             "--mesh-base",
-            &format!("{ALICE_IP}:{}", free_ports(ALICE_IP, 5)),
+            &format!("{ALICE_IP}:{}", free_ports(ALICE_IP, 6)),
         ],
         &format!("{PASSWORD}\n"),
     );

@@ -100,7 +100,7 @@ fn init(root: &Path, name: &'static str, user: &'static str, ip: &'static str, m
             "--dmarc-policy",
             "reject",
             "--mesh-base",
-            &format!("{ip}:{}", free_ports(ip, 5)),
+            &format!("{ip}:{}", free_ports(ip, 6)),
         ],
         &format!("{PASSWORD}\n"),
     );
