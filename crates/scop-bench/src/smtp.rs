@@ -83,6 +83,35 @@ pub fn run(args: &[String]) -> Result<()> {
     result
 }
 
+/// Postfix's smtpd with its queue, receiving for [`DOMAIN`] and
+/// discarding after the queue (fsync before 250): the test kit's
+/// harness, configured as a plain receiver.
+fn start_postfix(dir: &Path) -> Result<scop_testkit::postfix::Postfix> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    let p = |k: &str, v: &str| (k.to_string(), v.to_string());
+    let config = scop_testkit::postfix::Config {
+        listen: SocketAddr::from(([127, 0, 0, 1], port)),
+        hostname: format!("mail.{DOMAIN}"),
+        params: vec![
+            p("mydomain", DOMAIN),
+            p("myorigin", DOMAIN),
+            p("mydestination", DOMAIN),
+            p("inet_interfaces", "127.0.0.1"),
+            p("local_transport", "discard:"),
+            p("default_transport", "discard:"),
+            p("relay_transport", "discard:"),
+            // Postfix's own default (the harness turns it off for tests).
+            p("local_header_rewrite_clients", "permit_inet_interfaces"),
+            p("smtpd_client_connection_count_limit", "0"),
+            p("smtpd_client_connection_rate_limit", "0"),
+            p("default_process_limit", "200"),
+        ],
+    };
+    Ok(scop_testkit::postfix::Postfix::start(dir, &config))
+}
+
 fn bench(
     tools: &Tools,
     root: &Path,
@@ -92,7 +121,7 @@ fn bench(
     peak_sessions: usize,
 ) -> Result<()> {
     let ours = OurMx::start(&root.join("scop"))?;
-    let postfix = Postfix::start(tools, &root.join("postfix"))?;
+    let postfix = start_postfix(&root.join("postfix"))?;
     let version = tools.postfix_version();
     println!(
         "smtp: smtp-source (Postfix {version}) -> scop MX (SQLite store, Maildir, fsync before 250) \
@@ -110,7 +139,7 @@ fn bench(
         for _ in 0..rounds {
             a.push(tools.smtp_source(sessions, count, size, ours.addr)?);
             sent_to_ours += count;
-            b.push(tools.smtp_source(sessions, count, size, postfix.addr)?);
+            b.push(tools.smtp_source(sessions, count, size, postfix.addr())?);
         }
         let (a, b) = (crate::median(a), crate::median(b));
         let rate = |d: Duration| count as f64 / d.as_secs_f64();
@@ -128,7 +157,7 @@ fn bench(
     if delivered != sent_to_ours {
         bail!("our MX answered 250 for {sent_to_ours} messages but {delivered} are in the Maildir");
     }
-    postfix.stop()?;
+    postfix.stop();
     ours.stop()?;
     println!(
         "ratio = scop msg/s / Postfix msg/s (higher is better); all {sent_to_ours} messages sent to scop found in its Maildir"
@@ -479,208 +508,4 @@ pub fn mx_child(args: &[String]) -> Result<()> {
     // Sessions still open are dropped with the runtime.
     rt.shutdown_timeout(Duration::from_secs(1));
     Ok(())
-}
-
-/// A Postfix master from the unpacked package, in a private directory.
-struct Postfix {
-    master: Child,
-    addr: SocketAddr,
-    dir: PathBuf,
-}
-
-/// The numeric id of `name` in an /etc/passwd-style file.
-fn id_of(file: &str, name: &str, field: usize) -> Result<u32> {
-    let text = std::fs::read_to_string(file)?;
-    text.lines()
-        .map(|l| l.split(':').collect::<Vec<_>>())
-        .find(|f| f.first() == Some(&name))
-        .and_then(|f| f.get(field)?.parse().ok())
-        .with_context(|| format!("no {name} in {file}"))
-}
-
-/// Postfix refuses a mail_owner whose group is the setgid_group, so
-/// `nobody` (group `nogroup`) gets `mail` as setgid_group; default_privs
-/// must differ from mail_owner too. Neither matters here: nothing is
-/// posted through postdrop and nothing is delivered locally.
-const MAIL_OWNER: &str = "nobody";
-const SETGID_GROUP: &str = "mail";
-const DEFAULT_PRIVS: &str = "daemon";
-
-impl Postfix {
-    fn start(tools: &Tools, dir: &Path) -> Result<Postfix> {
-        use std::os::unix::fs::{PermissionsExt, chown};
-        use std::os::unix::process::CommandExt;
-        let uid = id_of("/etc/passwd", MAIL_OWNER, 2)?;
-        let sgid = id_of("/etc/group", SETGID_GROUP, 2)?;
-        let conf = dir.join("conf");
-        let queue = dir.join("queue");
-        let data = dir.join("data");
-        for d in [&conf, &queue, &data] {
-            std::fs::create_dir_all(d)?;
-        }
-        let set_mode = |p: &Path, mode: u32| {
-            std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))
-        };
-        set_mode(dir, 0o755)?;
-        set_mode(&queue, 0o755)?;
-        chown(&data, Some(uid), None)?;
-        set_mode(&data, 0o700)?;
-        for q in [
-            "active", "bounce", "corrupt", "defer", "deferred", "flush", "hold", "incoming",
-            "private", "saved", "trace",
-        ] {
-            let p = queue.join(q);
-            std::fs::create_dir_all(&p)?;
-            chown(&p, Some(uid), Some(0))?;
-            set_mode(&p, 0o700)?;
-        }
-        for (q, mode) in [("maildrop", 0o730), ("public", 0o710)] {
-            let p = queue.join(q);
-            std::fs::create_dir_all(&p)?;
-            chown(&p, Some(uid), Some(sgid))?;
-            set_mode(&p, mode)?;
-        }
-        std::fs::create_dir_all(queue.join("pid"))?;
-
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let root = &tools.root;
-        let libs = tools.libs.to_string_lossy();
-        let main_cf = format!(
-            "compatibility_level = 3.6\n\
-             queue_directory = {queue}\n\
-             data_directory = {data}\n\
-             command_directory = {root}/usr/sbin\n\
-             daemon_directory = {root}/usr/lib/postfix/sbin\n\
-             shlib_directory = {root}/usr/lib/postfix\n\
-             meta_directory = {root}/etc/postfix\n\
-             mail_owner = {MAIL_OWNER}\n\
-             setgid_group = {SETGID_GROUP}\n\
-             default_privs = {DEFAULT_PRIVS}\n\
-             myhostname = mail.{DOMAIN}\n\
-             mydomain = {DOMAIN}\n\
-             myorigin = {DOMAIN}\n\
-             mydestination = {DOMAIN}\n\
-             inet_interfaces = 127.0.0.1\n\
-             inet_protocols = ipv4\n\
-             mynetworks = 127.0.0.0/8\n\
-             smtpd_relay_restrictions = permit_mynetworks, reject_unauth_destination\n\
-             local_recipient_maps =\n\
-             alias_maps =\n\
-             alias_database =\n\
-             local_transport = discard:\n\
-             default_transport = discard:\n\
-             relay_transport = discard:\n\
-             disable_dns_lookups = yes\n\
-             smtp_host_lookup = native\n\
-             smtpd_peername_lookup = no\n\
-             smtpd_client_connection_count_limit = 0\n\
-             smtpd_client_connection_rate_limit = 0\n\
-             default_process_limit = 200\n\
-             biff = no\n\
-             maillog_file = {log}\n\
-             maillog_file_prefixes = {dir}\n\
-             import_environment = MAIL_CONFIG MAIL_DEBUG MAIL_LOGTAG TZ LANG=C POSTLOG_SERVICE POSTLOG_HOSTNAME LD_LIBRARY_PATH={libs}\n",
-            queue = queue.display(),
-            data = data.display(),
-            root = root.display(),
-            log = dir.join("maillog").display(),
-            dir = dir.display(),
-        );
-        // Debian's master.cf.dist, chroot "n" everywhere, smtpd on a
-        // private port, only the services this setup uses.
-        let master_cf = format!(
-            "127.0.0.1:{port} inet n - n - - smtpd\n\
-             pickup    unix  n  -  n  60    1  pickup\n\
-             cleanup   unix  n  -  n  -     0  cleanup\n\
-             qmgr      unix  n  -  n  300   1  qmgr\n\
-             rewrite   unix  -  -  n  -     -  trivial-rewrite\n\
-             bounce    unix  -  -  n  -     0  bounce\n\
-             defer     unix  -  -  n  -     0  bounce\n\
-             trace     unix  -  -  n  -     0  bounce\n\
-             verify    unix  -  -  n  -     1  verify\n\
-             flush     unix  n  -  n  1000? 0  flush\n\
-             proxymap  unix  -  -  n  -     -  proxymap\n\
-             proxywrite unix -  -  n  -     1  proxymap\n\
-             showq     unix  n  -  n  -     -  showq\n\
-             error     unix  -  -  n  -     -  error\n\
-             retry     unix  -  -  n  -     -  error\n\
-             discard   unix  -  -  n  -     -  discard\n\
-             anvil     unix  -  -  n  -     1  anvil\n\
-             scache    unix  -  -  n  -     1  scache\n\
-             postlog   unix-dgram n - n - 1 postlogd\n"
-        );
-        std::fs::write(conf.join("main.cf"), main_cf)?;
-        std::fs::write(conf.join("master.cf"), master_cf)?;
-        let out = std::fs::File::create(dir.join("master.out"))?;
-        let master = tools
-            .command("usr/lib/postfix/sbin/master")
-            .arg("-c")
-            .arg(&conf)
-            .arg("-d")
-            // Its own process group: on SIGTERM, master signals its group.
-            .process_group(0)
-            .current_dir(dir)
-            .stdin(Stdio::null())
-            .stdout(out.try_clone()?)
-            .stderr(out)
-            .spawn()
-            .context("start Postfix's master")?;
-        let mut pf = Postfix {
-            master,
-            addr: SocketAddr::from(([127, 0, 0, 1], port)),
-            dir: dir.to_path_buf(),
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Some(status) = pf.master.try_wait()? {
-                bail!("Postfix's master exited ({status}): {}", pf.log_tail());
-            }
-            if greeted(pf.addr).is_ok() {
-                break;
-            }
-            if Instant::now() > deadline {
-                bail!("Postfix's smtpd did not answer: {}", pf.log_tail());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        Ok(pf)
-    }
-
-    fn log_tail(&self) -> String {
-        let mut s = std::fs::read_to_string(self.dir.join("master.out")).unwrap_or_default();
-        let log = std::fs::read_to_string(self.dir.join("maillog")).unwrap_or_default();
-        let lines: Vec<&str> = log.lines().collect();
-        for l in &lines[lines.len().saturating_sub(20)..] {
-            s.push('\n');
-            s.push_str(l);
-        }
-        s
-    }
-
-    /// SIGTERM to master: it stops its children and exits.
-    fn terminate(&mut self) -> Result<std::process::ExitStatus> {
-        if let Some(status) = self.master.try_wait()? {
-            return Ok(status);
-        }
-        Command::new("kill")
-            .args(["-TERM", &self.master.id().to_string()])
-            .status()?;
-        wait_for(&mut self.master, Duration::from_secs(20))
-    }
-
-    fn stop(mut self) -> Result<()> {
-        self.terminate()?;
-        Ok(())
-    }
-}
-
-impl Drop for Postfix {
-    fn drop(&mut self) {
-        if self.terminate().is_err() {
-            self.master.kill().ok();
-            self.master.wait().ok();
-        }
-    }
 }

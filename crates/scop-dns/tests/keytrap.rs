@@ -53,7 +53,7 @@ use scop_dns::hickory_proto::op::Message;
 use scop_dns::hickory_proto::rr::rdata::NULL;
 use scop_dns::hickory_proto::rr::{DNSClass, RData, Record, RecordType};
 use scop_dns::hickory_proto::serialize::binary::BinEncodable;
-use scop_dns::resolver::{Answer, Config, Resolver, Stub, parse_anchors};
+use scop_dns::resolver::{Answer, Resolver, parse_anchors};
 use scop_dns::server::Config as ServerConfig;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
@@ -404,23 +404,7 @@ fn resolver(server: SocketAddr, anchors: &[SigningKey]) -> Resolver {
         .iter()
         .map(|k| format!("{}\n", k.dnskey_text()))
         .collect();
-    Resolver::new(&Config {
-        stubs: vec![Stub {
-            zone: origin(),
-            servers: vec![server],
-        }],
-        anchors: parse_anchors(&text).unwrap(),
-        timeout: Duration::from_secs(2),
-        ..Config::default()
-    })
-    .unwrap()
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
+    stub_resolver(server, parse_anchors(&text).unwrap())
 }
 
 /// Our primary serving `example.org` signed with `keys`.

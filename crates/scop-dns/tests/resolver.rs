@@ -10,7 +10,7 @@ mod common;
 use common::*;
 use scop_dns::dnssec::{Algorithm, Denial, Settings, SigningKey};
 use scop_dns::hickory_proto::rr::{RData, RecordType};
-use scop_dns::resolver::{Answer, Config, Resolver, Stub, parse_anchors};
+use scop_dns::resolver::{Answer, Config, Resolver, parse_anchors};
 use scop_dns::server::Config as ServerConfig;
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -39,23 +39,7 @@ fn resolver(server: SocketAddr, anchor: Option<&SigningKey>) -> Resolver {
     let anchors = anchor
         .map(|k| parse_anchors(&format!("; anchor\n{}\n", k.dnskey_text())).unwrap())
         .unwrap_or_default();
-    Resolver::new(&Config {
-        stubs: vec![Stub {
-            zone: origin(),
-            servers: vec![server],
-        }],
-        anchors,
-        timeout: Duration::from_secs(2),
-        ..Config::default()
-    })
-    .unwrap()
-}
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
+    stub_resolver(server, anchors)
 }
 
 fn a_records(answer: &Answer) -> Vec<String> {

@@ -133,25 +133,7 @@ impl NextHop {
             rcpts,
             facts,
         };
-        let attempt = match self.take_idle() {
-            Some(conn) => match transact(conn, Work::Send, envelope.clone(), body).await {
-                Err(f) if !f.answered => {
-                    // The next hop closed the idle connection: it never
-                    // saw this message.
-                    tracing::debug!(hop = %self.role, why = %f.why, "stale mesh connection");
-                    self.fresh(Work::Send, envelope, body).await
-                }
-                other => other,
-            },
-            None => self.fresh(Work::Send, envelope, body).await,
-        };
-        let (result, mut conn) = match attempt {
-            Ok(x) => x,
-            Err(f) => {
-                tracing::warn!(hop = %self.role, addr = %self.addr, error = %f.why, "next hop failed");
-                return Err(hop_down());
-            }
-        };
+        let (result, mut conn) = self.transaction(Work::Send, envelope, body).await?;
         conn.uses += 1;
         // Only a connection whose last transaction went through is kept.
         if result.data.as_ref().is_some_and(Reply::is_positive) && result.error.is_none() {
@@ -193,6 +175,18 @@ impl NextHop {
         }
     }
 
+    /// Passes on `msg` with `body` (the message as this hop changed it)
+    /// and `facts`: [`NextHop::send`] with the envelope as received.
+    pub async fn pass_on(
+        &self,
+        facts: EnvelopeFacts,
+        msg: &Incoming,
+        body: &[u8],
+    ) -> Result<String, Reply> {
+        self.send(Some(facts), &msg.from, &msg.params, rcpts_of(msg), body)
+            .await
+    }
+
     /// Asks the next hop whether it would take mail from `from` for the
     /// client `facts` describe (XSCOP and MAIL, then RSET): `Err` is its
     /// refusal, or 451 when it cannot be asked.
@@ -208,20 +202,7 @@ impl NextHop {
             rcpts: Vec::new(),
             facts: Some(facts),
         };
-        let attempt = match self.take_idle() {
-            Some(conn) => match transact(conn, Work::Check, envelope.clone(), &[]).await {
-                Err(f) if !f.answered => self.fresh(Work::Check, envelope, &[]).await,
-                other => other,
-            },
-            None => self.fresh(Work::Check, envelope, &[]).await,
-        };
-        let (result, mut conn) = match attempt {
-            Ok(x) => x,
-            Err(f) => {
-                tracing::warn!(hop = %self.role, addr = %self.addr, error = %f.why, "next hop failed");
-                return Err(hop_down());
-            }
-        };
+        let (result, mut conn) = self.transaction(Work::Check, envelope, &[]).await?;
         conn.uses += 1;
         match result.mail {
             Some(r) if r.is_positive() && result.error.is_none() => {
@@ -231,6 +212,32 @@ impl NextHop {
             Some(r) if !r.is_positive() => Err(r),
             _ => Err(hop_down()),
         }
+    }
+
+    /// One transaction on an idle connection, or on a new one when there
+    /// is none or the idle one turns out closed before the next hop said
+    /// anything about it (then it never saw the message); 451 when the
+    /// next hop cannot be reached.
+    async fn transaction(
+        &self,
+        work: Work,
+        envelope: scop_smtp::Envelope,
+        body: &[u8],
+    ) -> Result<(scop_smtp::TransactionResult, Conn), Reply> {
+        let attempt = match self.take_idle() {
+            Some(conn) => match transact(conn, work, envelope.clone(), body).await {
+                Err(f) if !f.answered => {
+                    tracing::debug!(hop = %self.role, why = %f.why, "stale mesh connection");
+                    self.fresh(work, envelope, body).await
+                }
+                other => other,
+            },
+            None => self.fresh(work, envelope, body).await,
+        };
+        attempt.map_err(|f| {
+            tracing::warn!(hop = %self.role, addr = %self.addr, error = %f.why, "next hop failed");
+            hop_down()
+        })
     }
 
     fn take_idle(&self) -> Option<Conn> {
@@ -371,7 +378,7 @@ pub fn facts_of(peer: &Peer) -> EnvelopeFacts {
 }
 
 /// The envelope of `msg` as the next hop gets it (same parameters).
-pub fn rcpts_of(msg: &Incoming) -> Vec<(ForwardPath, RcptParams)> {
+fn rcpts_of(msg: &Incoming) -> Vec<(ForwardPath, RcptParams)> {
     msg.rcpts
         .iter()
         .cloned()
@@ -538,16 +545,7 @@ impl Handler for SpamHop {
         require_facts(peer)?;
         let mut facts = facts_of(peer);
         let Some(stage) = &self.stage else {
-            return self
-                .next
-                .send(
-                    Some(facts),
-                    &msg.from,
-                    &msg.params,
-                    rcpts_of(&msg),
-                    &msg.body,
-                )
-                .await;
+            return self.next.pass_on(facts, &msg, &msg.body).await;
         };
         let id = queue_id();
         let (body, junk, label) = stage.filter(peer.addr.ip(), &msg.body, &id, now())?;
@@ -555,9 +553,7 @@ impl Handler for SpamHop {
         if junk {
             facts.spam = add_junk(facts.spam);
         }
-        self.next
-            .send(Some(facts), &msg.from, &msg.params, rcpts_of(&msg), &body)
-            .await
+        self.next.pass_on(facts, &msg, &body).await
     }
 }
 
@@ -576,16 +572,7 @@ impl Handler for VerifyHop {
     async fn message(&self, peer: &Peer, msg: Incoming) -> Result<String, Reply> {
         require_facts(peer)?;
         let Some(verifier) = &self.verifier else {
-            return self
-                .next
-                .send(
-                    Some(facts_of(peer)),
-                    &msg.from,
-                    &msg.params,
-                    rcpts_of(&msg),
-                    &msg.body,
-                )
-                .await;
+            return self.next.pass_on(facts_of(peer), &msg, &msg.body).await;
         };
         let id = queue_id();
         let sender = reverse_path(&msg.from);
@@ -603,9 +590,7 @@ impl Handler for VerifyHop {
         if junk {
             facts.spam = add_junk(facts.spam);
         }
-        self.next
-            .send(Some(facts), &msg.from, &msg.params, rcpts_of(&msg), &body)
-            .await
+        self.next.pass_on(facts, &msg, &body).await
     }
 }
 
@@ -644,15 +629,7 @@ impl Handler for SignerHop {
     async fn message(&self, peer: &Peer, msg: Incoming) -> Result<String, Reply> {
         let sender = reverse_path(&msg.from);
         let body = crate::submission::sign(&self.dkim, &sender, &msg.body, now())?;
-        self.next
-            .send(
-                Some(facts_of(peer)),
-                &msg.from,
-                &msg.params,
-                rcpts_of(&msg),
-                &body,
-            )
-            .await
+        self.next.pass_on(facts_of(peer), &msg, &body).await
     }
 }
 

@@ -184,7 +184,10 @@ impl Handler for Mx {
         if let Some(next) = &self.next {
             // The spam filter keeps the list of sources that sent the most
             // spam: ask it before taking the message.
-            return match next.check_sender(mx_facts(peer), from, params).await {
+            return match next
+                .check_sender(crate::hop::facts_of(peer), from, params)
+                .await
+            {
                 Ok(()) => Decision::Accept,
                 Err(r) => Decision::Reject(r),
             };
@@ -248,10 +251,8 @@ impl Handler for Mx {
             // The spam filter, verifier and delivery compartments follow;
             // their answer is ours.
             let body = crate::headers::with_trace(&msg.body, &trace, None);
-            let rcpts = crate::hop::rcpts_of(&msg);
-            let facts = mx_facts(peer);
             let done = next
-                .send(Some(facts), &msg.from, &msg.params, rcpts, &body)
+                .pass_on(crate::hop::facts_of(peer), &msg, &body)
                 .await?;
             tracing::info!(queue_id = %id, from = %reverse_path(&msg.from), rcpts = msg.rcpts.len(), size = body.len(), stored_as = %done, "passed on");
             return Ok(id);
@@ -279,17 +280,6 @@ impl Handler for Mx {
         };
         let msg = Incoming { body, ..msg };
         deliver_and_report(&self.delivery, &self.hostname, msg, junk.then_some("Junk")).await
-    }
-}
-
-/// What the MX tells the next hop about an Internet client.
-fn mx_facts(peer: &Peer) -> scop_smtp::EnvelopeFacts {
-    scop_smtp::EnvelopeFacts {
-        addr: Some(peer.addr.ip()),
-        helo: peer.helo.clone(),
-        login: None,
-        tls: peer.tls.clone(),
-        spam: None,
     }
 }
 

@@ -247,10 +247,7 @@ impl Handler for Submission {
         let msg = Incoming { body, ..msg };
         if let Some(next) = &self.next {
             let facts = crate::hop::facts_of(peer);
-            let rcpts = crate::hop::rcpts_of(&msg);
-            let done = next
-                .send(Some(facts), &msg.from, &msg.params, rcpts, &msg.body)
-                .await?;
+            let done = next.pass_on(facts, &msg, &msg.body).await?;
             tracing::info!(queue_id = %id, login = peer.login.as_deref().unwrap_or(""), from = %reverse_path(&msg.from), rcpts = msg.rcpts.len(), stored_as = %done, "passed to the signer");
             return Ok(id);
         }

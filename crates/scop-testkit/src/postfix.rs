@@ -10,8 +10,8 @@
 //!   DIR/master.out                 master's own stdout and stderr
 //! ```
 //!
-//! Unlike the benchmark's receiver (`scop-bench smtp`), the configuration
-//! is the caller's: [`Config::params`] overrides or extends the base
+//! The configuration is the caller's (the tests' third domain, the SMTP
+//! benchmark's receiver): [`Config::params`] overrides or extends the base
 //! `main.cf` (which delivers nothing locally and does no DNS), and the
 //! `master.cf` has the services a domain needs (`smtpd` on
 //! [`Config::listen`], `smtp`, `virtual`, `discard`, `error`, ...).

@@ -134,16 +134,7 @@ fn each_compartment_reaches_only_its_own_secrets() {
         )
     };
     let mut checked = 0;
-    for role in [
-        "mx",
-        "spamfilter",
-        "verifier",
-        "delivery",
-        "submission",
-        "signer",
-        "relay",
-        "resolver",
-    ] {
+    for role in MAIL_ROLES {
         for (what, path) in &files {
             assert!(path.exists(), "{path:?}");
             let (readable, text) = probe(&dir, role, path);
@@ -176,16 +167,7 @@ fn each_compartment_reaches_only_its_own_secrets() {
         ("verifier", 5),
     ];
     let mut tcp_checked = 0;
-    for role in [
-        "mx",
-        "spamfilter",
-        "verifier",
-        "delivery",
-        "submission",
-        "signer",
-        "relay",
-        "resolver",
-    ] {
+    for role in MAIL_ROLES {
         for i in 0..6 {
             let (ok, text) = probe_with(&dir, role, &port(i), base);
             assert_eq!(

@@ -105,62 +105,30 @@ fn serve_carol_zone(root: &Path) -> (CarolDns, u16) {
 /// `scop init` of alice.test, as in two_domains.rs; returns its directory.
 fn init_alice(root: &Path, mx: u16, dns: u16, subs: u16) -> PathBuf {
     let dir = root.join("alice.test");
-    let out = scop(
-        &[
-            "init",
-            "--dir",
-            dir.to_str().unwrap(),
-            "--domain",
-            "alice.test",
-            "--hostname",
-            "mx.alice.test",
-            "--ip",
-            ALICE_IP,
-            "--user",
-            "alice",
-            "--password-stdin",
-            "--mx",
-            &format!("{ALICE_IP}:{mx}"),
-            "--submission",
-            "off",
-            "--submissions",
-            &format!("{ALICE_IP}:{subs}"),
-            "--dns",
-            &format!("{ALICE_IP}:{dns}"),
-            // Everything outside the stub zones goes to a resolver that is
-            // not there: such names fail at once, as temporary errors.
-            "--resolver",
-            "127.0.0.1:9",
-            "--dmarc-policy",
-            "reject",
-            "--mesh-base",
-            &format!("{ALICE_IP}:{}", free_ports(ALICE_IP, 6)),
-        ],
-        &format!("{PASSWORD}\n"),
+    init_site(
+        &dir,
+        "alice.test",
+        "alice",
+        PASSWORD,
+        ALICE_IP,
+        mx,
+        subs,
+        dns,
     );
-    assert!(out.status.success(), "init alice.test: {out:?}");
     dir
 }
 
 /// Adds carol.test to alice's scop.toml: a fixed route to Postfix, the
 /// zone as an (insecure) stub zone, and relay options.
 fn add_carol(dir: &Path, postfix: SocketAddr, carol_dns: SocketAddr) {
-    let path = dir.join("scop.toml");
-    let mut config: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
-    let mail = config["mail"].as_table_mut().unwrap();
-    let mut push = |key: &str, value: String| {
-        mail.entry(key)
-            .or_insert_with(|| toml::Value::Array(vec![]))
-            .as_array_mut()
-            .unwrap()
-            .push(toml::Value::String(value));
-    };
-    push("routes", format!("carol.test={postfix}"));
-    push("stub_zones", format!("carol.test={carol_dns}"));
+    let mut entries = vec![
+        ("routes", format!("carol.test={postfix}")),
+        ("stub_zones", format!("carol.test={carol_dns}")),
+    ];
     for a in ["--source-ip", ALICE_IP, "--greeting-delay", "0"] {
-        push("extra_args", a.to_string());
+        entries.push(("extra_args", a.to_string()));
     }
-    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+    add_to_mail_config(dir, &entries);
 }
 
 /// The values of every `name` header field of `message`, unfolded.

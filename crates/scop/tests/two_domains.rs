@@ -71,70 +71,25 @@ fn init(root: &Path, name: &'static str, user: &'static str, ip: &'static str, m
         dns: port_free_on(&[ip]),
         subs: port_free_on(&[ip]),
     };
-    let out = scop(
-        &[
-            "init",
-            "--dir",
-            site.dir.to_str().unwrap(),
-            "--domain",
-            name,
-            "--hostname",
-            &format!("mx.{name}"),
-            "--ip",
-            ip,
-            "--user",
-            user,
-            "--password-stdin",
-            "--mx",
-            &format!("{ip}:{mx}"),
-            "--submission",
-            "off",
-            "--submissions",
-            &format!("{ip}:{}", site.subs),
-            "--dns",
-            &format!("{ip}:{}", site.dns),
-            // Everything outside the two zones goes to a resolver that is
-            // not there: such names fail at once, as temporary errors.
-            "--resolver",
-            "127.0.0.1:9",
-            "--dmarc-policy",
-            "reject",
-            "--mesh-base",
-            &format!("{ip}:{}", free_ports(ip, 6)),
-        ],
-        &format!("{PASSWORD}\n"),
-    );
-    assert!(out.status.success(), "init {name}: {out:?}");
+    init_site(&site.dir, name, user, PASSWORD, ip, mx, site.subs, site.dns);
     site
 }
 
 /// Adds the other site's zone (stub and trust anchor) and `extra`
 /// arguments of `scop mail serve` to `site`'s scop.toml.
 fn peer_with(site: &Site, other: &Site, extra: &[String]) {
-    let path = site.dir.join("scop.toml");
-    let mut config: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
-    let mail = config["mail"].as_table_mut().unwrap();
-    let push = |mail: &mut toml::Table, key: &str, value: String| {
-        mail.entry(key)
-            .or_insert_with(|| toml::Value::Array(vec![]))
-            .as_array_mut()
-            .unwrap()
-            .push(toml::Value::String(value));
-    };
-    push(
-        mail,
-        "stub_zones",
-        format!("{}={}", other.name, other.addr(other.dns)),
-    );
-    push(
-        mail,
-        "trust_anchors",
-        other.dir.join("keys/dnssec").display().to_string(),
-    );
-    for a in extra {
-        push(mail, "extra_args", a.clone());
-    }
-    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
+    let mut entries = vec![
+        (
+            "stub_zones",
+            format!("{}={}", other.name, other.addr(other.dns)),
+        ),
+        (
+            "trust_anchors",
+            other.dir.join("keys/dnssec").display().to_string(),
+        ),
+    ];
+    entries.extend(extra.iter().map(|a| ("extra_args", a.clone())));
+    add_to_mail_config(&site.dir, &entries);
 }
 
 fn up(root: &Path, site: &Site) -> Supervisor {

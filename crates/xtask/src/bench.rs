@@ -34,6 +34,22 @@ pub const BENCHES: &[(&str, &str)] = &[
     ),
 ];
 
+/// `cargo run --release -p scop-bench -- <name>`, to which the caller
+/// adds the benchmark's arguments.
+fn scop_bench(name: &str) -> std::process::Command {
+    let mut c = cargo();
+    c.args([
+        "run",
+        "--release",
+        "--quiet",
+        "-p",
+        "scop-bench",
+        "--",
+        name,
+    ]);
+    c
+}
+
 pub fn run(args: &[String]) -> Result<()> {
     if args.is_empty() {
         eprintln!("usage: cargo xtask bench <name>... | all\n\nbenchmarks:");
@@ -57,32 +73,14 @@ pub fn run(args: &[String]) -> Result<()> {
         match name {
             "mime" => crate::util::run(
                 "bench mime",
-                cargo()
-                    .args([
-                        "run",
-                        "--release",
-                        "--quiet",
-                        "-p",
-                        "scop-bench",
-                        "--",
-                        "mime",
-                    ])
+                scop_bench("mime")
                     .arg("--spamassassin")
                     .arg(peers_dir().join("spamassassin"))
                     .args(["--hamlet", "10000"]),
             )?,
             "spam" => crate::util::run(
                 "bench spam",
-                cargo()
-                    .args([
-                        "run",
-                        "--release",
-                        "--quiet",
-                        "-p",
-                        "scop-bench",
-                        "--",
-                        "spam",
-                    ])
+                scop_bench("spam")
                     .arg("--corpus")
                     .arg(peers_dir().join("spamassassin"))
                     .arg("--debian")
@@ -106,31 +104,13 @@ pub fn run(args: &[String]) -> Result<()> {
             )?,
             "auth" => crate::util::run(
                 "bench auth",
-                cargo()
-                    .args([
-                        "run",
-                        "--release",
-                        "--quiet",
-                        "-p",
-                        "scop-bench",
-                        "--",
-                        "auth",
-                    ])
+                scop_bench("auth")
                     .arg("--python")
                     .arg(peers_dir().join("venv/bin/python")),
             )?,
             "smtp" => crate::util::run(
                 "bench smtp",
-                cargo()
-                    .args([
-                        "run",
-                        "--release",
-                        "--quiet",
-                        "-p",
-                        "scop-bench",
-                        "--",
-                        "smtp",
-                    ])
+                scop_bench("smtp")
                     .arg("--debian")
                     .arg(peers_dir().join("debian")),
             )?,
@@ -142,16 +122,7 @@ pub fn run(args: &[String]) -> Result<()> {
                 )?;
                 crate::util::run(
                     "bench dns",
-                    cargo()
-                        .args([
-                            "run",
-                            "--release",
-                            "--quiet",
-                            "-p",
-                            "scop-bench",
-                            "--",
-                            "dns",
-                        ])
+                    scop_bench("dns")
                         .arg("--debian")
                         .arg(peers_dir().join("debian")),
                 )?

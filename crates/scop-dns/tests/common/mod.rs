@@ -260,3 +260,29 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// A single-threaded runtime for the resolver tests.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Our validating resolver asking `server` for example.org (a stub zone)
+/// and trusting `anchors` (none: the zone is used as insecure).
+pub fn stub_resolver(
+    server: SocketAddr,
+    anchors: Vec<scop_dns::resolver::Anchor>,
+) -> scop_dns::resolver::Resolver {
+    scop_dns::resolver::Resolver::new(&scop_dns::resolver::Config {
+        stubs: vec![scop_dns::resolver::Stub {
+            zone: origin(),
+            servers: vec![server],
+        }],
+        anchors,
+        timeout: std::time::Duration::from_secs(2),
+        ..scop_dns::resolver::Config::default()
+    })
+    .unwrap()
+}

@@ -10,6 +10,18 @@ use std::time::{Duration, Instant};
 
 pub const SCOP: &str = env!("CARGO_BIN_EXE_scop");
 
+/// The mail compartments `scop up` runs, each its own process.
+pub const MAIL_ROLES: [&str; 8] = [
+    "mx",
+    "spamfilter",
+    "verifier",
+    "delivery",
+    "submission",
+    "signer",
+    "relay",
+    "resolver",
+];
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -200,4 +212,70 @@ with smtplib.SMTP_SSL(ip, int(port), context=ctx, timeout=30) as s:
         SUBMIT,
         &[ip, &port.to_string(), login, password, to, message],
     );
+}
+
+/// `scop init` of a test deployment of `domain` in `dir` on loopback
+/// address `ip` (MX, implicit-TLS submission and DNS on the given ports,
+/// mesh on free ports, DMARC p=reject, first account `user` with
+/// `password`). Names outside the stub zones go to a resolver that is not
+/// there, so they fail at once, as temporary errors.
+#[allow(clippy::too_many_arguments)]
+pub fn init_site(
+    dir: &Path,
+    domain: &str,
+    user: &str,
+    password: &str,
+    ip: &str,
+    mx: u16,
+    subs: u16,
+    dns: u16,
+) {
+    let out = scop(
+        &[
+            "init",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--domain",
+            domain,
+            "--hostname",
+            &format!("mx.{domain}"),
+            "--ip",
+            ip,
+            "--user",
+            user,
+            "--password-stdin",
+            "--mx",
+            &format!("{ip}:{mx}"),
+            "--submission",
+            "off",
+            "--submissions",
+            &format!("{ip}:{subs}"),
+            "--dns",
+            &format!("{ip}:{dns}"),
+            "--resolver",
+            "127.0.0.1:9",
+            "--dmarc-policy",
+            "reject",
+            "--mesh-base",
+            &format!("{ip}:{}", free_ports(ip, 6)),
+        ],
+        &format!("{password}\n"),
+    );
+    assert!(out.status.success(), "init {domain}: {out:?}");
+}
+
+/// Appends each `(key, value)` to the array `key` of the `[mail]`
+/// section of the deployment's scop.toml.
+pub fn add_to_mail_config(dir: &Path, entries: &[(&str, String)]) {
+    let path = dir.join("scop.toml");
+    let mut config: toml::Table = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+    let mail = config["mail"].as_table_mut().unwrap();
+    for (key, value) in entries {
+        mail.entry(*key)
+            .or_insert_with(|| toml::Value::Array(vec![]))
+            .as_array_mut()
+            .unwrap()
+            .push(toml::Value::String(value.clone()));
+    }
+    std::fs::write(&path, toml::to_string(&config).unwrap()).unwrap();
 }
