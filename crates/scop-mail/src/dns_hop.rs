@@ -204,31 +204,11 @@ pub async fn reply_to(dns: &Dns, request: &[u8]) -> Vec<u8> {
 
 /// Serves the resolver compartment's mesh listener with `dns` until
 /// `stop` turns true.
-pub async fn serve(listener: MeshListener, dns: Dns, mut stop: watch::Receiver<bool>) {
+pub async fn serve(listener: MeshListener, dns: Dns, stop: watch::Receiver<bool>) {
     let dns = Arc::new(dns);
-    loop {
-        let accepted = tokio::select! {
-            a = listener.accept() => a,
-            _ = stop.changed() => return,
-        };
-        let incoming = match accepted {
-            Ok(i) => i,
-            Err(e) => {
-                tracing::warn!(error = %e, "mesh accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
+    crate::hop::accept_each(Role::Resolver, listener, stop, move |mut mesh| {
         let dns = dns.clone();
-        tokio::spawn(async move {
-            let from = incoming.peer_addr();
-            let mut mesh = match incoming.handshake().await {
-                Ok(m) => m,
-                Err(e) => {
-                    tracing::warn!(peer = %from, error = %e, "mesh handshake refused");
-                    return;
-                }
-            };
+        async move {
             loop {
                 let mut l = [0u8; 2];
                 match tokio::time::timeout(SERVER_IDLE, mesh.stream.read_exact(&mut l)).await {
@@ -252,6 +232,7 @@ pub async fn serve(listener: MeshListener, dns: Dns, mut stop: watch::Receiver<b
                     return;
                 }
             }
-        });
-    }
+        }
+    })
+    .await
 }

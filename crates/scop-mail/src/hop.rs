@@ -408,14 +408,22 @@ fn add_junk(spam: Option<String>) -> Option<String> {
     }
 }
 
-/// Serves a mesh listener as compartment `me` until `stop` turns true.
-pub async fn serve<H: Handler>(
+/// An established mesh connection to a compartment's listener.
+pub type MeshConn = scop_mesh::MeshStream<tokio_rustls::server::TlsStream<TcpStream>>;
+
+/// Accepts connections on compartment `me`'s mesh listener until `stop`
+/// turns true; each completes its handshake (a refused one is logged:
+/// unknown CA, wrong role, no certificate) and is then served by `conn`
+/// in a task of its own.
+pub async fn accept_each<F, Fut>(
     me: Role,
     listener: MeshListener,
-    cfg: Arc<SessionConfig>,
-    handler: Arc<H>,
     mut stop: watch::Receiver<bool>,
-) {
+    conn: F,
+) where
+    F: Fn(MeshConn) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -429,25 +437,40 @@ pub async fn serve<H: Handler>(
                 continue;
             }
         };
-        let cfg = cfg.clone();
-        let handler = handler.clone();
+        let conn = conn.clone();
         tokio::spawn(async move {
             let from = incoming.peer_addr();
-            let mesh = match incoming.handshake().await {
-                Ok(m) => m,
-                Err(e) => {
-                    // Unknown CA, wrong role, no certificate: refused.
-                    tracing::warn!(compartment = %me, peer = %from, error = %e, "mesh handshake refused");
-                    return;
+            match incoming.handshake().await {
+                Ok(mesh) => {
+                    mesh.stream.get_ref().0.set_nodelay(true).ok();
+                    conn(mesh).await;
                 }
-            };
-            mesh.stream.get_ref().0.set_nodelay(true).ok();
+                Err(e) => {
+                    tracing::warn!(compartment = %me, peer = %from, error = %e, "mesh handshake refused");
+                }
+            }
+        });
+    }
+}
+
+/// Serves a mesh listener as compartment `me` until `stop` turns true.
+pub async fn serve<H: Handler>(
+    me: Role,
+    listener: MeshListener,
+    cfg: Arc<SessionConfig>,
+    handler: Arc<H>,
+    stop: watch::Receiver<bool>,
+) {
+    accept_each(me, listener, stop, move |mesh| {
+        let (cfg, handler) = (cfg.clone(), handler.clone());
+        async move {
             match session::serve_mesh(mesh, me, &cfg, handler.as_ref()).await {
                 Ok(outcome) => tracing::debug!(compartment = %me, ?outcome, "hop session ended"),
                 Err(e) => tracing::info!(compartment = %me, error = %e, "hop session failed"),
             }
-        });
-    }
+        }
+    })
+    .await
 }
 
 /// SMTP settings of a mesh listener: no AUTH, no STARTTLS (the session is
