@@ -6,14 +6,17 @@
 //! # update KEY NAME-PATTERN TYPES        TYPES: TXT or TXT,A or *
 //! update dkim-signer. *._domainkey.@ TXT
 //! update admin.       *                 *
+//! update acme.        _acme-challenge.*.@ TXT
 //! # transfer KEY                         may AXFR/IXFR every zone
 //! transfer secondary.
 //! ```
 //!
 //! Name patterns are relative to each zone (`@` is the apex; a name
 //! without a trailing dot gets the zone appended): `*` matches every name
-//! of the zone, `*.X` every name strictly below `X`, anything else exactly
-//! that name. A key with no rule may change nothing and transfer nothing
+//! of the zone, `*.X` every name strictly below `X`, `L.*.X` every name
+//! whose first label is `L` followed by a name strictly below `X` (so
+//! `_acme-challenge.*.@` is the ACME DNS-01 name of every host of the zone
+//! but the apex), anything else exactly that name. A key with no rule may change nothing and transfer nothing
 //! (fail closed). Deleting every RRset of a name (type ANY) needs a rule
 //! with `*` types.
 
@@ -35,6 +38,8 @@ enum Pattern {
     Exact(String),
     /// Strictly below this name.
     Below(String),
+    /// This first label, then a name strictly below this name.
+    LabelBelow(String, String),
 }
 
 /// One `update` rule.
@@ -101,8 +106,16 @@ impl Policy {
                         Pattern::Any
                     } else if let Some(rest) = pattern.strip_prefix("*.") {
                         Pattern::Below(rest.to_ascii_lowercase())
+                    } else if let Some((label, rest)) =
+                        pattern.split_once(".*.").filter(|(l, r)| {
+                            !l.contains(['*', '.']) && !l.is_empty() && !r.contains('*')
+                        })
+                    {
+                        Pattern::LabelBelow(label.to_ascii_lowercase(), rest.to_ascii_lowercase())
                     } else if pattern.contains('*') {
-                        return Err(at("`*` is allowed only as the first label"));
+                        return Err(at(
+                            "`*` is allowed only as the first label, or as the second after a fixed one",
+                        ));
                     } else {
                         Pattern::Exact(pattern.to_ascii_lowercase())
                     };
@@ -165,6 +178,14 @@ impl Policy {
                 Pattern::Below(p) => resolve(p, origin).is_some_and(|base| {
                     origin.zone_of(&base) && base.zone_of(&name) && base != name
                 }),
+                Pattern::LabelBelow(label, p) => {
+                    let first = name.iter().next();
+                    let rest = name.base_name();
+                    first.is_some_and(|l| l.eq_ignore_ascii_case(label.as_bytes()))
+                        && resolve(p, origin).is_some_and(|base| {
+                            origin.zone_of(&base) && base.zone_of(&rest) && base != rest
+                        })
+                }
             }
         })
     }
@@ -211,8 +232,51 @@ mod tests {
     }
 
     #[test]
+    fn acme_key_is_confined_to_challenge_names() {
+        let p = Policy::parse(
+            "update acme. _acme-challenge.@ TXT\nupdate acme. _acme-challenge.*.@ TXT\n",
+        )
+        .unwrap();
+        let z = n("example.org.");
+        let acme = n("acme.");
+        for ok in [
+            "_acme-challenge.example.org.",
+            "_acme-challenge.mail.example.org.",
+            "_ACME-Challenge.a.b.example.org.",
+        ] {
+            assert!(p.may_update(&acme, &z, &n(ok), RecordType::TXT), "{ok}");
+        }
+        for refused in [
+            "example.org.",
+            "mail.example.org.",
+            "x._acme-challenge.mail.example.org.",
+            "_acme-challenge.mail.example.net.",
+            "_acme-challenge.org.",
+        ] {
+            assert!(
+                !p.may_update(&acme, &z, &n(refused), RecordType::TXT),
+                "{refused}"
+            );
+        }
+        assert!(!p.may_update(
+            &acme,
+            &z,
+            &n("_acme-challenge.mail.example.org."),
+            RecordType::A
+        ));
+        assert!(!p.may_update(
+            &acme,
+            &z,
+            &n("_acme-challenge.mail.example.org."),
+            RecordType::ANY
+        ));
+    }
+
+    #[test]
     fn bad_policies() {
         assert!(Policy::parse("update k. a*b TXT\n").is_err());
+        assert!(Policy::parse("update k. a.*.* TXT\n").is_err());
+        assert!(Policy::parse("update k. a.b.*.@ TXT\n").is_err());
         assert!(Policy::parse("update k. * NOPE\n").is_err());
         assert!(Policy::parse("allow everything\n").is_err());
     }

@@ -3,7 +3,8 @@
 //! Everything the bottle needs is written once, with private keys readable
 //! by their owner only: the configuration (`scop.toml`), DKIM keys (RSA-2048
 //! and Ed25519 under dated selectors), a TSIG key for the DKIM signer and
-//! the policy that confines it to `*._domainkey` TXT records, the zone
+//! one for the ACME client, with the policy that confines them to
+//! `*._domainkey` and `_acme-challenge` TXT records, the zone
 //! (SOA, NS, A/AAAA, MX, SPF, DMARC with aggregate reports to a local
 //! mailbox, the DKIM records) and the DNSSEC key that signs it online, the
 //! DS record for the parent, the mesh's internal CA with one certificate
@@ -70,6 +71,20 @@ pub struct InitArgs {
     /// on 127.0.0.1).
     #[arg(long, value_name = "ADDR:PORT")]
     mesh_base: Option<std::net::SocketAddr>,
+    /// Get the public TLS certificate from this ACME CA (directory URL)
+    /// and let `scop up` renew it (DNS-01 through the deployment's own
+    /// primary): e.g. https://acme-v02.api.letsencrypt.org/directory, or
+    /// https://acme-staging-v02.api.letsencrypt.org/directory to try.
+    /// Without it, the self-signed certificate stays until `scop tls acme`.
+    #[arg(long, value_name = "URL")]
+    acme_directory: Option<String>,
+    /// The ACME account's contact (mailto:ADDR), with --acme-directory.
+    #[arg(long, value_name = "mailto:ADDR", requires = "acme_directory")]
+    acme_contact: Option<String>,
+    /// The only root trusted for the ACME CA's HTTPS (a private or test
+    /// CA), with --acme-directory.
+    #[arg(long, value_name = "PEM", requires = "acme_directory")]
+    acme_ca_cert: Option<PathBuf>,
     /// The first account's password when the caller chose it.
     #[arg(skip)]
     password: Option<String>,
@@ -112,6 +127,9 @@ pub(crate) fn init_local(dir: &Path) -> Result<()> {
         dmarc_policy: DmarcPolicy::Quarantine,
         route: vec![],
         mesh_base: None,
+        acme_directory: None,
+        acme_contact: None,
+        acme_ca_cert: None,
         password: Some(password.clone()),
     };
     create(args, &mut std::io::sink())?;
@@ -150,6 +168,11 @@ fn create(args: InitArgs, out: &mut dyn Write) -> Result<ExitCode> {
         );
     }
     let login = format!("{local}@{domain}");
+    if let Some(contact) = &args.acme_contact
+        && !contact.starts_with("mailto:")
+    {
+        bail!("--acme-contact {contact:?}: expected mailto:ADDR");
+    }
     let dir = &args.dir;
     let config_path = dir.join(config::FILE_NAME);
     if config_path.exists() {
@@ -196,12 +219,23 @@ fn create(args: InitArgs, out: &mut dyn Write) -> Result<ExitCode> {
     let tsig = scop_dns::tsig::Key::new(&tsig_name, algorithm, secret)?;
     let tsig_rel = PathBuf::from("keys/tsig/signer.key");
     write_file(&dir.join(&tsig_rel), tsig.to_bind().as_bytes(), 0o600)?;
+    // The ACME client's TSIG key, allowed to touch the DNS-01 challenge
+    // records only.
+    let acme_name = format!("acme.{domain}.");
+    let mut secret = vec![0u8; algorithm.mac_len()];
+    aws_lc_rs::rand::fill(&mut secret).map_err(|_| anyhow::anyhow!("no randomness available"))?;
+    let acme_tsig = scop_dns::tsig::Key::new(&acme_name, algorithm, secret)?;
+    let acme_rel = PathBuf::from(crate::cmd_tls::ACME_TSIG_KEY);
+    write_file(&dir.join(&acme_rel), acme_tsig.to_bind().as_bytes(), 0o600)?;
     let policy_rel = PathBuf::from("dns.policy");
     write_file(
         &dir.join(&policy_rel),
         format!(
             "# Written by `scop init`. The DKIM signer may change DKIM records only.\n\
-             update {tsig_name} *._domainkey.@ TXT\n"
+             update {tsig_name} *._domainkey.@ TXT\n\
+             # The ACME client may change DNS-01 challenge records only.\n\
+             update {acme_name} _acme-challenge.@ TXT\n\
+             update {acme_name} _acme-challenge.*.@ TXT\n"
         )
         .as_bytes(),
         0o644,
@@ -309,7 +343,7 @@ fn create(args: InitArgs, out: &mut dyn Write) -> Result<ExitCode> {
             listen: args.dns.clone(),
             zones: vec![zone_rel.clone()],
             journal: "data/dns".into(),
-            tsig_keys: vec![tsig_rel.clone()],
+            tsig_keys: vec![tsig_rel.clone(), acme_rel.clone()],
             policy: Some(policy_rel.clone()),
             notify: vec![],
             dnssec_keys: Some(dnssec_rel.clone()),
@@ -319,6 +353,17 @@ fn create(args: InitArgs, out: &mut dyn Write) -> Result<ExitCode> {
                 .map(String::from)
                 .to_vec(),
         }),
+        acme: args
+            .acme_directory
+            .as_ref()
+            .map(|directory| config::AcmeSection {
+                directory: directory.clone(),
+                contact: args.acme_contact.clone(),
+                ca_cert: args
+                    .acme_ca_cert
+                    .as_ref()
+                    .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone())),
+            }),
     };
     write_file(&config_path, config.file_text()?.as_bytes(), 0o644)?;
 
@@ -326,7 +371,8 @@ fn create(args: InitArgs, out: &mut dyn Write) -> Result<ExitCode> {
     writeln!(out, "  config        {}", config_path.display())?;
     writeln!(out, "  zone          {}", dir.join(&zone_rel).display())?;
     writeln!(out, "  DKIM keys     {}", dir.join("keys/dkim").display())?;
-    writeln!(out, "  TSIG key      {}", dir.join(&tsig_rel).display())?;
+    writeln!(out, "  TSIG keys     {}", dir.join(&tsig_rel).display())?;
+    writeln!(out, "                {}", dir.join(&acme_rel).display())?;
     writeln!(
         out,
         "  DNSSEC key    {} (tag {})",
@@ -362,6 +408,18 @@ fn create(args: InitArgs, out: &mut dyn Write) -> Result<ExitCode> {
         "Then start everything with: scop up --dir {}",
         dir.display()
     )?;
+    if let Some(directory) = &args.acme_directory {
+        writeln!(
+            out,
+            "Once the delegation is live, `scop up` gets the TLS certificate from {directory} and renews it."
+        )?;
+    } else {
+        writeln!(
+            out,
+            "For a CA-signed TLS certificate, once the delegation is live: scop tls acme --dir {}",
+            dir.display()
+        )?;
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -9,6 +9,13 @@
 //! supervisor: it sends SIGTERM to every compartment, waits up to ten
 //! seconds, then kills what is left. The supervisor's view is kept in
 //! `run/status.json`, which `scop status` reads.
+//!
+//! When `scop.toml` has an `[acme]` section, a thread of the supervisor
+//! keeps the public certificate from the ACME CA: at start and then every
+//! twelve hours it renews a certificate that is self-signed, names the
+//! wrong host or expires within 30 days (`scop tls acme`'s issuance), and
+//! restarts the compartments that serve it. A failed renewal is logged
+//! and tried again an hour later; it never stops the supervisor.
 
 use crate::config::{self, Config};
 use anyhow::{Context, Result, bail};
@@ -54,6 +61,10 @@ const HEALTHY_AFTER: Duration = Duration::from_secs(60);
 const STOP_GRACE: Duration = Duration::from_secs(10);
 /// How often the supervisor looks at its children.
 const POLL: Duration = Duration::from_millis(100);
+/// How often the certificate of an `[acme]` deployment is looked at.
+const ACME_CHECK_EVERY: Duration = Duration::from_secs(12 * 3600);
+/// When a renewal failed, the next try.
+const ACME_RETRY_AFTER: Duration = Duration::from_secs(3600);
 
 /// One compartment: its name and the arguments of this binary that run it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -235,6 +246,10 @@ pub fn up(args: UpArgs) -> Result<ExitCode> {
         dir.join("logs").display()
     );
 
+    if config.acme.is_some() {
+        keep_certificate(dir.clone(), stop.clone());
+    }
+
     let mut changed = true;
     while !stop.load(Ordering::SeqCst) {
         for c in &mut children {
@@ -326,6 +341,63 @@ pub fn up(args: UpArgs) -> Result<ExitCode> {
     write_status(&status_path, &children, 0)?;
     eprintln!("scop up: stopped");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Starts the thread that renews the public certificate of an `[acme]`
+/// deployment (see the module documentation) until `stop` is set.
+fn keep_certificate(dir: PathBuf, stop: Arc<AtomicBool>) {
+    std::thread::spawn(move || {
+        let mut next = Instant::now();
+        while !stop.load(Ordering::SeqCst) {
+            if Instant::now() >= next {
+                next = Instant::now() + renew_once(&dir);
+            }
+            std::thread::sleep(Duration::from_secs(1));
+        }
+    });
+}
+
+/// Renews the certificate when it is due; returns when to look again.
+fn renew_once(dir: &Path) -> Duration {
+    let config = match Config::load(dir) {
+        Ok(config) => config,
+        Err(e) => {
+            eprintln!("scop up: acme: {e:#}; next try in an hour");
+            return ACME_RETRY_AFTER;
+        }
+    };
+    let Some(section) = &config.acme else {
+        return ACME_CHECK_EVERY;
+    };
+    let Some(reason) = crate::cmd_tls::deployment_due(dir, &config, crate::cmd_dns::now()) else {
+        return ACME_CHECK_EVERY;
+    };
+    eprintln!(
+        "scop up: acme: {reason}; renewing from {}",
+        section.directory
+    );
+    let request = crate::cmd_tls::Request::renewal(dir, section);
+    match crate::cmd_tls::obtain(dir, &config, &request, &mut |line| {
+        eprintln!("scop up: acme: {line}")
+    }) {
+        Ok(issued) => {
+            let restarted = crate::cmd_tls::restart_public(dir, &config);
+            eprintln!(
+                "scop up: acme: new certificate for {}; restarting {}",
+                issued.names.join(", "),
+                if restarted.is_empty() {
+                    "nothing (no compartment runs yet)".to_string()
+                } else {
+                    restarted.join(" and ")
+                }
+            );
+            ACME_CHECK_EVERY
+        }
+        Err(e) => {
+            eprintln!("scop up: acme: renewal failed: {e:#}; next try in an hour");
+            ACME_RETRY_AFTER
+        }
+    }
 }
 
 fn spawn(exe: &Path, dir: &Path, spec: &Spec) -> Result<Child> {
@@ -633,6 +705,7 @@ mod tests {
                 dnssec_keys: None,
                 extra_args: vec![],
             }),
+            acme: None,
         };
         let specs = specs(Path::new("/srv/scop"), &config);
         let names: Vec<_> = specs.iter().map(|s| s.name).collect();

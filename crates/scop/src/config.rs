@@ -30,6 +30,27 @@ pub struct Config {
     /// zone.
     #[serde(default)]
     pub dns: Option<DnsSection>,
+    /// Certificates from an ACME CA for the public listeners, renewed by
+    /// `scop up`; absent: the certificate is managed by hand (or by
+    /// `scop tls acme` run by the operator).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acme: Option<AcmeSection>,
+}
+
+/// `[acme]`: where `scop up` renews the public certificate (DNS-01
+/// through the deployment's own primary).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcmeSection {
+    /// The CA's ACME directory URL.
+    pub directory: String,
+    /// The account's contact, `mailto:ADDR`.
+    #[serde(default)]
+    pub contact: Option<String>,
+    /// A PEM root that alone is trusted for the CA's HTTPS (a private or
+    /// test CA); absent: the system's roots.
+    #[serde(default)]
+    pub ca_cert: Option<PathBuf>,
 }
 
 /// `[mail]`: the options of `scop mail serve`.
@@ -216,6 +237,11 @@ mod tests {
                 extra_args: vec![],
             },
             dns: None,
+            acme: Some(AcmeSection {
+                directory: "https://acme-staging-v02.api.letsencrypt.org/directory".into(),
+                contact: Some("mailto:postmaster@example.org".into()),
+                ca_cert: None,
+            }),
         };
         let text = config.to_toml().unwrap();
         let back: Config = toml::from_str(&text).unwrap();

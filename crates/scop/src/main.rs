@@ -12,6 +12,7 @@ mod cmd_init;
 mod cmd_mail;
 mod cmd_mime;
 mod cmd_spam;
+mod cmd_tls;
 mod cmd_up;
 mod config;
 mod confine;
@@ -99,6 +100,13 @@ enum Command {
     ///
     /// Example: scop up --dir scop
     Up(cmd_up::UpArgs),
+    /// TLS certificates of the public listeners: `scop tls acme` gets one
+    /// from an ACME CA (Let's Encrypt by default) with DNS-01 challenges
+    /// served by the deployment's own primary.
+    ///
+    /// Example: scop tls acme --dir scop --contact mailto:postmaster@example.org
+    #[command(subcommand)]
+    Tls(cmd_tls::TlsCommand),
     /// Show whether a deployment's supervisor and compartments run.
     ///
     /// Example: scop status --dir scop
@@ -122,6 +130,7 @@ fn main() -> ExitCode {
         Command::Queue(args) => cmd_admin::run_queue(args),
         Command::Init(args) => cmd_init::run(args),
         Command::Up(args) => cmd_up::up(args),
+        Command::Tls(cmd) => cmd_tls::run(cmd),
         Command::Status(args) => cmd_up::status(args),
     };
     match result {

@@ -115,6 +115,9 @@ pub const DEBIAN_PACKAGES: &[&str] = &[
     // the mesh certificates and handshakes
     "openssl",
     "libssl3",
+    // Let's Encrypt's ACME test server, the CA `scop tls acme` is tested
+    // against (DNS-01 through our primary); a static Go binary
+    "pebble",
 ];
 
 /// Installs everything.
