@@ -35,9 +35,7 @@ fn parse_address(address: &str) -> Result<Address> {
 
 async fn hash_blocking(password: &str) -> Result<String> {
     let password = password.to_owned();
-    tokio::task::spawn_blocking(move || password::hash(&password))
-        .await
-        .map_err(|e| StoreError::PasswordHash(e.to_string()))?
+    password::off_thread(move || password::hash(&password)).await
 }
 
 const INSERT_DOMAIN: &str = "INSERT INTO domains (name) VALUES ($1) ON CONFLICT DO NOTHING";
@@ -203,7 +201,7 @@ impl Store {
             }),
         };
         let password = password.to_owned();
-        tokio::task::spawn_blocking(move || match stored {
+        password::off_thread(move || match stored {
             Some(phc) => password::verify(&password, &phc),
             None => {
                 let _ = password::verify(&password, password::dummy_hash());
@@ -211,7 +209,6 @@ impl Store {
             }
         })
         .await
-        .map_err(|e| StoreError::PasswordHash(e.to_string()))?
     }
 
     /// Whether the account `login` may use `address` (as a sender): its own
