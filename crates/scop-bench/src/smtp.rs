@@ -480,6 +480,7 @@ pub fn mx_child(args: &[String]) -> Result<()> {
             lifetime_secs: 5 * 86_400,
             retry: Default::default(),
             greeting_delay: Duration::ZERO,
+            user_limits: Default::default(),
             idle_timeout: Duration::from_secs(300),
             conn_limits: scop_mail::listener::ConnLimits {
                 per_ip: 10_000,

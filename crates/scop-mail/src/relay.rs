@@ -182,7 +182,8 @@ pub struct Relay {
     pub timeouts: Timeouts,
     /// Messages in flight at once.
     pub concurrency: usize,
-    /// Connections in flight per destination domain.
+    /// Connections in flight per destination domain (Postfix's default
+    /// limit is 20; a large receiver may throttle many more).
     pub per_domain: usize,
     /// How often the queue is polled when nothing wakes the relay.
     pub poll: Duration,
@@ -266,7 +267,7 @@ impl Relay {
             retry: RetryPolicy::default(),
             timeouts: Timeouts::default(),
             concurrency: 32,
-            per_domain: 4,
+            per_domain: 10,
             poll: Duration::from_secs(5),
             domains: Mutex::new(HashMap::new()),
         }

@@ -54,6 +54,8 @@ pub struct MailConfig {
     pub idle_timeout: Duration,
     /// Per-address and total connection limits of each listener.
     pub conn_limits: ConnLimits,
+    /// Per-account limits of submission.
+    pub user_limits: crate::submission::UserLimits,
     /// Largest message accepted.
     pub message_size: u64,
     /// The SRS secret.
@@ -176,6 +178,7 @@ pub async fn start(cfg: MailConfig) -> io::Result<Running> {
         queued.clone(),
     );
     submission.dkim = cfg.dkim.clone();
+    submission.limits = cfg.user_limits;
     let submission = Arc::new(submission);
     for (addr, implicit) in [(cfg.submission, false), (cfg.submissions, true)] {
         let Some(addr) = addr else { continue };

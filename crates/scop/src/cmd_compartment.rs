@@ -234,6 +234,7 @@ async fn start(
                 Arc::new(Notify::new()),
             );
             submission.next = Some(mesh.next(role, Role::Signer)?);
+            submission.limits = mail::user_limits(a);
             let submission = Arc::new(submission);
             let mut any = false;
             for (what, spec, implicit) in [

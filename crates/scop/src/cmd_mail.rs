@@ -99,6 +99,10 @@ pub struct ServeArgs {
     /// Concurrent connections per client address on each listener.
     #[arg(long, default_value_t = 10)]
     pub(crate) per_ip: usize,
+    /// Messages each account may submit per hour (submission); more are
+    /// refused with a temporary error until the hour has passed.
+    #[arg(long, default_value_t = 500, value_name = "N")]
+    pub(crate) user_hourly_limit: usize,
     /// Largest message accepted, in bytes.
     #[arg(long, default_value_t = 50 * 1024 * 1024)]
     pub(crate) message_size: u64,
@@ -392,6 +396,14 @@ pub(crate) fn conn_limits(a: &ServeArgs) -> scop_mail::listener::ConnLimits {
     }
 }
 
+/// Submission's per-account limits.
+pub(crate) fn user_limits(a: &ServeArgs) -> scop_mail::submission::UserLimits {
+    scop_mail::submission::UserLimits {
+        messages_per_hour: a.user_hourly_limit,
+        ..Default::default()
+    }
+}
+
 /// Waits for SIGINT or SIGTERM.
 pub(crate) async fn until_stopped() -> Result<()> {
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
@@ -446,6 +458,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
             greeting_delay: Duration::from_millis(a.greeting_delay),
             idle_timeout: Duration::from_secs(300),
             conn_limits: conn_limits(&a),
+            user_limits: user_limits(&a),
             message_size: a.message_size,
             srs_key,
             spam,

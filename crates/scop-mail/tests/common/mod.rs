@@ -138,6 +138,7 @@ pub async fn domain(name: &str, users: &[(&str, &str)], setup: Setup) -> Domain 
         lifetime_secs: setup.lifetime_secs,
         retry: setup.retry,
         greeting_delay: setup.greeting_delay,
+        user_limits: Default::default(),
         idle_timeout: setup.idle_timeout,
         conn_limits: scop_mail::listener::ConnLimits {
             per_ip: setup.per_ip,
