@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod auth;
+mod bottle;
 mod dns;
 mod smtp;
 mod spam;
@@ -25,10 +26,11 @@ fn main() -> Result<()> {
         Some("auth") => auth::run(&args[1..]),
         Some("smtp") => smtp::run(&args[1..]),
         Some("dns") => dns::run(&args[1..]),
+        Some("bottle") => bottle::run(&args[1..]),
         // The MX child process of `smtp` (not for direct use).
         Some("smtp-mx") => smtp::mx_child(&args[1..]),
         _ => bail!(
-            "usage: scop-bench mime --spamassassin DIR --hamlet N\n       scop-bench spam --corpus DIR [--debian DIR] [--roc-svg FILE]\n       scop-bench auth [--messages N] [--python VENV_PYTHON]\n       scop-bench smtp --debian DIR [--rounds N] [--scale F] [--idle N] [--peak-sessions N]\n       scop-bench dns --debian DIR [--scop BIN] [--rounds N] [--seconds S] [--names N] [--update-names N] [--clients N] [--outstanding N] [--skip-queries] [--skip-updates]"
+            "usage: scop-bench mime --spamassassin DIR --hamlet N\n       scop-bench spam --corpus DIR [--debian DIR] [--roc-svg FILE]\n       scop-bench auth [--messages N] [--python VENV_PYTHON]\n       scop-bench smtp --debian DIR [--rounds N] [--scale F] [--idle N] [--peak-sessions N]\n       scop-bench dns --debian DIR [--scop BIN] [--rounds N] [--seconds S] [--names N] [--update-names N] [--clients N] [--outstanding N] [--skip-queries] [--skip-updates]\n       scop-bench bottle [--scop BIN] [--messages N] [--sessions N] [--per-connection N] [--rounds N]"
         ),
     }
 }

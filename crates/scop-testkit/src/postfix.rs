@@ -179,6 +179,7 @@ fn master_cf(listen: SocketAddr) -> String {
          trace     unix  -  -  n  -     0  bounce\n\
          verify    unix  -  -  n  -     1  verify\n\
          flush     unix  n  -  n  1000? 0  flush\n\
+         tlsmgr    unix  -  -  n  1000? 1  tlsmgr\n\
          proxymap  unix  -  -  n  -     -  proxymap\n\
          proxywrite unix -  -  n  -     1  proxymap\n\
          smtp      unix  -  -  n  -     -  smtp\n\
@@ -286,6 +287,12 @@ impl Postfix {
     /// The smtpd listener.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// master's process id (also its process group: its children are in
+    /// it).
+    pub fn pid(&self) -> u32 {
+        self.master.id()
     }
 
     /// The directory given to [`Postfix::start`].

@@ -29,6 +29,10 @@ pub const BENCHES: &[(&str, &str)] = &[
         "smtp-source msg/s (1/20 sessions, 2/100 KB) into our MX (SQLite, fsync) vs Postfix smtpd + queue; MX RSS per idle connection and at 1,000 sessions",
     ),
     (
+        "bottle",
+        "the split deployment (`scop up`, mTLS hops) vs Postfix + OpenDKIM milter: msg/s, p50/p99 latency outbound (submission->signer->relay->sink) and inbound (mx->spamfilter->verifier->delivery); RSS per compartment",
+    ),
+    (
         "dns",
         "dnsperf UDP/TCP qps against scop dns serve vs Knot and NSD; DNSSEC-signed TSIG updates/s vs Knot",
     ),
@@ -126,6 +130,14 @@ pub fn run(args: &[String]) -> Result<()> {
                         .arg("--debian")
                         .arg(peers_dir().join("debian")),
                 )?
+            }
+            "bottle" => {
+                // scop-bench runs the `scop` binary built next to itself.
+                crate::util::run(
+                    "build scop",
+                    cargo().args(["build", "--release", "--quiet", "-p", "scop"]),
+                )?;
+                crate::util::run("bench bottle", &mut scop_bench("bottle"))?
             }
             _ => unreachable!("checked above"),
         }

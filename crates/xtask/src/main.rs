@@ -24,7 +24,7 @@ commands:
   test               install peers, then run the full CI suite (the README's test command)
   ci                 fmt --check, clippy -D warnings, tests, docs -D warnings, fuzz build
   peers              install test peers (Python venv, Debian tools, corpora) under target/peers
-  bench <name>...    side-by-side benchmarks; names: mime, hamlet (or `all`)
+  bench <name>...    side-by-side benchmarks (`cargo xtask bench` lists them), or `all`
   fuzz <target> [s]  run a fuzz target for s seconds (default 60); `fuzz list` lists targets
 ";
 
