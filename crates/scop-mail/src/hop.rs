@@ -666,20 +666,36 @@ pub struct RelayHop {
     pub lifetime_secs: i64,
     /// Wakes the queue runner.
     pub queued: Arc<tokio::sync::Notify>,
+    /// The relay of this process: each message is queued leased to it and
+    /// handed over at once (no queue scan, no second commit). Without it,
+    /// messages wait for the queue runner.
+    pub relay: Option<Arc<crate::relay::Relay>>,
 }
 
 impl Handler for RelayHop {
     hop_decisions!(mail);
     async fn message(&self, peer: &Peer, msg: Incoming) -> Result<String, Reply> {
-        let queued = crate::submission::enqueue(
+        let login = peer.login.as_deref();
+        let now = now();
+        let Some(relay) = &self.relay else {
+            let queued =
+                crate::submission::enqueue(&self.store, &msg, self.lifetime_secs, login, now)
+                    .await?;
+            self.queued.notify_one();
+            return Ok(queued);
+        };
+        let lease_until = now + crate::relay::LEASE_SECS;
+        let m = crate::submission::enqueue_leased(
             &self.store,
             &msg,
             self.lifetime_secs,
-            peer.login.as_deref(),
-            now(),
+            login,
+            now,
+            lease_until,
         )
         .await?;
-        self.queued.notify_one();
-        Ok(queued)
+        let id = m.id.to_string();
+        relay.hand_over(m);
+        Ok(id)
     }
 }

@@ -188,6 +188,10 @@ pub struct Relay {
     /// How often the queue is polled when nothing wakes the relay.
     pub poll: Duration,
     domains: Mutex<HashMap<String, Arc<Semaphore>>>,
+    /// Messages in flight (`concurrency` permits, made at first use).
+    slots: std::sync::OnceLock<Arc<Semaphore>>,
+    /// Whether stale leases were released.
+    released: std::sync::atomic::AtomicBool,
 }
 
 /// How a delivered recipient left our hands.
@@ -270,6 +274,8 @@ impl Relay {
             per_domain: 10,
             poll: Duration::from_secs(5),
             domains: Mutex::new(HashMap::new()),
+            slots: std::sync::OnceLock::new(),
+            released: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -277,7 +283,7 @@ impl Relay {
     /// that crashed are released first: one relay works a store.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         self.release_stale_leases().await;
-        let slots = Arc::new(Semaphore::new(self.concurrency.max(1)));
+        let slots = self.slots().clone();
         loop {
             let now = now();
             match self.delivery.store.due(now, 256).await {
@@ -311,7 +317,39 @@ impl Relay {
         }
     }
 
-    async fn release_stale_leases(&self) {
+    fn slots(&self) -> &Arc<Semaphore> {
+        self.slots
+            .get_or_init(|| Arc::new(Semaphore::new(self.concurrency.max(1))))
+    }
+
+    /// Starts on a message this relay queued and leased itself
+    /// ([`scop_store::Store::enqueue_leased`], from the mesh hop) without
+    /// waiting for a queue scan; it shares the `concurrency` slots with
+    /// the queue runner. A crash before the attempt ends leaves the lease,
+    /// which the next start releases.
+    pub fn hand_over(self: &Arc<Self>, m: QueuedMessage) {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let Ok(permit) = me.slots().clone().acquire_owned().await else {
+                return;
+            };
+            me.process(m).await;
+            drop(permit);
+        });
+    }
+
+    /// Releases the leases a previous relay process left (it died during
+    /// an attempt), once per relay: [`Relay::run`] does it first, and a
+    /// caller that hands messages over ([`Relay::hand_over`]) before the
+    /// runner starts must await it before the first, or its fresh lease
+    /// would be released under it.
+    pub async fn release_stale_leases(&self) {
+        if self
+            .released
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return;
+        }
         let store = &self.delivery.store;
         match store.list_queue().await {
             Ok(entries) => {

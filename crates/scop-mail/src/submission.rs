@@ -305,6 +305,32 @@ pub async fn enqueue(
     login: Option<&str>,
     now: i64,
 ) -> Result<String, Reply> {
+    let new = new_message(msg, lifetime_secs);
+    let queued = store.enqueue(&new, now).await;
+    logged(queued, &new, login).map(|id| id.to_string())
+}
+
+/// Queues `msg` durably, leased until `lease_until` by the caller (the
+/// relay, which starts on it at once); the message as queued, or 451.
+pub async fn enqueue_leased(
+    store: &Store,
+    msg: &Incoming,
+    lifetime_secs: i64,
+    login: Option<&str>,
+    now: i64,
+    lease_until: i64,
+) -> Result<scop_store::QueuedMessage, Reply> {
+    let new = new_message(msg, lifetime_secs);
+    let queued = store.enqueue_leased(&new, now, lease_until).await;
+    let id = queued.as_ref().map(|m| m.id).map_err(|e| e.to_string());
+    logged(id, &new, login)?;
+    queued.map_err(|_| tempfail())
+}
+
+/// The queue entry of an accepted transaction: its mailbox recipients
+/// (the postmaster without a domain is not relayed) with their DSN
+/// parameters.
+fn new_message(msg: &Incoming, lifetime_secs: i64) -> NewMessage {
     let (rcpts, rcpt_dsn): (Vec<String>, Vec<scop_store::RecipientDsn>) = msg
         .rcpts
         .iter()
@@ -316,25 +342,27 @@ pub async fn enqueue(
             ForwardPath::Postmaster => None,
         })
         .unzip();
-    let mut dsn_params = crate::dsn::params_from_smtp(&msg.params, &[]);
-    dsn_params.recipients = rcpt_dsn;
-    let sender = reverse_path(&msg.from);
-    let queued = store
-        .enqueue(
-            &NewMessage {
-                sender: sender.clone(),
-                recipients: rcpts.clone(),
-                body: msg.body.clone(),
-                lifetime_secs,
-                dsn: dsn_params,
-            },
-            now,
-        )
-        .await;
+    let mut dsn = crate::dsn::params_from_smtp(&msg.params, &[]);
+    dsn.recipients = rcpt_dsn;
+    NewMessage {
+        sender: reverse_path(&msg.from),
+        recipients: rcpts,
+        body: msg.body.clone(),
+        lifetime_secs,
+        dsn,
+    }
+}
+
+/// Logs the outcome of queueing `new`; a failure becomes 451.
+fn logged<E: std::fmt::Display>(
+    queued: Result<scop_store::MessageId, E>,
+    new: &NewMessage,
+    login: Option<&str>,
+) -> Result<scop_store::MessageId, Reply> {
     match queued {
         Ok(qid) => {
-            tracing::info!(queue_id = %qid, login = login.unwrap_or(""), from = %sender, rcpts = rcpts.len(), "queued");
-            Ok(qid.to_string())
+            tracing::info!(queue_id = %qid, login = login.unwrap_or(""), from = %new.sender, rcpts = new.recipients.len(), "queued");
+            Ok(qid)
         }
         Err(e) => {
             tracing::error!(error = %e, "enqueue failed");

@@ -398,6 +398,7 @@ async fn facts_from_a_role_that_may_not_send_them_are_refused() {
             store: store.clone(),
             lifetime_secs: 3600,
             queued,
+            relay: None,
         }),
         stop_rx.clone(),
     ));

@@ -985,6 +985,42 @@ async fn migrates_a_queued_message_to_dsn_columns(db: Db) {
     );
 }
 
+async fn enqueued_leased_is_held_until_the_lease_ends(db: Db) {
+    let store = Store::open(&db.url).await.unwrap();
+    let now = 1_000;
+    let m = store
+        .enqueue_leased(
+            &msg(
+                "s@a.test",
+                &["x@ext.test", "X@EXT.test", "y@ext.test"],
+                b"leased",
+            ),
+            now,
+            now + 60,
+        )
+        .await
+        .unwrap();
+    // What the caller starts on: the message as stored, duplicates once.
+    assert_eq!(m.sender, "s@a.test");
+    assert_eq!(m.body, b"leased");
+    assert_eq!(m.attempts, 0);
+    assert_eq!(m.created, now);
+    assert_eq!(rcpts(&m.pending), ["x@ext.test", "y@ext.test"]);
+    // Nobody else gets it while the lease holds, nor can lease it.
+    assert!(store.due(now, 10).await.unwrap().is_empty());
+    assert!(store.due(now + 59, 10).await.unwrap().is_empty());
+    assert!(!store.lease(m.id, now + 1, now + 100).await.unwrap());
+    // Durable: a reopened store has it, and once the lease ends (or is
+    // released by a restarted relay) it is due like any other.
+    drop(store);
+    let store = Store::open(&db.url).await.unwrap();
+    let due = store.due(now + 60, 10).await.unwrap();
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0], m);
+    assert!(store.release(m.id).await.unwrap());
+    assert_eq!(store.due(now, 10).await.unwrap(), vec![m]);
+}
+
 macro_rules! suite {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -1023,6 +1059,7 @@ suite!(
     dsn_parameters_are_kept,
     delay_report_is_queued_once,
     migrates_a_queued_message_to_dsn_columns,
+    enqueued_leased_is_held_until_the_lease_ends,
 );
 
 #[tokio::test]

@@ -286,11 +286,15 @@ async fn start(
             let mut relay = scop_mail::relay::Relay::new(delivery, routes);
             relay.retry = mail::retry(a);
             relay.poll = RELAY_POLL;
-            tasks.push(tokio::spawn(Arc::new(relay).run(stop.clone())));
+            let relay = Arc::new(relay);
+            // Before the hop hands over its first message.
+            relay.release_stale_leases().await;
+            tasks.push(tokio::spawn(relay.clone().run(stop.clone())));
             let handler = hop::RelayHop {
                 store,
                 lifetime_secs: a.queue_lifetime,
                 queued,
+                relay: Some(relay),
             };
             tasks.push(mesh.serve(role, hop_cfg, handler, stop).await?);
         }

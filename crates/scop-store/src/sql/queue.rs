@@ -446,11 +446,14 @@ impl<'a> Prepared<'a> {
 /// Inserts a [`Prepared`] message inside the transaction `$tx`; evaluates
 /// to `Result<MessageId>`.
 macro_rules! insert_message {
-    ($tx:ident, $p:expr) => {{
+    ($tx:ident, $p:expr) => {
+        insert_message!($tx, $p, 0i64)
+    };
+    ($tx:ident, $p:expr, $lease_until:expr) => {{
         let p = &$p;
         let row = sqlx::query(
             "INSERT INTO messages (sender, created, expires, dsn_requested, lease_until, size, body, envid, ret) \
-             VALUES ($1, $2, $3, $4, 0, $5, $6, $7, $8) RETURNING id",
+             VALUES ($1, $2, $3, $4, $9, $5, $6, $7, $8) RETURNING id",
         )
         .bind(&p.msg.sender)
         .bind(p.now)
@@ -460,6 +463,7 @@ macro_rules! insert_message {
         .bind(&p.msg.body)
         .bind(p.msg.dsn.envid.as_deref())
         .bind(p.msg.dsn.ret.map(Ret::as_str))
+        .bind($lease_until)
         .fetch_one(&mut *$tx)
         .await?;
         let id: i64 = row.try_get(0)?;
@@ -481,6 +485,57 @@ macro_rules! insert_message {
             .await?;
         }
         Ok::<MessageId, StoreError>(MessageId(id))
+    }};
+}
+
+/// The [`QueuedMessage`]s of `rows` (id, sender, created, expires, envid,
+/// ret, body), each with its pending recipients due at `now`; messages
+/// without any are left out.
+macro_rules! load_queued {
+    ($p:ident, $rows:expr, $now:expr) => {{
+        let (rows, now) = ($rows, $now);
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            let id: i64 = row.try_get(0)?;
+            let rcpts = sqlx::query(
+                "SELECT rcpt, attempts, notify, orcpt_type, orcpt, delay_notified FROM recipients \
+                     WHERE message_id = $1 AND state = 'pending' \
+                     AND next_attempt <= $2 ORDER BY position",
+            )
+            .bind(id)
+            .bind(now)
+            .fetch_all($p)
+            .await?;
+            let mut pending = Vec::with_capacity(rcpts.len());
+            let mut attempts = 0i64;
+            for r in &rcpts {
+                pending.push(PendingRecipient {
+                    rcpt: r.try_get(0)?,
+                    dsn: recipient_dsn(r.try_get(2)?, r.try_get(3)?, r.try_get(4)?)?,
+                    delay_notified: r.try_get::<i64, _>(5)? != 0,
+                });
+                attempts = attempts.max(r.try_get::<i64, _>(1)?);
+            }
+            if pending.is_empty() {
+                continue; // delivered in between
+            }
+            out.push(QueuedMessage {
+                id: MessageId(id),
+                sender: row.try_get(1)?,
+                created: row.try_get(2)?,
+                expires: row.try_get(3)?,
+                attempts,
+                envid: row.try_get(4)?,
+                ret: row
+                    .try_get::<Option<String>, _>(5)?
+                    .as_deref()
+                    .map(Ret::parse)
+                    .transpose()?,
+                pending,
+                body: row.try_get(6)?,
+            });
+        }
+        Ok::<Vec<QueuedMessage>, StoreError>(out)
     }};
 }
 
@@ -544,47 +599,41 @@ impl Store {
             .bind(limit)
             .fetch_all(p)
             .await?;
-            let mut out = Vec::with_capacity(rows.len());
-            for row in rows {
-                let id: i64 = row.try_get(0)?;
-                let rcpts = sqlx::query(
-                    "SELECT rcpt, attempts, notify, orcpt_type, orcpt, delay_notified FROM recipients \
-                     WHERE message_id = $1 AND state = 'pending' \
-                     AND next_attempt <= $2 ORDER BY position",
-                )
-                .bind(id)
-                .bind(now)
-                .fetch_all(p)
-                .await?;
-                let mut pending = Vec::with_capacity(rcpts.len());
-                let mut attempts = 0i64;
-                for r in &rcpts {
-                    pending.push(PendingRecipient {
-                        rcpt: r.try_get(0)?,
-                        dsn: recipient_dsn(r.try_get(2)?, r.try_get(3)?, r.try_get(4)?)?,
-                        delay_notified: r.try_get::<i64, _>(5)? != 0,
-                    });
-                    attempts = attempts.max(r.try_get::<i64, _>(1)?);
-                }
-                if pending.is_empty() {
-                    continue; // delivered in between
-                }
-                out.push(QueuedMessage {
-                    id: MessageId(id),
-                    sender: row.try_get(1)?,
-                    created: row.try_get(2)?,
-                    expires: row.try_get(3)?,
-                    attempts,
-                    envid: row.try_get(4)?,
-                    ret: row.try_get::<Option<String>, _>(5)?.as_deref().map(Ret::parse).transpose()?,
-                    pending,
-                    body: row.try_get(6)?,
-                });
-            }
-            Ok(out)
+            load_queued!(p, rows, now)
         })
     }
 
+    /// Queues a message already leased until `lease_until` by the caller
+    /// (a relay that queues what it is handed and starts on it at once,
+    /// without a queue scan or a second commit); durable when this
+    /// returns, like [`Store::enqueue`]. A relay that dies before the
+    /// lease ends leaves it to the next one (stale leases are released at
+    /// start, expired ones seen by [`Store::due`]).
+    pub async fn enqueue_leased(
+        &self,
+        msg: &NewMessage,
+        now: i64,
+        lease_until: i64,
+    ) -> Result<QueuedMessage> {
+        let prepared = Prepared::new(msg, now)?;
+        let id = write_tx!(self, tx => async {
+            insert_message!(tx, prepared, lease_until)
+        }.await)?;
+        on_pool!(self, p => {
+            let rows = sqlx::query(
+                "SELECT id, sender, created, expires, envid, ret, body FROM messages WHERE id = $1",
+            )
+            .bind(id.0)
+            .fetch_all(p)
+            .await?;
+            load_queued!(p, rows, now)
+        })?
+        .pop()
+        .ok_or(StoreError::Corrupt("a message just queued is missing"))
+    }
+}
+
+impl Store {
     /// Takes the message for one relay worker until `until`, if nobody holds
     /// it at `now`. A worker that crashes frees it when the lease expires.
     /// `false`: leased by another worker, or no such message.
