@@ -77,6 +77,19 @@ fn resolver_files(a: &ServeArgs, plan: &mut Plan) {
     plan.read.extend(a.dns.trust_anchor.iter().cloned());
     plan.read
         .extend(["/etc/resolv.conf", "/etc/hosts"].map(PathBuf::from));
+    // The system's public CA certificates: hickory's resolver, when built
+    // with its TLS features (as a workspace build that includes a crate
+    // asking for them makes it), loads them at construction even for
+    // plain DNS, and fails without them. Public data.
+    plan.read.extend(
+        [
+            "/etc/ssl/certs",
+            "/etc/ssl/cert.pem",
+            "/usr/share/ca-certificates",
+            "/etc/pki/tls/certs",
+        ]
+        .map(PathBuf::from),
+    );
     // DNS over TCP (truncated answers): the configured servers, or the
     // system's on port 53.
     plan.connect.push(53);
