@@ -275,7 +275,7 @@ fn bench(o: &Options, root: &Path) -> Result<()> {
     println!(
         "scop: `scop up` of a `scop init` deployment, each compartment a process, every hop mTLS; \
          Postfix {} with OpenDKIM as milter",
-        postfix_version()
+        scop_testkit::postfix::version()
     );
     println!();
     println!(
@@ -1226,17 +1226,6 @@ fn fields<'a>(header: &'a str, name: &str) -> Vec<&'a str> {
 }
 
 // ----------------------------------------------------------------- Postfix
-
-fn postfix_version() -> String {
-    scop_testkit::postfix::command("usr/sbin/postconf")
-        .args(["-d", "-h", "mail_version"])
-        .stderr(Stdio::null())
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| "?".into())
-}
 
 /// OpenDKIM as a milter on `port`, configured by `conf` (without the
 /// socket line).

@@ -122,7 +122,7 @@ fn bench(
 ) -> Result<()> {
     let ours = OurMx::start(&root.join("scop"))?;
     let postfix = start_postfix(&root.join("postfix"))?;
-    let version = tools.postfix_version();
+    let version = scop_testkit::postfix::version();
     println!(
         "smtp: smtp-source (Postfix {version}) -> scop MX (SQLite store, Maildir, fsync before 250) \
          vs Postfix {version} smtpd + queue (fsync before 250, then discard); \
@@ -309,17 +309,6 @@ impl Tools {
         let mut c = Command::new(self.root.join(relative));
         c.env("LD_LIBRARY_PATH", &self.libs);
         c
-    }
-
-    fn postfix_version(&self) -> String {
-        self.command("usr/sbin/postconf")
-            .args(["-d", "-h", "mail_version"])
-            .stderr(Stdio::null())
-            .output()
-            .ok()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .filter(|v| !v.is_empty())
-            .unwrap_or_else(|| "?".into())
     }
 
     /// Runs `smtp-source` to completion; its wall time.

@@ -78,6 +78,18 @@ pub fn command(relative_binary: &str) -> Command {
     cmd
 }
 
+/// The version of the unpacked Postfix (`mail_version`), or `?`.
+pub fn version() -> String {
+    command("usr/sbin/postconf")
+        .args(["-d", "-h", "mail_version"])
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| "?".into())
+}
+
 /// The numeric id of `name` (field 2) in an /etc/passwd-style file.
 fn id_of(file: &str, name: &str) -> u32 {
     let text = std::fs::read_to_string(file).unwrap_or_else(|e| panic!("read {file}: {e}"));

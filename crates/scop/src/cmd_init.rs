@@ -513,7 +513,18 @@ fn random_password() -> Result<String> {
 
 /// Writes a new file durably with `mode` (tmp, fsync, rename).
 pub(crate) fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<()> {
-    let tmp = path.with_extension("tmp");
+    let tmp = write_tmp(path, data, mode)?;
+    std::fs::rename(&tmp, path).with_context(|| format!("rename to {}", path.display()))?;
+    Ok(())
+}
+
+/// Writes `data` to a temporary file beside `path` (`mode`, also when
+/// a stale one was there; fsync'd) and returns its path: the caller
+/// renames it over `path`, possibly together with others.
+pub(crate) fn write_tmp(path: &Path, data: &[u8], mode: u32) -> Result<PathBuf> {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    let tmp = path.with_file_name(name);
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
@@ -524,10 +535,10 @@ pub(crate) fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     let mut file = options
         .open(&tmp)
         .with_context(|| format!("create {}", tmp.display()))?;
+    set_mode(&tmp, mode)?;
     file.write_all(data)?;
     file.sync_all()?;
-    std::fs::rename(&tmp, path).with_context(|| format!("rename to {}", path.display()))?;
-    Ok(())
+    Ok(tmp)
 }
 
 fn set_mode(path: &Path, mode: u32) -> Result<()> {

@@ -358,8 +358,8 @@ pub(crate) fn obtain(
     let cert_path = config::resolve(dir, &config.mail.tls_cert);
     let key_path = config::resolve(dir, &config.mail.tls_key);
     // Both files are complete on disk before either replaces the old one.
-    let key_tmp = write_tmp(&key_path, key_pem.as_bytes(), 0o600)?;
-    let cert_tmp = write_tmp(&cert_path, chain.as_bytes(), 0o644)?;
+    let key_tmp = crate::cmd_init::write_tmp(&key_path, key_pem.as_bytes(), 0o600)?;
+    let cert_tmp = crate::cmd_init::write_tmp(&cert_path, chain.as_bytes(), 0o644)?;
     std::fs::rename(&key_tmp, &key_path)
         .with_context(|| format!("rename to {}", key_path.display()))?;
     std::fs::rename(&cert_tmp, &cert_path)
@@ -368,32 +368,6 @@ pub(crate) fn obtain(
         names,
         not_after: facts.not_after,
     })
-}
-
-/// Writes `data` to a temporary file beside `path` (fsync'd, `mode`).
-fn write_tmp(path: &Path, data: &[u8], mode: u32) -> Result<PathBuf> {
-    use std::io::Write;
-    let mut name = path.file_name().unwrap_or_default().to_os_string();
-    name.push(".acme-tmp");
-    let tmp = path.with_file_name(name);
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(mode);
-    }
-    let mut file = options
-        .open(&tmp)
-        .with_context(|| format!("create {}", tmp.display()))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        file.set_permissions(std::fs::Permissions::from_mode(mode))?;
-    }
-    file.write_all(data)?;
-    file.sync_all()?;
-    Ok(tmp)
 }
 
 /// The ACME steps up to the certificate chain and its key (PEM); each

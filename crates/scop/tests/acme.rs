@@ -364,19 +364,22 @@ fn acme_certificates_from_pebble_through_our_primary() {
     // `scop tls acme` on demand: a new certificate and key, served after
     // the supervisor restarts mx and submission.
     let old_key = std::fs::read(&key_path).unwrap();
-    let out = scop(
-        &[
-            "tls",
-            "acme",
-            "--dir",
-            dir_s,
-            "--directory",
-            &directory,
-            "--ca-cert",
-            https.0.to_str().unwrap(),
-        ],
-        "",
-    );
+    let acme = || {
+        scop(
+            &[
+                "tls",
+                "acme",
+                "--dir",
+                dir_s,
+                "--directory",
+                &directory,
+                "--ca-cert",
+                https.0.to_str().unwrap(),
+            ],
+            "",
+        )
+    };
+    let out = acme();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "tls acme: {out:?}");
     eprintln!("scop tls acme:\n{stdout}");
@@ -416,19 +419,7 @@ fn acme_certificates_from_pebble_through_our_primary() {
             && listening(format!("{IP}:{dns}").parse().unwrap())
     });
     let key_before = std::fs::read(&key_path).unwrap();
-    let out = scop(
-        &[
-            "tls",
-            "acme",
-            "--dir",
-            dir_s,
-            "--directory",
-            &directory,
-            "--ca-cert",
-            https.0.to_str().unwrap(),
-        ],
-        "",
-    );
+    let out = acme();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success(),
