@@ -23,6 +23,8 @@ use deploy::*;
 
 const DOMAIN: &str = "acme.test";
 const HOST: &str = "mx.acme.test";
+/// Names first ordered by the on-demand issuance and by the refused one.
+const FRESH: [&str; 2] = ["www.acme.test", "fresh.acme.test"];
 const IP: &str = "127.0.0.1";
 
 /// pebble, killed on drop.
@@ -245,8 +247,13 @@ fn wait_served(mx: SocketAddr, subs: SocketAddr, pem: &[u8], root: &[u8]) {
 }
 
 fn no_challenge_record(dns: u16) {
-    let txt = dig(dns, &["TXT", &format!("_acme-challenge.{HOST}")]);
-    assert!(txt.trim().is_empty(), "challenge record left: {txt}");
+    for name in [HOST, FRESH[0], FRESH[1]] {
+        let txt = dig(dns, &["TXT", &format!("_acme-challenge.{name}")]);
+        assert!(
+            txt.trim().is_empty(),
+            "challenge record left at {name}: {txt}"
+        );
+    }
 }
 
 #[test]
@@ -364,27 +371,30 @@ fn acme_certificates_from_pebble_through_our_primary() {
     // `scop tls acme` on demand: a new certificate and key, served after
     // the supervisor restarts mx and submission.
     let old_key = std::fs::read(&key_path).unwrap();
-    let acme = || {
-        scop(
-            &[
-                "tls",
-                "acme",
-                "--dir",
-                dir_s,
-                "--directory",
-                &directory,
-                "--ca-cert",
-                https.0.to_str().unwrap(),
-            ],
-            "",
-        )
-    };
-    let out = acme();
+    // With a second name the CA never validated: pebble may reuse the
+    // host name's valid authorization from the renewal at start, and
+    // then publishes no challenge for it.
+    let out = scop(
+        &[
+            "tls",
+            "acme",
+            "--dir",
+            dir_s,
+            "--directory",
+            &directory,
+            "--ca-cert",
+            https.0.to_str().unwrap(),
+            "--names",
+            HOST,
+            FRESH[0],
+        ],
+        "",
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "tls acme: {out:?}");
     eprintln!("scop tls acme:\n{stdout}");
     assert!(
-        stdout.contains(&format!("_acme-challenge.{HOST} TXT is served")),
+        stdout.contains(&format!("_acme-challenge.{} TXT is served", FRESH[0])),
         "{stdout}"
     );
     assert!(stdout.contains("deleted the challenge records"), "{stdout}");
@@ -419,7 +429,23 @@ fn acme_certificates_from_pebble_through_our_primary() {
             && listening(format!("{IP}:{dns}").parse().unwrap())
     });
     let key_before = std::fs::read(&key_path).unwrap();
-    let out = acme();
+    // Again a name the CA never validated, so that a challenge must be
+    // published (and is refused).
+    let out = scop(
+        &[
+            "tls",
+            "acme",
+            "--dir",
+            dir_s,
+            "--directory",
+            &directory,
+            "--ca-cert",
+            https.0.to_str().unwrap(),
+            "--names",
+            FRESH[1],
+        ],
+        "",
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success(),
