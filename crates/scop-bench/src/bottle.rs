@@ -237,21 +237,18 @@ fn bench(o: &Options, root: &Path) -> Result<()> {
     let postfix_memory = [
         (
             "Postfix out (all processes)",
-            group_memory(postfix_out.postfix.pid())?,
+            group_rss(postfix_out.postfix.pid())?,
         ),
-        (
-            "OpenDKIM signer (RSA)",
-            memory(postfix_out.opendkim[0].id())?,
-        ),
+        ("OpenDKIM signer (RSA)", rss(postfix_out.opendkim[0].id())?),
         (
             "OpenDKIM signer (Ed25519)",
-            memory(postfix_out.opendkim[1].id())?,
+            rss(postfix_out.opendkim[1].id())?,
         ),
         (
             "Postfix in (all processes)",
-            group_memory(postfix_in.postfix.pid())?,
+            group_rss(postfix_in.postfix.pid())?,
         ),
-        ("OpenDKIM verifier", memory(postfix_in.opendkim.id())?),
+        ("OpenDKIM verifier", rss(postfix_in.opendkim.id())?),
     ];
 
     // What the receivers wrote.
@@ -318,8 +315,8 @@ fn bench(o: &Options, root: &Path) -> Result<()> {
         println!("  scop {name:<12} {:>7} KB   peak {:>7} KB", m.rss, m.hwm);
     }
     println!("  scop, all processes: {sum} KB");
-    for (name, m) in &postfix_memory {
-        println!("  {name:<30} {:>7} KB", m.rss);
+    for (name, kb) in &postfix_memory {
+        println!("  {name:<30} {kb:>7} KB");
     }
     println!("ratio = scop msg/s / Postfix msg/s (higher is better)");
     if signed[0] != total {
@@ -843,7 +840,7 @@ fn bench_number(message: &[u8]) -> Option<(usize, usize)> {
 
 // -------------------------------------------------------------------- ours
 
-/// A free TCP port on 127.0.0.1 (`n` consecutive ones).
+/// The first of `n` consecutive free TCP ports on 127.0.0.1.
 fn free_ports(n: u16) -> Result<u16> {
     for _ in 0..200 {
         let first = std::net::TcpListener::bind("127.0.0.1:0")?
@@ -894,24 +891,20 @@ struct Memory {
 }
 
 fn memory(pid: u32) -> Result<Memory> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("process {pid}"))?;
-    let kb = |key: &str| -> u64 {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(key)?.strip_prefix(':'))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .unwrap_or(0)
-    };
     Ok(Memory {
-        rss: kb("VmRSS"),
-        hwm: kb("VmHWM"),
+        rss: crate::smtp::status_kb(pid, "VmRSS")?,
+        hwm: crate::smtp::status_kb(pid, "VmHWM")?,
     })
 }
 
-/// The summed RSS of every process in process group `pgid`.
-fn group_memory(pgid: u32) -> Result<Memory> {
-    let mut sum = Memory { rss: 0, hwm: 0 };
+/// RSS (KB) of one process.
+fn rss(pid: u32) -> Result<u64> {
+    crate::smtp::status_kb(pid, "VmRSS")
+}
+
+/// The summed RSS (KB) of every process in process group `pgid`.
+fn group_rss(pgid: u32) -> Result<u64> {
+    let mut sum = 0;
     for e in std::fs::read_dir("/proc")?.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
             continue;
@@ -924,10 +917,9 @@ fn group_memory(pgid: u32) -> Result<Memory> {
             continue;
         };
         if rest.split_whitespace().nth(2).and_then(|g| g.parse().ok()) == Some(pgid)
-            && let Ok(m) = memory(pid)
+            && let Ok(kb) = rss(pid)
         {
-            sum.rss += m.rss;
-            sum.hwm += m.hwm;
+            sum += kb;
         }
     }
     Ok(sum)
@@ -962,9 +954,9 @@ impl Ours {
             "",
         )?;
         let dir = root.join("scop");
-        let mx = SocketAddr::from(([127, 0, 0, 1], free_ports(1)?));
-        let submission = SocketAddr::from(([127, 0, 0, 1], free_ports(1)?));
-        let dns = free_ports(1)?;
+        let mx = SocketAddr::from(([127, 0, 0, 1], crate::dns::free_port()?));
+        let submission = SocketAddr::from(([127, 0, 0, 1], crate::dns::free_port()?));
+        let dns = crate::dns::free_port()?;
         let mesh = free_ports(6)?;
         scop_cmd(
             o,
@@ -1115,36 +1107,37 @@ impl Ours {
     }
 
     fn stop(mut self) -> Result<()> {
+        if !self.terminate() {
+            bail!("scop up did not stop within 30 s of SIGTERM");
+        }
+        Ok(())
+    }
+
+    /// SIGTERM to the supervisor, then up to 30 s for it to stop its
+    /// compartments and exit (killed after that); whether it exited.
+    fn terminate(&mut self) -> bool {
+        if let Ok(Some(_)) = self.supervisor.try_wait() {
+            return true;
+        }
         let _ = Command::new("kill")
             .args(["-TERM", &self.supervisor.id().to_string()])
             .status();
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
-            if self.supervisor.try_wait()?.is_some() {
-                return Ok(());
+            if let Ok(Some(_)) = self.supervisor.try_wait() {
+                return true;
             }
             std::thread::sleep(Duration::from_millis(50));
         }
         self.supervisor.kill().ok();
-        bail!("scop up did not stop within 30 s of SIGTERM")
+        self.supervisor.wait().ok();
+        false
     }
 }
 
 impl Drop for Ours {
     fn drop(&mut self) {
-        if let Ok(None) = self.supervisor.try_wait() {
-            let _ = Command::new("kill")
-                .args(["-TERM", &self.supervisor.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(15);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.supervisor.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            self.supervisor.kill().ok();
-        }
+        self.terminate();
     }
 }
 
@@ -1329,7 +1322,7 @@ impl PostfixOut {
                 format!("k {DOMAIN}:{}:{}\n", s.selector(), key.display()),
             )?;
             std::fs::write(&signing, format!("*@{DOMAIN} k\n"))?;
-            let port = free_ports(1)?;
+            let port = crate::dns::free_port()?;
             opendkim.push(Milter(start_opendkim(
                 &dir,
                 &format!("opendkim-sign{i}"),
@@ -1346,7 +1339,7 @@ impl PostfixOut {
         }
         let tls = |f: &str| deployment.join("tls").join(f).display().to_string();
         let config = postfix_config(
-            free_ports(1)?,
+            crate::dns::free_port()?,
             vec![
                 param("relayhost", format!("[127.0.0.1]:{}", sink.port())),
                 param("smtpd_tls_cert_file", tls("cert.pem")),
@@ -1377,7 +1370,7 @@ impl PostfixIn {
         let nogroup = scop_testkit::postfix::gid_of("nogroup");
         std::os::unix::fs::chown(&base, Some(nobody), Some(nogroup))?;
         std::fs::write(dir.join("keys"), keys.file())?;
-        let milter = free_ports(1)?;
+        let milter = crate::dns::free_port()?;
         let opendkim = Milter(start_opendkim(
             &dir,
             "opendkim-verify",
@@ -1388,7 +1381,7 @@ impl PostfixIn {
             milter,
         )?);
         let config = postfix_config(
-            free_ports(1)?,
+            crate::dns::free_port()?,
             vec![
                 param("virtual_mailbox_domains", DOMAIN),
                 param("virtual_mailbox_base", base.display().to_string()),

@@ -215,7 +215,7 @@ fn update_file(names: usize, count: usize) -> String {
 }
 
 /// A free port on 127.0.0.1 for both TCP and UDP.
-fn free_port() -> Result<u16> {
+pub(crate) fn free_port() -> Result<u16> {
     for _ in 0..50 {
         let tcp = TcpListener::bind("127.0.0.1:0")?;
         let port = tcp.local_addr()?.port();

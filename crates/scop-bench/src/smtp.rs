@@ -261,7 +261,7 @@ fn nofile_soft() -> Result<usize> {
     })
 }
 
-fn status_kb(pid: u32, key: &str) -> Result<u64> {
+pub(crate) fn status_kb(pid: u32, key: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
     let line = status
         .lines()

@@ -306,8 +306,9 @@ pub async fn enqueue(
     now: i64,
 ) -> Result<String, Reply> {
     let new = new_message(msg, lifetime_secs);
-    let queued = store.enqueue(&new, now).await;
-    logged(queued, &new, login).map(|id| id.to_string())
+    let id = store.enqueue(&new, now).await.map_err(enqueue_failed)?;
+    log_queued(id, &new, login);
+    Ok(id.to_string())
 }
 
 /// Queues `msg` durably, leased until `lease_until` by the caller (the
@@ -321,10 +322,12 @@ pub async fn enqueue_leased(
     lease_until: i64,
 ) -> Result<scop_store::QueuedMessage, Reply> {
     let new = new_message(msg, lifetime_secs);
-    let queued = store.enqueue_leased(&new, now, lease_until).await;
-    let id = queued.as_ref().map(|m| m.id).map_err(|e| e.to_string());
-    logged(id, &new, login)?;
-    queued.map_err(|_| tempfail())
+    let m = store
+        .enqueue_leased(&new, now, lease_until)
+        .await
+        .map_err(enqueue_failed)?;
+    log_queued(m.id, &new, login);
+    Ok(m)
 }
 
 /// The queue entry of an accepted transaction: its mailbox recipients
@@ -353,20 +356,12 @@ fn new_message(msg: &Incoming, lifetime_secs: i64) -> NewMessage {
     }
 }
 
-/// Logs the outcome of queueing `new`; a failure becomes 451.
-fn logged<E: std::fmt::Display>(
-    queued: Result<scop_store::MessageId, E>,
-    new: &NewMessage,
-    login: Option<&str>,
-) -> Result<scop_store::MessageId, Reply> {
-    match queued {
-        Ok(qid) => {
-            tracing::info!(queue_id = %qid, login = login.unwrap_or(""), from = %new.sender, rcpts = new.recipients.len(), "queued");
-            Ok(qid)
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "enqueue failed");
-            Err(tempfail())
-        }
-    }
+fn log_queued(id: scop_store::MessageId, new: &NewMessage, login: Option<&str>) {
+    tracing::info!(queue_id = %id, login = login.unwrap_or(""), from = %new.sender, rcpts = new.recipients.len(), "queued");
+}
+
+/// A failed enqueue: logged, and 451 to the client.
+fn enqueue_failed(e: scop_store::StoreError) -> Reply {
+    tracing::error!(error = %e, "enqueue failed");
+    tempfail()
 }

@@ -663,9 +663,7 @@ pub(crate) fn send_update(
     changes: &[Change],
     key: &tsig::Key,
 ) -> Result<client::Reply> {
-    let mut id = [0u8; 2];
-    aws_lc_rs::rand::fill(&mut id).map_err(|_| anyhow::anyhow!("no randomness available"))?;
-    let id = u16::from_be_bytes(id);
+    let id = random_id()?;
     let (bytes, mut chain) = client::signed_update(zone, id, changes, key, now())?;
     let reply =
         exchange_tcp(server, &bytes).with_context(|| format!("send the update to {server}"))?;
@@ -705,11 +703,20 @@ pub(crate) fn txt_strings(text: &str) -> String {
         .join(" ")
 }
 
-fn exchange_tcp(server: SocketAddr, request: &[u8]) -> Result<Vec<u8>> {
+/// A random DNS message id.
+pub(crate) fn random_id() -> Result<u16> {
+    let mut id = [0u8; 2];
+    aws_lc_rs::rand::fill(&mut id).map_err(|_| anyhow::anyhow!("no randomness available"))?;
+    Ok(u16::from_be_bytes(id))
+}
+
+/// One DNS message exchange over TCP (RFC 1035 4.2.2 framing).
+pub(crate) fn exchange_tcp(server: SocketAddr, request: &[u8]) -> Result<Vec<u8>> {
     let mut stream = TcpStream::connect_timeout(&server, UPDATE_TIMEOUT)?;
     stream.set_read_timeout(Some(UPDATE_TIMEOUT))?;
     stream.set_write_timeout(Some(UPDATE_TIMEOUT))?;
-    let mut framed = (request.len() as u16).to_be_bytes().to_vec();
+    let len = u16::try_from(request.len()).context("DNS message too long")?;
+    let mut framed = len.to_be_bytes().to_vec();
     framed.extend_from_slice(request);
     stream.write_all(&framed)?;
     let mut len = [0u8; 2];

@@ -52,10 +52,6 @@ const PRIMARY_WAIT: Duration = Duration::from_secs(30);
 const DEFAULT_TIMEOUT_SECS: u64 = 300;
 /// Largest certificate or key file read.
 const MAX_PEM_BYTES: u64 = 1024 * 1024;
-/// Limit of one DNS query to the primary.
-const DNS_TIMEOUT: Duration = Duration::from_secs(5);
-/// Largest DNS reply read.
-const MAX_DNS_REPLY: usize = 65_535;
 
 #[derive(Debug, Subcommand)]
 pub enum TlsCommand {
@@ -608,13 +604,11 @@ impl Primary {
 
     /// The TXT strings (each record's strings joined) at `name`.
     fn txt(&self, name: &Name) -> Result<Vec<String>> {
-        let mut id = [0u8; 2];
-        aws_lc_rs::rand::fill(&mut id).map_err(|_| anyhow::anyhow!("no randomness available"))?;
-        let id = u16::from_be_bytes(id);
+        let id = crate::cmd_dns::random_id()?;
         let mut query = Message::new(id, MessageType::Query, OpCode::Query);
         query.add_query(Query::query(name.clone(), RecordType::TXT));
         let bytes = query.to_vec()?;
-        let reply = query_tcp(self.addr, &bytes)
+        let reply = crate::cmd_dns::exchange_tcp(self.addr, &bytes)
             .with_context(|| format!("ask {} for {name} TXT", self.addr))?;
         let reply = Message::from_vec(&reply)?;
         if reply.id != id {
@@ -634,23 +628,6 @@ impl Primary {
             })
             .collect())
     }
-}
-
-/// One DNS query over TCP (RFC 1035 4.2.2 framing).
-fn query_tcp(server: SocketAddr, request: &[u8]) -> Result<Vec<u8>> {
-    use std::io::{Read, Write};
-    let mut stream = std::net::TcpStream::connect_timeout(&server, DNS_TIMEOUT)?;
-    stream.set_read_timeout(Some(DNS_TIMEOUT))?;
-    stream.set_write_timeout(Some(DNS_TIMEOUT))?;
-    let len = u16::try_from(request.len()).context("query too long")?;
-    let mut framed = len.to_be_bytes().to_vec();
-    framed.extend_from_slice(request);
-    stream.write_all(&framed)?;
-    let mut len = [0u8; 2];
-    stream.read_exact(&mut len)?;
-    let mut reply = vec![0u8; usize::from(u16::from_be_bytes(len)).min(MAX_DNS_REPLY)];
-    stream.read_exact(&mut reply)?;
-    Ok(reply)
 }
 
 /// Whether `e` is a refused (or reset) TCP connection.

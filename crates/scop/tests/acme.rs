@@ -371,11 +371,8 @@ fn acme_certificates_from_pebble_through_our_primary() {
     // `scop tls acme` on demand: a new certificate and key, served after
     // the supervisor restarts mx and submission.
     let old_key = std::fs::read(&key_path).unwrap();
-    // With a second name the CA never validated: pebble may reuse the
-    // host name's valid authorization from the renewal at start, and
-    // then publishes no challenge for it.
-    let out = scop(
-        &[
+    let acme = |names: &[&str]| {
+        let mut args = vec![
             "tls",
             "acme",
             "--dir",
@@ -385,11 +382,14 @@ fn acme_certificates_from_pebble_through_our_primary() {
             "--ca-cert",
             https.0.to_str().unwrap(),
             "--names",
-            HOST,
-            FRESH[0],
-        ],
-        "",
-    );
+        ];
+        args.extend(names);
+        scop(&args, "")
+    };
+    // With a second name the CA never validated: pebble may reuse the
+    // host name's valid authorization from the renewal at start, and
+    // then publishes no challenge for it.
+    let out = acme(&[HOST, FRESH[0]]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "tls acme: {out:?}");
     eprintln!("scop tls acme:\n{stdout}");
@@ -431,21 +431,7 @@ fn acme_certificates_from_pebble_through_our_primary() {
     let key_before = std::fs::read(&key_path).unwrap();
     // Again a name the CA never validated, so that a challenge must be
     // published (and is refused).
-    let out = scop(
-        &[
-            "tls",
-            "acme",
-            "--dir",
-            dir_s,
-            "--directory",
-            &directory,
-            "--ca-cert",
-            https.0.to_str().unwrap(),
-            "--names",
-            FRESH[1],
-        ],
-        "",
-    );
+    let out = acme(&[FRESH[1]]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success(),
