@@ -184,12 +184,15 @@ impl Delivery {
         );
         stored.extend_from_slice(msg);
         let stored = Arc::new(stored);
+        // One name per message content: a copy handed on again after a
+        // crash finds the first one and is not delivered twice.
+        let digest = scop_mta::headers::content_digest(msg);
         for login in mailboxes {
             let mut dir = maildir::mailbox_dir(&self.mail_root, &login)?;
             if let Some(f) = folder {
                 dir = dir.join(format!(".{f}"));
             }
-            let name = maildir::unique_name(now, &self.hostname);
+            let name = maildir::content_name(&digest, &self.hostname);
             let body = stored.clone();
             tokio::task::spawn_blocking(move || maildir::deliver(&dir, &name, &body))
                 .await

@@ -1,6 +1,11 @@
 //! Durable Maildir delivery: write to `tmp/`, fsync the file, rename into
 //! `new/`, fsync the directory. Only after that does a delivery count as
 //! done (the 250 to the client waits for it).
+//!
+//! A message's file name in `new/` comes from its content
+//! ([`content_name`]), so a second copy of one message (handed on again
+//! after a crash between the write and the acknowledgement, or reaching
+//! the mailbox by two paths) finds the first and is not written twice.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -33,11 +38,22 @@ pub fn mailbox_dir(root: &Path, login: &str) -> io::Result<PathBuf> {
 /// A unique file name (Maildir convention: time, unique part, host).
 pub fn unique_name(now: i64, host: &str) -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let host: String = host
-        .chars()
+    format!("{now}.P{}Q{n}.{}", std::process::id(), clean_host(host))
+}
+
+/// The Maildir file name of a message whose
+/// [`scop_mta::headers::content_digest`] is `digest`: the same for every
+/// copy of the message, so a copy already in `new/` is seen (one that a
+/// reader already moved to `cur/` is not).
+pub fn content_name(digest: &[u8; 32], host: &str) -> String {
+    let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+    format!("M{hex}.{}", clean_host(host))
+}
+
+fn clean_host(host: &str) -> String {
+    host.chars()
         .map(|c| if c == '/' || c == ':' { '_' } else { c })
-        .collect();
-    format!("{now}.P{}Q{n}.{host}", std::process::id())
+        .collect()
 }
 
 fn sync_dir(dir: &Path) -> io::Result<()> {
@@ -106,9 +122,21 @@ fn sync_dir_grouped(dir: &Path) -> io::Result<()> {
     }
 }
 
+/// What [`deliver`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivered {
+    /// The message is now in `new/` at this path.
+    Written(PathBuf),
+    /// A file of that name was already in `new/` (an earlier copy).
+    AlreadyThere(PathBuf),
+}
+
 /// Delivers `msg` into the Maildir at `dir` (created if missing) under
-/// `name`; returns the final path. Blocking: call from a blocking task.
-pub fn deliver(dir: &Path, name: &str, msg: &[u8]) -> io::Result<PathBuf> {
+/// `name` in `new/`, unless a file of that name is already there. The
+/// file is written under a unique name in `tmp/` first, so a crash
+/// leaves at most a stray temporary file. Blocking: call from a blocking
+/// task.
+pub fn deliver(dir: &Path, name: &str, msg: &[u8]) -> io::Result<Delivered> {
     let tmp = dir.join("tmp");
     let new = dir.join("new");
     for d in [&tmp, &new, &dir.join("cur")] {
@@ -119,7 +147,15 @@ pub fn deliver(dir: &Path, name: &str, msg: &[u8]) -> io::Result<PathBuf> {
             }
         }
     }
-    let tmp_path = tmp.join(name);
+    let final_path = new.join(name);
+    if final_path.exists() {
+        // Durable already: its delivery fsync'd the directory before
+        // acknowledging, or a concurrent one is about to; wait for that.
+        sync_dir_grouped(&new)?;
+        return Ok(Delivered::AlreadyThere(final_path));
+    }
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    let tmp_path = tmp.join(format!("{name}.P{}Q{n}", std::process::id()));
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -131,10 +167,10 @@ pub fn deliver(dir: &Path, name: &str, msg: &[u8]) -> io::Result<PathBuf> {
         return Err(e);
     }
     drop(f);
-    let final_path = new.join(name);
+    // Two copies racing rename the same content onto one name: one file.
     fs::rename(&tmp_path, &final_path)?;
     sync_dir_grouped(&new)?;
-    Ok(final_path)
+    Ok(Delivered::Written(final_path))
 }
 
 #[cfg(test)]
@@ -146,7 +182,10 @@ mod tests {
         let root = std::env::temp_dir().join(format!("scop-maildir-{}", std::process::id()));
         let dir = mailbox_dir(&root, "bob@b.test").unwrap();
         let name = unique_name(1, "host");
-        let p = deliver(&dir, &name, b"Subject: x\r\n\r\nhi\r\n").unwrap();
+        let Delivered::Written(p) = deliver(&dir, &name, b"Subject: x\r\n\r\nhi\r\n").unwrap()
+        else {
+            panic!("not written")
+        };
         assert!(p.starts_with(dir.join("new")));
         assert_eq!(fs::read(&p).unwrap(), b"Subject: x\r\n\r\nhi\r\n");
         assert_eq!(fs::read_dir(dir.join("tmp")).unwrap().count(), 0);
@@ -165,7 +204,11 @@ mod tests {
                 std::thread::spawn(move || {
                     for j in 0..20 {
                         let body = format!("m{i}-{j}\r\n");
-                        let p = deliver(&dir, &unique_name(2, "h"), body.as_bytes()).unwrap();
+                        let Delivered::Written(p) =
+                            deliver(&dir, &unique_name(2, "h"), body.as_bytes()).unwrap()
+                        else {
+                            panic!("not written")
+                        };
                         assert_eq!(fs::read(&p).unwrap(), body.as_bytes());
                     }
                 })
@@ -180,6 +223,32 @@ mod tests {
         assert!(!st.running);
         assert_eq!(st.covered, st.next, "every ticket covered by an fsync");
         drop(st);
+        fs::remove_dir_all(root).ok();
+    }
+
+    #[test]
+    fn a_second_copy_of_a_message_is_not_written_again() {
+        let root = std::env::temp_dir().join(format!("scop-maildir-once-{}", std::process::id()));
+        let dir = mailbox_dir(&root, "dora@d.test").unwrap();
+        let first = b"Received: from a by b; 1\r\nMessage-ID: <1@d.test>\r\n\r\nhi\r\n";
+        let again = b"Received: from a by b; 2\r\nMessage-ID: <1@d.test>\r\n\r\nhi\r\n";
+        let other = b"Received: from a by b; 2\r\nMessage-ID: <2@d.test>\r\n\r\nhi\r\n";
+        let name = |m: &[u8]| content_name(&scop_mta::headers::content_digest(m), "h");
+        assert!(matches!(
+            deliver(&dir, &name(first), first).unwrap(),
+            Delivered::Written(_)
+        ));
+        // A stray temporary file from a crash is no obstacle.
+        fs::write(dir.join("tmp").join(name(other)), b"partial").unwrap();
+        let Delivered::AlreadyThere(p) = deliver(&dir, &name(again), again).unwrap() else {
+            panic!("written twice")
+        };
+        assert_eq!(fs::read(p).unwrap(), first, "the first copy is kept");
+        assert!(matches!(
+            deliver(&dir, &name(other), other).unwrap(),
+            Delivered::Written(_)
+        ));
+        assert_eq!(fs::read_dir(dir.join("new")).unwrap().count(), 2);
         fs::remove_dir_all(root).ok();
     }
 

@@ -73,15 +73,43 @@ pub fn load_or_create(dir: &Path, hostname: &str) -> Result<Arc<rustls::ServerCo
         let path = path.display().to_string();
         move |source| TlsError::Io { path, source }
     };
-    if !cert.exists() || !key.exists() {
+    if !key.exists() {
+        // Processes starting together (the compartments) may all get
+        // here: each writes a pair under temporary names, the first to
+        // link its key in place publishes its certificate too, the others
+        // drop theirs, so no one reads a key and a certificate that do
+        // not belong together.
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let (c, k) = self_signed(&[hostname.to_string()])?;
-        write_private(&key, k.as_bytes()).map_err(io(&key))?;
-        std::fs::write(&cert, c).map_err(io(&cert))?;
+        let tag = format!("{}.{}", std::process::id(), unique_suffix());
+        let tmp_key = dir.join(format!(".key.pem.{tag}"));
+        let tmp_cert = dir.join(format!(".cert.pem.{tag}"));
+        write_private(&tmp_key, k.as_bytes()).map_err(io(&tmp_key))?;
+        write_private(&tmp_cert, c.as_bytes()).map_err(io(&tmp_cert))?;
+        let won = std::fs::hard_link(&tmp_key, &key).is_ok();
+        if won {
+            std::fs::rename(&tmp_cert, &cert).map_err(io(&cert))?;
+        } else {
+            std::fs::remove_file(&tmp_cert).ok();
+        }
+        std::fs::remove_file(&tmp_key).ok();
+    }
+    // The winner of a concurrent start may still be renaming its
+    // certificate into place.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !cert.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let c = std::fs::read(&cert).map_err(io(&cert))?;
     let k = std::fs::read(&key).map_err(io(&key))?;
     server_config(&c, &k)
+}
+
+/// A number not handed out before by this process.
+fn unique_suffix() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    NEXT.fetch_add(1, Ordering::Relaxed)
 }
 
 fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
@@ -160,5 +188,42 @@ impl ServerCertVerifier for Opportunistic {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn processes_starting_together_share_one_certificate() {
+        let dir = std::env::temp_dir().join(format!("scop-tls-race-{}", std::process::id()));
+        std::fs::remove_dir_all(&dir).ok();
+        let threads: Vec<_> = (0..8)
+            .map(|_| {
+                let dir = dir.clone();
+                std::thread::spawn(move || load_or_create(&dir, "mail.race.test").is_ok())
+            })
+            .collect();
+        for t in threads {
+            assert!(t.join().unwrap(), "a start failed");
+        }
+        let mut names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["cert.pem", "key.pem"], "temporary files left");
+        // The pair belongs together.
+        let cert = std::fs::read(dir.join("cert.pem")).unwrap();
+        let key = std::fs::read(dir.join("key.pem")).unwrap();
+        let certs: Vec<_> = rustls::pki_types::CertificateDer::pem_slice_iter(&cert)
+            .collect::<Result<_, _>>()
+            .unwrap();
+        let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(&key).unwrap();
+        let signer = rustls::crypto::aws_lc_rs::sign::any_supported_type(&key).unwrap();
+        let ck = rustls::sign::CertifiedKey::new(certs, signer);
+        assert!(ck.keys_match().is_ok());
+        std::fs::remove_dir_all(&dir).ok();
     }
 }

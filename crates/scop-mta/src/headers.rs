@@ -132,12 +132,11 @@ pub fn has_field(msg: &[u8], name: &str) -> bool {
         .any(|line| field_value(line, name).is_some())
 }
 
-/// `msg` without the header fields for which `drop` (given the field's
-/// first line, name included) says true, continuation lines included; the
-/// body is untouched.
-pub fn remove_fields(msg: &[u8], drop: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+/// Calls `keep` with each line of the header block (continuation lines
+/// included) that belongs to a field for which `drop` (given the field's
+/// first line, name included) says false; returns the body's offset.
+fn walk_kept_lines(msg: &[u8], drop: impl Fn(&[u8]) -> bool, mut keep: impl FnMut(&[u8])) -> usize {
     let end = header_end(msg);
-    let mut out = Vec::with_capacity(msg.len());
     let mut dropping = false;
     let mut i = 0;
     while i < end {
@@ -151,11 +150,61 @@ pub fn remove_fields(msg: &[u8], drop: impl Fn(&[u8]) -> bool) -> Vec<u8> {
             dropping = drop(line);
         }
         if !dropping {
-            out.extend_from_slice(line);
+            keep(line);
         }
         i = line_end;
     }
+    end
+}
+
+/// `msg` without the header fields for which `drop` (given the field's
+/// first line, name included) says true, continuation lines included; the
+/// body is untouched.
+pub fn remove_fields(msg: &[u8], drop: impl Fn(&[u8]) -> bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(msg.len());
+    let end = walk_kept_lines(msg, drop, |line| out.extend_from_slice(line));
     out.extend_from_slice(&msg[end..]);
+    out
+}
+
+/// Header fields that mail systems add on the way (trace, authentication
+/// results, spam labels, the final delivery's envelope facts), which
+/// differ between two copies of one message that took different paths or
+/// the same path twice.
+pub const TRANSIT_FIELDS: &[&str] = &[
+    "Received",
+    "Return-Path",
+    "Delivered-To",
+    "X-Original-To",
+    "Received-SPF",
+    "Authentication-Results",
+    "ARC-Seal",
+    "ARC-Message-Signature",
+    "ARC-Authentication-Results",
+    "X-Spam-Score",
+    "X-Spam-Verdict",
+    "X-Spam-Clues",
+    "X-Spam-Danger",
+];
+
+/// Whether a field's first line names one of [`TRANSIT_FIELDS`].
+pub fn is_transit_field(line: &[u8]) -> bool {
+    TRANSIT_FIELDS
+        .iter()
+        .any(|name| field_value(line, name).is_some())
+}
+
+/// SHA-256 of `msg` as its sending side wrote it: every header field
+/// except [`TRANSIT_FIELDS`], byte for byte, then the body. A message
+/// handed on again after a crash (the relay's retry, a client's resend of
+/// the same bytes) has the digest of its first copy, whatever trace the
+/// hops added; any change to another field or to the body changes it.
+pub fn content_digest(msg: &[u8]) -> [u8; 32] {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let end = walk_kept_lines(msg, is_transit_field, |line| ctx.update(line));
+    ctx.update(&msg[end..]);
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
     out
 }
 
@@ -300,6 +349,34 @@ mod tests {
             proptest::prop_assert!(out.len() >= msg.len() + 13);
             proptest::prop_assert!(out.ends_with(&msg[end.min(msg.len())..]));
         }
+    }
+
+    #[test]
+    fn content_digest_ignores_transit_fields_only() {
+        let original = b"From: a@a.test\r\nMessage-ID: <1@a.test>\r\nSubject: hi\r\n\r\nbody\r\n";
+        let travelled = b"Return-Path: <a@a.test>\r\nAuthentication-Results: mx.b.test; spf=pass\r\nX-Spam-Verdict: ham\r\nReceived: from x\r\n\tby mx.b.test; Fri, 27 Nov 2026 06:00:00 +0000\r\nFrom: a@a.test\r\nReceived: from y by z\r\nMessage-ID: <1@a.test>\r\nSubject: hi\r\n\r\nbody\r\n";
+        let d = content_digest(original);
+        assert_eq!(content_digest(travelled), d);
+        // Any other field, a folded continuation or the body counts.
+        for changed in [
+            &b"From: a@a.test\r\nMessage-ID: <2@a.test>\r\nSubject: hi\r\n\r\nbody\r\n"[..],
+            b"From: a@a.test\r\nMessage-ID: <1@a.test>\r\nSubject: hi\r\n there\r\n\r\nbody\r\n",
+            b"From: a@a.test\r\nMessage-ID: <1@a.test>\r\nSubject: hi\r\n\r\nbody.\r\n",
+            b"From: a@a.test\r\nMessage-ID: <1@a.test>\r\nSubject: hi\r\nX-Spam: 1\r\n\r\nbody\r\n",
+            b"From: a@a.test\r\nMessage-ID: <1@a.test>\r\nSubject: hi\r\n\r\n",
+        ] {
+            assert_ne!(
+                content_digest(changed),
+                d,
+                "{}",
+                String::from_utf8_lossy(changed)
+            );
+        }
+        // A body line that looks like a trace field is body.
+        assert_ne!(
+            content_digest(b"Subject: s\r\n\r\nReceived: x\r\n"),
+            content_digest(b"Subject: s\r\n\r\n")
+        );
     }
 
     #[test]

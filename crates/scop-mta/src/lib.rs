@@ -17,7 +17,9 @@ pub mod srs;
 /// checks the properties that must hold on any input and panics when one
 /// does not.
 pub mod fuzz {
-    use crate::headers::{field_value, has_field, header_end, remove_fields, with_trace};
+    use crate::headers::{
+        content_digest, field_value, has_field, header_end, remove_fields, with_trace,
+    };
     use crate::srs::Srs;
 
     /// Header edits on arbitrary bytes: the end of the header block is in
@@ -27,6 +29,7 @@ pub mod fuzz {
         let end = header_end(data);
         assert!(end <= data.len());
         let _ = has_field(data, "Received");
+        let _ = content_digest(data);
         let stripped = remove_fields(data, |line| {
             field_value(line, "X-Spam-Verdict").is_some()
                 || field_value(line, "Authentication-Results").is_some()

@@ -7,7 +7,7 @@
 //! the compartments as separate processes (mx, spamfilter, verifier,
 //! delivery, relay linked by mesh hops), one of them killed each round.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -22,44 +22,70 @@ fn free_port() -> u16 {
 }
 
 fn start(data: &Path, mx: SocketAddr) -> Child {
-    start_as(data, mx, &[])
+    start_as(data, mx, &[], "serve")
 }
 
-fn start_as(data: &Path, mx: SocketAddr, extra: &[String]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_scop"))
-        .args(["mail", "serve", "--data"])
-        .arg(data)
-        .args(extra)
-        .args([
-            "--hostname",
-            "mail.crash.test",
-            "--mx",
-            &mx.to_string(),
-            "--submission",
-            "off",
-            "--submissions",
-            "off",
-            "--greeting-delay",
-            "0",
-            "--retry-base",
-            "1",
-        ])
-        .env("SCOP_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start scop mail serve")
+/// Starts `scop mail serve` with `extra` options; its log is appended to
+/// `data/logs/<log>.log`.
+fn start_as(data: &Path, mx: SocketAddr, extra: &[String], log: &str) -> Child {
+    let logs = data.join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(logs.join(format!("{log}.log")))
+        .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_scop"));
+    cmd.args(["mail", "serve", "--data"]).arg(data).args(extra);
+    if !extra.iter().any(|a| a == "--submissions") {
+        cmd.args(["--submissions", "off"]);
+    }
+    cmd.args([
+        "--hostname",
+        "mail.crash.test",
+        "--mx",
+        &mx.to_string(),
+        "--submission",
+        "off",
+        "--greeting-delay",
+        "0",
+        "--retry-base",
+        "1",
+    ])
+    .env("SCOP_LOG", "warn")
+    .stdout(Stdio::null())
+    .stderr(log)
+    .spawn()
+    .expect("start scop mail serve")
 }
 
-fn wait_listening(mx: SocketAddr) {
+/// Waits until something listens on `addr`; on failure, shows the logs
+/// under `data`.
+fn wait_listening(addr: SocketAddr, data: &Path) {
     let deadline = Instant::now() + Duration::from_secs(30);
-    while TcpStream::connect(mx).is_err() {
-        assert!(Instant::now() < deadline, "scop did not start listening");
+    while TcpStream::connect(addr).is_err() {
+        if Instant::now() > deadline {
+            let mut logs = String::new();
+            for e in std::fs::read_dir(data.join("logs"))
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+                let tail: Vec<&str> = text.lines().rev().take(15).collect();
+                logs.push_str(&format!("== {}\n", e.path().display()));
+                for l in tail.into_iter().rev() {
+                    logs.push_str(l);
+                    logs.push('\n');
+                }
+            }
+            panic!("nothing listens on {addr}\n{logs}");
+        }
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
-fn reply(r: &mut BufReader<TcpStream>) -> std::io::Result<String> {
+fn reply(r: &mut impl BufRead) -> std::io::Result<String> {
     loop {
         let mut line = String::new();
         if r.read_line(&mut line)? == 0 {
@@ -71,31 +97,75 @@ fn reply(r: &mut BufReader<TcpStream>) -> std::io::Result<String> {
     }
 }
 
-/// Sends one message; Ok(true) only when the final reply was 250.
-fn send(mx: SocketAddr, rcpt: &str, tag: &str) -> std::io::Result<bool> {
-    let s = TcpStream::connect(mx)?;
-    s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut w = s.try_clone()?;
-    let mut r = BufReader::new(s);
-    if !reply(&mut r)?.starts_with("220") {
+/// AUTH PLAIN for dora@crash.test, password "pw".
+const AUTH_PLAIN: &str = "AGRvcmFAY3Jhc2gudGVzdABwdw==";
+
+/// One SMTP transaction on an open session; Ok(true) only when the final
+/// reply was 250. With `login`, authenticates as dora first and sends as
+/// her.
+fn dialogue<S: Read + Write>(
+    r: &mut BufReader<S>,
+    login: bool,
+    rcpt: &str,
+    tag: &str,
+) -> std::io::Result<bool> {
+    if !reply(r)?.starts_with("220") {
         return Ok(false);
     }
-    for cmd in [
-        "EHLO client.test\r\n".to_string(),
-        "MAIL FROM:<sender@elsewhere.test>\r\n".into(),
+    let from = if login {
+        "dora@crash.test"
+    } else {
+        "sender@elsewhere.test"
+    };
+    let mut cmds = vec!["EHLO client.test\r\n".to_string()];
+    if login {
+        cmds.push(format!("AUTH PLAIN {AUTH_PLAIN}\r\n"));
+    }
+    cmds.extend([
+        format!("MAIL FROM:<{from}>\r\n"),
         format!("RCPT TO:<{rcpt}>\r\n"),
         "DATA\r\n".into(),
-    ] {
-        w.write_all(cmd.as_bytes())?;
-        let rep = reply(&mut r)?;
+    ]);
+    for cmd in cmds {
+        r.get_mut().write_all(cmd.as_bytes())?;
+        r.get_mut().flush()?;
+        let rep = reply(r)?;
         if !(rep.starts_with('2') || rep.starts_with('3')) {
             return Ok(false);
         }
     }
-    w.write_all(format!("Subject: {tag}\r\n\r\nbody of {tag}\r\n.\r\n").as_bytes())?;
-    let ok = reply(&mut r)?.starts_with("250");
-    w.write_all(b"QUIT\r\n").ok();
+    r.get_mut().write_all(
+        format!("From: <{from}>\r\nSubject: {tag}\r\n\r\nbody of {tag}\r\n.\r\n").as_bytes(),
+    )?;
+    r.get_mut().flush()?;
+    let ok = reply(r)?.starts_with("250");
+    r.get_mut().write_all(b"QUIT\r\n").ok();
+    r.get_mut().flush().ok();
     Ok(ok)
+}
+
+/// Sends one message to the MX; Ok(true) only when the final reply was 250.
+fn send(mx: SocketAddr, rcpt: &str, tag: &str) -> std::io::Result<bool> {
+    let s = TcpStream::connect(mx)?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    dialogue(&mut BufReader::new(s), false, rcpt, tag)
+}
+
+/// Submits one message over implicit TLS with AUTH as dora.
+fn submit(addr: SocketAddr, rcpt: &str, tag: &str) -> std::io::Result<bool> {
+    let tcp = TcpStream::connect(addr)?;
+    tcp.set_read_timeout(Some(Duration::from_secs(10)))?;
+    let name = rustls::pki_types::ServerName::try_from("mail.crash.test")
+        .expect("name")
+        .to_owned();
+    let conn = rustls::ClientConnection::new(scop_mail::tls::opportunistic_client(), name)
+        .map_err(std::io::Error::other)?;
+    dialogue(
+        &mut BufReader::new(rustls::StreamOwned::new(conn, tcp)),
+        true,
+        rcpt,
+        tag,
+    )
 }
 
 fn mailbox_subjects(root: &Path) -> Vec<String> {
@@ -177,8 +247,9 @@ fn report(
     let mut unique = have.clone();
     unique.sort();
     unique.dedup();
+    let submitted = acked.iter().filter(|t| t.contains("-s")).count();
     eprintln!(
-        "crash test ({what}): {kills} kills, {sent} messages sent, {} acknowledged, {} missing, {} delivered twice",
+        "crash test ({what}): {kills} kills, {sent} messages sent, {} acknowledged ({submitted} submitted with AUTH), {} missing, {} delivered twice",
         acked.len(),
         missing.len(),
         have.len() - unique.len()
@@ -192,30 +263,61 @@ fn report(
         missing.is_empty(),
         "lost acknowledged messages: {missing:?}"
     );
+    assert_eq!(
+        have.len(),
+        unique.len(),
+        "messages delivered more than once"
+    );
 }
 
-/// Sends until `killer` finishes; the tags of acknowledged messages are
-/// added to `acked`, the number sent returned.
+/// Sends to the MX until `killer` finishes, and, with `submission`,
+/// submits from a second thread at the same time; the tags of
+/// acknowledged messages are added to `acked`, the number sent returned.
+/// Half of each client's messages go to dora, half to the forwarding
+/// account.
 fn send_while(
     mx: SocketAddr,
+    submission: Option<SocketAddr>,
     round: u64,
     killer: &std::thread::JoinHandle<()>,
     acked: &mut Vec<String>,
 ) -> usize {
-    let mut i = 0;
-    while !killer.is_finished() {
-        let tag = format!("r{round}-m{i}");
-        let rcpt = if i % 2 == 0 {
+    let rcpt = |i: usize| {
+        if i.is_multiple_of(2) {
             "dora@crash.test"
         } else {
             "fwd@crash.test"
-        };
-        if let Ok(true) = send(mx, rcpt, &tag) {
-            acked.push(tag);
         }
-        i += 1;
-    }
-    i
+    };
+    std::thread::scope(|scope| {
+        let submitter = submission.map(|addr| {
+            scope.spawn(move || {
+                let (mut sent, mut acked) = (0, Vec::new());
+                while !killer.is_finished() {
+                    let tag = format!("r{round}-s{sent}");
+                    if let Ok(true) = submit(addr, rcpt(sent), &tag) {
+                        acked.push(tag);
+                    }
+                    sent += 1;
+                }
+                (sent, acked)
+            })
+        });
+        let mut i = 0;
+        while !killer.is_finished() {
+            let tag = format!("r{round}-m{i}");
+            if let Ok(true) = send(mx, rcpt(i), &tag) {
+                acked.push(tag);
+            }
+            i += 1;
+        }
+        if let Some(t) = submitter {
+            let (sent, theirs) = t.join().expect("submitter");
+            i += sent;
+            acked.extend(theirs);
+        }
+        i
+    })
 }
 
 #[test]
@@ -227,7 +329,7 @@ fn kill_9_loses_no_acknowledged_message() {
     let rounds = 6;
     for round in 0..rounds {
         let mut child = start(&data, mx);
-        wait_listening(mx);
+        wait_listening(mx, &data);
         // Send for a while, then kill without warning in the middle.
         let until = Instant::now() + Duration::from_millis(700 + 150 * round);
         let killer = std::thread::spawn(move || {
@@ -235,12 +337,12 @@ fn kill_9_loses_no_acknowledged_message() {
             child.kill().ok();
             child.wait().ok();
         });
-        sent += send_while(mx, round, &killer, &mut acked);
+        sent += send_while(mx, None, round, &killer, &mut acked);
         killer.join().unwrap();
     }
     // A last run lets the relay drain what was queued across the crashes.
     let mut child = start(&data, mx);
-    wait_listening(mx);
+    wait_listening(mx, &data);
     let missing = missing_after_drain(&data, &acked);
     child.kill().ok();
     child.wait().ok();
@@ -273,6 +375,17 @@ fn kill_9_of_any_compartment_loses_no_acknowledged_message() {
             break p;
         }
     };
+    let submissions: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    // The signer signs what submission hands it (Ed25519: cheap to make).
+    let key = data.join("dkim.pem");
+    let made = Command::new(env!("CARGO_BIN_EXE_scop"))
+        .args(["dkim", "keygen", "--algorithm", "ed25519", "--domain"])
+        .args(["crash.test", "--selector", "crash", "--out"])
+        .arg(&key)
+        .stdout(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(made.success());
     let start_role = |role: &str| {
         let extra: Vec<String> = [
             "--compartment",
@@ -281,35 +394,54 @@ fn kill_9_of_any_compartment_loses_no_acknowledged_message() {
             data.join("mesh").to_str().unwrap(),
             "--mesh-base",
             &format!("127.0.0.1:{base}"),
+            "--submissions",
+            &submissions.to_string(),
+            "--dkim",
+            &format!("crash.test:crash:{}", key.display()),
+            "--user-hourly-limit",
+            "1000000",
         ]
         .iter()
         .map(|s| s.to_string())
         .collect();
-        start_as(&data, mx, &extra)
+        start_as(&data, mx, &extra, role)
     };
-    let roles = ["relay", "delivery", "verifier", "spamfilter", "mx"];
+    let roles = [
+        "relay",
+        "delivery",
+        "verifier",
+        "spamfilter",
+        "mx",
+        "signer",
+        "submission",
+    ];
     let mut children: Vec<Option<Child>> = roles.iter().map(|r| Some(start_role(r))).collect();
     let mut acked: Vec<String> = Vec::new();
     let mut sent = 0;
-    let rounds = 10;
-    for round in 0..rounds {
-        wait_listening(mx);
-        // Kill one compartment without warning while the client sends,
+    // Every compartment killed at least twice, and at least 2,000
+    // messages sent (both clients together).
+    let mut round = 0;
+    while round < 2 * roles.len() as u64 || sent < 2_000 {
+        assert!(round < 60, "only {sent} messages sent in {round} rounds");
+        wait_listening(mx, &data);
+        wait_listening(submissions, &data);
+        // Kill one compartment without warning while the clients send,
         // then start it again.
         let victim = (round as usize * 3) % roles.len();
         let mut child = children[victim].take().expect("running");
-        let until = Instant::now() + Duration::from_millis(600 + 100 * round);
+        let until = Instant::now() + Duration::from_millis(600 + 100 * (round % 10));
         let killer = std::thread::spawn(move || {
             std::thread::sleep(until.saturating_duration_since(Instant::now()));
             child.kill().ok();
             child.wait().ok();
         });
-        sent += send_while(mx, round, &killer, &mut acked);
+        sent += send_while(mx, Some(submissions), round, &killer, &mut acked);
         killer.join().unwrap();
         children[victim] = Some(start_role(roles[victim]));
         std::thread::sleep(Duration::from_millis(300));
+        round += 1;
     }
-    wait_listening(mx);
+    wait_listening(mx, &data);
     let missing = missing_after_drain(&data, &acked);
     for mut c in children.into_iter().flatten() {
         c.kill().ok();
@@ -318,10 +450,24 @@ fn kill_9_of_any_compartment_loses_no_acknowledged_message() {
     report(
         "compartments",
         &data,
-        rounds as usize,
+        round as usize,
         sent,
         &acked,
         &missing,
     );
+    // What submission took went through the signer.
+    let dora = data.join("mail/dora@crash.test/Maildir/new");
+    let mut signed = 0;
+    for e in std::fs::read_dir(&dora).unwrap().flatten() {
+        let text = std::fs::read_to_string(e.path()).unwrap_or_default();
+        if text.contains("\nSubject: r") && text.contains("-s") && text.contains("From: <dora@") {
+            assert!(
+                text.contains("d=crash.test;") && text.contains("s=crash;"),
+                "unsigned: {text}"
+            );
+            signed += 1;
+        }
+    }
+    assert!(signed >= 20, "only {signed} submitted messages arrived");
     std::fs::remove_dir_all(&data).ok();
 }
