@@ -4,7 +4,7 @@
 //! SRS. A bounce addressed to one of our SRS addresses goes back to the
 //! original sender.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -125,7 +125,8 @@ impl Delivery {
         now: i64,
         folder: Option<&str>,
     ) -> Result<Vec<(String, RcptOutcome)>, DeliveryError> {
-        let mut mailboxes = BTreeSet::new();
+        // Each mailbox, with the recipients that led to it.
+        let mut mailboxes: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
         // (envelope sender, recipients, their DSN parameters) of forwarded copies.
         let mut forwards: Vec<(String, Vec<String>, DsnParams)> = Vec::new();
         let mut outcomes = Vec::with_capacity(rcpts.len());
@@ -140,7 +141,9 @@ impl Delivery {
                     } else {
                         RcptOutcome::Done
                     };
-                    mailboxes.extend(m);
+                    for login in m {
+                        mailboxes.entry(login).or_default().insert(rcpt);
+                    }
                     if !forward.is_empty() && folder.is_none() {
                         let domain = rcpt.rsplit_once('@').map(|(_, d)| d).unwrap_or("");
                         let rewritten = self.srs.forward(sender, domain, now).unwrap_or_default();
@@ -184,15 +187,18 @@ impl Delivery {
         );
         stored.extend_from_slice(msg);
         let stored = Arc::new(stored);
-        // One name per message content: a copy handed on again after a
-        // crash finds the first one and is not delivered twice.
-        let digest = scop_mta::headers::content_digest(msg);
-        for login in mailboxes {
+        // One name per message content and recipients: a copy handed on
+        // again after a crash finds the first one and is not delivered
+        // twice.
+        let content = scop_mta::headers::content_digest(msg);
+        let date = scop_mta::headers::date_of(msg);
+        for (login, rcpts) in mailboxes {
+            let digest = scop_mta::headers::copy_digest(&content, rcpts);
             let mut dir = maildir::mailbox_dir(&self.mail_root, &login)?;
             if let Some(f) = folder {
                 dir = dir.join(format!(".{f}"));
             }
-            let name = maildir::content_name(&digest, &self.hostname);
+            let name = maildir::content_name(date, &digest, &self.hostname);
             let body = stored.clone();
             tokio::task::spawn_blocking(move || maildir::deliver(&dir, &name, &body))
                 .await

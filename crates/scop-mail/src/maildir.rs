@@ -41,13 +41,15 @@ pub fn unique_name(now: i64, host: &str) -> String {
     format!("{now}.P{}Q{n}.{}", std::process::id(), clean_host(host))
 }
 
-/// The Maildir file name of a message whose
-/// [`scop_mta::headers::content_digest`] is `digest`: the same for every
-/// copy of the message, so a copy already in `new/` is seen (one that a
-/// reader already moved to `cur/` is not).
-pub fn content_name(digest: &[u8; 32], host: &str) -> String {
+/// The Maildir file name of one copy of a message: `time.unique.host`,
+/// where the time is the message's `Date` (0 without one) and the
+/// unique part a [`scop_mta::headers::copy_digest`], so the name is the
+/// same for every copy of the message to the same recipients and a copy
+/// already in `new/` is seen (one that a reader already moved to `cur/`
+/// is not). Sorting names still sorts by the message's date.
+pub fn content_name(date: Option<i64>, digest: &[u8; 32], host: &str) -> String {
     let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
-    format!("M{hex}.{}", clean_host(host))
+    format!("{}.M{hex}.{}", date.unwrap_or(0).max(0), clean_host(host))
 }
 
 fn clean_host(host: &str) -> String {
@@ -233,7 +235,7 @@ mod tests {
         let first = b"Received: from a by b; 1\r\nMessage-ID: <1@d.test>\r\n\r\nhi\r\n";
         let again = b"Received: from a by b; 2\r\nMessage-ID: <1@d.test>\r\n\r\nhi\r\n";
         let other = b"Received: from a by b; 2\r\nMessage-ID: <2@d.test>\r\n\r\nhi\r\n";
-        let name = |m: &[u8]| content_name(&scop_mta::headers::content_digest(m), "h");
+        let name = |m: &[u8]| content_name(None, &scop_mta::headers::content_digest(m), "h");
         assert!(matches!(
             deliver(&dir, &name(first), first).unwrap(),
             Delivered::Written(_)

@@ -148,9 +148,14 @@ async fn forged_labels_are_replaced_and_spam_sources_are_refused() {
         },
     )
     .await;
-    let spam = b"X-Spam-Verdict: ham\r\nX-Spam-Score: 0.0\r\nSubject: cheap pills\r\n\r\nbuy cheap pills now viagra\r\n";
-    for _ in 0..3 {
-        assert!(delivered(&send(a.mx(), spam).await));
+    // Three different messages (the same bytes again would be one copy).
+    let spam = |i: usize| {
+        format!(
+            "X-Spam-Verdict: ham\r\nX-Spam-Score: 0.0\r\nMessage-ID: <{i}@pills.test>\r\nSubject: cheap pills\r\n\r\nbuy cheap pills now viagra\r\n"
+        )
+    };
+    for i in 0..3 {
+        assert!(delivered(&send(a.mx(), spam(i).as_bytes()).await));
     }
     let junk = a.junk("alice@a.test");
     assert_eq!(junk.len(), 3);
@@ -159,7 +164,7 @@ async fn forged_labels_are_replaced_and_spam_sources_are_refused() {
     assert!(!text.contains("X-Spam-Verdict: ham"), "{text}");
     assert!(!text.contains("X-Spam-Score: 0.0\r\n"), "{text}");
     // The fourth attempt from the same address is refused at MAIL.
-    match send(a.mx(), spam).await {
+    match send(a.mx(), spam(3).as_bytes()).await {
         Attempt::Done(r, _) => {
             let mail = r.mail.expect("MAIL answered");
             assert_eq!(mail.code(), 554, "{mail:?}");

@@ -37,6 +37,13 @@ fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
 }
 
 impl DateTime {
+    /// Parses a date-time field value leniently (as the message parser
+    /// does): optional day name, obsolete zones and two-digit years,
+    /// missing seconds, comments.
+    pub fn parse(value: &[u8]) -> Option<DateTime> {
+        parse_date(value)
+    }
+
     /// `Thu, 26 Nov 2026 11:13:03 +0000` (RFC 5322 §3.3).
     pub fn to_rfc5322(&self) -> String {
         let days = days_from_civil(self.year as i64, self.month as i64, self.day as i64);

@@ -187,6 +187,42 @@ pub const TRANSIT_FIELDS: &[&str] = &[
     "X-Spam-Danger",
 ];
 
+/// SHA-256 naming one delivered copy: the message's [`content_digest`]
+/// and the envelope recipients (as given, case-folded, sorted, without
+/// duplicates) that led to one mailbox. The same message sent again to
+/// the same recipients (a retry after a crash) gets the same digest; the
+/// same bytes sent to another address of that mailbox do not.
+pub fn copy_digest<'a>(
+    content: &[u8; 32],
+    recipients: impl IntoIterator<Item = &'a str>,
+) -> [u8; 32] {
+    let mut rcpts: Vec<String> = recipients
+        .into_iter()
+        .map(|r| r.to_ascii_lowercase())
+        .collect();
+    rcpts.sort();
+    rcpts.dedup();
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    ctx.update(content);
+    for r in &rcpts {
+        ctx.update(&(r.len() as u64).to_be_bytes());
+        ctx.update(r.as_bytes());
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+/// The first `Date` field's time (Unix seconds), if it parses; folded
+/// values are read up to their first line.
+pub fn date_of(msg: &[u8]) -> Option<i64> {
+    msg[..header_end(msg)]
+        .split(|&b| b == b'\n')
+        .find_map(|line| field_value(line, "Date"))
+        .and_then(DateTime::parse)
+        .map(|d| d.unix_timestamp())
+}
+
 /// Whether a field's first line names one of [`TRANSIT_FIELDS`].
 pub fn is_transit_field(line: &[u8]) -> bool {
     TRANSIT_FIELDS
@@ -372,6 +408,26 @@ mod tests {
                 String::from_utf8_lossy(changed)
             );
         }
+        // Copies: the recipients count, their order and case do not.
+        let one = copy_digest(&d, ["Dora@d.test", "info@d.test"]);
+        assert_eq!(
+            one,
+            copy_digest(&d, ["info@d.test", "dora@d.test", "dora@d.test"])
+        );
+        assert_ne!(one, copy_digest(&d, ["dora@d.test"]));
+        assert_ne!(
+            one,
+            copy_digest(&content_digest(original.as_slice()), ["x@d.test"])
+        );
+        assert_eq!(
+            date_of(b"Subject: s\r\nDate: Fri, 27 Nov 2026 06:00:00 +0100\r\n\r\n"),
+            Some(1_795_755_600)
+        );
+        assert_eq!(
+            date_of(b"Subject: s\r\n\r\nDate: Fri, 27 Nov 2026 06:00:00 +0000\r\n"),
+            None
+        );
+        assert_eq!(date_of(b"Date: yesterday\r\n\r\n"), None);
         // A body line that looks like a trace field is body.
         assert_ne!(
             content_digest(b"Subject: s\r\n\r\nReceived: x\r\n"),
