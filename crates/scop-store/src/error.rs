@@ -65,6 +65,28 @@ pub enum StoreError {
     #[error("corrupt store: {0}")]
     Corrupt(&'static str),
     /// Hashing a password failed (should not happen with the built-in parameters).
+    /// A password operation on a handle opened without the credentials
+    /// file that holds the hashes.
+    #[error(
+        "password hashes are kept in a separate credentials file, which this store was opened without (give its path, e.g. --credentials)"
+    )]
+    PasswordsElsewhere,
+
+    /// The credentials file could not be created.
+    #[error("cannot create the credentials file {path}: {source}")]
+    Credentials {
+        /// Its path.
+        path: String,
+        /// Why.
+        source: std::io::Error,
+    },
+
+    /// A credentials file was given for a PostgreSQL store.
+    #[error(
+        "a separate credentials file needs an SQLite store; PostgreSQL keeps them in its passwords table"
+    )]
+    CredentialsNeedSqlite,
+
     #[error("password hashing failed: {0}")]
     PasswordHash(String),
     /// The database driver failed (I/O, connection, constraint, ...).

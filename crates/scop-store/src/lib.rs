@@ -30,6 +30,7 @@ pub mod retry;
 mod sql;
 
 use std::fmt;
+use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -65,10 +66,38 @@ pub(crate) enum Pool {
     Pg(PgPool),
 }
 
+/// Where a store's password hashes are, as this handle sees them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Passwords {
+    /// In the store's own `passwords` table.
+    InStore,
+    /// In the credentials file attached as the `credentials` schema.
+    Attached,
+    /// In a credentials file this handle was not given: no password
+    /// operation is possible.
+    Elsewhere,
+}
+
+impl Passwords {
+    /// The statements on the table holding the hashes, if this handle
+    /// reaches it.
+    pub(crate) fn sql(self) -> Result<&'static sql::accounts::PasswordSql> {
+        match self {
+            Passwords::InStore => Ok(&sql::accounts::IN_STORE),
+            Passwords::Attached => Ok(&sql::accounts::ATTACHED),
+            Passwords::Elsewhere => Err(StoreError::PasswordsElsewhere),
+        }
+    }
+}
+
+/// The `settings` row recording that the hashes live in a credentials file.
+pub(crate) const SEPARATE_PASSWORDS: &str = "passwords";
+
 /// The store: a cheap-to-clone handle on a connection pool.
 #[derive(Clone)]
 pub struct Store {
     pub(crate) pool: Pool,
+    pub(crate) passwords: Passwords,
 }
 
 impl fmt::Debug for Store {
@@ -140,20 +169,28 @@ impl Store {
         Self::open_at(url, SCHEMA_VERSION).await
     }
 
-    /// Like [`Store::open`] but migrates only up to `version`: for testing
-    /// the upgrade path. Not for production use.
-    #[doc(hidden)]
-    pub async fn open_at(url: &str, version: i64) -> Result<Store> {
-        // Switching a fresh SQLite file to WAL takes an exclusive lock that
-        // SQLite does not wait for (the busy timeout does not apply), so
-        // processes opening one database together may see SQLITE_BUSY here:
-        // retry the whole open, briefly, until the busy timeout.
+    /// Like [`Store::open`] for an SQLite store whose password hashes live
+    /// in the separate database file `credentials` (created, mode 0600,
+    /// if missing; its directory must exist), so that processes opening
+    /// the store without it (the MX, delivery, the relay) cannot read
+    /// them. Hashes still in the store's own table are moved there, and
+    /// the store records that they are kept apart: from then on a handle
+    /// opened with [`Store::open`] refuses password operations
+    /// ([`StoreError::PasswordsElsewhere`]) instead of writing hashes
+    /// where submission does not look.
+    pub async fn open_with_credentials(url: &str, credentials: &Path) -> Result<Store> {
+        if !url.starts_with("sqlite:") {
+            return Err(StoreError::CredentialsNeedSqlite);
+        }
+        create_private_file(credentials)?;
         let deadline = tokio::time::Instant::now() + SQLITE_BUSY_TIMEOUT;
         let mut pause = Duration::from_millis(10);
         loop {
             let attempt: Result<Store> = async {
-                let store = Self::connect(url).await?;
-                sql::migrate::migrate(&store, version).await?;
+                let mut store = Self::connect_with(url, Some(credentials)).await?;
+                sql::migrate::migrate(&store, SCHEMA_VERSION).await?;
+                sql::accounts::move_passwords_to_credentials(&store).await?;
+                store.passwords = Passwords::Attached;
                 Ok(store)
             }
             .await;
@@ -167,7 +204,53 @@ impl Store {
         }
     }
 
+    /// Like [`Store::open`] but migrates only up to `version`: for testing
+    /// the upgrade path. Not for production use.
+    #[doc(hidden)]
+    pub async fn open_at(url: &str, version: i64) -> Result<Store> {
+        // Switching a fresh SQLite file to WAL takes an exclusive lock that
+        // SQLite does not wait for (the busy timeout does not apply), so
+        // processes opening one database together may see SQLITE_BUSY here:
+        // retry the whole open, briefly, until the busy timeout.
+        let deadline = tokio::time::Instant::now() + SQLITE_BUSY_TIMEOUT;
+        let mut pause = Duration::from_millis(10);
+        loop {
+            let attempt: Result<Store> = async {
+                let mut store = Self::connect(url).await?;
+                sql::migrate::migrate(&store, version).await?;
+                if version >= 4 && store.passwords_kept_apart().await? {
+                    store.passwords = Passwords::Elsewhere;
+                }
+                Ok(store)
+            }
+            .await;
+            match attempt {
+                Err(e) if e.is_sqlite_busy() && tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(250));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// Whether the store records that its password hashes live in a
+    /// credentials file.
+    async fn passwords_kept_apart(&self) -> Result<bool> {
+        on_pool!(self, p => {
+            let row = sqlx::query("SELECT 1 FROM settings WHERE name = $1")
+                .bind(SEPARATE_PASSWORDS)
+                .fetch_optional(p)
+                .await?;
+            Ok(row.is_some())
+        })
+    }
+
     async fn connect(url: &str) -> Result<Store> {
+        Self::connect_with(url, None).await
+    }
+
+    async fn connect_with(url: &str, credentials: Option<&Path>) -> Result<Store> {
         if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let opts = PgConnectOptions::from_str(url)?;
             let pool = PgPoolOptions::new()
@@ -177,6 +260,7 @@ impl Store {
                 .await?;
             return Ok(Store {
                 pool: Pool::Pg(pool),
+                passwords: Passwords::InStore,
             });
         }
         let Some(rest) = url.strip_prefix("sqlite:") else {
@@ -217,9 +301,34 @@ impl Store {
         } else {
             pool_opts.max_connections(SQLITE_MAX_CONNECTIONS)
         };
+        let pool_opts = match credentials {
+            None => pool_opts,
+            Some(path) => {
+                let path = path.to_string_lossy().into_owned();
+                // Every connection of the pool sees the credentials file as
+                // the `credentials` schema, with the store's durability.
+                pool_opts.after_connect(move |conn, _| {
+                    let path = path.clone();
+                    Box::pin(async move {
+                        sqlx::query("ATTACH DATABASE $1 AS credentials")
+                            .bind(path)
+                            .execute(&mut *conn)
+                            .await?;
+                        sqlx::raw_sql(
+                            "PRAGMA credentials.journal_mode = WAL; \
+                             PRAGMA credentials.synchronous = FULL;",
+                        )
+                        .execute(&mut *conn)
+                        .await?;
+                        Ok(())
+                    })
+                })
+            }
+        };
         let pool = pool_opts.connect_with(opts).await?;
         Ok(Store {
             pool: Pool::Sqlite(pool),
+            passwords: Passwords::InStore,
         })
     }
 
@@ -239,6 +348,24 @@ impl Store {
     /// Closes every connection (pending operations finish first).
     pub async fn close(&self) {
         on_pool!(self, p => p.close().await)
+    }
+}
+
+/// Creates `path` with mode 0600 when it does not exist (SQLite would
+/// create it with the umask's mode; its `-wal` and `-shm` files take the
+/// mode of the database file).
+fn create_private_file(path: &Path) -> Result<()> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
+    match o.open(path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(source) => Err(StoreError::Credentials {
+            path: path.display().to_string(),
+            source,
+        }),
     }
 }
 

@@ -756,11 +756,12 @@ async fn migrates_older_schema(db: Db) {
     {
         let v1 = Store::open_at(&db.url, 1).await.unwrap();
         assert_eq!(v1.schema_version().await.unwrap(), 1);
-        v1.add_user("alice@a.test", "pw").await.unwrap();
         // the queue tables do not exist yet
         assert!(v1.list_queue().await.is_err());
         v1.close().await;
     }
+    // An account made by a version-1 program (the hash in `users`).
+    insert_v1_account(&db.url, "alice@a.test", "pw").await;
     let store = Store::open(&db.url).await.unwrap();
     assert_eq!(store.schema_version().await.unwrap(), SCHEMA_VERSION);
     assert!(store.verify_password("alice@a.test", "pw").await.unwrap());
@@ -769,6 +770,20 @@ async fn migrates_older_schema(db: Db) {
         .await
         .unwrap();
     assert_eq!(store.due(1, 10).await.unwrap()[0].id, id);
+}
+
+/// Adds an account as a program at schema versions 1 to 3 did.
+async fn insert_v1_account(url: &str, login: &str, password: &str) {
+    let hash = scop_store::password::hash(password).unwrap();
+    let sql = format!(
+        "INSERT INTO users (login_key, login, password_hash) VALUES ('{login}', '{login}', '{hash}'); \
+         INSERT INTO addresses (address_key, address, login_key) VALUES ('{login}', '{login}', '{login}'); \
+         INSERT INTO domains (name) VALUES ('{}') ON CONFLICT DO NOTHING",
+        login.split('@').nth(1).unwrap()
+    );
+    scop_store::testing::execute(url, Box::leak(sql.into_boxed_str()))
+        .await
+        .unwrap();
 }
 
 async fn refuses_newer_schema(db: Db) {
@@ -1061,6 +1076,134 @@ suite!(
     migrates_a_queued_message_to_dsn_columns,
     enqueued_leased_is_held_until_the_lease_ends,
 );
+
+/// The credentials file beside an SQLite test database, and its
+/// `-wal`/`-shm` files, removed on drop.
+fn credentials_for(db: &mut Db) -> PathBuf {
+    let path = PathBuf::from(format!(
+        "{}.credentials",
+        db.url.strip_prefix("sqlite:").unwrap()
+    ));
+    for suffix in ["", "-wal", "-shm"] {
+        db.files
+            .push(PathBuf::from(format!("{}{suffix}", path.display())));
+    }
+    path
+}
+
+/// Every byte of an SQLite database and its WAL.
+fn database_bytes(path: &str) -> Vec<u8> {
+    let mut out = std::fs::read(path).unwrap();
+    out.extend(std::fs::read(format!("{path}-wal")).unwrap_or_default());
+    out
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
+}
+
+#[tokio::test]
+async fn password_hashes_live_only_in_the_credentials_file() {
+    let mut db = sqlite_db();
+    let credentials = credentials_for(&mut db);
+    let with = Store::open_with_credentials(&db.url, &credentials)
+        .await
+        .unwrap();
+    with.add_user("alice@a.test", "alice-pw").await.unwrap();
+    with.add_user("bob@a.test", "bob-pw").await.unwrap();
+    with.set_password("bob@a.test", "bob-new").await.unwrap();
+    assert!(
+        with.verify_password("alice@a.test", "alice-pw")
+            .await
+            .unwrap()
+    );
+    assert!(with.verify_password("bob@a.test", "bob-new").await.unwrap());
+    assert!(!with.verify_password("bob@a.test", "bob-pw").await.unwrap());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&credentials)
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    // A process opening the store alone (the MX, delivery, the relay)
+    // sees the accounts but no hash, and may not write one where
+    // submission would not look.
+    let without = Store::open(&db.url).await.unwrap();
+    assert_eq!(without.list_users().await.unwrap().len(), 2);
+    assert!(
+        without
+            .owns_address("alice@a.test", "alice@a.test")
+            .await
+            .unwrap()
+    );
+    for result in [
+        without
+            .verify_password("alice@a.test", "alice-pw")
+            .await
+            .err(),
+        without.add_user("carol@a.test", "pw").await.err(),
+        without.set_password("alice@a.test", "x").await.err(),
+    ] {
+        match result {
+            Some(e @ StoreError::PasswordsElsewhere) => {
+                assert!(e.to_string().contains("--credentials"), "{e}")
+            }
+            other => panic!("expected PasswordsElsewhere, got {other:?}"),
+        }
+    }
+    // Deleting an account without the file leaves an unusable hash.
+    without.delete_user("bob@a.test").await.unwrap();
+    assert!(!with.verify_password("bob@a.test", "bob-new").await.unwrap());
+    with.close().await;
+    without.close().await;
+    let main = database_bytes(db.url.strip_prefix("sqlite:").unwrap());
+    let apart = database_bytes(credentials.to_str().unwrap());
+    assert!(!contains(&main, b"$argon2id$"), "a hash in the store");
+    assert!(
+        contains(&apart, b"$argon2id$"),
+        "no hash in the credentials file"
+    );
+}
+
+#[tokio::test]
+async fn hashes_of_an_older_store_move_to_the_credentials_file() {
+    let mut db = sqlite_db();
+    let credentials = credentials_for(&mut db);
+    Store::open_at(&db.url, 3).await.unwrap().close().await;
+    insert_v1_account(&db.url, "alice@a.test", "pw").await;
+    // Version 4 keeps the hash in the store's own table until a
+    // credentials file is given.
+    let store = Store::open(&db.url).await.unwrap();
+    assert!(store.verify_password("alice@a.test", "pw").await.unwrap());
+    store.close().await;
+    let with = Store::open_with_credentials(&db.url, &credentials)
+        .await
+        .unwrap();
+    assert!(with.verify_password("alice@a.test", "pw").await.unwrap());
+    // Opening again (a restart) changes nothing.
+    with.close().await;
+    let with = Store::open_with_credentials(&db.url, &credentials)
+        .await
+        .unwrap();
+    assert!(with.verify_password("alice@a.test", "pw").await.unwrap());
+    with.close().await;
+    assert!(matches!(
+        Store::open(&db.url)
+            .await
+            .unwrap()
+            .verify_password("alice@a.test", "pw")
+            .await,
+        Err(StoreError::PasswordsElsewhere)
+    ));
+    // PostgreSQL keeps them in its table (access is the server's).
+    assert!(matches!(
+        Store::open_with_credentials("postgres://u@h/db", &credentials).await,
+        Err(StoreError::CredentialsNeedSqlite)
+    ));
+}
 
 #[tokio::test]
 async fn memory_store_works_and_is_private() {

@@ -35,6 +35,11 @@ pub struct StoreArgs {
         value_name = "DIR"
     )]
     data: PathBuf,
+    /// The SQLite file holding the password hashes apart from the store
+    /// (a deployment made by `scop init` keeps them in
+    /// credentials/passwords.db).
+    #[arg(long, env = "SCOP_CREDENTIALS", global = true, value_name = "FILE")]
+    credentials: Option<PathBuf>,
 }
 
 impl StoreArgs {
@@ -53,7 +58,10 @@ impl StoreArgs {
 
 const STORE_HELP: &str = "\
 Store: --store URL, or SCOP_STORE, or by default sqlite:DATA/scop.db where
-DATA is --data, or SCOP_DATA, or ./scop-data. postgres://... selects PostgreSQL.";
+DATA is --data, or SCOP_DATA, or ./scop-data. postgres://... selects PostgreSQL.
+Password hashes: in the store, or in the file --credentials (SCOP_CREDENTIALS)
+names. For a deployment made by scop init in DIR:
+  --data DIR/data --credentials DIR/credentials/passwords.db";
 
 /// `scop user ...`
 #[derive(Debug, Args)]
@@ -257,9 +265,11 @@ pub(crate) fn block_on<T>(f: impl std::future::Future<Output = Result<T>>) -> Re
 
 async fn open(args: &StoreArgs) -> Result<Store> {
     let url = args.url()?;
-    Store::open(&url)
-        .await
-        .with_context(|| format!("open the store {}", shown_url(&url)))
+    match &args.credentials {
+        None => Store::open(&url).await,
+        Some(file) => Store::open_with_credentials(&url, file).await,
+    }
+    .with_context(|| format!("open the store {}", shown_url(&url)))
 }
 
 /// The URL without a password.

@@ -226,7 +226,8 @@ async fn start(
         }
         Role::Submission => {
             let tls = tokio_rustls::TlsAcceptor::from(mail::public_tls(a, hostname)?);
-            let store = mail::open_store(&mail::store_url(a)).await?;
+            // The only compartment that opens the credentials file.
+            let store = mail::open_store_with_passwords(a).await?;
             let mut submission = scop_mail::submission::Submission::new(
                 store,
                 hostname,

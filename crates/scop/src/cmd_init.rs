@@ -199,11 +199,12 @@ fn create(args: InitArgs, out: &mut dyn Write) -> Result<ExitCode> {
         "zones",
         "data",
         "logs",
+        "credentials",
     ] {
         let path = dir.join(sub);
         std::fs::create_dir_all(&path).with_context(|| format!("create {}", path.display()))?;
     }
-    for private in ["keys", "keys/dkim", "keys/tsig"] {
+    for private in ["keys", "keys/dkim", "keys/tsig", "credentials"] {
         set_mode(&dir.join(private), 0o700)?;
     }
 
@@ -290,11 +291,15 @@ fn create(args: InitArgs, out: &mut dyn Write) -> Result<ExitCode> {
     write_file(&dir.join("tls/cert.pem"), cert.as_bytes(), 0o644)?;
 
     // The first account; DMARC reports and postmaster mail reach it.
+    // Its password hash goes to the credentials file, which only the
+    // submission compartment opens.
     let store_url = format!("sqlite:{}", dir.join("data/scop.db").display());
+    let credentials_rel = PathBuf::from("credentials/passwords.db");
+    let credentials = dir.join(&credentials_rel);
     let reports = format!("dmarc-reports@{domain}");
     let postmaster = format!("postmaster@{domain}");
     crate::cmd_admin::block_on(async {
-        let store = scop_store::Store::open(&store_url)
+        let store = scop_store::Store::open_with_credentials(&store_url, &credentials)
             .await
             .with_context(|| format!("open the store {store_url}"))?;
         store.add_user(&login, &password).await?;
@@ -316,6 +321,7 @@ fn create(args: InitArgs, out: &mut dyn Write) -> Result<ExitCode> {
         mail: MailSection {
             data: "data".into(),
             store: None,
+            credentials: Some(credentials_rel),
             mx: args.mx.clone(),
             submission: args.submission.clone(),
             submissions: args.submissions.clone(),
@@ -387,11 +393,19 @@ fn create(args: InitArgs, out: &mut dyn Write) -> Result<ExitCode> {
     writeln!(out, "  mesh CA       {}", dir.join("mesh").display())?;
     writeln!(out, "  account       {login}")?;
     if !args.password_stdin && args.password.is_none() {
-        writeln!(
-            out,
-            "  password      {password}   (shown once; change it with `scop user passwd`)"
-        )?;
+        writeln!(out, "  password      {password}   (shown once)")?;
     }
+    writeln!(
+        out,
+        "  hashes        {} (read by submission alone)",
+        credentials.display()
+    )?;
+    writeln!(
+        out,
+        "Accounts: scop user add|passwd|list ... --data {} --credentials {}",
+        dir.join("data").display(),
+        credentials.display()
+    )?;
     writeln!(out)?;
     writeln!(out, "At your registrar, delegate {domain} to this host:")?;
     writeln!(out, "  {domain}. NS {hostname}.")?;

@@ -39,6 +39,12 @@ pub struct ServeArgs {
     /// Store URL (default: sqlite:DATA/scop.db); postgres://... for PostgreSQL.
     #[arg(long, env = "SCOP_STORE")]
     pub(crate) store: Option<String>,
+    /// Keep password hashes in this separate SQLite file (created, mode
+    /// 0600, in an existing directory) instead of the store, so that only
+    /// submission can read them; once used, the store refuses password
+    /// changes made without it. Not for a PostgreSQL store.
+    #[arg(long, env = "SCOP_CREDENTIALS", value_name = "FILE")]
+    pub(crate) credentials: Option<PathBuf>,
     /// Our host name, used in greetings, trace fields and bounces
     /// (default: the system host name).
     #[arg(long)]
@@ -311,6 +317,23 @@ pub(crate) async fn open_store(url: &str) -> Result<scop_store::Store> {
         .with_context(|| format!("open the store {url}"))
 }
 
+/// Opens the store with the password hashes: in the credentials file when
+/// `--credentials` names one, else in the store.
+pub(crate) async fn open_store_with_passwords(a: &ServeArgs) -> Result<scop_store::Store> {
+    let url = store_url(a);
+    match &a.credentials {
+        None => open_store(&url).await,
+        Some(file) => scop_store::Store::open_with_credentials(&url, file)
+            .await
+            .with_context(|| {
+                format!(
+                    "open the store {url} with the credentials file {}",
+                    file.display()
+                )
+            }),
+    }
+}
+
 pub(crate) fn spam_config(a: &ServeArgs) -> Result<Option<service::SpamConfig>> {
     let Some(path) = &a.spam_model else {
         return Ok(None);
@@ -427,7 +450,6 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
     let dns = resolver(&a.dns)?;
     let routes = routes(&a, dns.clone())?;
     let tls = public_tls(&a, &hostname)?;
-    let store_url = store_url(&a);
     let srs_key = srs_key(&a.data)?;
     let spam = spam_config(&a)?;
     let dkim = std::sync::Arc::new(dkim_signers(&a.dkim)?);
@@ -442,7 +464,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
 
     let rt = tokio::runtime::Runtime::new().context("start the async runtime")?;
     rt.block_on(async move {
-        let store = open_store(&store_url).await?;
+        let store = open_store_with_passwords(&a).await?;
         let running = service::start(MailConfig {
             hostname: hostname.clone(),
             store,

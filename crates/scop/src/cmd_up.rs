@@ -148,6 +148,9 @@ fn specs(dir: &Path, config: &Config) -> Vec<Spec> {
     if let Some(store) = &m.store {
         args.extend([s("--store"), s(store)]);
     }
+    if let Some(credentials) = &m.credentials {
+        args.extend([s("--credentials"), path(credentials)]);
+    }
     if m.verify {
         args.push(s("--verify"));
     }
@@ -675,6 +678,7 @@ mod tests {
             mail: MailSection {
                 data: "data".into(),
                 store: None,
+                credentials: Some("credentials/passwords.db".into()),
                 mx: "127.0.0.1:2525".into(),
                 submission: "off".into(),
                 submissions: "127.0.0.1:4650".into(),
@@ -724,6 +728,7 @@ mod tests {
         );
         let mail = text(&specs[1]);
         assert!(mail.contains("--tls-cert /srv/scop/tls/cert.pem --tls-key /etc/key.pem"));
+        assert!(mail.contains("--credentials /srv/scop/credentials/passwords.db"));
         assert!(mail.contains("--dkim example.org:e202611:/srv/scop/keys/dkim/e202611.pem"));
         assert!(mail.ends_with(
             "--verify --resolver 127.0.0.1:5353 \

@@ -62,6 +62,11 @@ pub struct MailSection {
     /// Store URL; default `sqlite:DATA/scop.db`.
     #[serde(default)]
     pub store: Option<String>,
+    /// The SQLite file holding the password hashes, apart from the store,
+    /// so that only submission opens it (outside DATA: the store's other
+    /// users may read all of DATA).
+    #[serde(default)]
+    pub credentials: Option<PathBuf>,
     /// MX listener, or "off".
     pub mx: String,
     /// Submission listener (STARTTLS), or "off".
@@ -216,6 +221,7 @@ mod tests {
             mail: MailSection {
                 data: "data".into(),
                 store: None,
+                credentials: Some("credentials/passwords.db".into()),
                 mx: "[::]:25".into(),
                 submission: "[::]:587".into(),
                 submissions: "[::]:465".into(),

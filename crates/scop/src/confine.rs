@@ -8,7 +8,7 @@
 //! |------------|---------------------------------------|--------------------|
 //! | every role | its mesh certificate and key, the CA  |                    |
 //! | mx         | public TLS files                      | data dir (store)   |
-//! | submission | public TLS files                      | data dir (store)   |
+//! | submission | public TLS files                      | data dir (store), the credentials file's dir |
 //! | delivery   |                                       | data dir (store, mailboxes) |
 //! | relay      |                                       | data dir (store, mailboxes) |
 //! | resolver   | trust anchors, resolv.conf, hosts     |                    |
@@ -18,7 +18,8 @@
 //!
 //! Landlock rules hold for a directory and everything under it, so the
 //! store's roles reach the whole data directory (mailboxes included); the
-//! keys, the mesh and the zone live outside it.
+//! keys, the mesh, the zone and the credentials file (password hashes,
+//! `--credentials`) live outside it.
 //!
 //! TCP is confined too (Landlock ABI 4): each role may listen only on its
 //! own ports and connect only to the ports of its next hops (the spam
@@ -154,6 +155,14 @@ pub(crate) fn plan(a: &ServeArgs, role: Role, mesh: &MeshDir) -> Plan {
         Role::Submission => {
             public_tls(a, &mut plan);
             store_dirs(a, &mut plan);
+            // The password hashes (the file's directory: SQLite makes its
+            // -wal and -shm files beside it).
+            plan.write.extend(
+                a.credentials
+                    .as_ref()
+                    .and_then(|f| f.parent())
+                    .map(Path::to_path_buf),
+            );
             plan.bind.extend(listen_port(&a.submission));
             plan.bind.extend(listen_port(&a.submissions));
             plan.connect.extend(next(Role::Signer));

@@ -328,3 +328,47 @@ fn help_says_passwords_come_from_stdin() {
     assert!(help.contains("SCOP_STORE"), "{help}");
     assert!(help.contains("Examples:"), "{help}");
 }
+
+#[test]
+fn passwords_in_a_credentials_file() {
+    let dir = TempDir::new();
+    let store = format!("sqlite:{}", dir.0.join("scop.db").display());
+    let credentials = dir.0.join("passwords.db");
+    let with = ["--credentials", credentials.to_str().unwrap()];
+    let args = |a: &[&'static str]| -> Vec<&str> { a.iter().copied().chain(with).collect() };
+    ok(
+        &store,
+        &args(&["user", "add", "alice@alice.test", "--password-stdin"]),
+        "alice-pw\n",
+    );
+    ok(
+        &store,
+        &args(&["user", "passwd", "alice@alice.test", "--password-stdin"]),
+        "alice-new\n",
+    );
+    rt().block_on(async {
+        let s = scop_store::Store::open_with_credentials(&store, &credentials)
+            .await
+            .unwrap();
+        assert!(
+            s.verify_password("alice@alice.test", "alice-new")
+                .await
+                .unwrap()
+        );
+    });
+    // Without the file: listing works, setting a password says what is
+    // missing instead of writing a hash submission would never read.
+    assert!(ok(&store, &["user", "list"], "").contains("alice@alice.test"));
+    fails(
+        &store,
+        &["user", "add", "bob@alice.test", "--password-stdin"],
+        "bob-pw\n",
+        "--credentials",
+    );
+    fails(
+        &store,
+        &["user", "passwd", "alice@alice.test", "--password-stdin"],
+        "x\n",
+        "separate credentials file",
+    );
+}

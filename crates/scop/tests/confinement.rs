@@ -43,6 +43,8 @@ fn probe_with(dir: &Path, role: &str, what: &str, mesh_base: u16) -> (bool, Stri
         "127.0.0.1:9".into(),
         "--dkim-tsig-key".into(),
         s(dir.join("keys/tsig/signer.key")),
+        "--credentials".into(),
+        s(dir.join("credentials/passwords.db")),
         "--compartment".into(),
         role.into(),
         "--mesh".into(),
@@ -106,6 +108,20 @@ fn each_compartment_reaches_only_its_own_secrets() {
     );
     assert!(out.status.success(), "user list: {out:?}");
 
+    // The account's hash is in the credentials file, not in the store
+    // every store user reads.
+    let bytes = |p: &str| {
+        let mut b = std::fs::read(dir.join(p)).unwrap();
+        b.extend(std::fs::read(dir.join(format!("{p}-wal"))).unwrap_or_default());
+        b
+    };
+    let has_hash = |b: Vec<u8>| b.windows(10).any(|w| w == b"$argon2id$");
+    assert!(
+        !has_hash(bytes("data/scop.db")),
+        "a password hash in the store"
+    );
+    assert!(has_hash(bytes("credentials/passwords.db")));
+
     let dkim = std::fs::read_dir(dir.join("keys/dkim"))
         .unwrap()
         .flatten()
@@ -119,6 +135,7 @@ fn each_compartment_reaches_only_its_own_secrets() {
         ("signer mesh key", dir.join("mesh/signer.key")),
         ("mx mesh key", dir.join("mesh/mx.key")),
         ("store", dir.join("data/scop.db")),
+        ("password hashes", dir.join("credentials/passwords.db")),
         ("public TLS key", dir.join("tls/key.pem")),
         ("zone", dir.join("zones")),
         ("scop.toml", dir.join("scop.toml")),
@@ -129,7 +146,7 @@ fn each_compartment_reaches_only_its_own_secrets() {
             (role, what),
             ("signer", "dkim key" | "tsig key" | "signer mesh key")
                 | ("mx", "mx mesh key" | "store" | "public TLS key")
-                | ("submission", "store" | "public TLS key")
+                | ("submission", "store" | "password hashes" | "public TLS key")
                 | ("delivery" | "relay", "store")
         )
     };

@@ -180,6 +180,48 @@ fn init_then_up_serves_signs_delivers_and_restarts() {
         );
     }
 
+    // An account added while the deployment runs, as the README says
+    // (the hash goes to the credentials file only submission opens), can
+    // log in at once; without the file the command refuses.
+    let data = dir.join("data");
+    let credentials = dir.join("credentials/passwords.db");
+    assert_eq!(mode(&credentials), 0o600);
+    assert_eq!(mode(&dir.join("credentials")), 0o700);
+    let add = |with_credentials: bool| {
+        let mut args = vec![
+            "user",
+            "add",
+            "bob@alice.test",
+            "--password-stdin",
+            "--data",
+            data.to_str().unwrap(),
+        ];
+        if with_credentials {
+            args.extend(["--credentials", credentials.to_str().unwrap()]);
+        }
+        scop(&args, "bob's passphrase\n")
+    };
+    let refused = add(false);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--credentials"));
+    let added = add(true);
+    assert!(added.status.success(), "{added:?}");
+    submit(
+        "127.0.0.1",
+        subs,
+        "bob@alice.test",
+        "bob's passphrase",
+        "postmaster@alice.test",
+        "From: bob@alice.test\r\nTo: postmaster@alice.test\r\nSubject: from bob\r\n\r\nHi.\r\n",
+    );
+    wait_for("bob's message", Duration::from_secs(30), || {
+        delivered(&maildir).iter().any(|p| {
+            std::fs::read_to_string(p)
+                .unwrap_or_default()
+                .contains("Subject: from bob")
+        })
+    });
+
     // Mail from outside through the MX: the verifier asks the validating
     // resolver, which takes alice.test from the domain's own primary (a
     // stub zone) and validates it with the domain's DNSSEC key. SPF

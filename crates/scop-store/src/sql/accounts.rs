@@ -41,9 +41,73 @@ async fn hash_blocking(password: &str) -> Result<String> {
 const INSERT_DOMAIN: &str = "INSERT INTO domains (name) VALUES ($1) ON CONFLICT DO NOTHING";
 const SELECT_DOMAIN: &str = "SELECT 1 FROM domains WHERE name = $1";
 const USER_EXISTS: &str = "SELECT 1 FROM users WHERE login_key = $1";
-const INSERT_USER: &str = "INSERT INTO users (login_key, login, password_hash) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
+const INSERT_USER: &str =
+    "INSERT INTO users (login_key, login) VALUES ($1, $2) ON CONFLICT DO NOTHING";
 const INSERT_ADDRESS: &str = "INSERT INTO addresses (address_key, address, login_key) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING";
 const ADDRESS_EXISTS: &str = "SELECT 1 FROM addresses WHERE address_key = $1";
+
+/// The statements on one place of the password hashes.
+pub(crate) struct PasswordSql {
+    /// Sets an account's hash ($1 login key, $2 hash).
+    upsert: &'static str,
+    /// An account's hash, if the account exists ($1 login key).
+    select: &'static str,
+    /// Removes an account's hash ($1 login key).
+    delete: &'static str,
+}
+
+/// The store's own `passwords` table.
+pub(crate) const IN_STORE: PasswordSql = PasswordSql {
+    upsert: "INSERT INTO passwords (login_key, password_hash) VALUES ($1, $2) \
+             ON CONFLICT (login_key) DO UPDATE SET password_hash = excluded.password_hash",
+    select: "SELECT p.password_hash FROM passwords p JOIN users u ON u.login_key = p.login_key \
+             WHERE p.login_key = $1",
+    delete: "DELETE FROM passwords WHERE login_key = $1",
+};
+
+/// The credentials file, attached as the `credentials` schema.
+pub(crate) const ATTACHED: PasswordSql = PasswordSql {
+    upsert: "INSERT INTO credentials.passwords (login_key, password_hash) VALUES ($1, $2) \
+             ON CONFLICT (login_key) DO UPDATE SET password_hash = excluded.password_hash",
+    select: "SELECT p.password_hash FROM credentials.passwords p \
+             JOIN main.users u ON u.login_key = p.login_key WHERE p.login_key = $1",
+    delete: "DELETE FROM credentials.passwords WHERE login_key = $1",
+};
+
+/// Creates the credentials file's table and moves the hashes still in the
+/// store's own table there, then records that they are kept apart. Two
+/// commits, the copy first: a crash in between leaves the hashes in both
+/// places, and the next open finishes the move.
+pub(crate) async fn move_passwords_to_credentials(store: &Store) -> Result<()> {
+    write_tx!(store, tx => async {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS credentials.passwords (\
+             login_key TEXT PRIMARY KEY NOT NULL, password_hash TEXT NOT NULL)",
+        )
+        .execute(&mut *tx)
+        .await?;
+        // A hash already in the credentials file is the newer one.
+        sqlx::query(
+            "INSERT INTO credentials.passwords (login_key, password_hash) \
+             SELECT login_key, password_hash FROM main.passwords WHERE true \
+             ON CONFLICT (login_key) DO NOTHING",
+        )
+        .execute(&mut *tx)
+        .await?;
+        Ok::<(), StoreError>(())
+    }.await)?;
+    write_tx!(store, tx => async {
+        // Overwritten, not just unlinked: no hash stays in free pages.
+        sqlx::query("PRAGMA main.secure_delete = ON").execute(&mut *tx).await?;
+        sqlx::query("DELETE FROM main.passwords").execute(&mut *tx).await?;
+        sqlx::query("PRAGMA main.secure_delete = OFF").execute(&mut *tx).await?;
+        sqlx::query("INSERT INTO settings (name, value) VALUES ($1, 'credentials file') ON CONFLICT DO NOTHING")
+            .bind(crate::SEPARATE_PASSWORDS)
+            .execute(&mut *tx)
+            .await?;
+        Ok::<(), StoreError>(())
+    }.await)
+}
 
 impl Store {
     /// Makes `domain` local (idempotent).
@@ -78,18 +142,23 @@ impl Store {
     /// mail at it, and its domain becomes local.
     pub async fn add_user(&self, login: &str, password: &str) -> Result<()> {
         let login = parse_login(login)?;
+        let sql = self.passwords.sql()?;
         let hash = hash_blocking(password).await?;
         let key = login.key();
         let shown = login.to_string();
+        // With a credentials file the two writes go to two database files:
+        // a crash between their commits leaves at most an account without
+        // a hash (no login) or a hash without an account (never used).
         write_tx!(self, tx => async {
             sqlx::query(INSERT_DOMAIN).bind(login.domain().as_str()).execute(&mut *tx).await?;
             if sqlx::query(ADDRESS_EXISTS).bind(&key).fetch_optional(&mut *tx).await?.is_some() {
                 return Err(StoreError::AlreadyExists { what: "address", key: shown.clone() });
             }
-            let done = sqlx::query(INSERT_USER).bind(&key).bind(&shown).bind(&hash).execute(&mut *tx).await?;
+            let done = sqlx::query(INSERT_USER).bind(&key).bind(&shown).execute(&mut *tx).await?;
             if done.rows_affected() == 0 {
                 return Err(StoreError::AlreadyExists { what: "user", key: shown.clone() });
             }
+            sqlx::query(sql.upsert).bind(&key).bind(&hash).execute(&mut *tx).await?;
             sqlx::query(INSERT_ADDRESS).bind(&key).bind(&shown).bind(&key).execute(&mut *tx).await?;
             Ok(())
         }.await)
@@ -113,6 +182,11 @@ impl Store {
             if done.rows_affected() == 0 {
                 return Err(StoreError::NotFound { what: "user", key: login.to_string() });
             }
+            // Without the credentials file the hash stays there, unused:
+            // a login needs the account too.
+            if let Ok(sql) = self.passwords.sql() {
+                sqlx::query(sql.delete).bind(&key).execute(&mut *tx).await?;
+            }
             Ok(())
         }.await)
     }
@@ -120,18 +194,16 @@ impl Store {
     /// Replaces an account's password.
     pub async fn set_password(&self, login: &str, password: &str) -> Result<()> {
         let login = parse_login(login)?;
+        let sql = self.passwords.sql()?;
         let hash = hash_blocking(password).await?;
-        on_pool!(self, p => {
-            let done = sqlx::query("UPDATE users SET password_hash = $2 WHERE login_key = $1")
-                .bind(login.key())
-                .bind(&hash)
-                .execute(p)
-                .await?;
-            if done.rows_affected() == 0 {
+        let key = login.key();
+        write_tx!(self, tx => async {
+            if sqlx::query(USER_EXISTS).bind(&key).fetch_optional(&mut *tx).await?.is_none() {
                 return Err(StoreError::NotFound { what: "user", key: login.to_string() });
             }
+            sqlx::query(sql.upsert).bind(&key).bind(&hash).execute(&mut *tx).await?;
             Ok(())
-        })
+        }.await)
     }
 
     /// Every account, sorted by login.
@@ -187,10 +259,11 @@ impl Store {
     /// Checks a password. An unknown (or invalid) login costs the same
     /// argon2 work as a known one and answers `false`.
     pub async fn verify_password(&self, login: &str, password: &str) -> Result<bool> {
+        let sql = self.passwords.sql()?;
         let stored: Option<String> = match Address::parse(login) {
             Err(_) => None,
             Ok(login) => on_pool!(self, p => {
-                let row = sqlx::query("SELECT password_hash FROM users WHERE login_key = $1")
+                let row = sqlx::query(sql.select)
                     .bind(login.key())
                     .fetch_optional(p)
                     .await?;

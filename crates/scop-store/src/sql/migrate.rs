@@ -30,6 +30,10 @@ const SQLITE: &[Migration] = &[
         version: 3,
         sql: include_str!("../../migrations/sqlite/0003_dsn.sql"),
     },
+    Migration {
+        version: 4,
+        sql: include_str!("../../migrations/sqlite/0004_passwords.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -45,10 +49,14 @@ const POSTGRES: &[Migration] = &[
         version: 3,
         sql: include_str!("../../migrations/postgres/0003_dsn.sql"),
     },
+    Migration {
+        version: 4,
+        sql: include_str!("../../migrations/postgres/0004_passwords.sql"),
+    },
 ];
 
 /// The schema version this build writes (the last migration).
-pub const SCHEMA_VERSION: i64 = 3;
+pub const SCHEMA_VERSION: i64 = 4;
 
 /// Key of the PostgreSQL advisory lock held while migrating.
 const PG_MIGRATION_LOCK: i64 = 0x5C0F_5702;
