@@ -141,9 +141,9 @@ pub(crate) fn init_local(dir: &Path) -> Result<()> {
 }
 
 /// Lifetime of the mesh CA.
-const MESH_CA_DAYS: u64 = 10 * 365;
+pub(crate) const MESH_CA_DAYS: u64 = 10 * 365;
 /// Lifetime of each compartment's mesh certificate.
-const MESH_LEAF_DAYS: u64 = 365;
+pub(crate) const MESH_LEAF_DAYS: u64 = 365;
 
 pub fn run(args: InitArgs) -> Result<ExitCode> {
     create(args, &mut std::io::stdout().lock())

@@ -607,6 +607,57 @@ pub(crate) fn restart_compartment(dir: &Path, name: &str) -> bool {
     }
 }
 
+/// Asks the running supervisor of `dir` to restart the compartments
+/// `names` (all at once) and waits, up to `limit`, until each runs again
+/// under a new pid. False when no supervisor runs.
+pub(crate) fn restart_and_wait(dir: &Path, names: &[&str], limit: Duration) -> Result<bool> {
+    let path = dir.join("run/status.json");
+    if live_supervisor(&path).is_none() {
+        return Ok(false);
+    }
+    let before = read_status(&path)?;
+    let old: Vec<(String, u32)> = before
+        .compartments
+        .iter()
+        .filter(|c| names.contains(&c.name.as_str()))
+        .map(|c| (c.name.clone(), c.pid))
+        .collect();
+    for (_, pid) in &old {
+        if *pid != 0 && alive(*pid) {
+            terminate(*pid);
+        }
+    }
+    let deadline = Instant::now() + limit;
+    loop {
+        let now = read_status(&path)?;
+        let waiting: Vec<&str> = old
+            .iter()
+            .filter(|(name, pid)| {
+                !now.compartments.iter().any(|c| {
+                    &c.name == name
+                        && c.pid != 0
+                        && c.pid != *pid
+                        && c.state == State::Running
+                        && alive(c.pid)
+                })
+            })
+            .map(|(name, _)| name.as_str())
+            .collect();
+        if waiting.is_empty() {
+            return Ok(true);
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "{} did not run again within {} s (see {})",
+                waiting.join(", "),
+                limit.as_secs(),
+                dir.join("logs").display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// `scop status`: exit 0 when the supervisor and every compartment run,
 /// 1 when something is down, 3 when no supervisor runs.
 pub fn status(args: StatusArgs) -> Result<ExitCode> {

@@ -10,6 +10,7 @@ mod cmd_dns;
 mod cmd_hamlet;
 mod cmd_init;
 mod cmd_mail;
+mod cmd_mesh;
 mod cmd_mime;
 mod cmd_spam;
 mod cmd_tls;
@@ -107,6 +108,10 @@ enum Command {
     /// Example: scop tls acme --dir scop --contact mailto:postmaster@example.org
     #[command(subcommand)]
     Tls(cmd_tls::TlsCommand),
+    /// The internal CA and the compartments' mesh certificates of a
+    /// deployment: show them, rotate them
+    #[command(subcommand)]
+    Mesh(cmd_mesh::MeshCommand),
     /// Show whether a deployment's supervisor and compartments run.
     ///
     /// Example: scop status --dir scop
@@ -131,6 +136,7 @@ fn main() -> ExitCode {
         Command::Init(args) => cmd_init::run(args),
         Command::Up(args) => cmd_up::up(args),
         Command::Tls(cmd) => cmd_tls::run(cmd),
+        Command::Mesh(cmd) => cmd_mesh::run(cmd),
         Command::Status(args) => cmd_up::status(args),
     };
     match result {
