@@ -132,6 +132,16 @@ pub struct ServeArgs {
     /// our own mail compartments asking over loopback.
     #[arg(long, value_name = "ADDR[/LEN]")]
     rrl_exempt: Vec<scop_dns::rrl::Prefix>,
+    /// Once the zones and keys are read, confine this process with
+    /// Landlock: the journal directory stays reachable and no other file,
+    /// and TCP only to listen on the --listen port (`scop up` sets it; on
+    /// a kernel without Landlock the server runs unconfined and says so).
+    #[arg(long)]
+    landlock: bool,
+    /// After confining, try to read this file and say whether it could,
+    /// then exit (for tests of the confinement).
+    #[arg(long, hide = true, requires = "landlock", value_name = "PATH")]
+    confine_probe: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -523,6 +533,31 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
                 tags.join(", "),
                 serial.new_serial()
             );
+        }
+    }
+    if args.landlock {
+        // Everything it needs from the disk is in memory now.
+        let plan = crate::confine::Plan {
+            write: args.journal.iter().cloned().collect(),
+            bind: vec![args.listen.port()],
+            ..crate::confine::Plan::default()
+        };
+        let status = crate::confine::apply(&plan)?;
+        eprintln!(
+            "scop dns: landlock=\"{}\": only the journal directory is reachable",
+            crate::confine::describe(&status)
+        );
+        if let Some(path) = &args.confine_probe {
+            let outcome = if path.is_dir() {
+                std::fs::read_dir(path).map(|_| ())
+            } else {
+                std::fs::read(path).map(|_| ())
+            };
+            match outcome {
+                Ok(_) => println!("readable {}", path.display()),
+                Err(e) => println!("denied {}: {e}", path.display()),
+            }
+            return Ok(ExitCode::SUCCESS);
         }
     }
     let config = Config {

@@ -348,7 +348,9 @@ fn create(args: InitArgs, out: &mut dyn Write) -> Result<ExitCode> {
         dns: own.map(|_| DnsSection {
             listen: args.dns.clone(),
             zones: vec![zone_rel.clone()],
-            journal: "data/dns".into(),
+            // Outside data/, which the store's compartments may write:
+            // the primary replays its journal at start.
+            journal: "dns-journal".into(),
             tsig_keys: vec![tsig_rel.clone(), acme_rel.clone()],
             policy: Some(policy_rel.clone()),
             notify: vec![],

@@ -123,6 +123,8 @@ fn specs(dir: &Path, config: &Config) -> Vec<Spec> {
         if let Some(keys) = &dns.dnssec_keys {
             args.extend([s("--dnssec-keys"), path(keys)]);
         }
+        // Confined once its files are read (the journal stays writable).
+        args.push(s("--landlock"));
         args.extend(dns.extra_args.iter().map(OsString::from));
         out.push(Spec { name: "dns", args });
     }
@@ -775,7 +777,7 @@ mod tests {
         assert_eq!(
             text(&specs[0]),
             "dns serve --listen 127.0.0.1:5353 --zone /srv/scop/zones/example.org.zone \
-             --journal /srv/scop/data/dns --policy /srv/scop/dns.policy"
+             --journal /srv/scop/data/dns --policy /srv/scop/dns.policy --landlock"
         );
         let mail = text(&specs[1]);
         assert!(mail.contains("--tls-cert /srv/scop/tls/cert.pem --tls-key /etc/key.pem"));

@@ -15,6 +15,7 @@
 //! | spamfilter | the spam model                        |                    |
 //! | verifier   |                                       |                    |
 //! | signer     | DKIM keys, the TSIG key               |                    |
+//! | dns        | (zones and keys read before confining) | its journal dir   |
 //!
 //! Landlock rules hold for a directory and everything under it, so the
 //! store's roles reach the whole data directory (mailboxes included); the

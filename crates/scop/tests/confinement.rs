@@ -69,6 +69,10 @@ fn probe_with(dir: &Path, role: &str, what: &str, mesh_base: u16) -> (bool, Stri
     )
 }
 
+fn s_path(p: &Path) -> String {
+    p.to_str().unwrap().to_string()
+}
+
 #[test]
 fn each_compartment_reaches_only_its_own_secrets() {
     let root = std::env::current_dir()
@@ -150,7 +154,63 @@ fn each_compartment_reaches_only_its_own_secrets() {
                 | ("delivery" | "relay", "store")
         )
     };
-    let mut checked = 0;
+    // The DNS primary, confined once it has read its zones and keys,
+    // reaches only its journal (made by this first run).
+    let config: toml::Table = std::fs::read_to_string(dir.join("scop.toml"))
+        .unwrap()
+        .parse()
+        .unwrap();
+    let dns = config["dns"].as_table().unwrap();
+    let at = |v: &toml::Value| s_path(&dir.join(v.as_str().unwrap()));
+    let mut dns_args = vec![
+        "dns".to_string(),
+        "serve".into(),
+        "--listen".into(),
+        "127.0.0.1:0".into(),
+        "--journal".into(),
+        at(&dns["journal"]),
+        "--policy".into(),
+        at(&dns["policy"]),
+        "--dnssec-keys".into(),
+        at(&dns["dnssec_keys"]),
+        "--landlock".into(),
+        "--confine-probe".into(),
+    ];
+    for z in dns["zones"].as_array().unwrap() {
+        dns_args.extend(["--zone".into(), at(z)]);
+    }
+    for k in dns["tsig_keys"].as_array().unwrap() {
+        dns_args.extend(["--tsig-key".into(), at(k)]);
+    }
+    let journal = dir.join(dns["journal"].as_str().unwrap());
+    let dns_probe = |path: &Path| {
+        let mut args = dns_args.clone();
+        args.insert(
+            args.iter().position(|a| a == "--confine-probe").unwrap() + 1,
+            s_path(path),
+        );
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let out = scop(&args, "");
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert!(out.status.success(), "dns {path:?}: {stdout}{stderr}");
+        assert!(
+            stderr.contains("landlock=\"fully enforced\""),
+            "dns: {stderr}"
+        );
+        stdout.starts_with("readable")
+    };
+    assert!(
+        dns_probe(&journal),
+        "the DNS primary cannot read its journal"
+    );
+    let mut checked = 1;
+    for (what, path) in &files {
+        assert!(!dns_probe(path), "the DNS primary reads the {what}");
+        checked += 1;
+    }
+    let mut files = files;
+    files.push(("dns journal", journal));
     for role in MAIL_ROLES {
         for (what, path) in &files {
             assert!(path.exists(), "{path:?}");
