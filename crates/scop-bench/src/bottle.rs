@@ -1082,7 +1082,7 @@ impl Ours {
     }
 
     fn maildir(&self) -> PathBuf {
-        self.dir.join("data/mail").join(USER).join("Maildir")
+        self.dir.join("mail").join(USER).join("Maildir")
     }
 
     fn mailbox_count(&self) -> usize {

@@ -120,7 +120,7 @@ impl Mesh {
 fn delivery(a: &ServeArgs, store: scop_store::Store, hostname: &str) -> Result<Delivery> {
     Ok(Delivery {
         store,
-        mail_root: a.data.join("mail"),
+        mail_root: mail::mail_root(a),
         hostname: hostname.to_string(),
         srs: Arc::new(scop_mail::srs::Srs::new(&mail::srs_key(&a.data)?)),
         lifetime_secs: a.queue_lifetime,
@@ -143,6 +143,10 @@ pub(crate) fn run(a: &ServeArgs, role: Role) -> Result<ExitCode> {
         base: a.mesh_base,
     };
     let hostname = a.hostname.clone().unwrap_or_else(mail::system_hostname);
+    // The SRS key exists before confinement, which leaves it read-only.
+    if matches!(role, Role::Mx | Role::Delivery | Role::Relay) {
+        mail::srs_key(&a.data)?;
+    }
     // Confined before any thread starts: every later thread inherits it.
     if a.no_landlock {
         tracing::warn!(compartment = %role, "Landlock confinement off (--no-landlock)");

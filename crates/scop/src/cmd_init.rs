@@ -200,11 +200,12 @@ fn create(args: InitArgs, out: &mut dyn Write) -> Result<ExitCode> {
         "data",
         "logs",
         "credentials",
+        "mail",
     ] {
         let path = dir.join(sub);
         std::fs::create_dir_all(&path).with_context(|| format!("create {}", path.display()))?;
     }
-    for private in ["keys", "keys/dkim", "keys/tsig", "credentials"] {
+    for private in ["keys", "keys/dkim", "keys/tsig", "credentials", "mail"] {
         set_mode(&dir.join(private), 0o700)?;
     }
 
@@ -322,6 +323,8 @@ fn create(args: InitArgs, out: &mut dyn Write) -> Result<ExitCode> {
             data: "data".into(),
             store: None,
             credentials: Some(credentials_rel),
+            // Outside data/: mx and submission open the store there.
+            mailboxes: Some("mail".into()),
             mx: args.mx.clone(),
             submission: args.submission.clone(),
             submissions: args.submissions.clone(),

@@ -45,6 +45,11 @@ pub struct ServeArgs {
     /// changes made without it. Not for a PostgreSQL store.
     #[arg(long, env = "SCOP_CREDENTIALS", value_name = "FILE")]
     pub(crate) credentials: Option<PathBuf>,
+    /// The mailboxes' root (default: DATA/mail): `<login>/Maildir` below
+    /// it. Outside DATA, the compartments that open the store but do not
+    /// deliver (mx, submission) cannot reach it.
+    #[arg(long, env = "SCOP_MAILBOXES", value_name = "DIR")]
+    pub(crate) mailboxes: Option<PathBuf>,
     /// Our host name, used in greetings, trace fields and bounces
     /// (default: the system host name).
     #[arg(long)]
@@ -226,8 +231,16 @@ pub(crate) fn system_hostname() -> String {
         .unwrap_or_else(|| "localhost".into())
 }
 
+/// The SRS key file in `data`.
+pub(crate) fn srs_key_path(data: &Path) -> PathBuf {
+    data.join("srs.key")
+}
+
+/// The SRS key, made on first use. Compartments starting together may
+/// all make one: each writes its own under a temporary name and links it
+/// into place, the first link wins, and everyone reads the winner's.
 pub(crate) fn srs_key(data: &Path) -> Result<Vec<u8>> {
-    let path = data.join("srs.key");
+    let path = srs_key_path(data);
     if let Ok(k) = std::fs::read(&path)
         && k.len() >= 16
     {
@@ -235,8 +248,21 @@ pub(crate) fn srs_key(data: &Path) -> Result<Vec<u8>> {
     }
     let mut key = vec![0u8; 32];
     aws_lc_rs::rand::fill(&mut key).map_err(|_| anyhow::anyhow!("no system randomness"))?;
-    write_private(&path, &key).with_context(|| format!("write {}", path.display()))?;
-    Ok(key)
+    let tmp = data.join(format!(".srs.key.{}", std::process::id()));
+    write_private(&tmp, &key).with_context(|| format!("write {}", tmp.display()))?;
+    let linked = std::fs::hard_link(&tmp, &path);
+    std::fs::remove_file(&tmp).ok();
+    match linked {
+        Ok(()) => Ok(key),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let k = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+            if k.len() < 16 {
+                bail!("{} holds no key (under 16 bytes)", path.display());
+            }
+            Ok(k)
+        }
+        Err(e) => Err(e).with_context(|| format!("write {}", path.display())),
+    }
 }
 
 fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
@@ -303,6 +329,11 @@ pub(crate) fn public_tls(
             hostname,
         )?),
     }
+}
+
+/// The mailboxes' root.
+pub(crate) fn mail_root(a: &ServeArgs) -> PathBuf {
+    a.mailboxes.clone().unwrap_or_else(|| a.data.join("mail"))
 }
 
 pub(crate) fn store_url(a: &ServeArgs) -> String {
@@ -468,7 +499,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
         let running = service::start(MailConfig {
             hostname: hostname.clone(),
             store,
-            mail_root: a.data.join("mail"),
+            mail_root: mail_root(&a),
             tls,
             mx,
             submission,

@@ -153,6 +153,9 @@ fn specs(dir: &Path, config: &Config) -> Vec<Spec> {
     if let Some(credentials) = &m.credentials {
         args.extend([s("--credentials"), path(credentials)]);
     }
+    if let Some(mailboxes) = &m.mailboxes {
+        args.extend([s("--mailboxes"), path(mailboxes)]);
+    }
     if m.verify {
         args.push(s("--verify"));
     }
@@ -549,7 +552,11 @@ fn prepare_local(dir: &Path) -> Result<()> {
     let (host, port) = local::SUBMISSIONS
         .rsplit_once(':')
         .context("submissions address")?;
-    let maildir = dir.join(format!("data/mail/{login}/Maildir/new"));
+    let root = match &config.mail.mailboxes {
+        Some(m) => config::resolve(dir, m),
+        None => config::resolve(dir, &config.mail.data).join("mail"),
+    };
+    let maildir = root.join(format!("{login}/Maildir/new"));
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -732,6 +739,7 @@ mod tests {
                 data: "data".into(),
                 store: None,
                 credentials: Some("credentials/passwords.db".into()),
+                mailboxes: None,
                 mx: "127.0.0.1:2525".into(),
                 submission: "off".into(),
                 submissions: "127.0.0.1:4650".into(),

@@ -67,6 +67,10 @@ pub struct MailSection {
     /// users may read all of DATA).
     #[serde(default)]
     pub credentials: Option<PathBuf>,
+    /// The mailboxes' root; default `DATA/mail`. Outside DATA, mx and
+    /// submission (which open the store in DATA) cannot reach them.
+    #[serde(default)]
+    pub mailboxes: Option<PathBuf>,
     /// MX listener, or "off".
     pub mx: String,
     /// Submission listener (STARTTLS), or "off".
@@ -222,6 +226,7 @@ mod tests {
                 data: "data".into(),
                 store: None,
                 credentials: Some("credentials/passwords.db".into()),
+                mailboxes: Some("mail".into()),
                 mx: "[::]:25".into(),
                 submission: "[::]:587".into(),
                 submissions: "[::]:465".into(),

@@ -7,20 +7,22 @@
 //! | role       | may read                              | may write          |
 //! |------------|---------------------------------------|--------------------|
 //! | every role | its mesh certificate and key, the CA  |                    |
-//! | mx         | public TLS files                      | data dir (store)   |
-//! | submission | public TLS files                      | data dir (store), the credentials file's dir |
-//! | delivery   |                                       | data dir (store, mailboxes) |
-//! | relay      |                                       | data dir (store, mailboxes) |
+//! | mx         | public TLS files, the SRS key         | the store's dir    |
+//! | submission | public TLS files                      | the store's dir, the credentials file's dir |
+//! | delivery   | the SRS key                           | the store's dir, the mailboxes |
+//! | relay      | the SRS key                           | the store's dir, the mailboxes |
 //! | resolver   | trust anchors, resolv.conf, hosts     |                    |
 //! | spamfilter | the spam model                        |                    |
 //! | verifier   |                                       |                    |
 //! | signer     | DKIM keys, the TSIG key               |                    |
 //! | dns        | (zones and keys read before confining) | its journal dir   |
 //!
-//! Landlock rules hold for a directory and everything under it, so the
-//! store's roles reach the whole data directory (mailboxes included); the
-//! keys, the mesh, the zone and the credentials file (password hashes,
-//! `--credentials`) live outside it.
+//! Landlock rules hold for a directory and everything under it: with the
+//! default SQLite store (DATA/scop.db) the store's roles reach all of
+//! DATA, so a deployment keeps the mailboxes (`--mailboxes`), the keys,
+//! the mesh, the zone and the credentials file (password hashes,
+//! `--credentials`) outside it. (Without `--tls-cert`, mx and submission
+//! may write DATA/tls, where their self-signed pair is made.)
 //!
 //! TCP is confined too (Landlock ABI 4): each role may listen only on its
 //! own ports and connect only to the ports of its next hops (the spam
@@ -125,7 +127,6 @@ fn mesh_port(a: &ServeArgs, role: Role) -> Option<u16> {
 
 fn store_dirs(a: &ServeArgs, plan: &mut Plan) {
     // The store keeps its temporary tables in memory (no file in /tmp).
-    plan.write.push(a.data.clone());
     plan.connect
         .extend(postgres_port(&crate::cmd_mail::store_url(a)));
     if let Some(dir) = sqlite_dir(&crate::cmd_mail::store_url(a)) {
@@ -133,9 +134,25 @@ fn store_dirs(a: &ServeArgs, plan: &mut Plan) {
     }
 }
 
+/// The SRS key (made before confinement), for the roles that resolve
+/// recipients.
+fn srs_key(a: &ServeArgs, plan: &mut Plan) {
+    plan.read.push(crate::cmd_mail::srs_key_path(&a.data));
+}
+
+/// The mailboxes, for the roles that deliver.
+fn mailboxes(a: &ServeArgs, plan: &mut Plan) {
+    plan.write.push(crate::cmd_mail::mail_root(a));
+    plan.mailboxes = true;
+}
+
 fn public_tls(a: &ServeArgs, plan: &mut Plan) {
     plan.read.extend(a.tls_cert.iter().cloned());
     plan.read.extend(a.tls_key.iter().cloned());
+    if a.tls_cert.is_none() || a.tls_key.is_none() {
+        // The self-signed pair made in DATA/tls on first start.
+        plan.write.push(a.data.join("tls"));
+    }
 }
 
 /// The files `role` needs, from its command line.
@@ -150,6 +167,7 @@ pub(crate) fn plan(a: &ServeArgs, role: Role, mesh: &MeshDir) -> Plan {
         Role::Mx => {
             public_tls(a, &mut plan);
             store_dirs(a, &mut plan);
+            srs_key(a, &mut plan);
             plan.bind.extend(listen_port(&a.mx));
             plan.connect.extend(next(Role::Spamfilter));
         }
@@ -170,11 +188,13 @@ pub(crate) fn plan(a: &ServeArgs, role: Role, mesh: &MeshDir) -> Plan {
         }
         Role::Delivery => {
             store_dirs(a, &mut plan);
-            plan.mailboxes = true;
+            srs_key(a, &mut plan);
+            mailboxes(a, &mut plan);
         }
         Role::Relay => {
             store_dirs(a, &mut plan);
-            plan.mailboxes = true;
+            srs_key(a, &mut plan);
+            mailboxes(a, &mut plan);
             plan.connect.extend(next(Role::Resolver));
             // Remote MTAs: MX hosts, fixed routes, the smarthost; port 0
             // for a chosen source address (--source-ip).

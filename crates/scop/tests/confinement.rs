@@ -45,6 +45,8 @@ fn probe_with(dir: &Path, role: &str, what: &str, mesh_base: u16) -> (bool, Stri
         s(dir.join("keys/tsig/signer.key")),
         "--credentials".into(),
         s(dir.join("credentials/passwords.db")),
+        "--mailboxes".into(),
+        s(dir.join("mail")),
         "--compartment".into(),
         role.into(),
         "--mesh".into(),
@@ -140,6 +142,7 @@ fn each_compartment_reaches_only_its_own_secrets() {
         ("mx mesh key", dir.join("mesh/mx.key")),
         ("store", dir.join("data/scop.db")),
         ("password hashes", dir.join("credentials/passwords.db")),
+        ("mailboxes", dir.join("mail")),
         ("public TLS key", dir.join("tls/key.pem")),
         ("zone", dir.join("zones")),
         ("scop.toml", dir.join("scop.toml")),
@@ -151,7 +154,7 @@ fn each_compartment_reaches_only_its_own_secrets() {
             ("signer", "dkim key" | "tsig key" | "signer mesh key")
                 | ("mx", "mx mesh key" | "store" | "public TLS key")
                 | ("submission", "store" | "password hashes" | "public TLS key")
-                | ("delivery" | "relay", "store")
+                | ("delivery" | "relay", "store" | "mailboxes")
         )
     };
     // The DNS primary, confined once it has read its zones and keys,

@@ -167,7 +167,7 @@ fn init_then_up_serves_signs_delivers_and_restarts() {
         "postmaster@alice.test",
         "From: alice@alice.test\r\nTo: postmaster@alice.test\r\nSubject: hello from init\r\n\r\nIt works.\r\n",
     );
-    let maildir = dir.join("data/mail/alice@alice.test/Maildir");
+    let maildir = dir.join("mail/alice@alice.test/Maildir");
     wait_for("local delivery", Duration::from_secs(30), || {
         !delivered(&maildir).is_empty()
     });

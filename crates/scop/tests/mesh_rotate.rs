@@ -35,7 +35,7 @@ with smtplib.SMTP("127.0.0.1", int(sys.argv[1]), timeout=30) as s:
 "#,
         &[&mx.to_string(), tag],
     );
-    let maildir = dir.join("data/mail/alice@alice.test/Maildir");
+    let maildir = dir.join("mail/alice@alice.test/Maildir");
     let signed = wait_message(&maildir, &format!("Subject: submitted {tag}"));
     assert!(signed.contains("DKIM-Signature:"), "{signed}");
     let inbound = wait_message(&maildir, &format!("Subject: inbound {tag}"));

@@ -283,7 +283,7 @@ fn postfix_as_a_third_domain_exchanges_mail_both_ways() {
             .iter()
             .all(|p| listening(addr(ALICE_IP, *p)))
     });
-    let alice_maildir = alice.join("data/mail/alice@alice.test/Maildir");
+    let alice_maildir = alice.join("mail/alice@alice.test/Maildir");
 
     // 1. alice -> carol: submission with AUTH, our two signatures, our
     //    relay, Postfix's smtpd and virtual agent.

@@ -55,8 +55,7 @@ impl Site {
         format!("{}:{port}", self.ip).parse().unwrap()
     }
     fn maildir(&self, user: &str) -> PathBuf {
-        self.dir
-            .join(format!("data/mail/{user}@{}/Maildir", self.name))
+        self.dir.join(format!("mail/{user}@{}/Maildir", self.name))
     }
 }
 
