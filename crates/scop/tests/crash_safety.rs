@@ -1,11 +1,16 @@
-//! Never lose mail: `scop mail serve` is killed with SIGKILL again and
-//! again while a client sends messages to its MX; after the last restart,
-//! every message that got a 250 must be in a mailbox. Half of the
-//! messages go to a local mailbox directly (fsync before 250), half to an
-//! address that forwards within the domain, so they pass through the
-//! durable queue and the relay, across the crashes. The same runs with
-//! the compartments as separate processes (mx, spamfilter, verifier,
-//! delivery, relay linked by mesh hops), one of them killed each round.
+//! Never lose mail, never deliver it twice: `scop mail serve` is killed
+//! with SIGKILL again and again while a client sends messages to its MX;
+//! after the last restart, every message that got a 250 must be in its
+//! final mailbox exactly once. Half of the messages go to a local mailbox
+//! directly (fsync before 250), half to an address that keeps a copy and
+//! forwards, so they pass through the durable queue and the relay, across
+//! the crashes. The same runs with the compartments as separate processes
+//! linked by mesh hops, one of them killed each round (each at least
+//! twice, until 2,000 messages were sent), while a second client submits
+//! over implicit TLS with AUTH, so messages travel both chains (mx, spam
+//! filter, verifier, delivery; submission, signer, relay); there the
+//! forwards go to another server over SMTP, so relay kills hit deliveries
+//! to a remote MX.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -194,7 +199,9 @@ fn mailbox_subjects(root: &Path) -> Vec<String> {
     out
 }
 
-fn setup(tag: &str) -> PathBuf {
+/// A data directory with crash.test's accounts: dora, and fwd, which
+/// keeps a copy and forwards to `forward_to`.
+fn setup(tag: &str, forward_to: &str) -> PathBuf {
     let data: PathBuf =
         std::env::temp_dir().join(format!("scop-crash-{tag}-{}", std::process::id()));
     std::fs::remove_dir_all(&data).ok();
@@ -207,7 +214,7 @@ fn setup(tag: &str) -> PathBuf {
         store.add_user("dora@crash.test", "pw").await.unwrap();
         store.add_user("fwd@crash.test", "pw").await.unwrap();
         store
-            .set_forward("fwd@crash.test", &["dora@crash.test".to_string()])
+            .set_forward("fwd@crash.test", &[forward_to.to_string()])
             .await
             .unwrap();
         store.close().await;
@@ -215,12 +222,17 @@ fn setup(tag: &str) -> PathBuf {
     data
 }
 
-/// Waits until every acknowledged message is in a mailbox (or a minute
-/// passed); the missing ones.
-fn missing_after_drain(data: &Path, acked: &[String]) -> Vec<String> {
+/// Subjects in the final mailboxes: dora's, and where fwd forwards.
+fn final_subjects(boxes: &[PathBuf]) -> Vec<String> {
+    boxes.iter().flat_map(|b| mailbox_subjects(b)).collect()
+}
+
+/// Waits until every acknowledged message is in one of the final
+/// mailboxes (or a minute passed); the missing ones.
+fn missing_after_drain(boxes: &[PathBuf], acked: &[String]) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
-        let have = mailbox_subjects(&data.join("mail"));
+        let have = final_subjects(boxes);
         let missing: Vec<_> = acked
             .iter()
             .filter(|t| !have.contains(t))
@@ -235,15 +247,15 @@ fn missing_after_drain(data: &Path, acked: &[String]) -> Vec<String> {
 
 fn report(
     what: &str,
-    data: &Path,
+    boxes: &[PathBuf],
     kills: usize,
     sent: usize,
     acked: &[String],
     missing: &[String],
 ) {
-    // Every message ends in dora's mailbox (directly or forwarded; the
-    // forwarding account keeps its own copy too).
-    let have = mailbox_subjects(&data.join("mail").join("dora@crash.test"));
+    // Every message ends in one final mailbox: dora's, directly, or the
+    // one fwd forwards to (fwd's own copies are not counted).
+    let have = final_subjects(boxes);
     let mut unique = have.clone();
     unique.sort();
     unique.dedup();
@@ -322,7 +334,8 @@ fn send_while(
 
 #[test]
 fn kill_9_loses_no_acknowledged_message() {
-    let data = setup("one");
+    let data = setup("one", "dora@crash.test");
+    let boxes = [data.join("mail/dora@crash.test")];
     let mx: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
     let mut acked: Vec<String> = Vec::new();
     let mut sent = 0;
@@ -343,12 +356,12 @@ fn kill_9_loses_no_acknowledged_message() {
     // A last run lets the relay drain what was queued across the crashes.
     let mut child = start(&data, mx);
     wait_listening(mx, &data);
-    let missing = missing_after_drain(&data, &acked);
+    let missing = missing_after_drain(&boxes, &acked);
     child.kill().ok();
     child.wait().ok();
     report(
         "one process",
-        &data,
+        &boxes,
         rounds as usize,
         sent,
         &acked,
@@ -360,7 +373,25 @@ fn kill_9_loses_no_acknowledged_message() {
 #[test]
 fn kill_9_of_any_compartment_loses_no_acknowledged_message() {
     use scop_mesh::{ExtraNames, MeshDir, Role, Validity};
-    let data = setup("split");
+    // fwd forwards to far.test, another server (never killed) that the
+    // relay reaches over SMTP: relay kills hit deliveries to a remote MX.
+    let data = setup("split", "far@far.test");
+    let far = std::env::temp_dir().join(format!("scop-crash-far-{}", std::process::id()));
+    std::fs::remove_dir_all(&far).ok();
+    std::fs::create_dir_all(&far).unwrap();
+    tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let url = format!("sqlite:{}", far.join("scop.db").display());
+        let store = scop_store::Store::open(&url).await.unwrap();
+        store.add_user("far@far.test", "pw").await.unwrap();
+        store.close().await;
+    });
+    let far_mx: SocketAddr = format!("127.0.0.1:{}", free_port()).parse().unwrap();
+    let mut far_server = start_as(&far, far_mx, &[], "far");
+    wait_listening(far_mx, &far);
+    let boxes = [
+        data.join("mail/dora@crash.test"),
+        far.join("mail/far@far.test"),
+    ];
     let validity = Validity::starting(
         std::time::SystemTime::now() - Duration::from_secs(60),
         Duration::from_secs(86_400),
@@ -400,6 +431,8 @@ fn kill_9_of_any_compartment_loses_no_acknowledged_message() {
             &format!("crash.test:crash:{}", key.display()),
             "--user-hourly-limit",
             "1000000",
+            "--route",
+            &format!("far.test={far_mx}"),
         ]
         .iter()
         .map(|s| s.to_string())
@@ -442,14 +475,19 @@ fn kill_9_of_any_compartment_loses_no_acknowledged_message() {
         round += 1;
     }
     wait_listening(mx, &data);
-    let missing = missing_after_drain(&data, &acked);
+    let missing = missing_after_drain(&boxes, &acked);
     for mut c in children.into_iter().flatten() {
         c.kill().ok();
         c.wait().ok();
     }
+    far_server.kill().ok();
+    far_server.wait().ok();
+    let forwarded = mailbox_subjects(&boxes[1]).len();
+    eprintln!("crash test (compartments): {forwarded} forwarded to far.test over SMTP");
+    assert!(forwarded >= 20, "only {forwarded} forwarded");
     report(
         "compartments",
-        &data,
+        &boxes,
         round as usize,
         sent,
         &acked,
@@ -470,4 +508,5 @@ fn kill_9_of_any_compartment_loses_no_acknowledged_message() {
     }
     assert!(signed >= 20, "only {signed} submitted messages arrived");
     std::fs::remove_dir_all(&data).ok();
+    std::fs::remove_dir_all(&far).ok();
 }
