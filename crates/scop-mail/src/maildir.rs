@@ -2,10 +2,11 @@
 //! `new/`, fsync the directory. Only after that does a delivery count as
 //! done (the 250 to the client waits for it).
 //!
-//! A message's file name in `new/` comes from its content
-//! ([`content_name`]), so a second copy of one message (handed on again
-//! after a crash between the write and the acknowledgement, or reaching
-//! the mailbox by two paths) finds the first and is not written twice.
+//! The file name in `new/` of a message with a Message-ID comes from its
+//! content ([`content_name`]), so a second copy of one message (handed on
+//! again after a crash between the write and the acknowledgement, or
+//! reaching the mailbox by two paths) finds the first and is not written
+//! twice. A message without one gets a unique name.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};

@@ -93,12 +93,21 @@ pub fn load_or_create(dir: &Path, hostname: &str) -> Result<Arc<rustls::ServerCo
             std::fs::remove_file(&tmp_cert).ok();
         }
         std::fs::remove_file(&tmp_key).ok();
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io(dir))?;
     }
     // The winner of a concurrent start may still be renaming its
     // certificate into place.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     while !cert.exists() && std::time::Instant::now() < deadline {
         std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    if !cert.exists() {
+        // A key without its certificate (a crash between the two): start
+        // over once.
+        std::fs::remove_file(&key).map_err(io(&key))?;
+        return load_or_create(dir, hostname);
     }
     let c = std::fs::read(&cert).map_err(io(&cert))?;
     let k = std::fs::read(&key).map_err(io(&key))?;

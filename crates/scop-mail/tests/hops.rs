@@ -263,9 +263,12 @@ async fn the_inbound_chain_delivers_labels_and_refuses_through_the_hops() {
     }
     assert_eq!(c.folder(false).len(), 6);
     // The same bytes again (a client's retry) are acknowledged and not
-    // delivered twice.
-    assert_eq!(to_mx(c.mx, HAM).await.code(), 250);
+    // delivered twice; without a Message-ID they count as another message.
+    let again = format!("Message-ID: <4@work.test>\r\n{HAM}");
+    assert_eq!(to_mx(c.mx, &again).await.code(), 250);
     assert_eq!(c.folder(false).len(), 6);
+    assert_eq!(to_mx(c.mx, HAM).await.code(), 250);
+    assert_eq!(c.folder(false).len(), 7);
     c.stop.send(true).ok();
 }
 

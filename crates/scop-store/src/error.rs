@@ -81,6 +81,16 @@ pub enum StoreError {
         source: std::io::Error,
     },
 
+    /// The store keeps its hashes in a credentials file, and the one given
+    /// did not exist.
+    #[error(
+        "the store keeps its password hashes in a credentials file, and {path} did not exist (a wrong --credentials path?); nothing was created"
+    )]
+    CredentialsMissing {
+        /// The path given.
+        path: String,
+    },
+
     /// A credentials file was given for a PostgreSQL store.
     #[error(
         "a separate credentials file needs an SQLite store; PostgreSQL keeps them in its passwords table"

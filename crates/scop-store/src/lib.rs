@@ -182,56 +182,43 @@ impl Store {
         if !url.starts_with("sqlite:") {
             return Err(StoreError::CredentialsNeedSqlite);
         }
-        create_private_file(credentials)?;
-        let deadline = tokio::time::Instant::now() + SQLITE_BUSY_TIMEOUT;
-        let mut pause = Duration::from_millis(10);
-        loop {
-            let attempt: Result<Store> = async {
-                let mut store = Self::connect_with(url, Some(credentials)).await?;
-                sql::migrate::migrate(&store, SCHEMA_VERSION).await?;
-                sql::accounts::move_passwords_to_credentials(&store).await?;
-                store.passwords = Passwords::Attached;
-                Ok(store)
-            }
-            .await;
-            match attempt {
-                Err(e) if e.is_sqlite_busy() && tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_millis(250));
+        let created = create_private_file(credentials)?;
+        retry_while_busy(|| async {
+            let mut store = Self::connect_with(url, Some(credentials)).await?;
+            sql::migrate::migrate(&store, SCHEMA_VERSION).await?;
+            if created && store.passwords_kept_apart().await? {
+                // The hashes are in a file elsewhere: a wrong path must
+                // not quietly become a second, empty credentials file.
+                store.close().await;
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut p = credentials.as_os_str().to_owned();
+                    p.push(suffix);
+                    let _ = std::fs::remove_file(p);
                 }
-                other => return other,
+                return Err(StoreError::CredentialsMissing {
+                    path: credentials.display().to_string(),
+                });
             }
-        }
+            sql::accounts::move_passwords_to_credentials(&store).await?;
+            store.passwords = Passwords::Attached;
+            Ok(store)
+        })
+        .await
     }
 
     /// Like [`Store::open`] but migrates only up to `version`: for testing
     /// the upgrade path. Not for production use.
     #[doc(hidden)]
     pub async fn open_at(url: &str, version: i64) -> Result<Store> {
-        // Switching a fresh SQLite file to WAL takes an exclusive lock that
-        // SQLite does not wait for (the busy timeout does not apply), so
-        // processes opening one database together may see SQLITE_BUSY here:
-        // retry the whole open, briefly, until the busy timeout.
-        let deadline = tokio::time::Instant::now() + SQLITE_BUSY_TIMEOUT;
-        let mut pause = Duration::from_millis(10);
-        loop {
-            let attempt: Result<Store> = async {
-                let mut store = Self::connect(url).await?;
-                sql::migrate::migrate(&store, version).await?;
-                if version >= 4 && store.passwords_kept_apart().await? {
-                    store.passwords = Passwords::Elsewhere;
-                }
-                Ok(store)
+        retry_while_busy(|| async {
+            let mut store = Self::connect(url).await?;
+            sql::migrate::migrate(&store, version).await?;
+            if version >= 4 && store.passwords_kept_apart().await? {
+                store.passwords = Passwords::Elsewhere;
             }
-            .await;
-            match attempt {
-                Err(e) if e.is_sqlite_busy() && tokio::time::Instant::now() < deadline => {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_millis(250));
-                }
-                other => return other,
-            }
-        }
+            Ok(store)
+        })
+        .await
     }
 
     /// Whether the store records that its password hashes live in a
@@ -351,17 +338,39 @@ impl Store {
     }
 }
 
+/// Runs `open` again while it fails with SQLITE_BUSY, briefly, until the
+/// busy timeout. Switching a fresh SQLite file to WAL takes an exclusive
+/// lock that SQLite does not wait for (the busy timeout does not apply),
+/// so processes opening one database together may see SQLITE_BUSY there.
+async fn retry_while_busy<F, Fut>(mut open: F) -> Result<Store>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Store>>,
+{
+    let deadline = tokio::time::Instant::now() + SQLITE_BUSY_TIMEOUT;
+    let mut pause = Duration::from_millis(10);
+    loop {
+        match open().await {
+            Err(e) if e.is_sqlite_busy() && tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(250));
+            }
+            other => return other,
+        }
+    }
+}
+
 /// Creates `path` with mode 0600 when it does not exist (SQLite would
 /// create it with the umask's mode; its `-wal` and `-shm` files take the
-/// mode of the database file).
-fn create_private_file(path: &Path) -> Result<()> {
+/// mode of the database file); whether it did.
+fn create_private_file(path: &Path) -> Result<bool> {
     let mut o = std::fs::OpenOptions::new();
     o.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
     match o.open(path) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Ok(_) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
         Err(source) => Err(StoreError::Credentials {
             path: path.display().to_string(),
             source,

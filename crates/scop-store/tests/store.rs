@@ -1154,6 +1154,46 @@ async fn password_hashes_live_only_in_the_credentials_file() {
             other => panic!("expected PasswordsElsewhere, got {other:?}"),
         }
     }
+    // A process that opens the store alone (the MX, say) and writes an
+    // account with a hash into the store's table gets no login: after the
+    // split such rows are deleted, never imported.
+    let mallory = scop_store::password::hash("mallory-pw").unwrap();
+    scop_store::testing::execute(
+        &db.url,
+        Box::leak(
+            format!(
+                "INSERT INTO users (login_key, login) VALUES ('mallory@a.test', 'mallory@a.test'); \
+                 INSERT INTO passwords (login_key, password_hash) VALUES ('mallory@a.test', '{mallory}')"
+            )
+            .into_boxed_str(),
+        ),
+    )
+    .await
+    .unwrap();
+    with.close().await;
+    let with = Store::open_with_credentials(&db.url, &credentials)
+        .await
+        .unwrap();
+    assert!(
+        !with
+            .verify_password("mallory@a.test", "mallory-pw")
+            .await
+            .unwrap()
+    );
+    assert!(
+        with.verify_password("alice@a.test", "alice-pw")
+            .await
+            .unwrap()
+    );
+    // A wrong path to the credentials file is refused, not made anew.
+    let wrong = credentials.with_extension("typo");
+    match Store::open_with_credentials(&db.url, &wrong).await {
+        Err(e @ StoreError::CredentialsMissing { .. }) => {
+            assert!(e.to_string().contains("did not exist"), "{e}")
+        }
+        other => panic!("expected CredentialsMissing, got {other:?}"),
+    }
+    assert!(!wrong.exists());
     // Deleting an account without the file leaves an unusable hash.
     without.delete_user("bob@a.test").await.unwrap();
     assert!(!with.verify_password("bob@a.test", "bob-new").await.unwrap());
@@ -1198,6 +1238,10 @@ async fn hashes_of_an_older_store_move_to_the_credentials_file() {
             .await,
         Err(StoreError::PasswordsElsewhere)
     ));
+    // The upgrade left no hash in the store's file or WAL (the dropped
+    // column's cells and the moved rows were rewritten).
+    let main = database_bytes(db.url.strip_prefix("sqlite:").unwrap());
+    assert!(!contains(&main, b"$argon2id$"), "a hash left in the store");
     // PostgreSQL keeps them in its table (access is the server's).
     assert!(matches!(
         Store::open_with_credentials("postgres://u@h/db", &credentials).await,

@@ -143,9 +143,21 @@ pub(crate) fn run(a: &ServeArgs, role: Role) -> Result<ExitCode> {
         base: a.mesh_base,
     };
     let hostname = a.hostname.clone().unwrap_or_else(mail::system_hostname);
-    // The SRS key exists before confinement, which leaves it read-only.
+    // What the confinement rules must find in place: the SRS key, the
+    // mailboxes' root, the directory of a self-signed certificate.
     if matches!(role, Role::Mx | Role::Delivery | Role::Relay) {
         mail::srs_key(&a.data)?;
+    }
+    let mut dirs = Vec::new();
+    if matches!(role, Role::Delivery | Role::Relay) {
+        dirs.push(mail::mail_root(a));
+    }
+    if matches!(role, Role::Mx | Role::Submission) && (a.tls_cert.is_none() || a.tls_key.is_none())
+    {
+        dirs.push(a.data.join("tls"));
+    }
+    for d in dirs {
+        std::fs::create_dir_all(&d).with_context(|| format!("create {}", d.display()))?;
     }
     // Confined before any thread starts: every later thread inherits it.
     if a.no_landlock {

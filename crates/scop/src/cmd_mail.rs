@@ -253,7 +253,14 @@ pub(crate) fn srs_key(data: &Path) -> Result<Vec<u8>> {
     let linked = std::fs::hard_link(&tmp, &path);
     std::fs::remove_file(&tmp).ok();
     match linked {
-        Ok(()) => Ok(key),
+        Ok(()) => {
+            // A key lost to a power cut would break bounces of forwards
+            // already sent.
+            std::fs::File::open(data)
+                .and_then(|d| d.sync_all())
+                .with_context(|| format!("sync {}", data.display()))?;
+            Ok(key)
+        }
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
             let k = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
             if k.len() < 16 {

@@ -137,7 +137,7 @@ fn restart(dir: &Path, what: &str) -> Result<bool> {
 fn rotate(args: &RotateArgs) -> Result<ExitCode> {
     let (dir, mesh) = open(&args.deployment)?;
     let leaf = days(args.days)?;
-    let mut running = true;
+    let running;
     if args.ca {
         if mesh.previous_ca_path().exists() {
             println!("a CA rotation is in progress: finishing it");
@@ -145,8 +145,10 @@ fn rotate(args: &RotateArgs) -> Result<ExitCode> {
             mesh.begin_ca_rotation(days(args.ca_days)?)
                 .context("make the new CA")?;
             println!("step 1/3: new CA made; the compartments trust the old and the new one");
-            running = restart(&dir, "step 1")?;
         }
+        // Every compartment trusts both CAs before any gets a certificate
+        // from the new one (also when an interrupted run is finished).
+        running = restart(&dir, "step 1")?;
         let roles = mesh
             .reissue_all(leaf)
             .context("issue the new certificates")?;

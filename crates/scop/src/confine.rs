@@ -135,7 +135,8 @@ fn store_dirs(a: &ServeArgs, plan: &mut Plan) {
 }
 
 /// The SRS key (made before confinement), for the roles that resolve
-/// recipients.
+/// recipients. (With the default SQLite store in DATA, the store's rule
+/// covers it too.)
 fn srs_key(a: &ServeArgs, plan: &mut Plan) {
     plan.read.push(crate::cmd_mail::srs_key_path(&a.data));
 }

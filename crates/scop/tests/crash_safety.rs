@@ -10,7 +10,8 @@
 //! over implicit TLS with AUTH, so messages travel both chains (mx, spam
 //! filter, verifier, delivery; submission, signer, relay); there the
 //! forwards go to another server over SMTP, so relay kills hit deliveries
-//! to a remote MX.
+//! to a remote MX. Every message has a Message-ID, as real mail does (a
+//! message without one is never taken for a copy of another).
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -140,7 +141,9 @@ fn dialogue<S: Read + Write>(
         }
     }
     r.get_mut().write_all(
-        format!("From: <{from}>\r\nSubject: {tag}\r\n\r\nbody of {tag}\r\n.\r\n").as_bytes(),
+        format!(
+            "From: <{from}>\r\nMessage-ID: <{tag}@client.test>\r\nSubject: {tag}\r\n\r\nbody of {tag}\r\n.\r\n"
+        ).as_bytes(),
     )?;
     r.get_mut().flush()?;
     let ok = reply(r)?.starts_with("250");
@@ -245,14 +248,34 @@ fn missing_after_drain(boxes: &[PathBuf], acked: &[String]) -> Vec<String> {
     }
 }
 
+/// Whether a tag's message went to the forwarding account (odd numbers).
+fn to_fwd(tag: &str) -> bool {
+    tag.rsplit_once('-')
+        .and_then(|(_, n)| n[1..].parse::<u64>().ok())
+        .is_some_and(|n| n % 2 == 1)
+}
+
 fn report(
     what: &str,
     boxes: &[PathBuf],
+    fwd_box: &Path,
     kills: usize,
     sent: usize,
     acked: &[String],
     missing: &[String],
 ) {
+    // The forwarding account's own copies: each acknowledged one exactly
+    // once too.
+    let kept = mailbox_subjects(fwd_box);
+    let mut kept_unique = kept.clone();
+    kept_unique.sort();
+    kept_unique.dedup();
+    assert_eq!(kept.len(), kept_unique.len(), "fwd's copies stored twice");
+    let lost: Vec<&String> = acked
+        .iter()
+        .filter(|t| to_fwd(t) && !kept_unique.contains(t))
+        .collect();
+    assert!(lost.is_empty(), "fwd's own copies lost: {lost:?}");
     // Every message ends in one final mailbox: dora's, directly, or the
     // one fwd forwards to (fwd's own copies are not counted).
     let have = final_subjects(boxes);
@@ -362,6 +385,7 @@ fn kill_9_loses_no_acknowledged_message() {
     report(
         "one process",
         &boxes,
+        &data.join("mail/fwd@crash.test"),
         rounds as usize,
         sent,
         &acked,
@@ -488,6 +512,7 @@ fn kill_9_of_any_compartment_loses_no_acknowledged_message() {
     report(
         "compartments",
         &boxes,
+        &data.join("mail/fwd@crash.test"),
         round as usize,
         sent,
         &acked,
