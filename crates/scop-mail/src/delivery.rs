@@ -189,22 +189,28 @@ impl Delivery {
         let stored = Arc::new(stored);
         // One name per message content and recipients (for a message
         // with a Message-ID): a copy handed on again after a crash finds
-        // the first one and is not delivered twice.
-        let content = scop_mta::headers::content_digest(msg);
-        let date = scop_mta::headers::date_of(msg);
-        let has_id = scop_mta::headers::has_field(msg, "Message-ID");
+        // the first one and is not delivered twice. Without a Message-ID,
+        // identical messages (alerts from one device, say) are different
+        // messages: each gets its own name.
+        let named = (!mailboxes.is_empty() && scop_mta::headers::has_field(msg, "Message-ID"))
+            .then(|| {
+                (
+                    scop_mta::headers::content_digest(msg),
+                    scop_mta::headers::date_of(msg),
+                )
+            });
         for (login, rcpts) in mailboxes {
-            let digest = scop_mta::headers::copy_digest(&content, rcpts);
             let mut dir = maildir::mailbox_dir(&self.mail_root, &login)?;
             if let Some(f) = folder {
                 dir = dir.join(format!(".{f}"));
             }
-            // Without a Message-ID, identical messages (alerts from one
-            // device, say) are different messages: each gets its own name.
-            let name = if has_id {
-                maildir::content_name(date, &digest, &self.hostname)
-            } else {
-                maildir::unique_name(now, &self.hostname)
+            let name = match &named {
+                Some((content, date)) => maildir::content_name(
+                    *date,
+                    &scop_mta::headers::copy_digest(content, rcpts),
+                    &self.hostname,
+                ),
+                None => maildir::unique_name(now, &self.hostname),
             };
             let body = stored.clone();
             tokio::task::spawn_blocking(move || maildir::deliver(&dir, &name, &body))

@@ -27,6 +27,7 @@ pub mod maildir;
 pub mod mx;
 pub mod mxlookup;
 pub mod outbound;
+pub mod private_file;
 pub mod relay;
 pub mod service;
 pub mod session;

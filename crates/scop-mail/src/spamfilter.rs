@@ -15,12 +15,7 @@ use std::net::IpAddr;
 use scop_spam::{Label, Model};
 
 /// The fields this stage owns (removed from incoming messages).
-pub const OWN_FIELDS: &[&str] = &[
-    "X-Spam-Score",
-    "X-Spam-Verdict",
-    "X-Spam-Clues",
-    "X-Spam-Danger",
-];
+pub const OWN_FIELDS: &[&str] = scop_mta::headers::SPAM_LABELS;
 /// Clues listed in `X-Spam-Clues`.
 pub const CLUES_IN_HEADER: usize = 5;
 /// Client addresses tracked at most by [`SourceList`].

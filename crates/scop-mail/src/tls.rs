@@ -75,27 +75,19 @@ pub fn load_or_create(dir: &Path, hostname: &str) -> Result<Arc<rustls::ServerCo
     };
     if !key.exists() {
         // Processes starting together (the compartments) may all get
-        // here: each writes a pair under temporary names, the first to
-        // link its key in place publishes its certificate too, the others
-        // drop theirs, so no one reads a key and a certificate that do
-        // not belong together.
+        // here: the first to put its key in place writes its certificate
+        // too, the others drop their pair, so no one reads a key and a
+        // certificate that do not belong together.
         std::fs::create_dir_all(dir).map_err(io(dir))?;
         let (c, k) = self_signed(&[hostname.to_string()])?;
-        let tag = format!("{}.{}", std::process::id(), unique_suffix());
-        let tmp_key = dir.join(format!(".key.pem.{tag}"));
-        let tmp_cert = dir.join(format!(".cert.pem.{tag}"));
-        write_private(&tmp_key, k.as_bytes()).map_err(io(&tmp_key))?;
-        write_private(&tmp_cert, c.as_bytes()).map_err(io(&tmp_cert))?;
-        let won = std::fs::hard_link(&tmp_key, &key).is_ok();
-        if won {
+        if crate::private_file::publish_once(&key, k.as_bytes()).map_err(io(&key))? {
+            let tmp_cert = dir.join(format!(".cert.pem.{}", std::process::id()));
+            crate::private_file::write(&tmp_cert, c.as_bytes()).map_err(io(&tmp_cert))?;
             std::fs::rename(&tmp_cert, &cert).map_err(io(&cert))?;
-        } else {
-            std::fs::remove_file(&tmp_cert).ok();
+            std::fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(io(dir))?;
         }
-        std::fs::remove_file(&tmp_key).ok();
-        std::fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io(dir))?;
     }
     // The winner of a concurrent start may still be renaming its
     // certificate into place.
@@ -112,26 +104,6 @@ pub fn load_or_create(dir: &Path, hostname: &str) -> Result<Arc<rustls::ServerCo
     let c = std::fs::read(&cert).map_err(io(&cert))?;
     let k = std::fs::read(&key).map_err(io(&key))?;
     server_config(&c, &k)
-}
-
-/// A number not handed out before by this process.
-fn unique_suffix() -> u64 {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static NEXT: AtomicU64 = AtomicU64::new(0);
-    NEXT.fetch_add(1, Ordering::Relaxed)
-}
-
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    #[cfg(unix)]
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut o = std::fs::OpenOptions::new();
-    o.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    o.mode(0o600);
-    let mut f = o.open(path)?;
-    f.write_all(data)?;
-    f.sync_all()
 }
 
 /// The relay's client configuration: opportunistic TLS as MTAs do without

@@ -168,7 +168,8 @@ pub fn remove_fields(msg: &[u8], drop: impl Fn(&[u8]) -> bool) -> Vec<u8> {
 }
 
 /// Header fields that mail systems add on the way (trace, authentication
-/// results, spam labels, the final delivery's envelope facts), which
+/// results, the final delivery's envelope facts; with [`SPAM_LABELS`]),
+/// which
 /// differ between two copies of one message that took different paths or
 /// the same path twice.
 pub const TRANSIT_FIELDS: &[&str] = &[
@@ -181,6 +182,11 @@ pub const TRANSIT_FIELDS: &[&str] = &[
     "ARC-Seal",
     "ARC-Message-Signature",
     "ARC-Authentication-Results",
+];
+
+/// The spam filter's labels (it removes them from incoming messages and
+/// adds its own): transit fields too.
+pub const SPAM_LABELS: &[&str] = &[
     "X-Spam-Score",
     "X-Spam-Verdict",
     "X-Spam-Clues",
@@ -208,9 +214,7 @@ pub fn copy_digest<'a>(
         ctx.update(&(r.len() as u64).to_be_bytes());
         ctx.update(r.as_bytes());
     }
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ctx.finish().as_ref());
-    out
+    finish(ctx)
 }
 
 /// The first `Date` field's time (Unix seconds), if it parses; folded
@@ -223,15 +227,23 @@ pub fn date_of(msg: &[u8]) -> Option<i64> {
         .map(|d| d.unix_timestamp())
 }
 
-/// Whether a field's first line names one of [`TRANSIT_FIELDS`].
+/// Whether a field's first line names one of [`TRANSIT_FIELDS`] or
+/// [`SPAM_LABELS`].
 pub fn is_transit_field(line: &[u8]) -> bool {
     TRANSIT_FIELDS
         .iter()
+        .chain(SPAM_LABELS)
         .any(|name| field_value(line, name).is_some())
 }
 
+fn finish(ctx: aws_lc_rs::digest::Context) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
 /// SHA-256 of `msg` as its sending side wrote it: every header field
-/// except [`TRANSIT_FIELDS`], byte for byte, then the body. A message
+/// but the transit ones ([`is_transit_field`]), byte for byte, then the body. A message
 /// handed on again after a crash (the relay's retry, a client's resend of
 /// the same bytes) has the digest of its first copy, whatever trace the
 /// hops added; any change to another field or to the body changes it.
@@ -239,9 +251,7 @@ pub fn content_digest(msg: &[u8]) -> [u8; 32] {
     let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
     let end = walk_kept_lines(msg, is_transit_field, |line| ctx.update(line));
     ctx.update(&msg[end..]);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ctx.finish().as_ref());
-    out
+    finish(ctx)
 }
 
 /// The value of a field line named `name` (case-insensitive), if `line`

@@ -186,7 +186,8 @@ impl Store {
         retry_while_busy(|| async {
             let mut store = Self::connect_with(url, Some(credentials)).await?;
             sql::migrate::migrate(&store, SCHEMA_VERSION).await?;
-            if created && store.passwords_kept_apart().await? {
+            let apart = store.passwords_kept_apart().await?;
+            if created && apart {
                 // The hashes are in a file elsewhere: a wrong path must
                 // not quietly become a second, empty credentials file.
                 store.close().await;
@@ -199,7 +200,7 @@ impl Store {
                     path: credentials.display().to_string(),
                 });
             }
-            sql::accounts::move_passwords_to_credentials(&store).await?;
+            sql::accounts::move_passwords_to_credentials(&store, apart).await?;
             store.passwords = Passwords::Attached;
             Ok(store)
         })

@@ -176,15 +176,7 @@ pub(crate) fn run(a: &ServeArgs, role: Role) -> Result<ExitCode> {
             }
             return Ok(ExitCode::SUCCESS);
         }
-        let outcome = if path.is_dir() {
-            std::fs::read_dir(path).map(|_| ())
-        } else {
-            std::fs::read(path).map(|_| ())
-        };
-        match outcome {
-            Ok(()) => println!("readable {}", path.display()),
-            Err(e) => println!("denied {}: {e}", path.display()),
-        }
+        crate::confine::probe_read(path);
         return Ok(ExitCode::SUCCESS);
     }
     let rt = tokio::runtime::Runtime::new().context("start the async runtime")?;

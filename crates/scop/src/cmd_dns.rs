@@ -548,15 +548,7 @@ fn serve(args: ServeArgs) -> Result<ExitCode> {
             crate::confine::describe(&status)
         );
         if let Some(path) = &args.confine_probe {
-            let outcome = if path.is_dir() {
-                std::fs::read_dir(path).map(|_| ())
-            } else {
-                std::fs::read(path).map(|_| ())
-            };
-            match outcome {
-                Ok(_) => println!("readable {}", path.display()),
-                Err(e) => println!("denied {}: {e}", path.display()),
-            }
+            crate::confine::probe_read(path);
             return Ok(ExitCode::SUCCESS);
         }
     }

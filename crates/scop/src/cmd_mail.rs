@@ -248,41 +248,18 @@ pub(crate) fn srs_key(data: &Path) -> Result<Vec<u8>> {
     }
     let mut key = vec![0u8; 32];
     aws_lc_rs::rand::fill(&mut key).map_err(|_| anyhow::anyhow!("no system randomness"))?;
-    let tmp = data.join(format!(".srs.key.{}", std::process::id()));
-    write_private(&tmp, &key).with_context(|| format!("write {}", tmp.display()))?;
-    let linked = std::fs::hard_link(&tmp, &path);
-    std::fs::remove_file(&tmp).ok();
-    match linked {
-        Ok(()) => {
-            // A key lost to a power cut would break bounces of forwards
-            // already sent.
-            std::fs::File::open(data)
-                .and_then(|d| d.sync_all())
-                .with_context(|| format!("sync {}", data.display()))?;
-            Ok(key)
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            let k = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
-            if k.len() < 16 {
-                bail!("{} holds no key (under 16 bytes)", path.display());
-            }
-            Ok(k)
-        }
-        Err(e) => Err(e).with_context(|| format!("write {}", path.display())),
+    // A key lost to a power cut would break bounces of forwards already
+    // sent: `publish_once` syncs the directory.
+    if scop_mail::private_file::publish_once(&path, &key)
+        .with_context(|| format!("write {}", path.display()))?
+    {
+        return Ok(key);
     }
-}
-
-fn write_private(path: &Path, data: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(data)?;
-    f.sync_all()
+    let k = std::fs::read(&path).with_context(|| format!("read {}", path.display()))?;
+    if k.len() < 16 {
+        bail!("{} holds no key (under 16 bytes)", path.display());
+    }
+    Ok(k)
 }
 
 pub(crate) fn init_logs() {

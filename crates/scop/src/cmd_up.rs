@@ -596,52 +596,52 @@ fn prepare_local(dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Stops those of the compartments `names` that run under the running
+/// supervisor of `dir`, which starts them again with the current
+/// configuration: each named compartment's name, its pid before, and
+/// whether it was stopped. None when no supervisor runs.
+fn stop_for_restart(dir: &Path, names: &[&str]) -> Option<Vec<(String, u32, bool)>> {
+    let status = read_status(&dir.join("run/status.json")).ok()?;
+    if status.supervisor == 0 || !alive(status.supervisor) {
+        return None;
+    }
+    let named = status
+        .compartments
+        .into_iter()
+        .filter(|c| names.contains(&c.name.as_str()))
+        .map(|c| {
+            let running = c.pid != 0 && alive(c.pid);
+            if running {
+                terminate(c.pid);
+            }
+            (c.name, c.pid, running)
+        })
+        .collect();
+    Some(named)
+}
+
 /// Asks the running supervisor of `dir` to restart compartment `name`
 /// (by stopping it; the supervisor starts it again with the current
 /// configuration). False when no supervisor or no such running
 /// compartment.
 pub(crate) fn restart_compartment(dir: &Path, name: &str) -> bool {
-    let Ok(status) = read_status(&dir.join("run/status.json")) else {
-        return false;
-    };
-    if status.supervisor == 0 || !alive(status.supervisor) {
-        return false;
-    }
-    match status.compartments.iter().find(|c| c.name == name) {
-        Some(c) if c.pid != 0 && alive(c.pid) => {
-            terminate(c.pid);
-            true
-        }
-        _ => false,
-    }
+    stop_for_restart(dir, &[name]).is_some_and(|s| s.iter().any(|(_, _, stopped)| *stopped))
 }
 
 /// Asks the running supervisor of `dir` to restart the compartments
 /// `names` (all at once) and waits, up to `limit`, until each runs again
 /// under a new pid. False when no supervisor runs.
 pub(crate) fn restart_and_wait(dir: &Path, names: &[&str], limit: Duration) -> Result<bool> {
-    let path = dir.join("run/status.json");
-    if live_supervisor(&path).is_none() {
+    let Some(old) = stop_for_restart(dir, names) else {
         return Ok(false);
-    }
-    let before = read_status(&path)?;
-    let old: Vec<(String, u32)> = before
-        .compartments
-        .iter()
-        .filter(|c| names.contains(&c.name.as_str()))
-        .map(|c| (c.name.clone(), c.pid))
-        .collect();
-    for (_, pid) in &old {
-        if *pid != 0 && alive(*pid) {
-            terminate(*pid);
-        }
-    }
+    };
+    let path = dir.join("run/status.json");
     let deadline = Instant::now() + limit;
     loop {
         let now = read_status(&path)?;
         let waiting: Vec<&str> = old
             .iter()
-            .filter(|(name, pid)| {
+            .filter(|(name, pid, _)| {
                 !now.compartments.iter().any(|c| {
                     &c.name == name
                         && c.pid != 0
@@ -650,7 +650,7 @@ pub(crate) fn restart_and_wait(dir: &Path, names: &[&str], limit: Duration) -> R
                         && alive(c.pid)
                 })
             })
-            .map(|(name, _)| name.as_str())
+            .map(|(name, _, _)| name.as_str())
             .collect();
         if waiting.is_empty() {
             return Ok(true);

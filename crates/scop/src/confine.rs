@@ -235,6 +235,20 @@ pub(crate) fn plan(a: &ServeArgs, role: Role, mesh: &MeshDir) -> Plan {
     plan
 }
 
+/// For tests of the confinement: tries to read `path` (a file, or a
+/// directory's listing) and prints `readable PATH` or `denied PATH: ERR`.
+pub(crate) fn probe_read(path: &Path) {
+    let outcome = if path.is_dir() {
+        std::fs::read_dir(path).map(|_| ())
+    } else {
+        std::fs::read(path).map(|_| ())
+    };
+    match outcome {
+        Ok(()) => println!("readable {}", path.display()),
+        Err(e) => println!("denied {}: {e}", path.display()),
+    }
+}
+
 /// Restricts this thread (and every thread it starts later) to `plan`.
 /// Paths that do not exist are skipped (nothing to reach there).
 pub(crate) fn apply(plan: &Plan) -> Result<RulesetStatus> {

@@ -74,27 +74,23 @@ pub(crate) const ATTACHED: PasswordSql = PasswordSql {
     delete: "DELETE FROM credentials.passwords WHERE login_key = $1",
 };
 
-/// Creates the credentials file's table; the first time (the store does
-/// not yet record that its hashes are kept apart), moves the hashes of the
+/// Creates the credentials file's table; the first time (`apart` false:
+/// the store does not yet record that its hashes are kept apart), moves
+/// the hashes of the
 /// store's own table there, records that they are kept apart, and
 /// rewrites the store so no hash stays in its free pages or WAL. Later,
 /// rows found in the store's table are deleted, never imported: the
 /// compartments that open the store without the credentials file could
 /// have written them. Two commits, the copy first: a crash in between
 /// leaves the hashes in both places, and the next open finishes the move.
-pub(crate) async fn move_passwords_to_credentials(store: &Store) -> Result<()> {
-    let first = write_tx!(store, tx => async {
+pub(crate) async fn move_passwords_to_credentials(store: &Store, apart: bool) -> Result<()> {
+    write_tx!(store, tx => async {
         sqlx::query(
             "CREATE TABLE IF NOT EXISTS credentials.passwords (\
              login_key TEXT PRIMARY KEY NOT NULL, password_hash TEXT NOT NULL)",
         )
         .execute(&mut *tx)
         .await?;
-        let apart = sqlx::query("SELECT 1 FROM main.settings WHERE name = $1")
-            .bind(crate::SEPARATE_PASSWORDS)
-            .fetch_optional(&mut *tx)
-            .await?
-            .is_some();
         if !apart {
             // A hash already in the credentials file is the newer one.
             sqlx::query(
@@ -105,7 +101,7 @@ pub(crate) async fn move_passwords_to_credentials(store: &Store) -> Result<()> {
             .execute(&mut *tx)
             .await?;
         }
-        Ok::<bool, StoreError>(!apart)
+        Ok::<(), StoreError>(())
     }.await)?;
     write_tx!(store, tx => async {
         // Overwritten, not just unlinked: no hash stays in free pages.
@@ -118,7 +114,7 @@ pub(crate) async fn move_passwords_to_credentials(store: &Store) -> Result<()> {
             .await?;
         Ok::<(), StoreError>(())
     }.await)?;
-    if first {
+    if !apart {
         // The version-4 migration dropped `users.password_hash` without
         // overwriting the old cells: rewrite the whole file, then empty
         // the WAL, which still holds the old pages.
