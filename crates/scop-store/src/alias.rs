@@ -185,6 +185,88 @@ pub fn expand(dir: &Directory, recipient: &Address) -> Expansion {
     }
 }
 
+/// Most entries a [`DirectoryCache`] keeps before it starts over (a
+/// client naming many unknown addresses cannot grow it without bound).
+pub const MAX_CACHED_ENTRIES: usize = 4096;
+
+/// Entries loaded by earlier resolutions, valid while the store's
+/// directory version (a counter that every change to domains, accounts,
+/// addresses, forwarding targets or aliases increments) is the one they
+/// were loaded under.
+///
+/// An entry is loaded after its version was read, so it is at least as
+/// new as that version; entries are kept only under the newest version
+/// seen, and a newer version empties the cache.
+#[derive(Debug, Default)]
+pub struct DirectoryCache {
+    version: Option<i64>,
+    dir: Directory,
+}
+
+impl DirectoryCache {
+    /// Copies into `dir` the entries of `needs` cached under `version`,
+    /// and returns the ones still to load.
+    pub fn fill(&mut self, version: i64, dir: &mut Directory, needs: Vec<Need>) -> Vec<Need> {
+        self.advance(version);
+        if self.version != Some(version) {
+            return needs;
+        }
+        needs
+            .into_iter()
+            .filter(|need| match need {
+                Need::Domain(d) => match self.dir.domains.get(d) {
+                    Some(e) => {
+                        dir.domains.insert(d.clone(), e.clone());
+                        false
+                    }
+                    None => true,
+                },
+                Need::Address(k) => match self.dir.addresses.get(k) {
+                    Some(e) => {
+                        dir.addresses.insert(k.clone(), e.clone());
+                        false
+                    }
+                    None => true,
+                },
+            })
+            .collect()
+    }
+
+    /// Keeps an entry loaded after `version` was read.
+    pub fn remember_domain(&mut self, version: i64, domain: &str, entry: &DomainEntry) {
+        if self.admit(version) {
+            self.dir.domains.insert(domain.to_owned(), entry.clone());
+        }
+    }
+
+    /// Keeps an entry loaded after `version` was read.
+    pub fn remember_address(&mut self, version: i64, key: &str, entry: &AddressEntry) {
+        if self.admit(version) {
+            self.dir.addresses.insert(key.to_owned(), entry.clone());
+        }
+    }
+
+    /// Forgets everything when `version` is newer than the cache's.
+    fn advance(&mut self, version: i64) {
+        if self.version.is_none_or(|v| v < version) {
+            self.version = Some(version);
+            self.dir = Directory::default();
+        }
+    }
+
+    /// Whether an entry loaded under `version` may be kept.
+    fn admit(&mut self, version: i64) -> bool {
+        self.advance(version);
+        if self.version != Some(version) {
+            return false;
+        }
+        if self.dir.domains.len() + self.dir.addresses.len() >= MAX_CACHED_ENTRIES {
+            self.dir = Directory::default();
+        }
+        true
+    }
+}
+
 /// Normalises a domain for [`Directory::domains`]; `None` when invalid.
 pub fn domain_key(domain: &str) -> Option<String> {
     Domain::parse(domain).ok().map(|d| d.as_str().to_owned())
@@ -194,6 +276,56 @@ pub fn domain_key(domain: &str) -> Option<String> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn the_cache_serves_entries_of_its_version_only() {
+        let local = DomainEntry::Local { catch_all: vec![] };
+        let entry = AddressEntry {
+            owner: Some(Owner {
+                login: "a@a.test".into(),
+                forward: vec![],
+            }),
+            aliases: vec![],
+        };
+        let needs = || {
+            vec![
+                Need::Domain("a.test".into()),
+                Need::Address("a@a.test".into()),
+            ]
+        };
+        let mut cache = DirectoryCache::default();
+        let mut dir = Directory::default();
+        assert_eq!(cache.fill(3, &mut dir, needs()), needs());
+        cache.remember_domain(3, "a.test", &local);
+        cache.remember_address(3, "a@a.test", &entry);
+        assert!(cache.fill(3, &mut dir, needs()).is_empty());
+        assert_eq!(dir.domains.get("a.test"), Some(&local));
+        assert_eq!(dir.addresses.get("a@a.test"), Some(&entry));
+        // A resolution that read an older version neither uses nor adds
+        // entries; a newer version empties the cache.
+        assert_eq!(cache.fill(2, &mut Directory::default(), needs()), needs());
+        cache.remember_domain(2, "b.test", &DomainEntry::Foreign);
+        assert_eq!(
+            cache.fill(
+                3,
+                &mut Directory::default(),
+                vec![Need::Domain("b.test".into())]
+            ),
+            vec![Need::Domain("b.test".into())]
+        );
+        assert_eq!(cache.fill(4, &mut Directory::default(), needs()), needs());
+        cache.remember_domain(3, "a.test", &local);
+        assert_eq!(cache.fill(4, &mut Directory::default(), needs()), needs());
+    }
+
+    #[test]
+    fn the_cache_is_bounded() {
+        let mut cache = DirectoryCache::default();
+        for i in 0..(MAX_CACHED_ENTRIES * 3) {
+            cache.remember_address(1, &format!("u{i}@a.test"), &AddressEntry::default());
+            assert!(cache.dir.addresses.len() <= MAX_CACHED_ENTRIES);
+        }
+    }
 
     fn dir() -> Directory {
         let mut d = Directory::default();

@@ -32,6 +32,7 @@ mod sql;
 use std::fmt;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
@@ -98,6 +99,9 @@ pub(crate) const SEPARATE_PASSWORDS: &str = "passwords";
 pub struct Store {
     pub(crate) pool: Pool,
     pub(crate) passwords: Passwords,
+    /// Directory entries of earlier resolutions (shared by clones), or
+    /// `None` for a schema without the directory version (before 5).
+    pub(crate) directory: Option<Arc<Mutex<alias::DirectoryCache>>>,
 }
 
 impl fmt::Debug for Store {
@@ -214,6 +218,9 @@ impl Store {
         retry_while_busy(|| async {
             let mut store = Self::connect(url).await?;
             sql::migrate::migrate(&store, version).await?;
+            if version < 5 {
+                store.directory = None;
+            }
             if version >= 4 && store.passwords_kept_apart().await? {
                 store.passwords = Passwords::Elsewhere;
             }
@@ -249,6 +256,7 @@ impl Store {
             return Ok(Store {
                 pool: Pool::Pg(pool),
                 passwords: Passwords::InStore,
+                directory: Some(Arc::default()),
             });
         }
         let Some(rest) = url.strip_prefix("sqlite:") else {
@@ -278,7 +286,11 @@ impl Store {
             .pragma("temp_store", "memory")
             .foreign_keys(true)
             .busy_timeout(SQLITE_BUSY_TIMEOUT);
-        let pool_opts = SqlitePoolOptions::new().acquire_timeout(ACQUIRE_TIMEOUT);
+        // A connection to a local file needs no check before each use:
+        // that check is a round trip to the connection's thread per query.
+        let pool_opts = SqlitePoolOptions::new()
+            .acquire_timeout(ACQUIRE_TIMEOUT)
+            .test_before_acquire(false);
         let pool_opts = if memory {
             // One connection that never closes: the database lives as long as it does.
             pool_opts
@@ -317,6 +329,7 @@ impl Store {
         Ok(Store {
             pool: Pool::Sqlite(pool),
             passwords: Passwords::InStore,
+            directory: Some(Arc::default()),
         })
     }
 

@@ -465,6 +465,60 @@ async fn resolution(db: Db) {
     );
 }
 
+/// A handle keeps resolved entries; a change made through another handle
+/// (another process: `scop user ...` while the MX runs) is seen by its
+/// next resolution.
+async fn resolution_sees_changes_made_elsewhere(db: Db) {
+    let mx = Store::open(&db.url).await.unwrap();
+    let admin = Store::open(&db.url).await.unwrap();
+    admin.add_user("bob@a.test", "pw").await.unwrap();
+    let bob = || mx.resolve("bob@a.test");
+    assert_eq!(bob().await.unwrap(), deliver(&["bob@a.test"], &[]));
+    assert_eq!(bob().await.unwrap(), deliver(&["bob@a.test"], &[]));
+    assert_eq!(
+        mx.resolve("x@new.test").await.unwrap(),
+        Resolution::NotLocal
+    );
+    admin.add_domain("new.test").await.unwrap();
+    assert_eq!(mx.resolve("x@new.test").await.unwrap(), Resolution::Unknown);
+    admin.add_alias("@new.test", "bob@a.test").await.unwrap();
+    assert_eq!(
+        mx.resolve("x@new.test").await.unwrap(),
+        deliver(&["bob@a.test"], &[])
+    );
+    admin
+        .set_forward("bob@a.test", &s(&["bob@ext.test"]))
+        .await
+        .unwrap();
+    assert_eq!(
+        bob().await.unwrap(),
+        deliver(&["bob@a.test"], &["bob@ext.test"])
+    );
+    admin.set_forward("bob@a.test", &[]).await.unwrap();
+    admin
+        .add_alias("bob@a.test", "carol@ext.test")
+        .await
+        .unwrap();
+    assert_eq!(
+        bob().await.unwrap(),
+        deliver(&["bob@a.test"], &["carol@ext.test"])
+    );
+    admin
+        .delete_alias("bob@a.test", "carol@ext.test")
+        .await
+        .unwrap();
+    admin.add_address("bob@a.test", "b@a.test").await.unwrap();
+    assert_eq!(
+        mx.resolve("b@a.test").await.unwrap(),
+        deliver(&["bob@a.test"], &[])
+    );
+    admin.delete_user("bob@a.test").await.unwrap();
+    assert_eq!(bob().await.unwrap(), Resolution::Unknown);
+    assert_eq!(mx.resolve("b@a.test").await.unwrap(), Resolution::Unknown);
+    // The catch-all's target is gone too: nothing receives there.
+    assert_eq!(mx.resolve("x@new.test").await.unwrap(), Resolution::Unknown);
+}
+
 async fn queue_lifecycle(db: Db) {
     let store = Store::open(&db.url).await.unwrap();
     let now = 1_000_000;
@@ -1064,6 +1118,7 @@ suite!(
     addresses_forwards_and_ownership,
     aliases,
     resolution,
+    resolution_sees_changes_made_elsewhere,
     queue_lifecycle,
     queue_order_limits_and_delete,
     durable_across_reopen,

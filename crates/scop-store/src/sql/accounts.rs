@@ -1,12 +1,13 @@
 //! Domains, accounts, addresses, forwarding and aliases.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::{Mutex, MutexGuard};
 
 use sqlx::Row;
 
 use crate::address::{Address, AliasSource, Domain};
 use crate::alias::{
-    self, AddressEntry, Directory, DomainEntry, Expansion, Need, Owner, Resolution,
+    self, AddressEntry, Directory, DirectoryCache, DomainEntry, Expansion, Need, Owner, Resolution,
 };
 use crate::error::{Result, StoreError, invalid};
 use crate::{Store, on_pool, password, write_tx};
@@ -446,29 +447,59 @@ impl Store {
     }
 
     /// Resolves a recipient address (see [`crate::alias`] for the rules).
+    ///
+    /// Entries loaded from the store are kept (shared by clones of this
+    /// handle) while the store's directory version stays the same, so a
+    /// resolution costs one query when nothing changed, and a change by
+    /// any process is seen by the next resolution.
     pub async fn resolve(&self, address: &str) -> Result<Resolution> {
         let addr = parse_address(address)?;
+        let cache = match &self.directory {
+            Some(c) => Some((c.as_ref(), self.directory_version().await?)),
+            None => None,
+        };
         let mut dir = Directory::default();
-        // Each round loads at least one level of the alias tree.
+        // Each round loads (or finds cached) at least one level of the alias tree.
         for _ in 0..(alias::MAX_ALIAS_DEPTH + 3) {
-            let needs = match alias::expand(&dir, &addr) {
+            let mut needs = match alias::expand(&dir, &addr) {
                 Expansion::Done(r) => return Ok(r),
                 Expansion::Need(needs) => needs,
             };
+            if let Some((c, v)) = cache {
+                needs = lock(c).fill(v, &mut dir, needs);
+            }
             for need in needs {
                 match need {
                     Need::Domain(d) => {
                         let entry = self.load_domain(&d).await?;
+                        if let Some((c, v)) = cache {
+                            lock(c).remember_domain(v, &d, &entry);
+                        }
                         dir.domains.insert(d, entry);
                     }
                     Need::Address(k) => {
                         let entry = self.load_address(&k).await?;
+                        if let Some((c, v)) = cache {
+                            lock(c).remember_address(v, &k, &entry);
+                        }
                         dir.addresses.insert(k, entry);
                     }
                 }
             }
         }
         Err(StoreError::Corrupt("alias expansion did not converge"))
+    }
+
+    /// The directory version: incremented by every change to domains,
+    /// accounts, addresses, forwarding targets and aliases (triggers of
+    /// schema version 5).
+    async fn directory_version(&self) -> Result<i64> {
+        on_pool!(self, p => {
+            let row = sqlx::query("SELECT version FROM directory_version WHERE id = 1")
+                .fetch_one(p)
+                .await?;
+            Ok(row.try_get(0)?)
+        })
     }
 
     async fn load_domain(&self, domain: &str) -> Result<DomainEntry> {
@@ -514,4 +545,9 @@ impl Store {
             Ok(AddressEntry { owner, aliases })
         })
     }
+}
+
+/// The cache, even after a panic elsewhere (its entries are whole).
+fn lock(cache: &Mutex<DirectoryCache>) -> MutexGuard<'_, DirectoryCache> {
+    cache.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -34,6 +34,10 @@ const SQLITE: &[Migration] = &[
         version: 4,
         sql: include_str!("../../migrations/sqlite/0004_passwords.sql"),
     },
+    Migration {
+        version: 5,
+        sql: include_str!("../../migrations/sqlite/0005_directory_version.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -53,10 +57,14 @@ const POSTGRES: &[Migration] = &[
         version: 4,
         sql: include_str!("../../migrations/postgres/0004_passwords.sql"),
     },
+    Migration {
+        version: 5,
+        sql: include_str!("../../migrations/postgres/0005_directory_version.sql"),
+    },
 ];
 
 /// The schema version this build writes (the last migration).
-pub const SCHEMA_VERSION: i64 = 4;
+pub const SCHEMA_VERSION: i64 = 5;
 
 /// Key of the PostgreSQL advisory lock held while migrating.
 const PG_MIGRATION_LOCK: i64 = 0x5C0F_5702;
