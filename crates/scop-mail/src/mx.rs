@@ -153,30 +153,23 @@ async fn postmaster(delivery: &Delivery) -> Option<String> {
     domains.first().map(|d| format!("postmaster@{d}"))
 }
 
-/// What a forward-path resolves to, with the address it names.
-async fn target(delivery: &Delivery, to: &ForwardPath) -> Result<(String, Target), Reply> {
-    {
-        let rcpt = match to {
-            ForwardPath::Postmaster => postmaster(delivery).await.ok_or_else(tempfail)?,
-            ForwardPath::Mailbox(m) => match address(m) {
-                Some(a) => a,
-                None => {
-                    return Err(crate::reply(
-                        550,
-                        (5, 7, 1),
-                        "Address literals are not accepted here",
-                    ));
-                }
-            },
-        };
-        match delivery.resolve(&rcpt, now()).await {
-            Ok(t) => Ok((rcpt, t)),
-            Err(e) => {
-                tracing::error!(error = %e, "recipient lookup failed");
-                Err(tempfail())
-            }
-        }
+/// The address a forward-path names (the first local domain's
+/// postmaster for `<Postmaster>`).
+async fn rcpt_address(delivery: &Delivery, to: &ForwardPath) -> Result<String, Reply> {
+    match to {
+        ForwardPath::Postmaster => postmaster(delivery).await.ok_or_else(tempfail),
+        ForwardPath::Mailbox(m) => address(m)
+            .ok_or_else(|| crate::reply(550, (5, 7, 1), "Address literals are not accepted here")),
     }
+}
+
+/// What a forward-path resolves to.
+async fn target(delivery: &Delivery, to: &ForwardPath) -> Result<Target, Reply> {
+    let rcpt = rcpt_address(delivery, to).await?;
+    delivery.resolve(&rcpt, now()).await.map_err(|e| {
+        tracing::error!(error = %e, "recipient lookup failed");
+        tempfail()
+    })
 }
 
 impl Handler for Mx {
@@ -211,11 +204,11 @@ impl Handler for Mx {
     ) -> Decision {
         match target(&self.delivery, to).await {
             Err(r) => Decision::Reject(r),
-            Ok((_, Target::Deliver { .. } | Target::SrsBounce(_))) => Decision::Accept,
-            Ok((_, Target::Unknown)) => {
+            Ok(Target::Deliver { .. } | Target::SrsBounce(_)) => Decision::Accept,
+            Ok(Target::Unknown) => {
                 Decision::Reject(crate::reply(550, (5, 1, 1), "No such user here"))
             }
-            Ok((_, Target::NotLocal)) => {
+            Ok(Target::NotLocal) => {
                 Decision::Reject(crate::reply(554, (5, 7, 1), "Relay access denied"))
             }
         }
@@ -233,7 +226,7 @@ impl Handler for Mx {
         let now = now();
         let id = queue_id();
         let single = match msg.rcpts.as_slice() {
-            [one] => Some(target(&self.delivery, one).await?.0),
+            [one] => Some(rcpt_address(&self.delivery, one).await?),
             _ => None,
         };
         let trace = Received {
@@ -297,7 +290,7 @@ pub async fn deliver_and_report(
     let id = queue_id();
     let mut rcpts = Vec::with_capacity(msg.rcpts.len());
     for to in &msg.rcpts {
-        rcpts.push(target(delivery, to).await?.0);
+        rcpts.push(rcpt_address(delivery, to).await?);
     }
     let dsn_params = dsn::params_from_smtp(&msg.params, &msg.rcpt_params);
     let sender = reverse_path(&msg.from);
