@@ -2,8 +2,9 @@
 //! receivers on the same machine, in the same run, rounds interleaved:
 //!
 //! - our MX (`scop_mail::service::start`) with a SQLite store, one local
-//!   domain and one user, every message fsync'd into the Maildir before the
-//!   250; it runs in a child process (this binary's hidden `smtp-mx`
+//!   domain and one user, every message fdatasync'd into the delivery
+//!   journal before the 250 and written into the Maildir (file and
+//!   directory fsync'd) just after, as `scop mail serve` does; it runs in a child process (this binary's hidden `smtp-mx`
 //!   subcommand) so that its RSS is measured alone;
 //! - Postfix's own `master`/`smtpd` from the Debian package unpacked by
 //!   `cargo xtask peers`, in a private queue directory, queueing every
@@ -124,7 +125,7 @@ fn bench(
     let postfix = start_postfix(&root.join("postfix"))?;
     let version = scop_testkit::postfix::version();
     println!(
-        "smtp: smtp-source (Postfix {version}) -> scop MX (SQLite store, Maildir, fsync before 250) \
+        "smtp: smtp-source (Postfix {version}) -> scop MX (SQLite store, delivery journal fdatasync'd before 250, then Maildir) \
          vs Postfix {version} smtpd + queue (fsync before 250, then discard); \
          a new connection per message; median of {rounds} interleaved rounds"
     );
@@ -153,12 +154,12 @@ fn bench(
             b.as_secs_f64() / a.as_secs_f64()
         );
     }
-    let delivered = ours.delivered()?;
+    postfix.stop();
+    // Stopping drains the delivery journal into the Maildir.
+    let delivered = ours.stop()?;
     if delivered != sent_to_ours {
         bail!("our MX answered 250 for {sent_to_ours} messages but {delivered} are in the Maildir");
     }
-    postfix.stop();
-    ours.stop()?;
     println!(
         "ratio = scop msg/s / Postfix msg/s (higher is better); all {sent_to_ours} messages sent to scop found in its Maildir"
     );
@@ -183,8 +184,7 @@ fn bench(
     let peak_count = peak_sessions * 5;
     let took = tools.smtp_source(peak_sessions, peak_count, 2_000, mx.addr)?;
     let peak = mx.status_kb("VmHWM")?;
-    let delivered = mx.delivered()?;
-    mx.stop()?;
+    let delivered = mx.stop()?;
     let per_conn = (with_idle.saturating_sub(base)) as f64 * 1024.0 / idle as f64;
     println!("memory of the scop MX process (VmRSS/VmHWM from /proc/PID/status):");
     println!(
@@ -401,13 +401,15 @@ impl OurMx {
             .count())
     }
 
-    fn stop(mut self) -> Result<()> {
+    /// Stops the MX (which writes what its delivery journal holds into
+    /// the Maildir first); the messages in the Maildir.
+    fn stop(mut self) -> Result<usize> {
         self.stdin.take();
-        let status = wait_for(&mut self.child, Duration::from_secs(20))?;
+        let status = wait_for(&mut self.child, Duration::from_secs(60))?;
         if !status.success() {
             bail!("our MX exited with {status}");
         }
-        Ok(())
+        self.delivered()
     }
 }
 
@@ -481,6 +483,7 @@ pub fn mx_child(args: &[String]) -> Result<()> {
             verifier: None,
             dmarc_report_interval: std::time::Duration::from_secs(86_400),
             dkim: Default::default(),
+            journal: Some(dir.join("mail").join(".journal")),
         })
         .await?;
         let port = running.mx.context("no MX address")?.port();

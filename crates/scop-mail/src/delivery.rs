@@ -11,6 +11,7 @@ use std::sync::Arc;
 use scop_store::{DsnParams, NewMessage, Orcpt, Resolution, Store};
 use tokio::sync::Notify;
 
+use crate::journal::Journal;
 use crate::maildir;
 use crate::srs::Srs;
 
@@ -54,6 +55,10 @@ pub struct Delivery {
     pub lifetime_secs: i64,
     /// Woken when something is queued, so the relay starts at once.
     pub queued: Arc<Notify>,
+    /// The delivery journal: when set, a mailbox copy is acknowledged
+    /// once it is in the journal, and written into the Maildir just
+    /// after ([`crate::journal`]).
+    pub journal: Option<Arc<Journal>>,
 }
 
 /// What a recipient resolves to.
@@ -199,6 +204,7 @@ impl Delivery {
                     scop_mta::headers::date_of(msg),
                 )
             });
+        let mut logged = Vec::new();
         for (login, rcpts) in mailboxes {
             let mut dir = maildir::mailbox_dir(&self.mail_root, &login)?;
             if let Some(f) = folder {
@@ -213,9 +219,22 @@ impl Delivery {
                 None => maildir::unique_name(now, &self.hostname),
             };
             let body = stored.clone();
-            tokio::task::spawn_blocking(move || maildir::deliver(&dir, &name, &body))
+            match &self.journal {
+                Some(journal) => {
+                    maildir::prepare(&dir)?;
+                    logged.push(journal.submit(dir, name, body));
+                }
+                None => {
+                    tokio::task::spawn_blocking(move || maildir::deliver(&dir, &name, &body))
+                        .await
+                        .map_err(|e| std::io::Error::other(e.to_string()))??;
+                }
+            }
+        }
+        for durable in logged {
+            durable
                 .await
-                .map_err(|e| std::io::Error::other(e.to_string()))??;
+                .map_err(|_| std::io::Error::other("the delivery journal is closed"))??;
         }
         for (sender, recipients, dsn) in forwards {
             self.store

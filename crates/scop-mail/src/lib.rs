@@ -22,6 +22,7 @@ pub mod dns_hop;
 pub mod dsn;
 pub use scop_mta::headers;
 pub mod hop;
+pub mod journal;
 pub mod listener;
 pub mod maildir;
 pub mod mx;

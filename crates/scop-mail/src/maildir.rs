@@ -125,6 +125,22 @@ fn sync_dir_grouped(dir: &Path) -> io::Result<()> {
     }
 }
 
+/// Makes the Maildir at `dir` (`tmp/`, `new/`, `cur/`) if it is
+/// missing, durably.
+pub fn prepare(dir: &Path) -> io::Result<()> {
+    for sub in ["tmp", "new", "cur"] {
+        let d = dir.join(sub);
+        if !d.is_dir() {
+            fs::create_dir_all(&d)?;
+            sync_dir(dir)?;
+            if let Some(parent) = dir.parent() {
+                sync_dir(parent)?;
+            }
+        }
+    }
+    Ok(())
+}
+
 /// What [`deliver`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Delivered {
@@ -140,16 +156,9 @@ pub enum Delivered {
 /// leaves at most a stray temporary file. Blocking: call from a blocking
 /// task.
 pub fn deliver(dir: &Path, name: &str, msg: &[u8]) -> io::Result<Delivered> {
+    prepare(dir)?;
     let tmp = dir.join("tmp");
     let new = dir.join("new");
-    for d in [&tmp, &new, &dir.join("cur")] {
-        if !d.is_dir() {
-            fs::create_dir_all(d)?;
-            if let Some(parent) = d.parent() {
-                sync_dir(parent)?;
-            }
-        }
-    }
     let final_path = new.join(name);
     if final_path.exists() {
         // Durable already: its delivery fsync'd the directory before

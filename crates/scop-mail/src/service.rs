@@ -16,6 +16,7 @@ use tokio::task::JoinHandle;
 use tokio_rustls::TlsAcceptor;
 
 use crate::delivery::Delivery;
+use crate::journal::{Journal, Recovered};
 use crate::listener::{self, ConnLimits};
 use crate::mx::Mx;
 use crate::relay::{Relay, Routes};
@@ -69,6 +70,10 @@ pub struct MailConfig {
     pub dmarc_report_interval: Duration,
     /// DKIM signers of submitted mail, per sender domain (lower case).
     pub dkim: Arc<std::collections::HashMap<String, Vec<scop_dkim::Signer>>>,
+    /// The delivery journal's directory: mailbox copies are acknowledged
+    /// once logged there and written into the Maildir just after
+    /// ([`crate::journal`]); `None` writes them before the reply.
+    pub journal: Option<PathBuf>,
 }
 
 /// The MX's spam filter.
@@ -94,6 +99,7 @@ pub struct Running {
     pub submissions: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    journal: Option<Arc<Journal>>,
 }
 
 impl Running {
@@ -103,6 +109,16 @@ impl Running {
         for t in self.tasks {
             t.await.ok();
         }
+        if let Some(j) = self.journal {
+            tokio::task::spawn_blocking(move || j.close()).await.ok();
+        }
+    }
+
+    /// Waits until every mailbox copy acknowledged so far is in its
+    /// Maildir (at most `limit`); whether it is. Blocking (the journal's
+    /// threads are not tokio's).
+    pub fn drain(&self, limit: Duration) -> bool {
+        self.journal.as_ref().is_none_or(|j| j.drain(limit))
     }
 }
 
@@ -124,6 +140,10 @@ pub fn smtp_config(hostname: &str, submission: bool, message_size: u64) -> Arc<S
 /// Binds the listeners and starts everything configured.
 pub async fn start(cfg: MailConfig) -> io::Result<Running> {
     let queued = Arc::new(Notify::new());
+    let journal = match cfg.journal.clone() {
+        None => None,
+        Some(dir) => Some(open_journal(dir).await?),
+    };
     let delivery = Delivery {
         store: cfg.store.clone(),
         mail_root: cfg.mail_root.clone(),
@@ -131,6 +151,7 @@ pub async fn start(cfg: MailConfig) -> io::Result<Running> {
         srs: Arc::new(Srs::new(&cfg.srs_key)),
         lifetime_secs: cfg.lifetime_secs,
         queued: queued.clone(),
+        journal: journal.clone(),
     };
     let acceptor = TlsAcceptor::from(cfg.tls.clone());
     let (stop, stop_rx) = watch::channel(false);
@@ -141,6 +162,7 @@ pub async fn start(cfg: MailConfig) -> io::Result<Running> {
         submissions: None,
         stop,
         tasks: Vec::new(),
+        journal,
     };
 
     if let Some(addr) = cfg.mx {
@@ -227,4 +249,21 @@ pub async fn start(cfg: MailConfig) -> io::Result<Running> {
     }
     running.tasks = tasks;
     Ok(running)
+}
+
+/// Opens the delivery journal in `dir`, writing what an earlier run left
+/// there into the mailboxes first.
+pub async fn open_journal(dir: PathBuf) -> io::Result<Arc<Journal>> {
+    let (journal, found) = tokio::task::spawn_blocking(move || Journal::open(&dir))
+        .await
+        .map_err(io::Error::other)??;
+    if found != Recovered::default() {
+        tracing::info!(
+            written = found.written,
+            present = found.present,
+            torn_bytes = found.torn_bytes,
+            "delivery journal recovered"
+        );
+    }
+    Ok(Arc::new(journal))
 }

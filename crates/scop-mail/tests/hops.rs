@@ -90,6 +90,7 @@ async fn chain_blocking_after(block_after: u32) -> Chain {
         srs: Arc::new(scop_mail::srs::Srs::new(b"test srs key")),
         lifetime_secs: 86_400,
         queued: Arc::new(Notify::new()),
+        journal: None,
     };
     let (stop, stop_rx) = watch::channel(false);
     let cfg = hop::session_config("mail.a.test", 10 << 20);
@@ -290,6 +291,7 @@ async fn a_next_hop_that_is_down_makes_the_mx_answer_451() {
             srs: Arc::new(scop_mail::srs::Srs::new(b"test srs key")),
             lifetime_secs: 86_400,
             queued: Arc::new(Notify::new()),
+            journal: None,
         },
         hostname: "mail.a.test".into(),
         spam: None,

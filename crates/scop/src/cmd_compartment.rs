@@ -117,7 +117,22 @@ impl Mesh {
     }
 }
 
-fn delivery(a: &ServeArgs, store: scop_store::Store, hostname: &str) -> Result<Delivery> {
+/// The delivery agent of a compartment; `journal` names its delivery
+/// journal (for the compartments that write mailboxes).
+async fn delivery(
+    a: &ServeArgs,
+    store: scop_store::Store,
+    hostname: &str,
+    journal: Option<&str>,
+) -> Result<Delivery> {
+    let journal = match journal.and_then(|name| mail::journal_dir(a, name)) {
+        None => None,
+        Some(dir) => Some(
+            scop_mail::service::open_journal(dir.clone())
+                .await
+                .with_context(|| format!("open the delivery journal {}", dir.display()))?,
+        ),
+    };
     Ok(Delivery {
         store,
         mail_root: mail::mail_root(a),
@@ -125,6 +140,7 @@ fn delivery(a: &ServeArgs, store: scop_store::Store, hostname: &str) -> Result<D
         srs: Arc::new(scop_mail::srs::Srs::new(&mail::srs_key(&a.data)?)),
         lifetime_secs: a.queue_lifetime,
         queued: Arc::new(Notify::new()),
+        journal,
     })
 }
 
@@ -211,7 +227,7 @@ async fn start(
             let tls = mail::public_tls(a, hostname)?;
             let store = mail::open_store(&mail::store_url(a)).await?;
             let mx = scop_mail::mx::Mx {
-                delivery: delivery(a, store, hostname)?,
+                delivery: delivery(a, store, hostname, None).await?,
                 hostname: hostname.to_string(),
                 spam: None,
                 verifier: None,
@@ -290,7 +306,7 @@ async fn start(
         Role::Relay => {
             let routes = mail::routes(a, Some(mesh.dns(role)?))?;
             let store = mail::open_store(&mail::store_url(a)).await?;
-            let delivery = delivery(a, store.clone(), hostname)?;
+            let delivery = delivery(a, store.clone(), hostname, Some("relay")).await?;
             let queued = delivery.queued.clone();
             let mut relay = scop_mail::relay::Relay::new(delivery, routes);
             relay.retry = mail::retry(a);
@@ -343,7 +359,7 @@ async fn start(
         Role::Delivery => {
             let store = mail::open_store(&mail::store_url(a)).await?;
             let handler = hop::DeliveryHop {
-                delivery: delivery(a, store, hostname)?,
+                delivery: delivery(a, store, hostname, Some("delivery")).await?,
                 hostname: hostname.to_string(),
             };
             tasks.push(mesh.serve(role, hop_cfg, handler, stop).await?);

@@ -66,6 +66,13 @@ pub struct ServeArgs {
     /// Do not run the relay (outbound queue).
     #[arg(long)]
     pub(crate) no_relay: bool,
+    /// Write every mailbox copy into its Maildir (file and directory
+    /// fsync'd) before the 250. By default a copy is acknowledged once it
+    /// is in the delivery journal (MAILBOXES/.journal, fdatasync'd for
+    /// all sessions at once) and written into the Maildir just after;
+    /// copies a crash leaves there are written at the next start.
+    #[arg(long)]
+    pub(crate) no_delivery_journal: bool,
     /// Send mail for DOMAIN to HOST:PORT (repeatable), e.g. b.test=127.0.0.3:25.
     #[arg(long, value_name = "DOMAIN=ADDR")]
     pub(crate) route: Vec<String>,
@@ -320,6 +327,12 @@ pub(crate) fn mail_root(a: &ServeArgs) -> PathBuf {
     a.mailboxes.clone().unwrap_or_else(|| a.data.join("mail"))
 }
 
+/// The delivery journal of the process named `name` (one per process
+/// that writes mailboxes), unless --no-delivery-journal.
+pub(crate) fn journal_dir(a: &ServeArgs, name: &str) -> Option<PathBuf> {
+    (!a.no_delivery_journal).then(|| mail_root(a).join(".journal").join(name))
+}
+
 pub(crate) fn store_url(a: &ServeArgs) -> String {
     a.store
         .clone()
@@ -502,6 +515,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
             verifier,
             dmarc_report_interval: Duration::from_secs(a.dmarc_reports.max(1) as u64),
             dkim,
+            journal: journal_dir(&a, "mail"),
         })
         .await
         .context("bind the listeners (ports below 1024 need privileges; see --help for other ports)")?;

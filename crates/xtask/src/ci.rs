@@ -25,6 +25,7 @@ pub const FUZZ_TARGETS: &[(&str, &[&str])] = &[
     ("mesh_certificate", &["fuzz/seeds/mesh_certificate"]),
     ("mta_headers", &["crates/scop-mime/tests/golden"]),
     ("mta_srs", &[]),
+    ("mta_journal", &[]),
 ];
 
 /// Seconds each fuzz target runs at most inside `cargo xtask ci`.

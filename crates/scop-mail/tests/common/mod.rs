@@ -35,12 +35,15 @@ impl Domain {
             .join("Maildir")
             .join("new")
     }
-    /// Messages in `login`'s Maildir.
+    /// Messages in `login`'s Maildir (once every message acknowledged
+    /// so far has left the delivery journal).
     pub fn messages(&self, login: &str) -> Vec<Vec<u8>> {
+        assert!(self.running.drain(Duration::from_secs(30)));
         read_all(&self.maildir(login))
     }
     /// Messages in `login`'s Junk folder.
     pub fn junk(&self, login: &str) -> Vec<Vec<u8>> {
+        assert!(self.running.drain(Duration::from_secs(30)));
         let dir = self.dir.join("mail").join(login).join("Maildir");
         read_all(&dir.join(".Junk").join("new"))
     }
@@ -157,6 +160,7 @@ pub async fn domain(name: &str, users: &[(&str, &str)], setup: Setup) -> Domain 
             }
             std::sync::Arc::new(m)
         },
+        journal: Some(dir.join("mail").join(".journal")),
     })
     .await
     .unwrap();

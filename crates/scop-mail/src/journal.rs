@@ -1,0 +1,545 @@
+//! The delivery journal: a mailbox copy counts as stored (and the 250
+//! may go out) once its record ([`scop_mta::journal`]) is in an
+//! append-only log and fdatasync'd, together with the copies of every
+//! session that arrived meanwhile (group commit). A background thread
+//! then writes each copy into its Maildir ([`maildir::deliver`]: file
+//! and directory fsync'd) in the order of the log.
+//!
+//! Making a new file in a Maildir is the slow part of a delivery (on
+//! ext4 an inode allocation, which may scan many recently freed inodes,
+//! and two fsyncs): the log takes it off the path of the reply.
+//!
+//! The log is a directory of segments (`<seq>.log`). A segment is
+//! deleted once every copy in it is in its mailbox; the writer starts a
+//! new one past [`SEGMENT_BYTES`]. At open, every segment left by a
+//! crash is read and its copies are written again, except those already
+//! in `new/` or `cur/` under their name (content names make a second
+//! copy of a message the same file, see [`maildir`]), so a copy is
+//! stored once. A record cut short by a crash was never acknowledged and
+//! is dropped. A lock file keeps a second process out of the directory.
+//!
+//! At most [`MAX_UNAPPLIED`] copies wait for their mailbox; beyond that
+//! the acknowledgements wait too.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use scop_mta::journal::{decode_all, encode_into};
+use tokio::sync::oneshot;
+
+use crate::maildir;
+
+/// A segment grows to about this size before the writer starts another.
+pub const SEGMENT_BYTES: u64 = 64 << 20;
+/// Copies logged but not yet in their mailbox, at most.
+pub const MAX_UNAPPLIED: usize = 4096;
+/// Bytes written and synced at once, at most (more wait for the next
+/// batch).
+const BATCH_BYTES: usize = 16 << 20;
+
+/// One copy for one mailbox directory.
+struct Copy {
+    dir: PathBuf,
+    name: String,
+    body: Arc<Vec<u8>>,
+}
+
+struct Pending {
+    copy: Copy,
+    done: oneshot::Sender<io::Result<()>>,
+}
+
+struct Apply {
+    segment: u64,
+    copy: Copy,
+}
+
+/// Copies logged and copies in their mailbox, for [`Journal::drain`].
+#[derive(Default)]
+struct Progress {
+    counts: Mutex<(u64, u64)>,
+    changed: Condvar,
+}
+
+/// The journal of one process (see the module documentation).
+pub struct Journal {
+    dir: PathBuf,
+    tx: Mutex<Option<mpsc::Sender<Pending>>>,
+    progress: Arc<Progress>,
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
+    _lock: File,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal").field("dir", &self.dir).finish()
+    }
+}
+
+/// What [`Journal::open`] found left by an earlier run.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Recovered {
+    /// Copies written into their mailbox.
+    pub written: usize,
+    /// Copies that were there already.
+    pub present: usize,
+    /// Bytes of a record cut short at the end of a segment (never
+    /// acknowledged).
+    pub torn_bytes: u64,
+}
+
+impl Journal {
+    /// Opens the journal in `dir` (created if missing, mode 0700),
+    /// writes the copies an earlier run left in it into their
+    /// mailboxes, and starts the writer and the mailbox thread.
+    pub fn open(dir: &Path) -> io::Result<(Journal, Recovered)> {
+        fs::create_dir_all(dir)?;
+        set_private(dir)?;
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("lock"))?;
+        lock.try_lock().map_err(|e| match e {
+            fs::TryLockError::WouldBlock => io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!(
+                    "the delivery journal {} is used by another process",
+                    dir.display()
+                ),
+            ),
+            fs::TryLockError::Error(e) => e,
+        })?;
+        let (recovered, next) = recover(dir)?;
+        let (tx, rx) = mpsc::channel::<Pending>();
+        let (apply_tx, apply_rx) = mpsc::sync_channel::<Apply>(MAX_UNAPPLIED);
+        let progress = Arc::new(Progress::default());
+        let segment = Segment::create(dir, next)?;
+        let writer = {
+            let dir = dir.to_path_buf();
+            std::thread::Builder::new()
+                .name("journal-writer".into())
+                .spawn(move || write_loop(&dir, segment, rx, apply_tx))?
+        };
+        let applier = {
+            let dir = dir.to_path_buf();
+            let progress = progress.clone();
+            std::thread::Builder::new()
+                .name("journal-apply".into())
+                .spawn(move || apply_loop(&dir, next, apply_rx, &progress))?
+        };
+        Ok((
+            Journal {
+                dir: dir.to_path_buf(),
+                tx: Mutex::new(Some(tx)),
+                progress,
+                threads: Mutex::new(vec![writer, applier]),
+                _lock: lock,
+            },
+            recovered,
+        ))
+    }
+
+    /// Logs the copy of `body` for the Maildir at `dir` under `name` in
+    /// `new/`; the receiver answers once the copy is durable in the log.
+    pub fn submit(
+        &self,
+        dir: PathBuf,
+        name: String,
+        body: Arc<Vec<u8>>,
+    ) -> oneshot::Receiver<io::Result<()>> {
+        let (done, wait) = oneshot::channel();
+        let pending = Pending {
+            copy: Copy { dir, name, body },
+            done,
+        };
+        let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
+        match tx.as_ref() {
+            Some(tx) => {
+                self.progress
+                    .counts
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0 += 1;
+                if let Err(mpsc::SendError(p)) = tx.send(pending) {
+                    let _ = p.done.send(Err(closed()));
+                }
+            }
+            None => {
+                let _ = pending.done.send(Err(closed()));
+            }
+        }
+        wait
+    }
+
+    /// Logs one copy and waits until it is durable (see [`Journal::submit`]).
+    pub async fn store(&self, dir: PathBuf, name: String, body: Arc<Vec<u8>>) -> io::Result<()> {
+        self.submit(dir, name, body)
+            .await
+            .unwrap_or_else(|_| Err(closed()))
+    }
+
+    /// Waits until every copy logged so far is in its mailbox (at most
+    /// `limit`); whether it is.
+    pub fn drain(&self, limit: Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        let mut counts = self
+            .progress
+            .counts
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        loop {
+            if counts.1 >= counts.0 {
+                return true;
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            counts = self
+                .progress
+                .changed
+                .wait_timeout(counts, left)
+                .unwrap_or_else(|e| e.into_inner())
+                .0;
+        }
+    }
+
+    /// Stops taking copies, writes every logged one into its mailbox and
+    /// empties the log.
+    pub fn close(&self) {
+        self.tx.lock().unwrap_or_else(|e| e.into_inner()).take();
+        let threads = std::mem::take(&mut *self.threads.lock().unwrap_or_else(|e| e.into_inner()));
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+fn closed() -> io::Error {
+    io::Error::other("the delivery journal is closed")
+}
+
+fn set_private(dir: &Path) -> io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+}
+
+fn segment_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("{seq:020}.log"))
+}
+
+/// The segments in `dir`, oldest first.
+fn segments(dir: &Path) -> io::Result<Vec<u64>> {
+    let mut seqs: Vec<u64> = fs::read_dir(dir)?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name();
+            let name = name.to_str()?;
+            name.strip_suffix(".log")?.parse().ok()
+        })
+        .collect();
+    seqs.sort_unstable();
+    Ok(seqs)
+}
+
+/// Writes the copies of the segments left in `dir` into their
+/// mailboxes and deletes the segments; the next segment number.
+fn recover(dir: &Path) -> io::Result<(Recovered, u64)> {
+    let seqs = segments(dir)?;
+    let mut found = Recovered::default();
+    // Names in each mailbox's cur/ (a reader may have moved a copy there).
+    let mut seen: HashMap<PathBuf, HashSet<String>> = HashMap::new();
+    for &seq in &seqs {
+        let path = segment_path(dir, seq);
+        let bytes = fs::read(&path)?;
+        let (records, used) = decode_all(&bytes);
+        found.torn_bytes += (bytes.len() - used) as u64;
+        for r in records {
+            let mailbox = PathBuf::from(std::ffi::OsStr::from_bytes(r.dir));
+            let cur = seen
+                .entry(mailbox.clone())
+                .or_insert_with(|| names_in_cur(&mailbox));
+            if cur.contains(r.name) {
+                found.present += 1;
+                continue;
+            }
+            match maildir::deliver(&mailbox, r.name, r.body)? {
+                maildir::Delivered::Written(_) => found.written += 1,
+                maildir::Delivered::AlreadyThere(_) => found.present += 1,
+            }
+        }
+    }
+    for &seq in &seqs {
+        fs::remove_file(segment_path(dir, seq))?;
+    }
+    if !seqs.is_empty() {
+        File::open(dir)?.sync_all()?;
+    }
+    Ok((found, seqs.last().map_or(0, |s| s + 1)))
+}
+
+/// Base names (before `:2,FLAGS`) of the files in `dir/cur`.
+fn names_in_cur(dir: &Path) -> HashSet<String> {
+    fs::read_dir(dir.join("cur"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| {
+                    let n = e.file_name().into_string().ok()?;
+                    Some(n.split(':').next().unwrap_or_default().to_string())
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The segment being appended to.
+struct Segment {
+    seq: u64,
+    file: File,
+    len: u64,
+}
+
+impl Segment {
+    /// A new, empty segment whose name is durable.
+    fn create(dir: &Path, seq: u64) -> io::Result<Segment> {
+        let file = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .open(segment_path(dir, seq))?;
+        File::open(dir)?.sync_all()?;
+        Ok(Segment { seq, file, len: 0 })
+    }
+}
+
+fn write_loop(
+    dir: &Path,
+    mut segment: Segment,
+    rx: mpsc::Receiver<Pending>,
+    apply: mpsc::SyncSender<Apply>,
+) {
+    let mut buf = Vec::new();
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        let mut bytes = 0;
+        while bytes < BATCH_BYTES {
+            let Ok(p) = rx.try_recv() else { break };
+            bytes += p.copy.body.len();
+            batch.push(p);
+        }
+        if segment.len >= SEGMENT_BYTES {
+            match Segment::create(dir, segment.seq + 1) {
+                Ok(s) => segment = s,
+                Err(e) => tracing::error!(error = %e, "delivery journal: new segment"),
+            }
+        }
+        buf.clear();
+        for p in &batch {
+            let c = &p.copy;
+            encode_into(&mut buf, c.dir.as_os_str().as_bytes(), &c.name, &c.body);
+        }
+        let written = segment
+            .file
+            .write_all(&buf)
+            .and_then(|()| segment.file.sync_data());
+        match written {
+            Ok(()) => {
+                segment.len += buf.len() as u64;
+                for p in batch {
+                    let copy = Copy {
+                        dir: p.copy.dir,
+                        name: p.copy.name,
+                        body: p.copy.body,
+                    };
+                    if apply
+                        .send(Apply {
+                            segment: segment.seq,
+                            copy,
+                        })
+                        .is_err()
+                    {
+                        let _ = p.done.send(Err(closed()));
+                        continue;
+                    }
+                    let _ = p.done.send(Ok(()));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "delivery journal: write");
+                for p in batch {
+                    let _ = p.done.send(Err(io::Error::new(e.kind(), e.to_string())));
+                }
+                // What was written of the batch ends this segment: later
+                // records go to a new one.
+                match Segment::create(dir, segment.seq + 1) {
+                    Ok(s) => segment = s,
+                    Err(e) => tracing::error!(error = %e, "delivery journal: new segment"),
+                }
+            }
+        }
+    }
+}
+
+fn apply_loop(dir: &Path, first: u64, rx: mpsc::Receiver<Apply>, progress: &Progress) {
+    let mut oldest = first;
+    while let Ok(a) = rx.recv() {
+        // Every copy of the older segments is in its mailbox.
+        while oldest < a.segment {
+            remove_segment(dir, oldest);
+            oldest += 1;
+        }
+        let mut wait = Duration::from_millis(100);
+        loop {
+            match maildir::deliver(&a.copy.dir, &a.copy.name, &a.copy.body) {
+                Ok(_) => break,
+                Err(e) => {
+                    // The copy is safe in the log; try again until the
+                    // mailbox takes it (a full disk, say).
+                    tracing::error!(dir = %a.copy.dir.display(), error = %e, "delivery journal: mailbox write failed, retrying");
+                    std::thread::sleep(wait);
+                    wait = (wait * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+        progress.counts.lock().unwrap_or_else(|e| e.into_inner()).1 += 1;
+        progress.changed.notify_all();
+    }
+    // The writer is gone and every copy is in its mailbox.
+    for seq in segments(dir).unwrap_or_default() {
+        remove_segment(dir, seq);
+    }
+}
+
+fn remove_segment(dir: &Path, seq: u64) {
+    match fs::remove_file(segment_path(dir, seq)) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => tracing::error!(error = %e, seq, "delivery journal: remove segment"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(tag: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!(
+            "scop-journal-{tag}-{}-{}",
+            std::process::id(),
+            crate::queue_id()
+        ));
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn new_files(mailbox: &Path) -> Vec<String> {
+        let mut names: Vec<String> = fs::read_dir(mailbox.join("new"))
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.file_name().into_string().unwrap())
+                    .collect()
+            })
+            .unwrap_or_default();
+        names.sort();
+        names
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn copies_reach_their_mailboxes_and_the_log_empties() {
+        let root = temp("apply");
+        let (j, found) = Journal::open(&root.join("journal")).unwrap();
+        assert_eq!(found, Recovered::default());
+        let a = root.join("a@t.test").join("Maildir");
+        let b = root.join("b@t.test").join("Maildir");
+        let mut waits = Vec::new();
+        for i in 0..200 {
+            let dir = if i % 2 == 0 { &a } else { &b };
+            let body = Arc::new(format!("Subject: {i}\r\n\r\nbody\r\n").into_bytes());
+            waits.push(j.submit(dir.clone(), format!("{i:04}.name.host"), body));
+        }
+        for w in waits {
+            w.await.unwrap().unwrap();
+        }
+        assert!(j.drain(Duration::from_secs(20)));
+        assert_eq!(new_files(&a).len(), 100);
+        assert_eq!(new_files(&b).len(), 100);
+        assert_eq!(
+            fs::read(a.join("new").join("0004.name.host")).unwrap(),
+            b"Subject: 4\r\n\r\nbody\r\n"
+        );
+        j.close();
+        assert!(segments(&root.join("journal")).unwrap().is_empty());
+        fs::remove_dir_all(root).ok();
+    }
+
+    #[test]
+    fn a_second_process_is_kept_out() {
+        let root = temp("lock");
+        let (_j, _) = Journal::open(&root).unwrap();
+        let err = Journal::open(&root).unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::WouldBlock);
+        fs::remove_dir_all(root).ok();
+    }
+
+    /// What a crash leaves: copies in the log, some already in their
+    /// mailbox (one moved to cur/ by a reader), and a record cut short.
+    #[test]
+    fn recovery_writes_each_logged_copy_once() {
+        let root = temp("recover");
+        let jdir = root.join("journal");
+        fs::create_dir_all(&jdir).unwrap();
+        let mailbox = root.join("c@t.test").join("Maildir");
+        let mut log = Vec::new();
+        for i in 0..5 {
+            encode_into(
+                &mut log,
+                mailbox.as_os_str().as_bytes(),
+                &format!("{i}.M{i}.host"),
+                format!("message {i}\r\n").as_bytes(),
+            );
+        }
+        let whole = log.len();
+        encode_into(
+            &mut log,
+            mailbox.as_os_str().as_bytes(),
+            "9.M9.host",
+            b"cut",
+        );
+        log.truncate(whole + 10);
+        fs::write(segment_path(&jdir, 7), &log).unwrap();
+        // 0 is already in new/, 1 was read and moved to cur/.
+        maildir::deliver(&mailbox, "0.M0.host", b"message 0\r\n").unwrap();
+        fs::write(mailbox.join("cur").join("1.M1.host:2,S"), b"message 1\r\n").unwrap();
+
+        let (j, found) = Journal::open(&jdir).unwrap();
+        assert_eq!(
+            found,
+            Recovered {
+                written: 3,
+                present: 2,
+                torn_bytes: 10
+            }
+        );
+        assert_eq!(
+            new_files(&mailbox),
+            vec!["0.M0.host", "2.M2.host", "3.M3.host", "4.M4.host"]
+        );
+        // The old segment is gone; numbering goes on after it.
+        assert_eq!(segments(&jdir).unwrap(), vec![8]);
+        drop(j);
+        assert!(segments(&jdir).unwrap().is_empty());
+        fs::remove_dir_all(root).ok();
+    }
+}
