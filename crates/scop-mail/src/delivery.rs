@@ -197,37 +197,33 @@ impl Delivery {
         // the first one and is not delivered twice. Without a Message-ID,
         // identical messages (alerts from one device, say) are different
         // messages: each gets its own name.
-        let named = (!mailboxes.is_empty() && scop_mta::headers::has_field(msg, "Message-ID"))
-            .then(|| {
-                (
-                    scop_mta::headers::content_digest(msg),
-                    scop_mta::headers::date_of(msg),
-                )
-            });
+        let content_named = scop_mta::headers::has_field(msg, "Message-ID");
         let mut logged = Vec::new();
         for (login, rcpts) in mailboxes {
             let mut dir = maildir::mailbox_dir(&self.mail_root, &login)?;
             if let Some(f) = folder {
                 dir = dir.join(format!(".{f}"));
             }
-            let name = match &named {
-                Some((content, date)) => maildir::content_name(
-                    *date,
-                    &scop_mta::headers::copy_digest(content, rcpts),
-                    &self.hostname,
-                ),
-                None => maildir::unique_name(now, &self.hostname),
+            let naming = if content_named {
+                maildir::Naming::Content {
+                    recipients: rcpts.into_iter().map(str::to_string).collect(),
+                    host: self.hostname.clone(),
+                }
+            } else {
+                maildir::Naming::Fixed(maildir::unique_name(now, &self.hostname))
             };
             let body = stored.clone();
             match &self.journal {
                 Some(journal) => {
                     maildir::prepare(&dir)?;
-                    logged.push(journal.submit(dir, name, body));
+                    logged.push(journal.submit(dir, naming, body));
                 }
                 None => {
-                    tokio::task::spawn_blocking(move || maildir::deliver(&dir, &name, &body))
-                        .await
-                        .map_err(|e| std::io::Error::other(e.to_string()))??;
+                    tokio::task::spawn_blocking(move || {
+                        maildir::deliver(&dir, &naming.name(&body), &body)
+                    })
+                    .await
+                    .map_err(|e| std::io::Error::other(e.to_string()))??;
                 }
             }
         }

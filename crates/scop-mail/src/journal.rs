@@ -33,7 +33,7 @@ use std::time::Duration;
 use scop_mta::journal::{decode_all, encode_into};
 use tokio::sync::oneshot;
 
-use crate::maildir;
+use crate::maildir::{self, Naming};
 
 /// A segment grows to about this size before the writer starts another.
 pub const SEGMENT_BYTES: u64 = 64 << 20;
@@ -46,8 +46,37 @@ const BATCH_BYTES: usize = 16 << 20;
 /// One copy for one mailbox directory.
 struct Copy {
     dir: PathBuf,
-    name: String,
+    naming: Naming,
     body: Arc<Vec<u8>>,
+}
+
+/// A [`Naming`] as the name field of a record: `=NAME` for a fixed
+/// name, `#HOST` then one line per recipient for a content name.
+fn encode_naming(naming: &Naming) -> String {
+    match naming {
+        Naming::Fixed(name) => format!("={name}"),
+        Naming::Content { recipients, host } => {
+            let mut s = format!("#{host}");
+            for r in recipients {
+                s.push('\n');
+                s.push_str(r);
+            }
+            s
+        }
+    }
+}
+
+fn decode_naming(field: &str) -> Option<Naming> {
+    if let Some(name) = field.strip_prefix('=') {
+        return (!name.is_empty() && !name.contains(['/', '\n']))
+            .then(|| Naming::Fixed(name.into()));
+    }
+    let mut lines = field.strip_prefix('#')?.split('\n');
+    let host = lines.next()?.to_string();
+    Some(Naming::Content {
+        recipients: lines.map(str::to_string).collect(),
+        host,
+    })
 }
 
 struct Pending {
@@ -92,6 +121,9 @@ pub struct Recovered {
     /// Bytes of a record cut short at the end of a segment (never
     /// acknowledged).
     pub torn_bytes: u64,
+    /// Whole records whose name field is not one this journal writes
+    /// (left alone).
+    pub unreadable: usize,
 }
 
 impl Journal {
@@ -146,17 +178,18 @@ impl Journal {
         ))
     }
 
-    /// Logs the copy of `body` for the Maildir at `dir` under `name` in
-    /// `new/`; the receiver answers once the copy is durable in the log.
+    /// Logs the copy of `body` for the Maildir at `dir`, named in
+    /// `new/` as `naming` says; the receiver answers once the copy is
+    /// durable in the log.
     pub fn submit(
         &self,
         dir: PathBuf,
-        name: String,
+        naming: Naming,
         body: Arc<Vec<u8>>,
     ) -> oneshot::Receiver<io::Result<()>> {
         let (done, wait) = oneshot::channel();
         let pending = Pending {
-            copy: Copy { dir, name, body },
+            copy: Copy { dir, naming, body },
             done,
         };
         let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
@@ -176,13 +209,6 @@ impl Journal {
             }
         }
         wait
-    }
-
-    /// Logs one copy and waits until it is durable (see [`Journal::submit`]).
-    pub async fn store(&self, dir: PathBuf, name: String, body: Arc<Vec<u8>>) -> io::Result<()> {
-        self.submit(dir, name, body)
-            .await
-            .unwrap_or_else(|_| Err(closed()))
     }
 
     /// Waits until every copy logged so far is in its mailbox (at most
@@ -268,15 +294,21 @@ fn recover(dir: &Path) -> io::Result<(Recovered, u64)> {
         let (records, used) = decode_all(&bytes);
         found.torn_bytes += (bytes.len() - used) as u64;
         for r in records {
+            let Some(naming) = decode_naming(r.name) else {
+                tracing::error!(segment = %path.display(), "delivery journal: a record names no file; left alone");
+                found.unreadable += 1;
+                continue;
+            };
+            let name = naming.name(r.body);
             let mailbox = PathBuf::from(std::ffi::OsStr::from_bytes(r.dir));
             let cur = seen
                 .entry(mailbox.clone())
                 .or_insert_with(|| names_in_cur(&mailbox));
-            if cur.contains(r.name) {
+            if cur.contains(&name) {
                 found.present += 1;
                 continue;
             }
-            match maildir::deliver(&mailbox, r.name, r.body)? {
+            match maildir::deliver(&mailbox, &name, r.body)? {
                 maildir::Delivered::Written(_) => found.written += 1,
                 maildir::Delivered::AlreadyThere(_) => found.present += 1,
             }
@@ -348,7 +380,12 @@ fn write_loop(
         buf.clear();
         for p in &batch {
             let c = &p.copy;
-            encode_into(&mut buf, c.dir.as_os_str().as_bytes(), &c.name, &c.body);
+            encode_into(
+                &mut buf,
+                c.dir.as_os_str().as_bytes(),
+                &encode_naming(&c.naming),
+                &c.body,
+            );
         }
         let written = segment
             .file
@@ -358,15 +395,10 @@ fn write_loop(
             Ok(()) => {
                 segment.len += buf.len() as u64;
                 for p in batch {
-                    let copy = Copy {
-                        dir: p.copy.dir,
-                        name: p.copy.name,
-                        body: p.copy.body,
-                    };
                     if apply
                         .send(Apply {
                             segment: segment.seq,
-                            copy,
+                            copy: p.copy,
                         })
                         .is_err()
                     {
@@ -400,9 +432,10 @@ fn apply_loop(dir: &Path, first: u64, rx: mpsc::Receiver<Apply>, progress: &Prog
             remove_segment(dir, oldest);
             oldest += 1;
         }
+        let name = a.copy.naming.name(&a.copy.body);
         let mut wait = Duration::from_millis(100);
         loop {
-            match maildir::deliver(&a.copy.dir, &a.copy.name, &a.copy.body) {
+            match maildir::deliver(&a.copy.dir, &name, &a.copy.body) {
                 Ok(_) => break,
                 Err(e) => {
                     // The copy is safe in the log; try again until the
@@ -467,7 +500,11 @@ mod tests {
         for i in 0..200 {
             let dir = if i % 2 == 0 { &a } else { &b };
             let body = Arc::new(format!("Subject: {i}\r\n\r\nbody\r\n").into_bytes());
-            waits.push(j.submit(dir.clone(), format!("{i:04}.name.host"), body));
+            waits.push(j.submit(
+                dir.clone(),
+                Naming::Fixed(format!("{i:04}.name.host")),
+                body,
+            ));
         }
         for w in waits {
             w.await.unwrap().unwrap();
@@ -485,6 +522,26 @@ mod tests {
     }
 
     #[test]
+    fn namings_survive_the_log() {
+        for n in [
+            Naming::Fixed("1.P2Q3.host".into()),
+            Naming::Content {
+                recipients: vec!["a@t.test".into(), "B@t.test".into()],
+                host: "mail.t.test".into(),
+            },
+            Naming::Content {
+                recipients: vec![],
+                host: "h".into(),
+            },
+        ] {
+            assert_eq!(decode_naming(&encode_naming(&n)), Some(n));
+        }
+        for bad in ["", "=", "=a/b", "x", "=a\nb"] {
+            assert_eq!(decode_naming(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
     fn a_second_process_is_kept_out() {
         let root = temp("lock");
         let (_j, _) = Journal::open(&root).unwrap();
@@ -494,29 +551,30 @@ mod tests {
     }
 
     /// What a crash leaves: copies in the log, some already in their
-    /// mailbox (one moved to cur/ by a reader), and a record cut short.
+    /// mailbox (one moved to cur/ by a reader), one named by its content,
+    /// a record naming no file, and a record cut short.
     #[test]
     fn recovery_writes_each_logged_copy_once() {
         let root = temp("recover");
         let jdir = root.join("journal");
         fs::create_dir_all(&jdir).unwrap();
         let mailbox = root.join("c@t.test").join("Maildir");
+        let dir = mailbox.as_os_str().as_bytes();
         let mut log = Vec::new();
         for i in 0..5 {
-            encode_into(
-                &mut log,
-                mailbox.as_os_str().as_bytes(),
-                &format!("{i}.M{i}.host"),
-                format!("message {i}\r\n").as_bytes(),
-            );
+            let body = format!("message {i}\r\n");
+            encode_into(&mut log, dir, &format!("={i}.M{i}.host"), body.as_bytes());
         }
+        let content = Naming::Content {
+            recipients: vec!["c@t.test".into()],
+            host: "host".into(),
+        };
+        let message = b"Message-ID: <x@t.test>\r\nSubject: s\r\n\r\nbody\r\n";
+        let content_name = content.name(message);
+        encode_into(&mut log, dir, &encode_naming(&content), message);
+        encode_into(&mut log, dir, "?", b"x");
         let whole = log.len();
-        encode_into(
-            &mut log,
-            mailbox.as_os_str().as_bytes(),
-            "9.M9.host",
-            b"cut",
-        );
+        encode_into(&mut log, dir, "=9.M9.host", b"cut");
         log.truncate(whole + 10);
         fs::write(segment_path(&jdir, 7), &log).unwrap();
         // 0 is already in new/, 1 was read and moved to cur/.
@@ -527,14 +585,24 @@ mod tests {
         assert_eq!(
             found,
             Recovered {
-                written: 3,
+                written: 4,
                 present: 2,
-                torn_bytes: 10
+                torn_bytes: 10,
+                unreadable: 1,
             }
         );
+        let mut want = vec![
+            "0.M0.host".to_string(),
+            "2.M2.host".into(),
+            "3.M3.host".into(),
+            "4.M4.host".into(),
+            content_name.clone(),
+        ];
+        want.sort();
+        assert_eq!(new_files(&mailbox), want);
         assert_eq!(
-            new_files(&mailbox),
-            vec!["0.M0.host", "2.M2.host", "3.M3.host", "4.M4.host"]
+            fs::read(mailbox.join("new").join(&content_name)).unwrap(),
+            message
         );
         // The old segment is gone; numbering goes on after it.
         assert_eq!(segments(&jdir).unwrap(), vec![8]);

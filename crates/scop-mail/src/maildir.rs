@@ -53,6 +53,37 @@ pub fn content_name(date: Option<i64>, digest: &[u8; 32], host: &str) -> String 
     format!("{}.M{hex}.{}", date.unwrap_or(0).max(0), clean_host(host))
 }
 
+/// How a copy's file in `new/` is named.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Naming {
+    /// This name (a [`unique_name`]).
+    Fixed(String),
+    /// The [`content_name`] of the copy for these envelope recipients
+    /// (the bytes stored are hashed when the name is needed).
+    Content {
+        /// The envelope recipients that led to the mailbox.
+        recipients: Vec<String>,
+        /// Our host name.
+        host: String,
+    },
+}
+
+impl Naming {
+    /// The name of the copy `stored` (the message as written to the
+    /// mailbox: its `Return-Path` is a transit field and does not count).
+    pub fn name(&self, stored: &[u8]) -> String {
+        match self {
+            Naming::Fixed(name) => name.clone(),
+            Naming::Content { recipients, host } => {
+                let content = scop_mta::headers::content_digest(stored);
+                let copy =
+                    scop_mta::headers::copy_digest(&content, recipients.iter().map(String::as_str));
+                content_name(scop_mta::headers::date_of(stored), &copy, host)
+            }
+        }
+    }
+}
+
 fn clean_host(host: &str) -> String {
     host.chars()
         .map(|c| if c == '/' || c == ':' { '_' } else { c })

@@ -258,11 +258,12 @@ pub async fn open_journal(dir: PathBuf) -> io::Result<Arc<Journal>> {
         .await
         .map_err(io::Error::other)??;
     if found != Recovered::default() {
-        tracing::info!(
+        tracing::warn!(
             written = found.written,
             present = found.present,
             torn_bytes = found.torn_bytes,
-            "delivery journal recovered"
+            unreadable = found.unreadable,
+            "delivery journal recovered: copies a crash left there are in their mailboxes"
         );
     }
     Ok(Arc::new(journal))

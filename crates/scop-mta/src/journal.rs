@@ -4,7 +4,7 @@
 //! are told apart from a whole one.
 //!
 //! ```text
-//! "SCJ1" | length: u32 LE | CRC-32C of the fields: u32 LE | fields
+//! "SCJ1" | length: u32 LE | CRC-32 of the fields: u32 LE | fields
 //! fields = dir length: u32 LE | dir | name length: u32 LE | name | body
 //! ```
 //!
@@ -55,7 +55,7 @@ pub fn encode_into(out: &mut Vec<u8>, dir: &[u8], name: &str, body: &[u8]) {
     out.extend_from_slice(&(name.len() as u32).to_le_bytes());
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(body);
-    let crc = crc32c(&out[fields_at..]);
+    let crc = crc32fast::hash(&out[fields_at..]);
     out[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
 }
 
@@ -83,7 +83,7 @@ pub fn decode(buf: &[u8]) -> Decoded<'_> {
     let Some(fields) = buf.get(HEADER_LEN..HEADER_LEN + fields_len) else {
         return Decoded::Incomplete;
     };
-    if crc32c(fields) != u32_at(buf, 8) {
+    if crc32fast::hash(fields) != u32_at(buf, 8) {
         return Decoded::Corrupt;
     }
     let dir_len = u32_at(fields, 0) as usize;
@@ -126,87 +126,10 @@ fn u32_at(buf: &[u8], at: usize) -> u32 {
     u32::from_le_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]])
 }
 
-/// CRC-32C (Castagnoli), as in iSCSI and ext4's metadata checksums;
-/// eight bytes per step (slicing-by-8).
-pub fn crc32c(data: &[u8]) -> u32 {
-    const TABLES: [[u32; 256]; 8] = {
-        let mut t = [[0u32; 256]; 8];
-        let mut i = 0;
-        while i < 256 {
-            let mut c = i as u32;
-            let mut k = 0;
-            while k < 8 {
-                c = if c & 1 != 0 {
-                    0x82F6_3B78 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-                k += 1;
-            }
-            t[0][i] = c;
-            i += 1;
-        }
-        let mut i = 0;
-        while i < 256 {
-            let mut k = 1;
-            while k < 8 {
-                let prev = t[k - 1][i];
-                t[k][i] = (prev >> 8) ^ t[0][(prev & 0xFF) as usize];
-                k += 1;
-            }
-            i += 1;
-        }
-        t
-    };
-    let mut crc = !0u32;
-    let mut chunks = data.chunks_exact(8);
-    for c in &mut chunks {
-        let lo = crc ^ u32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-        crc = TABLES[7][(lo & 0xFF) as usize]
-            ^ TABLES[6][((lo >> 8) & 0xFF) as usize]
-            ^ TABLES[5][((lo >> 16) & 0xFF) as usize]
-            ^ TABLES[4][(lo >> 24) as usize]
-            ^ TABLES[3][c[4] as usize]
-            ^ TABLES[2][c[5] as usize]
-            ^ TABLES[1][c[6] as usize]
-            ^ TABLES[0][c[7] as usize];
-    }
-    for &b in chunks.remainder() {
-        crc = TABLES[0][((crc ^ b as u32) & 0xFF) as usize] ^ (crc >> 8);
-    }
-    !crc
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
-
-    #[test]
-    fn crc32c_check_value() {
-        assert_eq!(crc32c(b"123456789"), 0xE306_9283);
-        // Against the bit-by-bit definition, at every alignment.
-        let bitwise = |data: &[u8]| {
-            let mut crc = !0u32;
-            for &b in data {
-                crc ^= b as u32;
-                for _ in 0..8 {
-                    crc = if crc & 1 != 0 {
-                        0x82F6_3B78 ^ (crc >> 1)
-                    } else {
-                        crc >> 1
-                    };
-                }
-            }
-            !crc
-        };
-        let data: Vec<u8> = (0..300u32).map(|i| (i * 7 + 3) as u8).collect();
-        for start in 0..9 {
-            for end in start..data.len() {
-                assert_eq!(crc32c(&data[start..end]), bitwise(&data[start..end]));
-            }
-        }
-    }
 
     #[test]
     fn round_trip_and_cut_short() {

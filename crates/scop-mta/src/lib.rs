@@ -9,7 +9,7 @@
 //! - [`srs`]: the Sender Rewriting Scheme for forwarded mail, HMAC-checked
 //!   and dated.
 //! - [`journal`]: records of the delivery journal (mailbox copies framed
-//!   with a length and a CRC-32C, so a write cut short by a crash is seen).
+//!   with a length and a CRC-32, so a write cut short by a crash is seen).
 //! - [`fuzz`]: entry points of the fuzz targets.
 
 pub mod headers;

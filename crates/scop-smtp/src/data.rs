@@ -97,6 +97,39 @@ impl DataDecoder {
         out.extend_from_slice(bytes);
     }
 
+    /// Whether `b` inside a line changes no state.
+    fn plain(&self, b: u8) -> bool {
+        !matches!(b, b'\r' | b'\n' | 0) && (b < 0x80 || self.allow_8bit)
+    }
+
+    /// From `at` inside a line: where the run of bytes that only extend
+    /// lines (plain bytes, and `CRLF` followed by a plain byte other than
+    /// a dot) ends, within the line length limit, and the length of the
+    /// line being read there.
+    fn plain_run(&self, input: &[u8], at: usize) -> (usize, usize) {
+        let mut j = at;
+        let mut line_len = self.line_len;
+        loop {
+            let room = TEXT_LINE_MAX.saturating_sub(line_len);
+            let rest = &input[j..input.len().min(j + room)];
+            let run = rest
+                .iter()
+                .position(|&b| !self.plain(b))
+                .unwrap_or(rest.len());
+            j += run;
+            line_len += run;
+            match input.get(j..j + 3) {
+                Some([b'\r', b'\n', next])
+                    if line_len + 2 <= TEXT_LINE_MAX && *next != b'.' && self.plain(*next) =>
+                {
+                    j += 3;
+                    line_len = 1;
+                }
+                _ => return (j, line_len),
+            }
+        }
+    }
+
     /// Decode from `input`, appending message bytes to `out` (nothing once
     /// an error is found). Returns the octets consumed and the status.
     pub fn decode(&mut self, input: &[u8], out: &mut Vec<u8>) -> (usize, DataStatus) {
@@ -106,20 +139,15 @@ impl DataDecoder {
                 return (i, DataStatus::Done);
             }
             // Inside a line, a run of bytes that change no state is
-            // emitted at once (the byte-wise rules below give the same).
+            // emitted at once, line ends included when the next line
+            // starts with such a byte (the byte-wise rules below give
+            // the same).
             if self.st == St::Mid {
-                let rest = &input[i..];
-                let limit = rest.len().min(TEXT_LINE_MAX.saturating_sub(self.line_len));
-                let run = rest[..limit]
-                    .iter()
-                    .position(|&b| {
-                        matches!(b, b'\r' | b'\n' | 0) || (b >= 0x80 && !self.allow_8bit)
-                    })
-                    .unwrap_or(limit);
-                if run > 0 {
-                    self.line_len += run;
-                    self.emit(out, &rest[..run]);
-                    i += run;
+                let (end, line_len) = self.plain_run(input, i);
+                if end > i {
+                    self.line_len = line_len;
+                    self.emit(out, &input[i..end]);
+                    i = end;
                     continue;
                 }
             }

@@ -248,6 +248,26 @@ fn missing_after_drain(boxes: &[PathBuf], acked: &[String]) -> Vec<String> {
     }
 }
 
+/// Mailbox copies that restarts wrote from delivery journals (what a
+/// kill left between the 250 and the Maildir), from the logs in `logs`.
+fn journal_recoveries(logs: &Path) -> usize {
+    let mut n = 0;
+    for f in std::fs::read_dir(logs).into_iter().flatten().flatten() {
+        let text = std::fs::read_to_string(f.path()).unwrap_or_default();
+        for line in text
+            .lines()
+            .filter(|l| l.contains("delivery journal recovered"))
+        {
+            n += line
+                .split_whitespace()
+                .find_map(|w| w.strip_prefix("written="))
+                .and_then(|v| v.parse::<usize>().ok())
+                .unwrap_or(0);
+        }
+    }
+    n
+}
+
 /// Whether a tag's message went to the forwarding account (odd numbers).
 fn to_fwd(tag: &str) -> bool {
     tag.rsplit_once('-')
@@ -258,7 +278,7 @@ fn to_fwd(tag: &str) -> bool {
 fn report(
     what: &str,
     boxes: &[PathBuf],
-    fwd_box: &Path,
+    data: &Path,
     kills: usize,
     sent: usize,
     acked: &[String],
@@ -266,7 +286,7 @@ fn report(
 ) {
     // The forwarding account's own copies: each acknowledged one exactly
     // once too.
-    let kept = mailbox_subjects(fwd_box);
+    let kept = mailbox_subjects(&data.join("mail/fwd@crash.test"));
     let mut kept_unique = kept.clone();
     kept_unique.sort();
     kept_unique.dedup();
@@ -284,10 +304,11 @@ fn report(
     unique.dedup();
     let submitted = acked.iter().filter(|t| t.contains("-s")).count();
     eprintln!(
-        "crash test ({what}): {kills} kills, {sent} messages sent, {} acknowledged ({submitted} submitted with AUTH), {} missing, {} delivered twice",
+        "crash test ({what}): {kills} kills, {sent} messages sent, {} acknowledged ({submitted} submitted with AUTH), {} missing, {} delivered twice, {} copies written from delivery journals at restarts",
         acked.len(),
         missing.len(),
-        have.len() - unique.len()
+        have.len() - unique.len(),
+        journal_recoveries(&data.join("logs"))
     );
     assert!(
         acked.len() >= 20,
@@ -385,7 +406,7 @@ fn kill_9_loses_no_acknowledged_message() {
     report(
         "one process",
         &boxes,
-        &data.join("mail/fwd@crash.test"),
+        &data,
         rounds as usize,
         sent,
         &acked,
@@ -512,7 +533,7 @@ fn kill_9_of_any_compartment_loses_no_acknowledged_message() {
     report(
         "compartments",
         &boxes,
-        &data.join("mail/fwd@crash.test"),
+        &data,
         round as usize,
         sent,
         &acked,
