@@ -112,7 +112,7 @@ impl Delivery {
         sender: &str,
         rcpts: &[String],
         dsn: &DsnParams,
-        msg: &[u8],
+        msg: Arc<Vec<u8>>,
         now: i64,
     ) -> Result<Vec<(String, RcptOutcome)>, DeliveryError> {
         self.deliver_to(sender, rcpts, dsn, msg, now, None).await
@@ -126,7 +126,7 @@ impl Delivery {
         sender: &str,
         rcpts: &[String],
         dsn: &DsnParams,
-        msg: &[u8],
+        msg: Arc<Vec<u8>>,
         now: i64,
         folder: Option<&str>,
     ) -> Result<Vec<(String, RcptOutcome)>, DeliveryError> {
@@ -181,23 +181,19 @@ impl Delivery {
             outcomes.push((rcpt.clone(), outcome));
         }
 
-        // The final delivery records the envelope sender (RFC 5321 4.4).
-        let mut stored = Vec::with_capacity(msg.len() + sender.len() + 20);
-        stored.extend_from_slice(
-            format!(
-                "Return-Path: <{}>\r\n",
-                sender.replace(['\r', '\n', '>'], "")
-            )
-            .as_bytes(),
-        );
-        stored.extend_from_slice(msg);
-        let stored = Arc::new(stored);
+        // The final delivery records the envelope sender (RFC 5321 4.4),
+        // written before the message.
+        let return_path = format!(
+            "Return-Path: <{}>\r\n",
+            sender.replace(['\r', '\n', '>'], "")
+        )
+        .into_bytes();
         // One name per message content and recipients (for a message
         // with a Message-ID): a copy handed on again after a crash finds
         // the first one and is not delivered twice. Without a Message-ID,
         // identical messages (alerts from one device, say) are different
         // messages: each gets its own name.
-        let content_named = scop_mta::headers::has_field(msg, "Message-ID");
+        let content_named = scop_mta::headers::has_field(&msg, "Message-ID");
         let mut logged = Vec::new();
         for (login, rcpts) in mailboxes {
             let mut dir = maildir::mailbox_dir(&self.mail_root, &login)?;
@@ -212,15 +208,16 @@ impl Delivery {
             } else {
                 maildir::Naming::Fixed(maildir::unique_name(now, &self.hostname))
             };
-            let body = stored.clone();
+            let body = msg.clone();
+            let prefix = return_path.clone();
             match &self.journal {
                 Some(journal) => {
                     maildir::prepare(&dir)?;
-                    logged.push(journal.submit(dir, naming, body));
+                    logged.push(journal.submit(dir, naming, prefix, body));
                 }
                 None => {
                     tokio::task::spawn_blocking(move || {
-                        maildir::deliver(&dir, &naming.name(&body), &body)
+                        maildir::deliver_parts(&dir, &naming.name(&body), &[&prefix, &body])
                     })
                     .await
                     .map_err(|e| std::io::Error::other(e.to_string()))??;

@@ -23,14 +23,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, IoSlice, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
-use scop_mta::journal::{decode_all, encode_into};
+use scop_mta::journal::{decode_all, encode_head};
 use tokio::sync::oneshot;
 
 use crate::maildir::{self, Naming};
@@ -42,11 +42,17 @@ pub const MAX_UNAPPLIED: usize = 4096;
 /// Bytes written and synced at once, at most (more wait for the next
 /// batch).
 const BATCH_BYTES: usize = 16 << 20;
+/// Copies written into mailboxes at once, at most.
+const APPLY_BATCH: usize = 64;
+/// Threads writing one batch into mailboxes.
+const APPLY_THREADS: usize = 2;
 
 /// One copy for one mailbox directory.
 struct Copy {
     dir: PathBuf,
     naming: Naming,
+    /// Stored before the body (a `Return-Path` line); not named.
+    prefix: Vec<u8>,
     body: Arc<Vec<u8>>,
 }
 
@@ -185,11 +191,17 @@ impl Journal {
         &self,
         dir: PathBuf,
         naming: Naming,
+        prefix: Vec<u8>,
         body: Arc<Vec<u8>>,
     ) -> oneshot::Receiver<io::Result<()>> {
         let (done, wait) = oneshot::channel();
         let pending = Pending {
-            copy: Copy { dir, naming, body },
+            copy: Copy {
+                dir,
+                naming,
+                prefix,
+                body,
+            },
             done,
         };
         let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
@@ -317,6 +329,16 @@ fn recover(dir: &Path) -> io::Result<(Recovered, u64)> {
     for &seq in &seqs {
         fs::remove_file(segment_path(dir, seq))?;
     }
+    // Files a crash left half written in the writers' temporary
+    // directories: their copies were just written again.
+    for entry in fs::read_dir(dir)?.flatten() {
+        let name = entry.file_name();
+        if name.to_str().is_some_and(|n| n.starts_with("tmp")) && entry.path().is_dir() {
+            for f in fs::read_dir(entry.path())?.flatten() {
+                fs::remove_file(f.path()).ok();
+            }
+        }
+    }
     if !seqs.is_empty() {
         File::open(dir)?.sync_all()?;
     }
@@ -362,13 +384,13 @@ fn write_loop(
     rx: mpsc::Receiver<Pending>,
     apply: mpsc::SyncSender<Apply>,
 ) {
-    let mut buf = Vec::new();
+    let mut heads = Vec::new();
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         let mut bytes = 0;
         while bytes < BATCH_BYTES {
             let Ok(p) = rx.try_recv() else { break };
-            bytes += p.copy.body.len();
+            bytes += p.copy.prefix.len() + p.copy.body.len();
             batch.push(p);
         }
         if segment.len >= SEGMENT_BYTES {
@@ -377,23 +399,35 @@ fn write_loop(
                 Err(e) => tracing::error!(error = %e, "delivery journal: new segment"),
             }
         }
-        buf.clear();
+        // The records' heads in one buffer, each followed by its copy's
+        // bytes where they are (one vectored write, no copy).
+        heads.clear();
+        let mut ends = Vec::with_capacity(batch.len());
         for p in &batch {
             let c = &p.copy;
-            encode_into(
-                &mut buf,
+            encode_head(
+                &mut heads,
                 c.dir.as_os_str().as_bytes(),
                 &encode_naming(&c.naming),
-                &c.body,
+                &[&c.prefix, &c.body],
             );
+            ends.push(heads.len());
         }
-        let written = segment
-            .file
-            .write_all(&buf)
+        let mut slices = Vec::with_capacity(batch.len() * 3);
+        let mut start = 0;
+        for (p, &end) in batch.iter().zip(&ends) {
+            slices.push(IoSlice::new(&heads[start..end]));
+            slices.push(IoSlice::new(&p.copy.prefix));
+            slices.push(IoSlice::new(&p.copy.body));
+            start = end;
+        }
+        let len: usize = slices.iter().map(|s| s.len()).sum();
+        let written = write_all_vectored(&mut segment.file, &mut slices)
             .and_then(|()| segment.file.sync_data());
+        drop(slices);
         match written {
             Ok(()) => {
-                segment.len += buf.len() as u64;
+                segment.len += len as u64;
                 for p in batch {
                     if apply
                         .send(Apply {
@@ -426,33 +460,80 @@ fn write_loop(
 
 fn apply_loop(dir: &Path, first: u64, rx: mpsc::Receiver<Apply>, progress: &Progress) {
     let mut oldest = first;
+    // Each writer's own temporary directory (see maildir::deliver_via).
+    let tmps: Vec<PathBuf> = (0..APPLY_THREADS)
+        .map(|i| dir.join(format!("tmp{i}")))
+        .collect();
+    for t in &tmps {
+        if let Err(e) = fs::create_dir_all(t) {
+            tracing::error!(dir = %t.display(), error = %e, "delivery journal: temporary directory");
+        }
+    }
     while let Ok(a) = rx.recv() {
+        let mut batch = vec![a];
+        while batch.len() < APPLY_BATCH {
+            let Ok(a) = rx.try_recv() else { break };
+            batch.push(a);
+        }
         // Every copy of the older segments is in its mailbox.
-        while oldest < a.segment {
+        while oldest < batch[0].segment {
             remove_segment(dir, oldest);
             oldest += 1;
         }
-        let name = a.copy.naming.name(&a.copy.body);
-        let mut wait = Duration::from_millis(100);
-        loop {
-            match maildir::deliver(&a.copy.dir, &name, &a.copy.body) {
-                Ok(_) => break,
-                Err(e) => {
-                    // The copy is safe in the log; try again until the
-                    // mailbox takes it (a full disk, say).
-                    tracing::error!(dir = %a.copy.dir.display(), error = %e, "delivery journal: mailbox write failed, retrying");
-                    std::thread::sleep(wait);
-                    wait = (wait * 2).min(Duration::from_secs(30));
-                }
+        // Writers in parallel: their fsyncs overlap, and concurrent
+        // renames into one new/ share its fsync (see maildir).
+        let per_thread = batch.len().div_ceil(APPLY_THREADS);
+        std::thread::scope(|scope| {
+            let mut chunks = batch.chunks(per_thread).zip(&tmps);
+            let mine = chunks.next();
+            for (chunk, tmp) in chunks {
+                scope.spawn(move || chunk.iter().for_each(|a| apply(tmp, a)));
             }
-        }
-        progress.counts.lock().unwrap_or_else(|e| e.into_inner()).1 += 1;
+            if let Some((chunk, tmp)) = mine {
+                chunk.iter().for_each(|a| apply(tmp, a));
+            }
+        });
+        progress.counts.lock().unwrap_or_else(|e| e.into_inner()).1 += batch.len() as u64;
         progress.changed.notify_all();
     }
     // The writer is gone and every copy is in its mailbox.
     for seq in segments(dir).unwrap_or_default() {
         remove_segment(dir, seq);
     }
+}
+
+/// Writes one copy into its mailbox (its file made in `tmp`), trying
+/// again until that works.
+fn apply(tmp: &Path, a: &Apply) {
+    let c = &a.copy;
+    let name = c.naming.name(&c.body);
+    let mut wait = Duration::from_millis(100);
+    let parts: &[&[u8]] = &[&c.prefix, &c.body];
+    let deliver = || match tmp.is_dir() {
+        true => maildir::deliver_via(tmp, &c.dir, &name, parts),
+        false => maildir::deliver_parts(&c.dir, &name, parts),
+    };
+    while let Err(e) = deliver() {
+        // The copy is safe in the log; try again until the mailbox
+        // takes it (a full disk, say).
+        tracing::error!(dir = %c.dir.display(), error = %e, "delivery journal: mailbox write failed, retrying");
+        std::thread::sleep(wait);
+        wait = (wait * 2).min(Duration::from_secs(30));
+    }
+}
+
+/// Writes every byte of `slices` (the standard library's
+/// `write_all_vectored` is not stable yet).
+fn write_all_vectored(file: &mut File, mut slices: &mut [IoSlice<'_>]) -> io::Result<()> {
+    while !slices.is_empty() {
+        match file.write_vectored(slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 fn remove_segment(dir: &Path, seq: u64) {
@@ -466,6 +547,7 @@ fn remove_segment(dir: &Path, seq: u64) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use scop_mta::journal::encode_into;
 
     fn temp(tag: &str) -> PathBuf {
         let d = std::env::temp_dir().join(format!(
@@ -503,6 +585,7 @@ mod tests {
             waits.push(j.submit(
                 dir.clone(),
                 Naming::Fixed(format!("{i:04}.name.host")),
+                b"Return-Path: <>\r\n".to_vec(),
                 body,
             ));
         }
@@ -514,7 +597,7 @@ mod tests {
         assert_eq!(new_files(&b).len(), 100);
         assert_eq!(
             fs::read(a.join("new").join("0004.name.host")).unwrap(),
-            b"Subject: 4\r\n\r\nbody\r\n"
+            b"Return-Path: <>\r\nSubject: 4\r\n\r\nbody\r\n"
         );
         j.close();
         assert!(segments(&root.join("journal")).unwrap().is_empty());
@@ -577,6 +660,9 @@ mod tests {
         encode_into(&mut log, dir, "=9.M9.host", b"cut");
         log.truncate(whole + 10);
         fs::write(segment_path(&jdir, 7), &log).unwrap();
+        // A writer's file the crash left half written.
+        fs::create_dir_all(jdir.join("tmp1")).unwrap();
+        fs::write(jdir.join("tmp1").join("2.M2.host.P1Q1"), b"mess").unwrap();
         // 0 is already in new/, 1 was read and moved to cur/.
         maildir::deliver(&mailbox, "0.M0.host", b"message 0\r\n").unwrap();
         fs::write(mailbox.join("cur").join("1.M1.host:2,S"), b"message 1\r\n").unwrap();
@@ -606,6 +692,7 @@ mod tests {
         );
         // The old segment is gone; numbering goes on after it.
         assert_eq!(segments(&jdir).unwrap(), vec![8]);
+        assert_eq!(fs::read_dir(jdir.join("tmp1")).unwrap().count(), 0);
         drop(j);
         assert!(segments(&jdir).unwrap().is_empty());
         fs::remove_dir_all(root).ok();

@@ -187,8 +187,21 @@ pub enum Delivered {
 /// leaves at most a stray temporary file. Blocking: call from a blocking
 /// task.
 pub fn deliver(dir: &Path, name: &str, msg: &[u8]) -> io::Result<Delivered> {
+    deliver_parts(dir, name, &[msg])
+}
+
+/// [`deliver`] of the concatenation of `parts` (a `Return-Path` line
+/// and the message, say), without joining them first.
+pub fn deliver_parts(dir: &Path, name: &str, parts: &[&[u8]]) -> io::Result<Delivered> {
+    deliver_via(&dir.join("tmp"), dir, name, parts)
+}
+
+/// [`deliver_parts`] with the file written in `tmp` (a directory of the
+/// same file system; the Maildir's own `tmp/` when the rename from there
+/// is refused): writers that each have their own do not wait for one
+/// another's file creations in the mailbox's `tmp/`.
+pub fn deliver_via(tmp: &Path, dir: &Path, name: &str, parts: &[&[u8]]) -> io::Result<Delivered> {
     prepare(dir)?;
-    let tmp = dir.join("tmp");
     let new = dir.join("new");
     let final_path = new.join(name);
     if final_path.exists() {
@@ -203,7 +216,10 @@ pub fn deliver(dir: &Path, name: &str, msg: &[u8]) -> io::Result<Delivered> {
         .write(true)
         .create_new(true)
         .open(&tmp_path)?;
-    let written = f.write_all(msg).and_then(|()| f.sync_all());
+    let written = parts
+        .iter()
+        .try_for_each(|p| f.write_all(p))
+        .and_then(|()| f.sync_all());
     if let Err(e) = written {
         drop(f);
         fs::remove_file(&tmp_path).ok();
@@ -211,7 +227,17 @@ pub fn deliver(dir: &Path, name: &str, msg: &[u8]) -> io::Result<Delivered> {
     }
     drop(f);
     // Two copies racing rename the same content onto one name: one file.
-    fs::rename(&tmp_path, &final_path)?;
+    match fs::rename(&tmp_path, &final_path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::CrossesDevices && tmp != dir.join("tmp") => {
+            fs::remove_file(&tmp_path).ok();
+            return deliver_parts(dir, name, parts);
+        }
+        Err(e) => {
+            fs::remove_file(&tmp_path).ok();
+            return Err(e);
+        }
+    }
     sync_dir_grouped(&new)?;
     Ok(Delivered::Written(final_path))
 }

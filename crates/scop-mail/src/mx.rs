@@ -294,9 +294,9 @@ pub async fn deliver_and_report(
     }
     let dsn_params = dsn::params_from_smtp(&msg.params, &msg.rcpt_params);
     let sender = reverse_path(&msg.from);
-    let body = msg.body;
+    let body = Arc::new(msg.body);
     let outcomes = match delivery
-        .deliver_to(&sender, &rcpts, &dsn_params, &body, now, folder)
+        .deliver_to(&sender, &rcpts, &dsn_params, body.clone(), now, folder)
         .await
     {
         Ok(o) => o,

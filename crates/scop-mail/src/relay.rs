@@ -695,7 +695,7 @@ impl Relay {
         };
         match self
             .delivery
-            .deliver(&m.sender, &names, &params, &m.body, now)
+            .deliver(&m.sender, &names, &params, Arc::new(m.body.clone()), now)
             .await
         {
             Ok(outcomes) => outcomes

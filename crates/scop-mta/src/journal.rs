@@ -43,20 +43,31 @@ pub enum Decoded<'a> {
 
 /// Appends the record for one copy to `out`.
 pub fn encode_into(out: &mut Vec<u8>, dir: &[u8], name: &str, body: &[u8]) {
-    let fields_len = 8 + dir.len() + name.len() + body.len();
-    out.reserve(HEADER_LEN + fields_len);
+    encode_head(out, dir, name, &[body]);
+    out.extend_from_slice(body);
+}
+
+/// Appends the record for one copy whose body is the concatenation of
+/// `body` to `out`, up to the body: the caller writes the body's parts
+/// right after (a vectored write, say).
+pub fn encode_head(out: &mut Vec<u8>, dir: &[u8], name: &str, body: &[&[u8]]) {
+    let body_len: usize = body.iter().map(|p| p.len()).sum();
+    let fields_len = 8 + dir.len() + name.len() + body_len;
+    let start = out.len();
+    out.reserve(HEADER_LEN + 8 + dir.len() + name.len());
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&(fields_len as u32).to_le_bytes());
-    let crc_at = out.len();
     out.extend_from_slice(&[0; 4]);
-    let fields_at = out.len();
     out.extend_from_slice(&(dir.len() as u32).to_le_bytes());
     out.extend_from_slice(dir);
     out.extend_from_slice(&(name.len() as u32).to_le_bytes());
     out.extend_from_slice(name.as_bytes());
-    out.extend_from_slice(body);
-    let crc = crc32fast::hash(&out[fields_at..]);
-    out[crc_at..crc_at + 4].copy_from_slice(&crc.to_le_bytes());
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&out[start + HEADER_LEN..]);
+    for part in body {
+        crc.update(part);
+    }
+    out[start + 8..start + 12].copy_from_slice(&crc.finalize().to_le_bytes());
 }
 
 /// The length of the record [`encode_into`] writes.
