@@ -1,9 +1,10 @@
 //! The delivery journal: a mailbox copy counts as stored (and the 250
 //! may go out) once its record ([`scop_mta::journal`]) is in an
 //! append-only log and fdatasync'd, together with the copies of every
-//! session that arrived meanwhile (group commit). A background thread
-//! then writes each copy into its Maildir ([`maildir::deliver`]: file
-//! and directory fsync'd) in the order of the log.
+//! session that arrived meanwhile (group commit). Background threads
+//! then write the copies into their Maildirs ([`maildir::deliver_via`]:
+//! file and directory fsync'd), a batch at a time in the order of the
+//! log, [`APPLY_THREADS`] files at once.
 //!
 //! Making a new file in a Maildir is the slow part of a delivery (on
 //! ext4 an inode allocation, which may scan many recently freed inodes,
@@ -16,7 +17,10 @@
 //! in `new/` or `cur/` under their name (content names make a second
 //! copy of a message the same file, see [`maildir`]), so a copy is
 //! stored once. A record cut short by a crash was never acknowledged and
-//! is dropped. A lock file keeps a second process out of the directory.
+//! is dropped; after a failed write (nothing of that batch was
+//! acknowledged) the writer goes on in a new segment, or refuses copies
+//! while it cannot make one. A lock file keeps a second process out of
+//! the directory.
 //!
 //! At most [`MAX_UNAPPLIED`] copies wait for their mailbox; beyond that
 //! the acknowledgements wait too.
@@ -95,11 +99,23 @@ struct Apply {
     copy: Copy,
 }
 
-/// Copies logged and copies in their mailbox, for [`Journal::drain`].
+/// Copies taken, and copies settled (in their mailbox, or refused
+/// before they were acknowledged), for [`Journal::drain`].
 #[derive(Default)]
 struct Progress {
     counts: Mutex<(u64, u64)>,
     changed: Condvar,
+}
+
+impl Progress {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (u64, u64)> {
+        self.counts.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn settle(&self, n: usize) {
+        self.lock().1 += n as u64;
+        self.changed.notify_all();
+    }
 }
 
 /// The journal of one process (see the module documentation).
@@ -127,9 +143,9 @@ pub struct Recovered {
     /// Bytes of a record cut short at the end of a segment (never
     /// acknowledged).
     pub torn_bytes: u64,
-    /// Whole records whose name field is not one this journal writes
-    /// (left alone).
-    pub unreadable: usize,
+    /// Copies whose record's name field this version does not read:
+    /// written under a new unique name (counted in `written` too).
+    pub renamed: usize,
 }
 
 impl Journal {
@@ -161,9 +177,10 @@ impl Journal {
         let segment = Segment::create(dir, next)?;
         let writer = {
             let dir = dir.to_path_buf();
+            let progress = progress.clone();
             std::thread::Builder::new()
                 .name("journal-writer".into())
-                .spawn(move || write_loop(&dir, segment, rx, apply_tx))?
+                .spawn(move || write_loop(&dir, segment, rx, apply_tx, &progress))?
         };
         let applier = {
             let dir = dir.to_path_buf();
@@ -205,20 +222,18 @@ impl Journal {
             done,
         };
         let tx = self.tx.lock().unwrap_or_else(|e| e.into_inner());
-        match tx.as_ref() {
+        let refused = match tx.as_ref() {
             Some(tx) => {
-                self.progress
-                    .counts
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .0 += 1;
-                if let Err(mpsc::SendError(p)) = tx.send(pending) {
-                    let _ = p.done.send(Err(closed()));
-                }
+                self.progress.lock().0 += 1;
+                tx.send(pending).err().map(|mpsc::SendError(p)| {
+                    self.progress.settle(1);
+                    p
+                })
             }
-            None => {
-                let _ = pending.done.send(Err(closed()));
-            }
+            None => Some(pending),
+        };
+        if let Some(p) = refused {
+            let _ = p.done.send(Err(closed()));
         }
         wait
     }
@@ -227,11 +242,7 @@ impl Journal {
     /// `limit`); whether it is.
     pub fn drain(&self, limit: Duration) -> bool {
         let deadline = std::time::Instant::now() + limit;
-        let mut counts = self
-            .progress
-            .counts
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut counts = self.progress.lock();
         loop {
             if counts.1 >= counts.0 {
                 return true;
@@ -306,12 +317,14 @@ fn recover(dir: &Path) -> io::Result<(Recovered, u64)> {
         let (records, used) = decode_all(&bytes);
         found.torn_bytes += (bytes.len() - used) as u64;
         for r in records {
-            let Some(naming) = decode_naming(r.name) else {
-                tracing::error!(segment = %path.display(), "delivery journal: a record names no file; left alone");
-                found.unreadable += 1;
-                continue;
+            let name = match decode_naming(r.name) {
+                Some(naming) => naming.name(r.body),
+                None => {
+                    tracing::error!(segment = %path.display(), "delivery journal: a record's name field is not one this version writes; the copy gets a new name");
+                    found.renamed += 1;
+                    maildir::unique_name(0, "journal")
+                }
             };
-            let name = naming.name(r.body);
             let mailbox = PathBuf::from(std::ffi::OsStr::from_bytes(r.dir));
             let cur = seen
                 .entry(mailbox.clone())
@@ -383,8 +396,12 @@ fn write_loop(
     mut segment: Segment,
     rx: mpsc::Receiver<Pending>,
     apply: mpsc::SyncSender<Apply>,
+    progress: &Progress,
 ) {
     let mut heads = Vec::new();
+    // After a failed write the segment may end in a partial record: no
+    // record goes after it.
+    let mut spoiled = false;
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
         let mut bytes = 0;
@@ -393,69 +410,73 @@ fn write_loop(
             bytes += p.copy.prefix.len() + p.copy.body.len();
             batch.push(p);
         }
-        if segment.len >= SEGMENT_BYTES {
+        if spoiled || segment.len >= SEGMENT_BYTES {
             match Segment::create(dir, segment.seq + 1) {
-                Ok(s) => segment = s,
+                Ok(s) => {
+                    segment = s;
+                    spoiled = false;
+                }
                 Err(e) => tracing::error!(error = %e, "delivery journal: new segment"),
             }
         }
-        // The records' heads in one buffer, each followed by its copy's
-        // bytes where they are (one vectored write, no copy).
-        heads.clear();
-        let mut ends = Vec::with_capacity(batch.len());
-        for p in &batch {
-            let c = &p.copy;
-            encode_head(
-                &mut heads,
-                c.dir.as_os_str().as_bytes(),
-                &encode_naming(&c.naming),
-                &[&c.prefix, &c.body],
-            );
-            ends.push(heads.len());
-        }
-        let mut slices = Vec::with_capacity(batch.len() * 3);
-        let mut start = 0;
-        for (p, &end) in batch.iter().zip(&ends) {
-            slices.push(IoSlice::new(&heads[start..end]));
-            slices.push(IoSlice::new(&p.copy.prefix));
-            slices.push(IoSlice::new(&p.copy.body));
-            start = end;
-        }
-        let len: usize = slices.iter().map(|s| s.len()).sum();
-        let written = write_all_vectored(&mut segment.file, &mut slices)
-            .and_then(|()| segment.file.sync_data());
-        drop(slices);
+        let written = if spoiled {
+            Err(io::Error::other(
+                "the delivery journal cannot start a new segment",
+            ))
+        } else {
+            append(&mut segment, &mut heads, &batch)
+        };
         match written {
             Ok(()) => {
-                segment.len += len as u64;
                 for p in batch {
-                    if apply
-                        .send(Apply {
-                            segment: segment.seq,
-                            copy: p.copy,
-                        })
-                        .is_err()
-                    {
-                        let _ = p.done.send(Err(closed()));
-                        continue;
-                    }
-                    let _ = p.done.send(Ok(()));
+                    let applied = apply.send(Apply {
+                        segment: segment.seq,
+                        copy: p.copy,
+                    });
+                    let _ = p.done.send(applied.map_err(|_| closed()));
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, "delivery journal: write");
+                spoiled = true;
+                progress.settle(batch.len());
                 for p in batch {
                     let _ = p.done.send(Err(io::Error::new(e.kind(), e.to_string())));
-                }
-                // What was written of the batch ends this segment: later
-                // records go to a new one.
-                match Segment::create(dir, segment.seq + 1) {
-                    Ok(s) => segment = s,
-                    Err(e) => tracing::error!(error = %e, "delivery journal: new segment"),
                 }
             }
         }
     }
+}
+
+/// Appends the records of `batch` to `segment` and makes them durable.
+fn append(segment: &mut Segment, heads: &mut Vec<u8>, batch: &[Pending]) -> io::Result<()> {
+    // The records' heads in one buffer, each followed by its copy's
+    // bytes where they are (one vectored write, no copy).
+    heads.clear();
+    let mut ends = Vec::with_capacity(batch.len());
+    for p in batch {
+        let c = &p.copy;
+        encode_head(
+            heads,
+            c.dir.as_os_str().as_bytes(),
+            &encode_naming(&c.naming),
+            &[&c.prefix, &c.body],
+        );
+        ends.push(heads.len());
+    }
+    let mut slices = Vec::with_capacity(batch.len() * 3);
+    let mut start = 0;
+    for (p, &end) in batch.iter().zip(&ends) {
+        slices.push(IoSlice::new(&heads[start..end]));
+        slices.push(IoSlice::new(&p.copy.prefix));
+        slices.push(IoSlice::new(&p.copy.body));
+        start = end;
+    }
+    let len: usize = slices.iter().map(|s| s.len()).sum();
+    write_all_vectored(&mut segment.file, &mut slices)?;
+    segment.file.sync_data()?;
+    segment.len += len as u64;
+    Ok(())
 }
 
 fn apply_loop(dir: &Path, first: u64, rx: mpsc::Receiver<Apply>, progress: &Progress) {
@@ -493,8 +514,7 @@ fn apply_loop(dir: &Path, first: u64, rx: mpsc::Receiver<Apply>, progress: &Prog
                 chunk.iter().for_each(|a| apply(tmp, a));
             }
         });
-        progress.counts.lock().unwrap_or_else(|e| e.into_inner()).1 += batch.len() as u64;
-        progress.changed.notify_all();
+        progress.settle(batch.len());
     }
     // The writer is gone and every copy is in its mailbox.
     for seq in segments(dir).unwrap_or_default() {
@@ -635,7 +655,7 @@ mod tests {
 
     /// What a crash leaves: copies in the log, some already in their
     /// mailbox (one moved to cur/ by a reader), one named by its content,
-    /// a record naming no file, and a record cut short.
+    /// a record whose name field is unknown, and a record cut short.
     #[test]
     fn recovery_writes_each_logged_copy_once() {
         let root = temp("recover");
@@ -671,10 +691,10 @@ mod tests {
         assert_eq!(
             found,
             Recovered {
-                written: 4,
+                written: 5,
                 present: 2,
                 torn_bytes: 10,
-                unreadable: 1,
+                renamed: 1,
             }
         );
         let mut want = vec![
@@ -685,7 +705,12 @@ mod tests {
             content_name.clone(),
         ];
         want.sort();
-        assert_eq!(new_files(&mailbox), want);
+        // The record whose name field is unknown is there under a new name.
+        let mut have = new_files(&mailbox);
+        let renamed = have.iter().position(|n| n.ends_with(".journal")).unwrap();
+        let renamed = have.remove(renamed);
+        assert_eq!(fs::read(mailbox.join("new").join(renamed)).unwrap(), b"x");
+        assert_eq!(have, want);
         assert_eq!(
             fs::read(mailbox.join("new").join(&content_name)).unwrap(),
             message

@@ -262,7 +262,7 @@ pub async fn open_journal(dir: PathBuf) -> io::Result<Arc<Journal>> {
             written = found.written,
             present = found.present,
             torn_bytes = found.torn_bytes,
-            unreadable = found.unreadable,
+            renamed = found.renamed,
             "delivery journal recovered: copies a crash left there are in their mailboxes"
         );
     }
