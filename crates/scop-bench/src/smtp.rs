@@ -496,6 +496,7 @@ pub fn mx_child(args: &[String]) -> Result<()> {
             submission: None,
             submissions: None,
             relay: false,
+            relay_id: None,
             routes: Default::default(),
             lifetime_secs: 5 * 86_400,
             retry: Default::default(),

@@ -691,7 +691,7 @@ impl Handler for RelayHop {
             self.lifetime_secs,
             login,
             now,
-            lease_until,
+            (lease_until, &relay.owner),
         )
         .await?;
         let id = m.id.to_string();

@@ -192,6 +192,10 @@ pub struct Relay {
     slots: std::sync::OnceLock<Arc<Semaphore>>,
     /// Whether stale leases were released.
     released: std::sync::atomic::AtomicBool,
+    /// This relay's name on the leases it takes: a relay that starts
+    /// again releases the leases it held before, and only those, so
+    /// several relays (with different names) can work one store.
+    pub owner: String,
 }
 
 /// How a delivered recipient left our hands.
@@ -261,10 +265,18 @@ fn reply_text(r: &Reply) -> String {
     }
 }
 
+/// A relay's default name on its leases: our host name and the
+/// mailboxes' root, the same from one start to the next.
+pub fn default_owner(delivery: &Delivery) -> String {
+    format!("{}:{}", delivery.hostname, delivery.mail_root.display())
+}
+
 impl Relay {
     /// A relay with default limits.
     pub fn new(delivery: Delivery, routes: Routes) -> Self {
+        let owner = default_owner(&delivery);
         Relay {
+            owner,
             delivery,
             routes,
             tls: crate::tls::opportunistic_client(),
@@ -279,8 +291,8 @@ impl Relay {
         }
     }
 
-    /// Works the queue until `stop` turns true. Leases left by a relay
-    /// that crashed are released first: one relay works a store.
+    /// Works the queue until `stop` turns true. Leases this relay left
+    /// when it last stopped (a crash) are released first.
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         self.release_stale_leases().await;
         let slots = self.slots().clone();
@@ -289,7 +301,13 @@ impl Relay {
             match self.delivery.store.due(now, 256).await {
                 Ok(due) => {
                     for m in due {
-                        match self.delivery.store.lease(m.id, now, now + LEASE_SECS).await {
+                        let until = now + LEASE_SECS;
+                        match self
+                            .delivery
+                            .store
+                            .lease(m.id, now, until, &self.owner)
+                            .await
+                        {
                             Ok(true) => {}
                             Ok(false) => continue,
                             Err(e) => {
@@ -338,11 +356,11 @@ impl Relay {
         });
     }
 
-    /// Releases the leases a previous relay process left (it died during
-    /// an attempt), once per relay: [`Relay::run`] does it first, and a
-    /// caller that hands messages over ([`Relay::hand_over`]) before the
-    /// runner starts must await it before the first, or its fresh lease
-    /// would be released under it.
+    /// Releases the leases this relay's previous process left (it died
+    /// during an attempt), once per relay: [`Relay::run`] does it first,
+    /// and a caller that hands messages over ([`Relay::hand_over`])
+    /// before the runner starts must await it before the first, or its
+    /// fresh lease would be released under it. Other relays' leases stay.
     pub async fn release_stale_leases(&self) {
         if self
             .released
@@ -350,16 +368,12 @@ impl Relay {
         {
             return;
         }
-        let store = &self.delivery.store;
-        match store.list_queue().await {
-            Ok(entries) => {
-                for e in entries.iter().filter(|e| e.lease_until > 0) {
-                    if let Err(err) = store.release(e.id).await {
-                        tracing::error!(id = %e.id, error = %err, "could not release a lease");
-                    }
-                }
+        match self.delivery.store.release_leases_of(&self.owner).await {
+            Ok(0) => {}
+            Ok(n) => {
+                tracing::info!(owner = %self.owner, released = n, "leases of the previous run released")
             }
-            Err(e) => tracing::error!(error = %e, "queue scan failed"),
+            Err(e) => tracing::error!(error = %e, "could not release the previous run's leases"),
         }
     }
 

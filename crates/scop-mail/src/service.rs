@@ -43,6 +43,9 @@ pub struct MailConfig {
     pub submissions: Option<SocketAddr>,
     /// Run the relay (outbound queue).
     pub relay: bool,
+    /// The relay's name on its leases (see [`Relay::owner`]); `None`:
+    /// [`crate::relay::default_owner`].
+    pub relay_id: Option<String>,
     /// Relay routing.
     pub routes: Routes,
     /// Queue lifetime.
@@ -244,6 +247,9 @@ pub async fn start(cfg: MailConfig) -> io::Result<Running> {
     if cfg.relay {
         let mut relay = Relay::new(delivery, cfg.routes.clone());
         relay.retry = cfg.retry;
+        if let Some(id) = &cfg.relay_id {
+            relay.owner = id.clone();
+        }
         let relay = Arc::new(relay);
         tasks.push(tokio::spawn(relay.run(stop_rx.clone())));
     }

@@ -311,19 +311,19 @@ pub async fn enqueue(
     Ok(id.to_string())
 }
 
-/// Queues `msg` durably, leased until `lease_until` by the caller (the
-/// relay, which starts on it at once); the message as queued, or 451.
+/// Queues `msg` durably, leased (until when, by whom) by the relay that
+/// starts on it at once; the message as queued, or 451.
 pub async fn enqueue_leased(
     store: &Store,
     msg: &Incoming,
     lifetime_secs: i64,
     login: Option<&str>,
     now: i64,
-    lease_until: i64,
+    (lease_until, owner): (i64, &str),
 ) -> Result<scop_store::QueuedMessage, Reply> {
     let new = new_message(msg, lifetime_secs);
     let m = store
-        .enqueue_leased(&new, now, lease_until)
+        .enqueue_leased(&new, now, lease_until, owner)
         .await
         .map_err(enqueue_failed)?;
     log_queued(m.id, &new, login);

@@ -592,3 +592,100 @@ async fn swaks_pipelining_on_the_mx() {
     assert!(t.contains("PIPELINING"), "{t}");
     a.wait_messages("alice@a.test", 1, 10).await;
 }
+
+/// Two relays work one store, each under its own lease name: every
+/// queued message reaches the other domain's mailbox once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relays_share_one_store() {
+    use std::sync::Arc;
+    let b = domain(
+        "b.test",
+        &[("bob@b.test", "bob-password")],
+        Setup::default(),
+    )
+    .await;
+    let dir = common::temp_dir("two-relays");
+    let store = scop_store::Store::open(&format!("sqlite:{}", dir.join("scop.db").display()))
+        .await
+        .unwrap();
+    store.add_domain("a.test").await.unwrap();
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = Vec::new();
+    for name in ["one", "two"] {
+        let delivery = scop_mail::delivery::Delivery {
+            store: store.clone(),
+            mail_root: dir.join("mail"),
+            hostname: format!("relay-{name}.a.test"),
+            srs: Arc::new(scop_mail::srs::Srs::new(b"test srs key")),
+            lifetime_secs: 86_400,
+            queued: Arc::new(tokio::sync::Notify::new()),
+            journal: None,
+        };
+        let mut routes = Routes::default();
+        routes.fixed.insert("b.test".into(), vec![b.mx()]);
+        let mut relay = scop_mail::relay::Relay::new(delivery, routes);
+        relay.owner = name.into();
+        relay.poll = Duration::from_millis(20);
+        tasks.push(tokio::spawn(Arc::new(relay).run(stop_rx.clone())));
+    }
+    let count = 60;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    for i in 0..count {
+        let body = format!("Message-ID: <m{i}@a.test>\r\nSubject: m{i}\r\n\r\nbody\r\n");
+        store
+            .enqueue(
+                &scop_store::NewMessage {
+                    sender: "alice@a.test".into(),
+                    recipients: vec!["bob@b.test".into()],
+                    body: body.into_bytes(),
+                    lifetime_secs: 86_400,
+                    dsn: Default::default(),
+                },
+                now,
+            )
+            .await
+            .unwrap();
+    }
+    let got = b.wait_messages("bob@b.test", count, 30).await;
+    // The queue empties, and nothing arrives twice.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !store.list_queue().await.unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the queue did not empty"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let got_later = b.messages("bob@b.test");
+    assert_eq!(got_later.len(), got.len());
+    let mut subjects: Vec<String> = got_later
+        .iter()
+        .map(|m| {
+            let m = String::from_utf8_lossy(m);
+            m.lines()
+                .find(|l| l.starts_with("Subject: "))
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    subjects.sort();
+    subjects.dedup();
+    assert_eq!(subjects.len(), count, "each message once");
+    let by_one = got_later
+        .iter()
+        .filter(|m| String::from_utf8_lossy(m).contains("from relay-one.a.test"))
+        .count();
+    eprintln!(
+        "two relays: {by_one} of {count} messages sent by relay one, {} by relay two",
+        count - by_one
+    );
+    stop.send(true).unwrap();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}

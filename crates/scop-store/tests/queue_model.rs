@@ -222,7 +222,7 @@ async fn run(ops: Vec<Op>) -> Result<(), TestCaseError> {
                 let Some(&id) = model.ids.get(m) else {
                     continue;
                 };
-                let got = store.lease(id, now, now + d).await.unwrap();
+                let got = store.lease(id, now, now + d, "relay-a").await.unwrap();
                 let free = model.lease.get(&id).is_none_or(|&until| until <= now);
                 let want = model.queue.contains_key(&id) && free;
                 prop_assert_eq!(got, want);

@@ -556,8 +556,8 @@ async fn queue_lifecycle(db: Db) {
     assert_eq!((m.ret, m.envid.as_deref()), (None, None));
     assert_eq!(m.body, b"hello\r\n");
     // lease: one worker only
-    assert!(store.lease(id, now, now + 60).await.unwrap());
-    assert!(!store.lease(id, now + 1, now + 61).await.unwrap());
+    assert!(store.lease(id, now, now + 60, "relay-a").await.unwrap());
+    assert!(!store.lease(id, now + 1, now + 61, "relay-a").await.unwrap());
     assert!(
         store.due(now + 1, 10).await.unwrap().is_empty(),
         "leased messages are not due"
@@ -612,7 +612,12 @@ async fn queue_lifecycle(db: Db) {
     assert!(store.list_queue().await.unwrap().is_empty());
     assert!(store.due(i64::MAX, 10).await.unwrap().is_empty());
     assert!(!store.retry_now(id, now).await.unwrap());
-    assert!(!store.lease(id, now + 1000, now + 2000).await.unwrap());
+    assert!(
+        !store
+            .lease(id, now + 1000, now + 2000, "relay-a")
+            .await
+            .unwrap()
+    );
     let log = store.delivery_log(id).await.unwrap();
     let summary: Vec<(String, Outcome, i64)> = log
         .iter()
@@ -683,9 +688,19 @@ async fn queue_order_limits_and_delete(db: Db) {
     ));
     // an expired lease frees the message
     let id = ids[0];
-    assert!(store.lease(id, now, now + 60).await.unwrap());
-    assert!(!store.lease(id, now + 59, now + 120).await.unwrap());
-    assert!(store.lease(id, now + 60, now + 120).await.unwrap());
+    assert!(store.lease(id, now, now + 60, "relay-a").await.unwrap());
+    assert!(
+        !store
+            .lease(id, now + 59, now + 120, "relay-a")
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .lease(id, now + 60, now + 120, "relay-a")
+            .await
+            .unwrap()
+    );
     assert!(
         store
             .due(now + 100, 10)
@@ -744,7 +759,7 @@ async fn concurrent_workers_lease_once(db: Db) {
         tasks.push(tokio::spawn(async move {
             let mut won = Vec::new();
             for id in ids {
-                if store.lease(id, now, now + 60).await.unwrap() {
+                if store.lease(id, now, now + 60, "relay-a").await.unwrap() {
                     won.push((w, id));
                 }
             }
@@ -1054,6 +1069,55 @@ async fn migrates_a_queued_message_to_dsn_columns(db: Db) {
     );
 }
 
+/// Several relays on one store: a relay that starts again releases the
+/// leases it held before (a crash), not those of the others.
+async fn a_restarted_relay_releases_only_its_own_leases(db: Db) {
+    let store = Store::open(&db.url).await.unwrap();
+    let now = 1_000;
+    let a = store
+        .enqueue(&msg("s@a.test", &["x@ext.test"], b"a"), now)
+        .await
+        .unwrap();
+    let b = store
+        .enqueue(&msg("s@a.test", &["y@ext.test"], b"b"), now)
+        .await
+        .unwrap();
+    assert!(store.lease(a, now, now + 900, "relay-a").await.unwrap());
+    assert!(store.lease(b, now, now + 900, "relay-b").await.unwrap());
+    let c = store
+        .enqueue_leased(
+            &msg("s@a.test", &["z@ext.test"], b"c"),
+            now,
+            now + 900,
+            "relay-a",
+        )
+        .await
+        .unwrap()
+        .id;
+    assert!(store.due(now + 1, 10).await.unwrap().is_empty());
+    // relay-a starts again: its two leases go, relay-b's stays.
+    assert_eq!(store.release_leases_of("relay-a").await.unwrap(), 2);
+    let due: Vec<MessageId> = store
+        .due(now + 1, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(due, vec![a, c]);
+    assert!(!store.lease(b, now + 1, now + 900, "relay-a").await.unwrap());
+    assert_eq!(store.release_leases_of("relay-a").await.unwrap(), 0);
+    // relay-b's lease ends on its own.
+    let due: Vec<MessageId> = store
+        .due(now + 900, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    assert_eq!(due, vec![a, b, c]);
+}
+
 async fn enqueued_leased_is_held_until_the_lease_ends(db: Db) {
     let store = Store::open(&db.url).await.unwrap();
     let now = 1_000;
@@ -1066,6 +1130,7 @@ async fn enqueued_leased_is_held_until_the_lease_ends(db: Db) {
             ),
             now,
             now + 60,
+            "relay-b",
         )
         .await
         .unwrap();
@@ -1078,7 +1143,12 @@ async fn enqueued_leased_is_held_until_the_lease_ends(db: Db) {
     // Nobody else gets it while the lease holds, nor can lease it.
     assert!(store.due(now, 10).await.unwrap().is_empty());
     assert!(store.due(now + 59, 10).await.unwrap().is_empty());
-    assert!(!store.lease(m.id, now + 1, now + 100).await.unwrap());
+    assert!(
+        !store
+            .lease(m.id, now + 1, now + 100, "relay-a")
+            .await
+            .unwrap()
+    );
     // Durable: a reopened store has it, and once the lease ends (or is
     // released by a restarted relay) it is due like any other.
     drop(store);
@@ -1130,6 +1200,7 @@ suite!(
     delay_report_is_queued_once,
     migrates_a_queued_message_to_dsn_columns,
     enqueued_leased_is_held_until_the_lease_ends,
+    a_restarted_relay_releases_only_its_own_leases,
 );
 
 /// The credentials file beside an SQLite test database, and its

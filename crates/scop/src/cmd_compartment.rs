@@ -310,6 +310,9 @@ async fn start(
             let queued = delivery.queued.clone();
             let mut relay = scop_mail::relay::Relay::new(delivery, routes);
             relay.retry = mail::retry(a);
+            if let Some(id) = &a.relay_id {
+                relay.owner = id.clone();
+            }
             relay.poll = RELAY_POLL;
             let relay = Arc::new(relay);
             // Before the hop hands over its first message.

@@ -66,6 +66,13 @@ pub struct ServeArgs {
     /// Do not run the relay (outbound queue).
     #[arg(long)]
     pub(crate) no_relay: bool,
+    /// The relay's name on the queue entries it leases (default: the host
+    /// name and the mailboxes' root). A relay that starts again frees
+    /// the leases it held before a crash, and only those: relays sharing
+    /// one store (PostgreSQL) need different names, and each must keep
+    /// its own across restarts.
+    #[arg(long, value_name = "ID")]
+    pub(crate) relay_id: Option<String>,
     /// Write every mailbox copy into its Maildir (file and directory
     /// fsync'd) before the 250. By default a copy is acknowledged once it
     /// is in the delivery journal (MAILBOXES/.journal, fdatasync'd for
@@ -502,6 +509,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
             submission,
             submissions,
             relay: !a.no_relay,
+            relay_id: a.relay_id.clone(),
             routes,
             lifetime_secs: a.queue_lifetime,
             retry: retry(&a),

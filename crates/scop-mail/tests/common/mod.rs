@@ -137,6 +137,7 @@ pub async fn domain(name: &str, users: &[(&str, &str)], setup: Setup) -> Domain 
         submission: Some(any),
         submissions: Some(any),
         relay: true,
+        relay_id: None,
         routes: setup.routes,
         lifetime_secs: setup.lifetime_secs,
         retry: setup.retry,

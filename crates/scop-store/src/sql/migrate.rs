@@ -38,6 +38,10 @@ const SQLITE: &[Migration] = &[
         version: 5,
         sql: include_str!("../../migrations/sqlite/0005_directory_version.sql"),
     },
+    Migration {
+        version: 6,
+        sql: include_str!("../../migrations/sqlite/0006_lease_owner.sql"),
+    },
 ];
 
 const POSTGRES: &[Migration] = &[
@@ -61,10 +65,14 @@ const POSTGRES: &[Migration] = &[
         version: 5,
         sql: include_str!("../../migrations/postgres/0005_directory_version.sql"),
     },
+    Migration {
+        version: 6,
+        sql: include_str!("../../migrations/postgres/0006_lease_owner.sql"),
+    },
 ];
 
 /// The schema version this build writes (the last migration).
-pub const SCHEMA_VERSION: i64 = 5;
+pub const SCHEMA_VERSION: i64 = 6;
 
 /// Key of the PostgreSQL advisory lock held while migrating.
 const PG_MIGRATION_LOCK: i64 = 0x5C0F_5702;

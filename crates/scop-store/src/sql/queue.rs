@@ -447,13 +447,13 @@ impl<'a> Prepared<'a> {
 /// to `Result<MessageId>`.
 macro_rules! insert_message {
     ($tx:ident, $p:expr) => {
-        insert_message!($tx, $p, 0i64)
+        insert_message!($tx, $p, 0i64, "")
     };
-    ($tx:ident, $p:expr, $lease_until:expr) => {{
+    ($tx:ident, $p:expr, $lease_until:expr, $owner:expr) => {{
         let p = &$p;
         let row = sqlx::query(
-            "INSERT INTO messages (sender, created, expires, dsn_requested, lease_until, size, body, envid, ret) \
-             VALUES ($1, $2, $3, $4, $9, $5, $6, $7, $8) RETURNING id",
+            "INSERT INTO messages (sender, created, expires, dsn_requested, lease_until, size, body, envid, ret, lease_owner) \
+             VALUES ($1, $2, $3, $4, $9, $5, $6, $7, $8, $10) RETURNING id",
         )
         .bind(&p.msg.sender)
         .bind(p.now)
@@ -464,6 +464,7 @@ macro_rules! insert_message {
         .bind(p.msg.dsn.envid.as_deref())
         .bind(p.msg.dsn.ret.map(Ret::as_str))
         .bind($lease_until)
+        .bind($owner)
         .fetch_one(&mut *$tx)
         .await?;
         let id: i64 = row.try_get(0)?;
@@ -603,21 +604,23 @@ impl Store {
         })
     }
 
-    /// Queues a message already leased until `lease_until` by the caller
-    /// (a relay that queues what it is handed and starts on it at once,
+    /// Queues a message already leased until `lease_until` by the relay
+    /// `owner` (which queues what it is handed and starts on it at once,
     /// without a queue scan or a second commit); durable when this
     /// returns, like [`Store::enqueue`]. A relay that dies before the
-    /// lease ends leaves it to the next one (stale leases are released at
-    /// start, expired ones seen by [`Store::due`]).
+    /// lease ends leaves it to itself when it starts again
+    /// ([`Store::release_leases_of`]), or to any relay once it expires
+    /// ([`Store::due`]).
     pub async fn enqueue_leased(
         &self,
         msg: &NewMessage,
         now: i64,
         lease_until: i64,
+        owner: &str,
     ) -> Result<QueuedMessage> {
         let prepared = Prepared::new(msg, now)?;
         let id = write_tx!(self, tx => async {
-            insert_message!(tx, prepared, lease_until)
+            insert_message!(tx, prepared, lease_until, owner)
         }.await)?;
         on_pool!(self, p => {
             let rows = sqlx::query(
@@ -634,25 +637,49 @@ impl Store {
 }
 
 impl Store {
-    /// Takes the message for one relay worker until `until`, if nobody holds
-    /// it at `now`. A worker that crashes frees it when the lease expires.
+    /// Takes the message for the relay `owner` until `until`, if nobody
+    /// holds it at `now`. A relay that crashes frees it when the lease
+    /// expires, or when it starts again ([`Store::release_leases_of`]).
     /// `false`: leased by another worker, or no such message.
-    pub async fn lease(&self, id: MessageId, now: i64, until: i64) -> Result<bool> {
+    pub async fn lease(&self, id: MessageId, now: i64, until: i64, owner: &str) -> Result<bool> {
         on_pool!(self, p => {
-            let done = sqlx::query("UPDATE messages SET lease_until = $3 WHERE id = $1 AND lease_until <= $2")
-                .bind(id.0)
-                .bind(now)
-                .bind(until)
-                .execute(p)
-                .await?;
+            let done = sqlx::query(
+                "UPDATE messages SET lease_until = $3, lease_owner = $4 WHERE id = $1 AND lease_until <= $2",
+            )
+            .bind(id.0)
+            .bind(now)
+            .bind(until)
+            .bind(owner)
+            .execute(p)
+            .await?;
             Ok(done.rows_affected() == 1)
+        })
+    }
+
+    /// Releases the leases `owner` holds (and those of no owner, from
+    /// before schema version 6): what a relay left when it died, released
+    /// when it starts again. Other relays' leases stay. The leases
+    /// released.
+    pub async fn release_leases_of(&self, owner: &str) -> Result<u64> {
+        on_pool!(self, p => {
+            let done = sqlx::query(
+                "UPDATE messages SET lease_until = 0, lease_owner = '' \
+                 WHERE lease_until > 0 AND lease_owner IN ($1, '')",
+            )
+            .bind(owner)
+            .execute(p)
+            .await?;
+            Ok(done.rows_affected())
         })
     }
 
     /// Gives up a lease early (after an attempt). `false`: no such message.
     pub async fn release(&self, id: MessageId) -> Result<bool> {
         on_pool!(self, p => {
-            let done = sqlx::query("UPDATE messages SET lease_until = 0 WHERE id = $1").bind(id.0).execute(p).await?;
+            let done = sqlx::query("UPDATE messages SET lease_until = 0, lease_owner = '' WHERE id = $1")
+                .bind(id.0)
+                .execute(p)
+                .await?;
             Ok(done.rows_affected() == 1)
         })
     }
