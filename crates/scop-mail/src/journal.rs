@@ -22,8 +22,8 @@
 //! while it cannot make one. A lock file keeps a second process out of
 //! the directory.
 //!
-//! At most [`MAX_UNAPPLIED`] copies wait for their mailbox; beyond that
-//! the acknowledgements wait too.
+//! At most [`MAX_UNAPPLIED`] copies, and [`MAX_UNAPPLIED_BYTES`], wait
+//! for their mailbox; beyond that the acknowledgements wait too.
 
 use std::collections::{HashMap, HashSet};
 use std::fs::{self, File, OpenOptions};
@@ -43,6 +43,9 @@ use crate::maildir::{self, Naming};
 pub const SEGMENT_BYTES: u64 = 64 << 20;
 /// Copies logged but not yet in their mailbox, at most.
 pub const MAX_UNAPPLIED: usize = 4096;
+/// Bytes of copies logged but not yet in their mailbox (held in memory),
+/// at most (a larger copy waits until none is).
+pub const MAX_UNAPPLIED_BYTES: usize = 256 << 20;
 /// Bytes written and synced at once, at most (more wait for the next
 /// batch).
 const BATCH_BYTES: usize = 16 << 20;
@@ -58,6 +61,13 @@ struct Copy {
     /// Stored before the body (a `Return-Path` line); not named.
     prefix: Vec<u8>,
     body: Arc<Vec<u8>>,
+}
+
+impl Copy {
+    /// The bytes stored.
+    fn size(&self) -> usize {
+        self.prefix.len() + self.body.len()
+    }
 }
 
 /// A [`Naming`] as the name field of a record: `=NAME` for a fixed
@@ -105,6 +115,30 @@ struct Apply {
 struct Progress {
     counts: Mutex<(u64, u64)>,
     changed: Condvar,
+}
+
+/// Bytes held for the mailbox writers ([`MAX_UNAPPLIED_BYTES`]).
+#[derive(Default)]
+struct Budget {
+    used: Mutex<usize>,
+    freed: Condvar,
+}
+
+impl Budget {
+    /// Waits until `n` more bytes fit (or nothing is held), and holds them.
+    fn take(&self, n: usize) {
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        while *used > 0 && *used + n > MAX_UNAPPLIED_BYTES {
+            used = self.freed.wait(used).unwrap_or_else(|e| e.into_inner());
+        }
+        *used += n;
+    }
+
+    fn give(&self, n: usize) {
+        let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
+        *used = used.saturating_sub(n);
+        self.freed.notify_all();
+    }
 }
 
 impl Progress {
@@ -175,19 +209,20 @@ impl Journal {
         let (apply_tx, apply_rx) = mpsc::sync_channel::<Apply>(MAX_UNAPPLIED);
         let progress = Arc::new(Progress::default());
         let segment = Segment::create(dir, next)?;
+        let budget = Arc::new(Budget::default());
         let writer = {
             let dir = dir.to_path_buf();
-            let progress = progress.clone();
+            let (progress, budget) = (progress.clone(), budget.clone());
             std::thread::Builder::new()
                 .name("journal-writer".into())
-                .spawn(move || write_loop(&dir, segment, rx, apply_tx, &progress))?
+                .spawn(move || write_loop(&dir, segment, rx, apply_tx, &progress, &budget))?
         };
         let applier = {
             let dir = dir.to_path_buf();
             let progress = progress.clone();
             std::thread::Builder::new()
                 .name("journal-apply".into())
-                .spawn(move || apply_loop(&dir, next, apply_rx, &progress))?
+                .spawn(move || apply_loop(&dir, next, apply_rx, &progress, &budget))?
         };
         Ok((
             Journal {
@@ -397,6 +432,7 @@ fn write_loop(
     rx: mpsc::Receiver<Pending>,
     apply: mpsc::SyncSender<Apply>,
     progress: &Progress,
+    budget: &Budget,
 ) {
     let mut heads = Vec::new();
     // After a failed write the segment may end in a partial record: no
@@ -407,7 +443,7 @@ fn write_loop(
         let mut bytes = 0;
         while bytes < BATCH_BYTES {
             let Ok(p) = rx.try_recv() else { break };
-            bytes += p.copy.prefix.len() + p.copy.body.len();
+            bytes += p.copy.size();
             batch.push(p);
         }
         if spoiled || segment.len >= SEGMENT_BYTES {
@@ -429,6 +465,7 @@ fn write_loop(
         match written {
             Ok(()) => {
                 for p in batch {
+                    budget.take(p.copy.size());
                     let applied = apply.send(Apply {
                         segment: segment.seq,
                         copy: p.copy,
@@ -479,7 +516,13 @@ fn append(segment: &mut Segment, heads: &mut Vec<u8>, batch: &[Pending]) -> io::
     Ok(())
 }
 
-fn apply_loop(dir: &Path, first: u64, rx: mpsc::Receiver<Apply>, progress: &Progress) {
+fn apply_loop(
+    dir: &Path,
+    first: u64,
+    rx: mpsc::Receiver<Apply>,
+    progress: &Progress,
+    budget: &Budget,
+) {
     let mut oldest = first;
     // Each writer's own temporary directory (see maildir::deliver_via).
     let tmps: Vec<PathBuf> = (0..APPLY_THREADS)
@@ -514,6 +557,7 @@ fn apply_loop(dir: &Path, first: u64, rx: mpsc::Receiver<Apply>, progress: &Prog
                 chunk.iter().for_each(|a| apply(tmp, a));
             }
         });
+        budget.give(batch.iter().map(|a| a.copy.size()).sum());
         progress.settle(batch.len());
     }
     // The writer is gone and every copy is in its mailbox.
@@ -642,6 +686,23 @@ mod tests {
         for bad in ["", "=", "=a/b", "x", "=a\nb"] {
             assert_eq!(decode_naming(bad), None, "{bad:?}");
         }
+    }
+
+    #[test]
+    fn copies_held_in_memory_are_bounded() {
+        let budget = Arc::new(Budget::default());
+        budget.take(MAX_UNAPPLIED_BYTES - 10);
+        let waiting = {
+            let budget = budget.clone();
+            std::thread::spawn(move || budget.take(100))
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!waiting.is_finished(), "100 more bytes do not fit");
+        budget.give(MAX_UNAPPLIED_BYTES - 10);
+        waiting.join().unwrap();
+        // Nothing held: a copy larger than the bound still goes.
+        budget.give(100);
+        budget.take(MAX_UNAPPLIED_BYTES * 2);
     }
 
     #[test]
