@@ -332,7 +332,14 @@ async fn run<H: Handler>(
                     rcpt_params.clear();
                 }
                 E::DataChunk(c) => {
-                    if body.len() + c.len() <= size_cap {
+                    if body.is_empty() {
+                        // The first chunk becomes the body, uncopied.
+                        body = c;
+                        if body.len() > size_cap {
+                            body.clear();
+                            oversize = true;
+                        }
+                    } else if body.len() + c.len() <= size_cap {
                         body.extend_from_slice(&c);
                     } else {
                         oversize = true;

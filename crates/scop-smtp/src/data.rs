@@ -102,6 +102,34 @@ impl DataDecoder {
         !matches!(b, b'\r' | b'\n' | 0) && (b < 0x80 || self.allow_8bit)
     }
 
+    /// How many bytes at the start of `bytes` are plain: eight at a time
+    /// while a word holds no CR, LF, NUL (nor, without 8-bit, a byte
+    /// above 0x7F), then one at a time.
+    fn plain_len(&self, bytes: &[u8]) -> usize {
+        const ONES: u64 = 0x0101_0101_0101_0101;
+        const HIGH: u64 = 0x8080_8080_8080_8080;
+        // Nonzero when a byte of `w` is `b` (exact when it is zero).
+        let has = |w: u64, b: u8| {
+            let x = w ^ (ONES * u64::from(b));
+            x.wrapping_sub(ONES) & !x & HIGH
+        };
+        let high = if self.allow_8bit { 0 } else { HIGH };
+        let mut n = 0;
+        for word in bytes.chunks_exact(8) {
+            let w = u64::from_le_bytes([
+                word[0], word[1], word[2], word[3], word[4], word[5], word[6], word[7],
+            ]);
+            if has(w, b'\r') | has(w, b'\n') | has(w, 0) | (w & high) != 0 {
+                break;
+            }
+            n += 8;
+        }
+        n + bytes[n..]
+            .iter()
+            .position(|&b| !self.plain(b))
+            .unwrap_or(bytes.len() - n)
+    }
+
     /// From `at` inside a line: where the run of bytes that only extend
     /// lines (plain bytes, and `CRLF` followed by a plain byte other than
     /// a dot) ends, within the line length limit, and the length of the
@@ -111,11 +139,7 @@ impl DataDecoder {
         let mut line_len = self.line_len;
         loop {
             let room = TEXT_LINE_MAX.saturating_sub(line_len);
-            let rest = &input[j..input.len().min(j + room)];
-            let run = rest
-                .iter()
-                .position(|&b| !self.plain(b))
-                .unwrap_or(rest.len());
+            let run = self.plain_len(&input[j..input.len().min(j + room)]);
             j += run;
             line_len += run;
             match input.get(j..j + 3) {
