@@ -52,7 +52,7 @@ const BATCH_BYTES: usize = 16 << 20;
 /// Copies written into mailboxes at once, at most.
 const APPLY_BATCH: usize = 64;
 /// Threads writing one batch into mailboxes.
-const APPLY_THREADS: usize = 2;
+pub const APPLY_THREADS: usize = 2;
 
 /// One copy for one mailbox directory.
 struct Copy {

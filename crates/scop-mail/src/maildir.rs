@@ -196,10 +196,11 @@ pub fn deliver_parts(dir: &Path, name: &str, parts: &[&[u8]]) -> io::Result<Deli
     deliver_via(&dir.join("tmp"), dir, name, parts)
 }
 
-/// [`deliver_parts`] with the file written in `tmp` (a directory of the
-/// same file system; the Maildir's own `tmp/` when the rename from there
-/// is refused): writers that each have their own do not wait for one
-/// another's file creations in the mailbox's `tmp/`.
+/// [`deliver_parts`] with the file written in `tmp`, a directory on the
+/// same file system (when the rename from there is refused as crossing
+/// file systems, the copy goes through the Maildir's own `tmp/`):
+/// writers that each have their own do not wait for one another's file
+/// creations in the mailbox's `tmp/`.
 pub fn deliver_via(tmp: &Path, dir: &Path, name: &str, parts: &[&[u8]]) -> io::Result<Delivered> {
     prepare(dir)?;
     let new = dir.join("new");
