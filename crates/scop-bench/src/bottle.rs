@@ -9,7 +9,8 @@
 //!   spamfilter (a model trained on the SpamAssassin corpus's training
 //!   half) -> verifier (SPF, DKIM and DMARC through the resolver
 //!   compartment, which validates DNSSEC against the deployment's primary)
-//!   -> delivery (Maildir, fsync before the MX's 250).
+//!   -> delivery (its delivery journal fdatasync'd before the MX's 250,
+//!   then the Maildir).
 //! - **Postfix** 3.7 from the Debian package with OpenDKIM 2.11 as its
 //!   milter: outbound, smtpd (STARTTLS required, no SASL: clients on
 //!   loopback may relay) -> OpenDKIM signing with the same two keys ->
@@ -22,9 +23,9 @@
 //! `--per-connection` messages per connection. The sink stamps each
 //! message's arrival, so the outbound latency is end to end (MAIL to
 //! arrival at the sink). Inbound latency is MAIL to the 250 after the data
-//! (our 250 comes after delivery's fsync; Postfix's after its queue
-//! file's), and inbound throughput counts until the last message is in the
-//! Maildir. Afterwards every message is checked: at the sink, two DKIM
+//! (our 250 comes after delivery's journal fdatasync; Postfix's after its
+//! queue file's), and inbound throughput counts until the last message is
+//! in the Maildir. Afterwards every message is checked: at the sink, two DKIM
 //! signatures that verify (scop-dkim, keys of the deployment); in the
 //! mailboxes, the Authentication-Results each receiver wrote.
 
@@ -293,7 +294,7 @@ fn bench(o: &Options, root: &Path) -> Result<()> {
     );
     println!(
         "  msg/s: until the last message is in the Maildir; latency: MAIL FROM to the 250 \
-         (scop's after delivery's fsync, Postfix's after its queue file's)"
+         (scop's after delivery's journal fdatasync, Postfix's after its queue file's)"
     );
     print_table(&in_runs);
     println!(
