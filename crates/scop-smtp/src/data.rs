@@ -154,6 +154,45 @@ impl DataDecoder {
         }
     }
 
+    /// The rules for one byte.
+    fn step(&mut self, b: u8, out: &mut Vec<u8>) {
+        self.line_len += 1;
+        if self.line_len > TEXT_LINE_MAX {
+            self.fail(InvalidInput::TextLineTooLong);
+        }
+        if b == 0 {
+            self.fail(InvalidInput::DataNul);
+        } else if b >= 0x80 && !self.allow_8bit {
+            self.fail(PeerMisbehaved::EightBitData);
+        }
+        self.st = match (self.st, b) {
+            (St::LineStart, b'.') => St::Dot,
+            (St::DotCr, b'\n') => St::Done,
+            (St::Cr, b'\n') => {
+                self.emit(out, b"\r\n");
+                self.line_len = 0;
+                St::LineStart
+            }
+            (St::Cr | St::DotCr, _) => {
+                // CR not followed by LF.
+                self.fail(InvalidInput::DataBareNewline);
+                if b == b'\r' { St::Cr } else { St::Mid }
+            }
+            (_, b'\r') if self.st == St::Dot => St::DotCr,
+            (_, b'\r') => St::Cr,
+            (_, b'\n') => {
+                self.fail(InvalidInput::DataBareNewline);
+                St::Mid
+            }
+            (St::Dot, _) | (St::LineStart | St::Mid, _) => {
+                // A dot at line start is removed (RFC 5321 4.5.2).
+                self.emit(out, &[b]);
+                St::Mid
+            }
+            (St::Done, _) => St::Done,
+        };
+    }
+
     /// Decode from `input`, appending message bytes to `out` (nothing once
     /// an error is found). Returns the octets consumed and the status.
     pub fn decode(&mut self, input: &[u8], out: &mut Vec<u8>) -> (usize, DataStatus) {
@@ -164,8 +203,8 @@ impl DataDecoder {
             }
             // Inside a line, a run of bytes that change no state is
             // emitted at once, line ends included when the next line
-            // starts with such a byte (the byte-wise rules below give
-            // the same).
+            // starts with such a byte (`step` byte by byte gives the
+            // same).
             if self.st == St::Mid {
                 let (end, line_len) = self.plain_run(input, i);
                 if end > i {
@@ -175,43 +214,8 @@ impl DataDecoder {
                     continue;
                 }
             }
-            let b = input[i];
+            self.step(input[i], out);
             i += 1;
-            self.line_len += 1;
-            if self.line_len > TEXT_LINE_MAX {
-                self.fail(InvalidInput::TextLineTooLong);
-            }
-            if b == 0 {
-                self.fail(InvalidInput::DataNul);
-            } else if b >= 0x80 && !self.allow_8bit {
-                self.fail(PeerMisbehaved::EightBitData);
-            }
-            self.st = match (self.st, b) {
-                (St::LineStart, b'.') => St::Dot,
-                (St::DotCr, b'\n') => St::Done,
-                (St::Cr, b'\n') => {
-                    self.emit(out, b"\r\n");
-                    self.line_len = 0;
-                    St::LineStart
-                }
-                (St::Cr | St::DotCr, _) => {
-                    // CR not followed by LF.
-                    self.fail(InvalidInput::DataBareNewline);
-                    if b == b'\r' { St::Cr } else { St::Mid }
-                }
-                (_, b'\r') if self.st == St::Dot => St::DotCr,
-                (_, b'\r') => St::Cr,
-                (_, b'\n') => {
-                    self.fail(InvalidInput::DataBareNewline);
-                    St::Mid
-                }
-                (St::Dot, _) | (St::LineStart | St::Mid, _) => {
-                    // A dot at line start is removed (RFC 5321 4.5.2).
-                    self.emit(out, &[b]);
-                    St::Mid
-                }
-                (St::Done, _) => St::Done,
-            };
         }
         if self.st == St::Done {
             (input.len(), DataStatus::Done)
@@ -348,39 +352,7 @@ mod tests {
             if d.st == St::Done {
                 return (i, DataStatus::Done);
             }
-            d.line_len += 1;
-            if d.line_len > TEXT_LINE_MAX {
-                d.fail(InvalidInput::TextLineTooLong);
-            }
-            if b == 0 {
-                d.fail(InvalidInput::DataNul);
-            } else if b >= 0x80 && !d.allow_8bit {
-                d.fail(PeerMisbehaved::EightBitData);
-            }
-            d.st = match (d.st, b) {
-                (St::LineStart, b'.') => St::Dot,
-                (St::DotCr, b'\n') => St::Done,
-                (St::Cr, b'\n') => {
-                    d.emit(out, b"\r\n");
-                    d.line_len = 0;
-                    St::LineStart
-                }
-                (St::Cr | St::DotCr, _) => {
-                    d.fail(InvalidInput::DataBareNewline);
-                    if b == b'\r' { St::Cr } else { St::Mid }
-                }
-                (_, b'\r') if d.st == St::Dot => St::DotCr,
-                (_, b'\r') => St::Cr,
-                (_, b'\n') => {
-                    d.fail(InvalidInput::DataBareNewline);
-                    St::Mid
-                }
-                (St::Dot, _) | (St::LineStart | St::Mid, _) => {
-                    d.emit(out, &[b]);
-                    St::Mid
-                }
-                (St::Done, _) => St::Done,
-            };
+            d.step(b, out);
         }
         if d.st == St::Done {
             (input.len(), DataStatus::Done)

@@ -1069,6 +1069,17 @@ async fn migrates_a_queued_message_to_dsn_columns(db: Db) {
     );
 }
 
+/// The ids of the messages due at `now`.
+async fn due_ids(store: &Store, now: i64) -> Vec<MessageId> {
+    store
+        .due(now, 10)
+        .await
+        .unwrap()
+        .iter()
+        .map(|m| m.id)
+        .collect()
+}
+
 /// Several relays on one store: a relay that starts again releases the
 /// leases it held before (a crash), not those of the others.
 async fn a_restarted_relay_releases_only_its_own_leases(db: Db) {
@@ -1097,25 +1108,11 @@ async fn a_restarted_relay_releases_only_its_own_leases(db: Db) {
     assert!(store.due(now + 1, 10).await.unwrap().is_empty());
     // relay-a starts again: its two leases go, relay-b's stays.
     assert_eq!(store.release_leases_of("relay-a").await.unwrap(), 2);
-    let due: Vec<MessageId> = store
-        .due(now + 1, 10)
-        .await
-        .unwrap()
-        .iter()
-        .map(|m| m.id)
-        .collect();
-    assert_eq!(due, vec![a, c]);
+    assert_eq!(due_ids(&store, now + 1).await, vec![a, c]);
     assert!(!store.lease(b, now + 1, now + 900, "relay-a").await.unwrap());
     assert_eq!(store.release_leases_of("relay-a").await.unwrap(), 0);
     // relay-b's lease ends on its own.
-    let due: Vec<MessageId> = store
-        .due(now + 900, 10)
-        .await
-        .unwrap()
-        .iter()
-        .map(|m| m.id)
-        .collect();
-    assert_eq!(due, vec![a, b, c]);
+    assert_eq!(due_ids(&store, now + 900).await, vec![a, b, c]);
 }
 
 async fn enqueued_leased_is_held_until_the_lease_ends(db: Db) {

@@ -259,9 +259,7 @@ fn no_challenge_record(dns: u16) {
 #[test]
 fn acme_certificates_from_pebble_through_our_primary() {
     let started = Instant::now();
-    let root_dir = std::env::temp_dir().join(format!("scop-acme-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root_dir);
-    std::fs::create_dir_all(&root_dir).unwrap();
+    let root_dir = fresh_root("acme");
     let dir = root_dir.join("site");
     let dir_s = dir.to_str().unwrap();
     let (mx, subs, dns) = (free_port(), free_port(), free_port());

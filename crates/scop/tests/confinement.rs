@@ -56,19 +56,26 @@ fn probe_with(dir: &Path, role: &str, what: &str, mesh_base: u16) -> (bool, Stri
         "--confine-probe".into(),
         what.into(),
     ];
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let out = scop(&args, "");
-    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(out.status.success(), "{role} {what}: {stdout}{stderr}");
-    assert!(
-        stderr.contains("landlock=\"fully enforced\""),
-        "{role}: Landlock not enforced on this kernel: {stderr}"
-    );
+    let stdout = run_probe(&args, &format!("{role} {what}"));
     (
         stdout.starts_with("readable") || stdout.starts_with("connectable"),
         stdout,
     )
+}
+
+/// Runs a `--confine-probe` command (`who` names it in failures): it must
+/// succeed under fully enforced Landlock; what it printed.
+fn run_probe(args: &[String], who: &str) -> String {
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = scop(&args, "");
+    let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(out.status.success(), "{who}: {stdout}{stderr}");
+    assert!(
+        stderr.contains("landlock=\"fully enforced\""),
+        "{who}: Landlock not enforced on this kernel: {stderr}"
+    );
+    stdout
 }
 
 fn s_path(p: &Path) -> String {
@@ -192,16 +199,7 @@ fn each_compartment_reaches_only_its_own_secrets() {
             args.iter().position(|a| a == "--confine-probe").unwrap() + 1,
             s_path(path),
         );
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let out = scop(&args, "");
-        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
-        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-        assert!(out.status.success(), "dns {path:?}: {stdout}{stderr}");
-        assert!(
-            stderr.contains("landlock=\"fully enforced\""),
-            "dns: {stderr}"
-        );
-        stdout.starts_with("readable")
+        run_probe(&args, &format!("dns {path:?}")).starts_with("readable")
     };
     assert!(
         dns_probe(&journal),

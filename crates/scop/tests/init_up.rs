@@ -13,9 +13,7 @@ use deploy::*;
 
 #[test]
 fn init_then_up_serves_signs_delivers_and_restarts() {
-    let root = std::env::temp_dir().join(format!("scop-init-up-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::create_dir_all(&root).unwrap();
+    let root = fresh_root("init-up");
     let dir = root.join("alice");
     let dir_s = dir.to_str().unwrap();
     let (mx, subs, dns) = (free_port(), free_port(), free_port());

@@ -51,9 +51,7 @@ fn pem_count(path: &Path) -> usize {
 
 #[test]
 fn rotating_certificates_and_the_ca_keeps_mail_flowing() {
-    let root = std::env::temp_dir().join(format!("scop-mesh-rotate-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::create_dir_all(&root).unwrap();
+    let root = fresh_root("mesh-rotate");
     let dir = root.join("alice");
     let dir_s = dir.to_str().unwrap();
     let (mx, subs, dns) = (free_port(), free_port(), free_port());

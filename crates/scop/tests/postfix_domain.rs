@@ -210,9 +210,7 @@ fn message_path(maildir: &Path, marker: &str) -> PathBuf {
 #[test]
 fn postfix_as_a_third_domain_exchanges_mail_both_ways() {
     let started = Instant::now();
-    let root = std::env::temp_dir().join(format!("scop-postfix-domain-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::create_dir_all(&root).unwrap();
+    let root = fresh_root("postfix-domain");
 
     // carol.test's zone, served apart from both mail systems.
     let (_carol_dns, carol_dns_port) = serve_carol_zone(&root);

@@ -41,9 +41,7 @@ fn the_readme_quickstart_works_as_written() {
         .split_whitespace()
         .collect();
 
-    let cwd = std::env::temp_dir().join(format!("scop-quickstart-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&cwd);
-    std::fs::create_dir_all(&cwd).unwrap();
+    let cwd = fresh_root("quickstart");
     let log = std::fs::File::create(cwd.join("stderr.log")).unwrap();
     let mut child = Command::new(SCOP)
         .args(&args)

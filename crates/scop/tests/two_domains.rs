@@ -129,9 +129,7 @@ fn auth_results(message: &str) -> String {
 
 #[test]
 fn alice_and_bob_exchange_authenticated_mail() {
-    let root = std::env::temp_dir().join(format!("scop-two-domains-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&root);
-    std::fs::create_dir_all(&root).unwrap();
+    let root = fresh_root("two-domains");
 
     // Relays look MX hosts up and connect to this port on them.
     let mx = port_free_on(&["127.0.0.2", "127.0.0.3"]);

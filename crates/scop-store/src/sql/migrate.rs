@@ -17,62 +17,32 @@ struct Migration {
     sql: &'static str,
 }
 
-const SQLITE: &[Migration] = &[
-    Migration {
-        version: 1,
-        sql: include_str!("../../migrations/sqlite/0001_accounts.sql"),
-    },
-    Migration {
-        version: 2,
-        sql: include_str!("../../migrations/sqlite/0002_queue.sql"),
-    },
-    Migration {
-        version: 3,
-        sql: include_str!("../../migrations/sqlite/0003_dsn.sql"),
-    },
-    Migration {
-        version: 4,
-        sql: include_str!("../../migrations/sqlite/0004_passwords.sql"),
-    },
-    Migration {
-        version: 5,
-        sql: include_str!("../../migrations/sqlite/0005_directory_version.sql"),
-    },
-    Migration {
-        version: 6,
-        sql: include_str!("../../migrations/sqlite/0006_lease_owner.sql"),
-    },
-];
+/// The migrations of both backends from one list of versions and file
+/// names (`migrations/sqlite/` and `migrations/postgres/`).
+macro_rules! migrations {
+    ($($version:literal => $file:literal),* $(,)?) => {
+        const SQLITE: &[Migration] = &[$(Migration {
+            version: $version,
+            sql: include_str!(concat!("../../migrations/sqlite/", $file)),
+        }),*];
+        const POSTGRES: &[Migration] = &[$(Migration {
+            version: $version,
+            sql: include_str!(concat!("../../migrations/postgres/", $file)),
+        }),*];
+    };
+}
 
-const POSTGRES: &[Migration] = &[
-    Migration {
-        version: 1,
-        sql: include_str!("../../migrations/postgres/0001_accounts.sql"),
-    },
-    Migration {
-        version: 2,
-        sql: include_str!("../../migrations/postgres/0002_queue.sql"),
-    },
-    Migration {
-        version: 3,
-        sql: include_str!("../../migrations/postgres/0003_dsn.sql"),
-    },
-    Migration {
-        version: 4,
-        sql: include_str!("../../migrations/postgres/0004_passwords.sql"),
-    },
-    Migration {
-        version: 5,
-        sql: include_str!("../../migrations/postgres/0005_directory_version.sql"),
-    },
-    Migration {
-        version: 6,
-        sql: include_str!("../../migrations/postgres/0006_lease_owner.sql"),
-    },
-];
+migrations! {
+    1 => "0001_accounts.sql",
+    2 => "0002_queue.sql",
+    3 => "0003_dsn.sql",
+    4 => "0004_passwords.sql",
+    5 => "0005_directory_version.sql",
+    6 => "0006_lease_owner.sql",
+}
 
 /// The schema version this build writes (the last migration).
-pub const SCHEMA_VERSION: i64 = 6;
+pub const SCHEMA_VERSION: i64 = SQLITE[SQLITE.len() - 1].version;
 
 /// Key of the PostgreSQL advisory lock held while migrating.
 const PG_MIGRATION_LOCK: i64 = 0x5C0F_5702;

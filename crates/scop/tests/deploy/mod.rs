@@ -22,6 +22,15 @@ pub const MAIL_ROLES: [&str; 8] = [
     "resolver",
 ];
 
+/// An empty directory `scop-<tag>-<pid>` under the temporary directory
+/// (what an earlier run left there is removed).
+pub fn fresh_root(tag: &str) -> PathBuf {
+    let root = std::env::temp_dir().join(format!("scop-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    std::fs::create_dir_all(&root).unwrap();
+    root
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .unwrap()
