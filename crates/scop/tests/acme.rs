@@ -322,14 +322,7 @@ fn acme_certificates_from_pebble_through_our_primary() {
     let key_path = dir.join("tls/key.pem");
     let self_signed = std::fs::read(&cert_path).unwrap();
 
-    let supervisor = Supervisor(
-        std::process::Command::new(SCOP)
-            .args(["up", "--dir", dir_s])
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(root_dir.join("up.log")).unwrap())
-            .spawn()
-            .unwrap(),
-    );
+    let supervisor = up(&dir, &root_dir.join("up.log"));
     let up_log = || std::fs::read_to_string(root_dir.join("up.log")).unwrap_or_default();
     for addr in [mx_addr, subs_addr] {
         wait_for("the public listeners", Duration::from_secs(60), || {

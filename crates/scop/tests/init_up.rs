@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod deploy;
@@ -100,15 +99,7 @@ fn init_then_up_serves_signs_delivers_and_restarts() {
     assert_eq!(private_dnssec.len(), 1);
     assert_eq!(mode(&private_dnssec[0]), 0o600);
 
-    let log = std::fs::File::create(root.join("up.log")).unwrap();
-    let supervisor = Supervisor(
-        Command::new(SCOP)
-            .args(["up", "--dir", dir_s])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    let supervisor = up(&dir, &root.join("up.log"));
     let subs_sock: SocketAddr = subs_addr.parse().unwrap();
     let mx_sock: SocketAddr = mx_addr.parse().unwrap();
     let dns_sock: SocketAddr = dns_addr.parse().unwrap();

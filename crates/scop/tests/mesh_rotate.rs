@@ -5,7 +5,6 @@
 //! trusted.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 mod deploy;
@@ -65,15 +64,7 @@ fn rotating_certificates_and_the_ca_keeps_mail_flowing() {
         subs,
         dns,
     );
-    let log = std::fs::File::create(root.join("up.log")).unwrap();
-    let _supervisor = Supervisor(
-        Command::new(SCOP)
-            .args(["up", "--dir", dir_s])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    let _supervisor = up(&dir, &root.join("up.log"));
     let addr = |p: u16| format!("127.0.0.1:{p}").parse().unwrap();
     wait_for("the listeners", Duration::from_secs(30), || {
         listening(addr(mx)) && listening(addr(subs))

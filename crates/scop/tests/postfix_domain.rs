@@ -267,15 +267,7 @@ fn postfix_as_a_third_domain_exchanges_mail_both_ways() {
     let alice_subs = port_free_on(ALICE_IP);
     let alice = init_alice(&root, alice_mx, alice_dns, alice_subs);
     add_carol(&alice, pf.addr(), addr(CAROL_IP, carol_dns_port));
-    let log = std::fs::File::create(root.join("alice.up.log")).unwrap();
-    let alice_up = Supervisor(
-        Command::new(SCOP)
-            .args(["up", "--dir", alice.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    let alice_up = up(&alice, &root.join("alice.up.log"));
     wait_for("alice's deployment", Duration::from_secs(30), || {
         [alice_subs, alice_mx, alice_dns]
             .iter()

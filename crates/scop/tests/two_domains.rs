@@ -20,7 +20,6 @@ mod deploy;
 use deploy::*;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// A port free for TCP and UDP on every address of `ips`.
@@ -91,16 +90,8 @@ fn peer_with(site: &Site, other: &Site, extra: &[String]) {
     add_to_mail_config(&site.dir, &entries);
 }
 
-fn up(root: &Path, site: &Site) -> Supervisor {
-    let log = std::fs::File::create(root.join(format!("{}.up.log", site.name))).unwrap();
-    Supervisor(
-        Command::new(SCOP)
-            .args(["up", "--dir", site.dir.to_str().unwrap()])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    )
+fn up_site(root: &Path, site: &Site) -> Supervisor {
+    up(&site.dir, &root.join(format!("{}.up.log", site.name)))
 }
 
 /// The Authentication-Results field of `message`, unfolded.
@@ -181,8 +172,8 @@ fn alice_and_bob_exchange_authenticated_mail() {
     bob_extra.extend(["--dmarc-reports".to_string(), "3s".to_string()]);
     peer_with(&bob, &alice, &bob_extra);
 
-    let _alice_up = up(&root, &alice);
-    let _bob_up = up(&root, &bob);
+    let _alice_up = up_site(&root, &alice);
+    let _bob_up = up_site(&root, &bob);
     wait_for("both deployments", Duration::from_secs(60), || {
         [&alice, &bob]
             .iter()

@@ -136,6 +136,19 @@ pub fn dig(port: u16, args: &[&str]) -> String {
 
 pub struct Supervisor(pub Child);
 
+/// `scop up --dir DIR`, its log in `log`; stopped (SIGTERM) when dropped.
+pub fn up(dir: &Path, log: &Path) -> Supervisor {
+    Supervisor(
+        Command::new(SCOP)
+            .args(["up", "--dir"])
+            .arg(dir)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap(),
+    )
+}
+
 impl Drop for Supervisor {
     fn drop(&mut self) {
         if let Ok(Some(_)) = self.0.try_wait() {
