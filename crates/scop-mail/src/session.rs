@@ -185,6 +185,9 @@ pub enum Outcome {
 }
 
 const READ_CHUNK: usize = 16 * 1024;
+/// Bytes a message body is given room for at once when its client
+/// declared a size (RFC 1870), at most.
+const DECLARED_SIZE_ROOM: usize = 1 << 20;
 /// Input held back while the machine's buffer is full; a client that
 /// pipelines more than this without reading replies is cut off.
 const UNFED_MAX: usize = 1024 * 1024;
@@ -338,6 +341,14 @@ async fn run<H: Handler>(
                         if body.len() > size_cap {
                             body.clear();
                             oversize = true;
+                        }
+                        // Room for the size the client declared (RFC
+                        // 1870), so the body grows without copies; a
+                        // bounded promise, as the client may lie.
+                        let declared = mail.as_ref().and_then(|(_, p)| p.size);
+                        if let Some(size) = declared.and_then(|s| usize::try_from(s).ok()) {
+                            let room = size.min(size_cap).min(DECLARED_SIZE_ROOM);
+                            body.reserve(room.saturating_sub(body.len()));
                         }
                     } else if body.len() + c.len() <= size_cap {
                         body.extend_from_slice(&c);

@@ -598,7 +598,8 @@ impl Server {
                 State::Closed | State::AwaitTls => return,
                 State::ReadingData(_, dec) => {
                     let had_error = dec.error().is_some();
-                    let mut chunk = Vec::new();
+                    // Decoding never lengthens: one allocation.
+                    let mut chunk = Vec::with_capacity(self.input.bytes().len());
                     let (n, st) = dec.decode(self.input.bytes(), &mut chunk);
                     let new_error = if had_error {
                         None
