@@ -2,9 +2,11 @@
 //! may go out) once its record ([`scop_mta::journal`]) is in an
 //! append-only log and fdatasync'd, together with the copies of every
 //! session that arrived meanwhile (group commit). Background threads
-//! then write the copies into their Maildirs ([`maildir::deliver_via`]:
-//! file and directory fsync'd), a batch at a time in the order of the
-//! log, [`APPLY_THREADS`] files at once.
+//! then write the copies into their Maildirs ([`maildir::deliver_seen`]:
+//! each file fsync'd before it is linked into `new/`), a batch at a time
+//! in the order of the log, [`APPLY_THREADS`] files at once; each
+//! mailbox's `new/` is fsync'd once per batch, before the batch counts as
+//! applied (until then the log holds its copies).
 //!
 //! Making a new file in a Maildir is the slow part of a delivery (on
 //! ext4 an inode allocation, which may scan many recently freed inodes,
@@ -23,9 +25,13 @@
 //! the directory.
 //!
 //! At most [`MAX_UNAPPLIED`] copies, and [`MAX_UNAPPLIED_BYTES`], wait
-//! for their mailbox; beyond that the acknowledgements wait too.
+//! for their mailbox; beyond that the acknowledgements wait too. The
+//! mailbox writers run [`APPLY_NICENESS`] steps below the sessions in
+//! CPU priority: under load the processor answers clients first, and
+//! the writers catch up when it is free, or when that bound makes the
+//! sessions wait.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, IoSlice, Write};
 use std::os::unix::ffi::OsStrExt;
@@ -53,6 +59,9 @@ const BATCH_BYTES: usize = 16 << 20;
 const APPLY_BATCH: usize = 64;
 /// Threads writing one batch into mailboxes.
 pub const APPLY_THREADS: usize = 2;
+/// How far the mailbox writers' nice value is above the process's (19
+/// at most): they yield the processor to the sessions.
+pub const APPLY_NICENESS: i32 = 10;
 
 /// One copy for one mailbox directory.
 struct Copy {
@@ -344,8 +353,8 @@ fn segments(dir: &Path) -> io::Result<Vec<u64>> {
 fn recover(dir: &Path) -> io::Result<(Recovered, u64)> {
     let seqs = segments(dir)?;
     let mut found = Recovered::default();
-    // Names in each mailbox's cur/ (a reader may have moved a copy there).
-    let mut seen: HashMap<PathBuf, HashSet<String>> = HashMap::new();
+    // Files in each mailbox's cur/ (a reader may have moved a copy there).
+    let mut seen: HashMap<PathBuf, HashMap<String, PathBuf>> = HashMap::new();
     for &seq in &seqs {
         let path = segment_path(dir, seq);
         let bytes = fs::read(&path)?;
@@ -364,11 +373,10 @@ fn recover(dir: &Path) -> io::Result<(Recovered, u64)> {
             let cur = seen
                 .entry(mailbox.clone())
                 .or_insert_with(|| names_in_cur(&mailbox));
-            if cur.contains(&name) {
-                found.present += 1;
-                continue;
-            }
-            match maildir::deliver(&mailbox, &name, r.body)? {
+            let in_cur = |n: &str| cur.get(n).cloned();
+            let tmp = mailbox.join("tmp");
+            let synced = maildir::Entry::Synced;
+            match maildir::deliver_seen(&tmp, &mailbox, &name, &[r.body], &in_cur, synced)? {
                 maildir::Delivered::Written(_) => found.written += 1,
                 maildir::Delivered::AlreadyThere(_) => found.present += 1,
             }
@@ -393,14 +401,15 @@ fn recover(dir: &Path) -> io::Result<(Recovered, u64)> {
     Ok((found, seqs.last().map_or(0, |s| s + 1)))
 }
 
-/// Base names (before `:2,FLAGS`) of the files in `dir/cur`.
-fn names_in_cur(dir: &Path) -> HashSet<String> {
+/// The files in `dir/cur` by base name (before `:2,FLAGS`).
+fn names_in_cur(dir: &Path) -> HashMap<String, PathBuf> {
     fs::read_dir(dir.join("cur"))
         .map(|d| {
             d.flatten()
                 .filter_map(|e| {
                     let n = e.file_name().into_string().ok()?;
-                    Some(n.split(':').next().unwrap_or_default().to_string())
+                    let base = n.split(':').next().unwrap_or_default().to_string();
+                    Some((base, e.path()))
                 })
                 .collect()
         })
@@ -523,6 +532,7 @@ fn apply_loop(
     progress: &Progress,
     budget: &Budget,
 ) {
+    yield_to_sessions();
     let mut oldest = first;
     // Each writer's own temporary directory (see maildir::deliver_via).
     let tmps: Vec<PathBuf> = (0..APPLY_THREADS)
@@ -544,17 +554,18 @@ fn apply_loop(
             remove_segment(dir, oldest);
             oldest += 1;
         }
-        // Writers in parallel: their fsyncs overlap, and concurrent
-        // renames into one new/ share its fsync (see maildir).
+        // Writers in parallel: their fsyncs overlap, and each makes the
+        // names it linked durable with one fsync of each new/ it wrote
+        // to (shared with a concurrent one, see maildir).
         let per_thread = batch.len().div_ceil(APPLY_THREADS);
         std::thread::scope(|scope| {
             let mut chunks = batch.chunks(per_thread).zip(&tmps);
             let mine = chunks.next();
             for (chunk, tmp) in chunks {
-                scope.spawn(move || chunk.iter().for_each(|a| apply(tmp, a)));
+                scope.spawn(move || apply_all(tmp, chunk));
             }
             if let Some((chunk, tmp)) = mine {
-                chunk.iter().for_each(|a| apply(tmp, a));
+                apply_all(tmp, chunk);
             }
         });
         budget.give(batch.iter().map(|a| a.copy.size()).sum());
@@ -566,21 +577,50 @@ fn apply_loop(
     }
 }
 
-/// Writes one copy into its mailbox (its file made in `tmp`), trying
-/// again until that works.
-fn apply(tmp: &Path, a: &Apply) {
-    let c = &a.copy;
-    let name = c.naming.name(&c.body);
+/// Lowers the calling thread's CPU priority by [`APPLY_NICENESS`]; the
+/// threads it starts inherit it.
+fn yield_to_sessions() {
+    use rustix::process::{getpriority_process, setpriority_process};
+    let me = Some(rustix::thread::gettid());
+    let nice = getpriority_process(me).unwrap_or(0);
+    if let Err(e) = setpriority_process(me, (nice + APPLY_NICENESS).min(19)) {
+        tracing::warn!(error = %e, "delivery journal: cannot lower the mailbox writers' priority");
+    }
+}
+
+/// Writes `copies` into their mailboxes (their files made in `tmp`),
+/// then makes their names durable, one directory fsync per mailbox:
+/// until the batch is settled the log still holds them.
+fn apply_all(tmp: &Path, copies: &[Apply]) {
+    let own_tmp = tmp.is_dir();
+    let mut dirs: Vec<&Path> = Vec::new();
+    for a in copies {
+        let c = &a.copy;
+        let name = c.naming.name(&c.body);
+        let parts: &[&[u8]] = &[&c.prefix, &c.body];
+        let tmp = match own_tmp {
+            true => tmp.to_path_buf(),
+            false => c.dir.join("tmp"),
+        };
+        let none = |_: &str| None;
+        retry(&c.dir, || {
+            maildir::deliver_seen(&tmp, &c.dir, &name, parts, &none, maildir::Entry::Deferred)
+        });
+        if !dirs.contains(&c.dir.as_path()) {
+            dirs.push(&c.dir);
+        }
+    }
+    for dir in dirs {
+        retry(dir, || maildir::sync_new(dir));
+    }
+}
+
+/// Runs `write` until it works: the copy is safe in the log meanwhile
+/// (a full disk, say, is waited out).
+fn retry<T>(dir: &Path, mut write: impl FnMut() -> io::Result<T>) {
     let mut wait = Duration::from_millis(100);
-    let parts: &[&[u8]] = &[&c.prefix, &c.body];
-    let deliver = || match tmp.is_dir() {
-        true => maildir::deliver_via(tmp, &c.dir, &name, parts),
-        false => maildir::deliver_parts(&c.dir, &name, parts),
-    };
-    while let Err(e) = deliver() {
-        // The copy is safe in the log; try again until the mailbox
-        // takes it (a full disk, say).
-        tracing::error!(dir = %c.dir.display(), error = %e, "delivery journal: mailbox write failed, retrying");
+    while let Err(e) = write() {
+        tracing::error!(dir = %dir.display(), error = %e, "delivery journal: mailbox write failed, retrying");
         std::thread::sleep(wait);
         wait = (wait * 2).min(Duration::from_secs(30));
     }
@@ -705,6 +745,46 @@ mod tests {
         budget.take(MAX_UNAPPLIED_BYTES * 2);
     }
 
+    /// The nice values of this process's threads called `name`.
+    fn nice_of_threads(name: &str) -> Vec<i32> {
+        fs::read_dir("/proc/self/task")
+            .unwrap()
+            .flatten()
+            .filter(|t| fs::read_to_string(t.path().join("comm")).is_ok_and(|c| c.trim() == name))
+            .filter_map(|t| {
+                let stat = fs::read_to_string(t.path().join("stat")).ok()?;
+                // Fields after the command's closing parenthesis start
+                // at the third; the nice value is the nineteenth.
+                let after = &stat[stat.rfind(')')? + 2..];
+                after.split(' ').nth(16)?.parse().ok()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_mailbox_writers_yield_to_the_sessions() {
+        let root = temp("nice");
+        let (j, _) = Journal::open(&root).unwrap();
+        let mine = rustix::process::getpriority_process(Some(rustix::thread::gettid())).unwrap();
+        let want = (mine + APPLY_NICENESS).min(19);
+        // The log's writer, which the replies wait for, keeps its place.
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !(nice_of_threads("journal-apply").contains(&want)
+            && nice_of_threads("journal-writer").contains(&mine))
+        {
+            // (A thread takes its name once it runs.)
+            assert!(
+                std::time::Instant::now() < deadline,
+                "writers {:?}, log {:?}: want {want} and {mine}",
+                nice_of_threads("journal-apply"),
+                nice_of_threads("journal-writer")
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        j.close();
+        fs::remove_dir_all(root).ok();
+    }
+
     #[test]
     fn a_second_process_is_kept_out() {
         let root = temp("lock");
@@ -715,8 +795,9 @@ mod tests {
     }
 
     /// What a crash leaves: copies in the log, some already in their
-    /// mailbox (one moved to cur/ by a reader), one named by its content,
-    /// a record whose name field is unknown, and a record cut short.
+    /// mailbox (one moved to cur/ by a reader), one whose name another
+    /// message holds, one named by its content, a record whose name field
+    /// is unknown, and a record cut short.
     #[test]
     fn recovery_writes_each_logged_copy_once() {
         let root = temp("recover");
@@ -747,6 +828,8 @@ mod tests {
         // 0 is already in new/, 1 was read and moved to cur/.
         maildir::deliver(&mailbox, "0.M0.host", b"message 0\r\n").unwrap();
         fs::write(mailbox.join("cur").join("1.M1.host:2,S"), b"message 1\r\n").unwrap();
+        // Another message a reader moved to cur/ holds 3's name.
+        fs::write(mailbox.join("cur").join("3.M3.host:2,S"), b"another\r\n").unwrap();
 
         let (j, found) = Journal::open(&jdir).unwrap();
         assert_eq!(
@@ -761,7 +844,7 @@ mod tests {
         let mut want = vec![
             "0.M0.host".to_string(),
             "2.M2.host".into(),
-            "3.M3.host".into(),
+            "3.M3_1.host".into(),
             "4.M4.host".into(),
             content_name.clone(),
         ];

@@ -6,7 +6,11 @@
 //! content ([`content_name`]), so a second copy of one message (handed on
 //! again after a crash between the write and the acknowledgement, or
 //! reaching the mailbox by two paths) finds the first and is not written
-//! twice. A message without one gets a unique name.
+//! twice. A message without one gets a unique name. A copy counts as
+//! already there only when the file under its name holds the same
+//! content ([`scop_mta::headers::same_content`]); a different message
+//! that happens to have that name makes the copy take another one, so
+//! no name, however chosen, can make a message disappear.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -44,10 +48,11 @@ pub fn unique_name(now: i64, host: &str) -> String {
 
 /// The Maildir file name of one copy of a message: `time.unique.host`,
 /// where the time is the message's `Date` (0 without one) and the
-/// unique part a [`scop_mta::headers::copy_digest`], so the name is the
+/// unique part a [`scop_mta::headers::copy_key`], so the name is the
 /// same for every copy of the message to the same recipients and a copy
 /// already in `new/` is seen (one that a reader already moved to `cur/`
-/// is not). Sorting names still sorts by the message's date.
+/// is seen by a journal's replay only). Sorting names still sorts by the
+/// message's date.
 pub fn content_name(date: Option<i64>, digest: &[u8; 32], host: &str) -> String {
     let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
     format!("{}.M{hex}.{}", date.unwrap_or(0).max(0), clean_host(host))
@@ -75,10 +80,9 @@ impl Naming {
         match self {
             Naming::Fixed(name) => name.clone(),
             Naming::Content { recipients, host } => {
-                let content = scop_mta::headers::content_digest(stored);
-                let copy =
-                    scop_mta::headers::copy_digest(&content, recipients.iter().map(String::as_str));
-                content_name(scop_mta::headers::date_of(stored), &copy, host)
+                let key =
+                    scop_mta::headers::copy_key(stored, recipients.iter().map(String::as_str));
+                content_name(scop_mta::headers::date_of(stored), &key, host)
             }
         }
     }
@@ -177,15 +181,22 @@ pub fn prepare(dir: &Path) -> io::Result<()> {
 pub enum Delivered {
     /// The message is now in `new/` at this path.
     Written(PathBuf),
-    /// A file of that name was already in `new/` (an earlier copy).
+    /// The same message was already there, at this path (an earlier copy).
     AlreadyThere(PathBuf),
 }
 
+/// How many other names a copy tries when a different message holds its
+/// name (`time.unique_N.host`, N from 1), before it takes a unique one:
+/// a second copy of any of the first messages to want one name finds
+/// its own among them; past that many, a second copy is kept again (a
+/// duplicate rather than a loss).
+pub const NAME_VARIANTS: u32 = 8;
+
 /// Delivers `msg` into the Maildir at `dir` (created if missing) under
-/// `name` in `new/`, unless a file of that name is already there. The
-/// file is written under a unique name in `tmp/` first, so a crash
-/// leaves at most a stray temporary file. Blocking: call from a blocking
-/// task.
+/// `name` in `new/`, unless the same message is already there under that
+/// name. The file is written under a unique name in `tmp/` first, so a
+/// crash leaves at most a stray temporary file. Blocking: call from a
+/// blocking task.
 pub fn deliver(dir: &Path, name: &str, msg: &[u8]) -> io::Result<Delivered> {
     deliver_parts(dir, name, &[msg])
 }
@@ -197,50 +208,171 @@ pub fn deliver_parts(dir: &Path, name: &str, parts: &[&[u8]]) -> io::Result<Deli
 }
 
 /// [`deliver_parts`] with the file written in `tmp`, a directory on the
-/// same file system (when the rename from there is refused as crossing
+/// same file system (when the link from there is refused as crossing
 /// file systems, the copy goes through the Maildir's own `tmp/`):
 /// writers that each have their own do not wait for one another's file
 /// creations in the mailbox's `tmp/`.
 pub fn deliver_via(tmp: &Path, dir: &Path, name: &str, parts: &[&[u8]]) -> io::Result<Delivered> {
+    deliver_seen(tmp, dir, name, parts, &|_| None, Entry::Synced)
+}
+
+/// When the directory entry of a delivered copy is made durable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Entry {
+    /// Before the delivery returns (`new/` fsync'd, shared with
+    /// concurrent deliveries).
+    Synced,
+    /// Later, by the caller's [`sync_new`]: for a caller that holds the
+    /// copy elsewhere until then (the delivery journal syncs each
+    /// mailbox once per batch). The file itself is always fsync'd before
+    /// it appears in `new/`, so a reader never sees part of a message.
+    Deferred,
+}
+
+/// Makes every entry already in `dir/new` durable (see
+/// [`Entry::Deferred`]).
+pub fn sync_new(dir: &Path) -> io::Result<()> {
+    sync_dir_grouped(&dir.join("new"))
+}
+
+/// [`deliver_via`], where `earlier` gives the path of a file that may
+/// hold an earlier copy under a name besides `new/NAME` (a replay looks
+/// in `cur/`, where readers move what they have seen), and `entry` says
+/// when the copy's name in `new/` is made durable.
+pub fn deliver_seen(
+    tmp: &Path,
+    dir: &Path,
+    name: &str,
+    parts: &[&[u8]],
+    earlier: &dyn Fn(&str) -> Option<PathBuf>,
+    entry: Entry,
+) -> io::Result<Delivered> {
     prepare(dir)?;
     let new = dir.join("new");
-    let final_path = new.join(name);
-    if final_path.exists() {
-        // Durable already: its delivery fsync'd the directory before
-        // acknowledging, or a concurrent one is about to; wait for that.
-        sync_dir_grouped(&new)?;
-        return Ok(Delivered::AlreadyThere(final_path));
+    let mut written: Option<PathBuf> = None;
+    let outcome = place(tmp, &new, name, parts, earlier, &mut written);
+    if let Some(tmp_path) = written {
+        fs::remove_file(tmp_path).ok();
     }
+    match outcome {
+        Err(e) if e.kind() == io::ErrorKind::CrossesDevices && tmp != dir.join("tmp") => {
+            deliver_seen(&dir.join("tmp"), dir, name, parts, earlier, entry)
+        }
+        // A copy already there may be a concurrent delivery's, whose
+        // fsync of the directory is about to run: the sync waits for it.
+        Ok(done) if entry == Entry::Synced => sync_dir_grouped(&new).map(|()| done),
+        other => other,
+    }
+}
+
+/// Links the copy (written to `tmp` once, its path left in `written`)
+/// into `new/` under the first of `name`, its variants and then unique
+/// names that no other message holds, unless one holds this message.
+fn place(
+    tmp: &Path,
+    new: &Path,
+    name: &str,
+    parts: &[&[u8]],
+    earlier: &dyn Fn(&str) -> Option<PathBuf>,
+    written: &mut Option<PathBuf>,
+) -> io::Result<Delivered> {
+    let host = name[unique_part_end(name)..].trim_start_matches('.');
+    let mut candidates = (0..=NAME_VARIANTS)
+        .map(|i| variant(name, i))
+        .chain(std::iter::repeat_with(|| unique_name(0, host)));
+    let mut candidate = candidates.next().unwrap_or_default();
+    loop {
+        let target = new.join(&candidate);
+        let held = match target.exists() {
+            true => Some(target.clone()),
+            false => earlier(&candidate),
+        };
+        if let Some(held) = held {
+            if holds(&held, parts)? {
+                return Ok(Delivered::AlreadyThere(held));
+            }
+            candidate = candidates.next().unwrap_or_default();
+            continue;
+        }
+        let tmp_path = match written {
+            Some(p) => p.clone(),
+            None => {
+                let p = write_temporary(tmp, name, parts)?;
+                *written = Some(p.clone());
+                p
+            }
+        };
+        // A link, unlike a rename, never replaces a file another copy
+        // linked there meanwhile: that one is looked at again.
+        match fs::hard_link(&tmp_path, &target) {
+            Ok(()) => return Ok(Delivered::Written(target)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::Unsupported | io::ErrorKind::PermissionDenied
+                ) =>
+            {
+                // A file system without hard links (Linux's vfat says
+                // EPERM): rename, after the check above.
+                fs::rename(&tmp_path, &target)?;
+                *written = None;
+                return Ok(Delivered::Written(target));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// `name` for i = 0, else `time.unique_i.host`.
+fn variant(name: &str, i: u32) -> String {
+    if i == 0 {
+        return name.to_string();
+    }
+    let end = unique_part_end(name);
+    format!("{}_{i}{}", &name[..end], &name[end..])
+}
+
+/// Where the unique part of `time.unique.host` ends: at the second dot
+/// (the host may have dots of its own).
+fn unique_part_end(name: &str) -> usize {
+    name.match_indices('.')
+        .nth(1)
+        .map_or(name.len(), |(at, _)| at)
+}
+
+/// Writes the copy to a new file in `tmp` and fsyncs it.
+fn write_temporary(tmp: &Path, name: &str, parts: &[&[u8]]) -> io::Result<PathBuf> {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp_path = tmp.join(format!("{name}.P{}Q{n}", std::process::id()));
+    let path = tmp.join(format!("{name}.P{}Q{n}", std::process::id()));
     let mut f = OpenOptions::new()
         .write(true)
         .create_new(true)
-        .open(&tmp_path)?;
-    let written = parts
+        .open(&path)?;
+    let result = parts
         .iter()
         .try_for_each(|p| f.write_all(p))
         .and_then(|()| f.sync_all());
-    if let Err(e) = written {
-        drop(f);
-        fs::remove_file(&tmp_path).ok();
-        return Err(e);
-    }
     drop(f);
-    // Two copies racing rename the same content onto one name: one file.
-    match fs::rename(&tmp_path, &final_path) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::CrossesDevices && tmp != dir.join("tmp") => {
-            fs::remove_file(&tmp_path).ok();
-            return deliver_parts(dir, name, parts);
-        }
+    match result {
+        Ok(()) => Ok(path),
         Err(e) => {
-            fs::remove_file(&tmp_path).ok();
-            return Err(e);
+            fs::remove_file(&path).ok();
+            Err(e)
         }
     }
-    sync_dir_grouped(&new)?;
-    Ok(Delivered::Written(final_path))
+}
+
+/// Whether the file at `path` holds the message `parts` make up.
+fn holds(path: &Path, parts: &[&[u8]]) -> io::Result<bool> {
+    let there = match fs::read(path) {
+        Ok(b) => b,
+        // Moved to cur/ or deleted by a reader meanwhile: not an
+        // obstacle to the name either.
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    Ok(scop_mta::headers::same_content(&there, &parts.concat()))
 }
 
 #[cfg(test)]
@@ -303,22 +435,82 @@ mod tests {
         let first = b"Received: from a by b; 1\r\nMessage-ID: <1@d.test>\r\n\r\nhi\r\n";
         let again = b"Received: from a by b; 2\r\nMessage-ID: <1@d.test>\r\n\r\nhi\r\n";
         let other = b"Received: from a by b; 2\r\nMessage-ID: <2@d.test>\r\n\r\nhi\r\n";
-        let name = |m: &[u8]| content_name(None, &scop_mta::headers::content_digest(m), "h");
+        let naming = Naming::Content {
+            recipients: vec!["dora@d.test".into()],
+            host: "h.d.test".into(),
+        };
         assert!(matches!(
-            deliver(&dir, &name(first), first).unwrap(),
+            deliver(&dir, &naming.name(first), first).unwrap(),
             Delivered::Written(_)
         ));
         // A stray temporary file from a crash is no obstacle.
-        fs::write(dir.join("tmp").join(name(other)), b"partial").unwrap();
-        let Delivered::AlreadyThere(p) = deliver(&dir, &name(again), again).unwrap() else {
+        fs::write(dir.join("tmp").join(naming.name(other)), b"partial").unwrap();
+        let Delivered::AlreadyThere(p) = deliver(&dir, &naming.name(again), again).unwrap() else {
             panic!("written twice")
         };
         assert_eq!(fs::read(p).unwrap(), first, "the first copy is kept");
         assert!(matches!(
-            deliver(&dir, &name(other), other).unwrap(),
+            deliver(&dir, &naming.name(other), other).unwrap(),
             Delivered::Written(_)
         ));
         assert_eq!(fs::read_dir(dir.join("new")).unwrap().count(), 2);
+        assert_eq!(fs::read_dir(dir.join("tmp")).unwrap().count(), 1);
+        fs::remove_dir_all(root).ok();
+    }
+
+    /// Messages that share a name (the same header and body length, or
+    /// a name chosen by whoever wrote the file) are all kept, each once.
+    #[test]
+    fn a_taken_name_never_hides_another_message() {
+        let root = std::env::temp_dir().join(format!("scop-maildir-taken-{}", std::process::id()));
+        let dir = mailbox_dir(&root, "erin@e.test").unwrap();
+        let naming = Naming::Content {
+            recipients: vec!["erin@e.test".into()],
+            host: "mx.e.test".into(),
+        };
+        let msg = |i: usize| format!("Message-ID: <1@e.test>\r\n\r\nbody {i:02}\r\n").into_bytes();
+        let name = naming.name(&msg(0));
+        assert_eq!(name, naming.name(&msg(1)), "one header, one body length");
+        let count = NAME_VARIANTS as usize + 3;
+        let mut paths = Vec::new();
+        let named = 1 + NAME_VARIANTS as usize;
+        for round in 0..2 {
+            for i in 0..count {
+                match deliver(&dir, &name, &msg(i)).unwrap() {
+                    Delivered::Written(p) if round == 0 => paths.push(p),
+                    Delivered::AlreadyThere(p) if round == 1 => assert_eq!(p, paths[i]),
+                    // Past the variants, unique names: kept twice.
+                    Delivered::Written(p) if i >= named => assert_ne!(p, paths[i]),
+                    other => panic!("round {round}, message {i}: {other:?}"),
+                }
+            }
+        }
+        for (i, p) in paths.iter().enumerate() {
+            assert_eq!(fs::read(p).unwrap(), msg(i));
+        }
+        let file = |p: &PathBuf| p.file_name().unwrap().to_str().unwrap().to_string();
+        assert_eq!(file(&paths[0]), name);
+        assert_eq!(file(&paths[1]), variant(&name, 1));
+        assert!(file(&paths[1]).ends_with(".mx.e.test") && file(&paths[1]).contains("_1."));
+        assert!(file(&paths[count - 1]).ends_with(".mx.e.test"));
+        let extra = count - named;
+        assert_eq!(
+            fs::read_dir(dir.join("new")).unwrap().count(),
+            count + extra
+        );
+        assert_eq!(fs::read_dir(dir.join("tmp")).unwrap().count(), 0);
+
+        // A copy a reader moved to cur/ is found there when asked.
+        let seen = dir.join("cur").join(format!("{}:2,S", variant(&name, 1)));
+        fs::rename(&paths[1], &seen).unwrap();
+        let in_cur = |n: &str| (n == variant(&name, 1)).then(|| seen.clone());
+        let tmp = dir.join("tmp");
+        let again = deliver_seen(&tmp, &dir, &name, &[&msg(1)], &in_cur, Entry::Synced).unwrap();
+        assert_eq!(again, Delivered::AlreadyThere(seen.clone()));
+        assert_eq!(
+            fs::read_dir(dir.join("new")).unwrap().count(),
+            count + extra - 1
+        );
         fs::remove_dir_all(root).ok();
     }
 

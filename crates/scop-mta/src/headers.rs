@@ -193,15 +193,19 @@ pub const SPAM_LABELS: &[&str] = &[
     "X-Spam-Danger",
 ];
 
-/// SHA-512/256 naming one delivered copy: the message's [`content_digest`]
-/// and the envelope recipients (as given, case-folded, sorted, without
-/// duplicates) that led to one mailbox. The same message sent again to
-/// the same recipients (a retry after a crash) gets the same digest; the
-/// same bytes sent to another address of that mailbox do not.
-pub fn copy_digest<'a>(
-    content: &[u8; 32],
-    recipients: impl IntoIterator<Item = &'a str>,
-) -> [u8; 32] {
+/// SHA-512/256 naming the copies of one message to some envelope
+/// recipients: over the message's header fields but the transit ones
+/// ([`is_transit_field`]), byte for byte, its body's length, and the
+/// recipients (as given, case-folded, sorted, without duplicates) that
+/// led to one mailbox. The same message sent again to the same
+/// recipients (a retry after a crash, whatever trace the hops added) gets
+/// the same key; the same bytes sent to another address of that mailbox
+/// do not.
+///
+/// Only the header block is hashed, so the key costs the same for any
+/// body size: equal keys do not prove equal messages, [`same_content`]
+/// does, and whoever dedupes by key compares before dropping a copy.
+pub fn copy_key<'a>(msg: &[u8], recipients: impl IntoIterator<Item = &'a str>) -> [u8; 32] {
     let mut rcpts: Vec<String> = recipients
         .into_iter()
         .map(|r| r.to_ascii_lowercase())
@@ -209,12 +213,36 @@ pub fn copy_digest<'a>(
     rcpts.sort();
     rcpts.dedup();
     let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA512_256);
-    ctx.update(content);
+    let mut header_len = 0u64;
+    let end = walk_kept_lines(msg, is_transit_field, |line| {
+        header_len += line.len() as u64;
+        ctx.update(line);
+    });
+    // Lengths first, so no header, body or recipient list can pass for
+    // another split of the same bytes.
+    ctx.update(&header_len.to_be_bytes());
+    ctx.update(&((msg.len() - end) as u64).to_be_bytes());
     for r in &rcpts {
         ctx.update(&(r.len() as u64).to_be_bytes());
         ctx.update(r.as_bytes());
     }
-    finish(ctx)
+    let mut out = [0u8; 32];
+    out.copy_from_slice(ctx.finish().as_ref());
+    out
+}
+
+/// Whether `a` and `b` are one message as its sending side wrote it: the
+/// same header fields but the transit ones ([`is_transit_field`]), byte
+/// for byte and in the same order, and the same body.
+pub fn same_content(a: &[u8], b: &[u8]) -> bool {
+    let kept = |msg: &[u8]| {
+        let mut lines = Vec::new();
+        let end = walk_kept_lines(msg, is_transit_field, |line| lines.push(line.to_vec()));
+        (lines.concat(), end)
+    };
+    let (head_a, end_a) = kept(a);
+    let (head_b, end_b) = kept(b);
+    head_a == head_b && a[end_a..] == b[end_b..]
 }
 
 /// The first `Date` field's time (Unix seconds), if it parses; folded
@@ -234,26 +262,6 @@ pub fn is_transit_field(line: &[u8]) -> bool {
         .iter()
         .chain(SPAM_LABELS)
         .any(|name| field_value(line, name).is_some())
-}
-
-fn finish(ctx: aws_lc_rs::digest::Context) -> [u8; 32] {
-    let mut out = [0u8; 32];
-    out.copy_from_slice(ctx.finish().as_ref());
-    out
-}
-
-/// SHA-512/256 (SHA-512 cut to 256 bits: the strength of SHA-256, half
-/// again as fast on 64-bit processors without SHA instructions) of `msg`
-/// as its sending side wrote it: every header field
-/// but the transit ones ([`is_transit_field`]), byte for byte, then the body. A message
-/// handed on again after a crash (the relay's retry, a client's resend of
-/// the same bytes) has the digest of its first copy, whatever trace the
-/// hops added; any change to another field or to the body changes it.
-pub fn content_digest(msg: &[u8]) -> [u8; 32] {
-    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA512_256);
-    let end = walk_kept_lines(msg, is_transit_field, |line| ctx.update(line));
-    ctx.update(&msg[end..]);
-    finish(ctx)
 }
 
 /// The value of a field line named `name` (case-insensitive), if `line`
@@ -400,12 +408,15 @@ mod tests {
     }
 
     #[test]
-    fn content_digest_ignores_transit_fields_only() {
+    fn copy_keys_and_content_ignore_transit_fields_only() {
         let original = b"From: a@a.test\r\nMessage-ID: <1@a.test>\r\nSubject: hi\r\n\r\nbody\r\n";
         let travelled = b"Return-Path: <a@a.test>\r\nAuthentication-Results: mx.b.test; spf=pass\r\nX-Spam-Verdict: ham\r\nReceived: from x\r\n\tby mx.b.test; Fri, 27 Nov 2026 06:00:00 +0000\r\nFrom: a@a.test\r\nReceived: from y by z\r\nMessage-ID: <1@a.test>\r\nSubject: hi\r\n\r\nbody\r\n";
-        let d = content_digest(original);
-        assert_eq!(content_digest(travelled), d);
-        // Any other field, a folded continuation or the body counts.
+        let key = |m: &[u8]| copy_key(m, ["a@b.test"]);
+        let k = key(original);
+        assert_eq!(key(travelled), k);
+        assert!(same_content(original, travelled));
+        // Any other field, a folded continuation or the body's length
+        // changes the key; every change shows in the content.
         for changed in [
             &b"From: a@a.test\r\nMessage-ID: <2@a.test>\r\nSubject: hi\r\n\r\nbody\r\n"[..],
             b"From: a@a.test\r\nMessage-ID: <1@a.test>\r\nSubject: hi\r\n there\r\n\r\nbody\r\n",
@@ -413,24 +424,28 @@ mod tests {
             b"From: a@a.test\r\nMessage-ID: <1@a.test>\r\nSubject: hi\r\nX-Spam: 1\r\n\r\nbody\r\n",
             b"From: a@a.test\r\nMessage-ID: <1@a.test>\r\nSubject: hi\r\n\r\n",
         ] {
-            assert_ne!(
-                content_digest(changed),
-                d,
-                "{}",
-                String::from_utf8_lossy(changed)
-            );
+            let shown = String::from_utf8_lossy(changed);
+            assert_ne!(key(changed), k, "{shown}");
+            assert!(!same_content(changed, original), "{shown}");
         }
+        // A body of the same length keeps the key: only the content
+        // tells the two apart.
+        let same_length =
+            b"From: a@a.test\r\nMessage-ID: <1@a.test>\r\nSubject: hi\r\n\r\nBODY\r\n";
+        assert_eq!(key(same_length), k);
+        assert!(!same_content(same_length, travelled));
+        // The header's bytes cannot pass for the body's.
+        assert_ne!(
+            key(b"Subject: s\r\n\r\nX: y\r\n"),
+            key(b"Subject: s\r\nX: y\r\n\r\n")
+        );
         // Copies: the recipients count, their order and case do not.
-        let one = copy_digest(&d, ["Dora@d.test", "info@d.test"]);
+        let one = copy_key(original, ["Dora@d.test", "info@d.test"]);
         assert_eq!(
             one,
-            copy_digest(&d, ["info@d.test", "dora@d.test", "dora@d.test"])
+            copy_key(original, ["info@d.test", "dora@d.test", "dora@d.test"])
         );
-        assert_ne!(one, copy_digest(&d, ["dora@d.test"]));
-        assert_ne!(
-            one,
-            copy_digest(&content_digest(original.as_slice()), ["x@d.test"])
-        );
+        assert_ne!(one, copy_key(original, ["dora@d.test"]));
         assert_eq!(
             date_of(b"Subject: s\r\nDate: Fri, 27 Nov 2026 06:00:00 +0100\r\n\r\n"),
             Some(1_795_755_600)
@@ -441,10 +456,10 @@ mod tests {
         );
         assert_eq!(date_of(b"Date: yesterday\r\n\r\n"), None);
         // A body line that looks like a trace field is body.
-        assert_ne!(
-            content_digest(b"Subject: s\r\n\r\nReceived: x\r\n"),
-            content_digest(b"Subject: s\r\n\r\n")
-        );
+        assert!(!same_content(
+            b"Subject: s\r\n\r\nReceived: x\r\n",
+            b"Subject: s\r\n\r\n"
+        ));
     }
 
     #[test]

@@ -21,18 +21,21 @@ pub mod srs;
 /// does not.
 pub mod fuzz {
     use crate::headers::{
-        content_digest, field_value, has_field, header_end, remove_fields, with_trace,
+        copy_key, field_value, has_field, header_end, remove_fields, same_content, with_trace,
     };
     use crate::srs::Srs;
 
     /// Header edits on arbitrary bytes: the end of the header block is in
     /// bounds, removing fields keeps the body and never grows the message,
-    /// and adding trace fields keeps every original byte after the header.
+    /// adding trace fields keeps every original byte after the header, and
+    /// a prepended `Return-Path` leaves the content and the copy key as
+    /// they were.
     pub fn header_edits(data: &[u8]) {
         let end = header_end(data);
         assert!(end <= data.len());
         let _ = has_field(data, "Received");
-        let _ = content_digest(data);
+        let _ = copy_key(data, ["a@b.test"]);
+        assert!(same_content(data, data));
         let stripped = remove_fields(data, |line| {
             field_value(line, "X-Spam-Verdict").is_some()
                 || field_value(line, "Authentication-Results").is_some()
@@ -42,6 +45,16 @@ pub mod fuzz {
         let traced = with_trace(data, "Received: from x\r\n", Some(("<id@host>", 0)));
         assert!(traced.ends_with(&data[end..]));
         assert!(traced.len() >= data.len() + "Received: from x\r\n".len());
+        // (A first line starting with white space would continue the
+        // prepended field.)
+        if !matches!(data.first(), Some(b' ' | b'\t')) {
+            let prefixed = [&b"Return-Path: <a@b.test>\r\n"[..], data].concat();
+            assert!(same_content(&prefixed, data));
+            assert_eq!(
+                copy_key(&prefixed, ["a@b.test"]),
+                copy_key(data, ["a@b.test"])
+            );
+        }
     }
 
     /// SRS on arbitrary text: reversing never panics, and what we forward
