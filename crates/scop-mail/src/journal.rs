@@ -745,6 +745,92 @@ mod tests {
         budget.take(MAX_UNAPPLIED_BYTES * 2);
     }
 
+    /// Set in the child process of
+    /// `a_refused_write_loses_nothing_and_the_log_goes_on`: the directory
+    /// it works in.
+    const REFUSED_WRITE_CHILD: &str = "SCOP_JOURNAL_REFUSED_WRITE_CHILD";
+
+    /// A write the file system refuses: the child process runs under a
+    /// file size limit (`ulimit -f`, SIGXFSZ ignored), so the segment
+    /// stops growing with a record cut short. The copies of that batch are
+    /// refused (none acknowledged), the writer goes on in a new segment,
+    /// and after the child dies without closing its journal, recovery
+    /// puts every acknowledged copy in the mailbox once and no refused
+    /// one.
+    #[test]
+    fn a_refused_write_loses_nothing_and_the_log_goes_on() {
+        if let Some(root) = std::env::var_os(REFUSED_WRITE_CHILD) {
+            return refused_write_child(Path::new(&root));
+        }
+        let root = temp("refused");
+        let name = "journal::tests::a_refused_write_loses_nothing_and_the_log_goes_on";
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg("trap '' XFSZ; ulimit -f 64; exec \"$0\" --exact \"$1\" --nocapture")
+            .arg(std::env::current_exe().unwrap())
+            .arg(name)
+            .env(REFUSED_WRITE_CHILD, &root)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "child: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let report = fs::read_to_string(root.join("report")).unwrap();
+        let (acked, refused) = report.split_once('\n').unwrap();
+        let acked: Vec<String> = acked.split_whitespace().map(String::from).collect();
+        let refused: Vec<&str> = refused.split_whitespace().collect();
+        assert!(!refused.is_empty(), "no write was refused");
+        let first_refused: usize = refused[0].split('.').next().unwrap().parse().unwrap();
+        assert!(
+            acked
+                .iter()
+                .any(|n| n.split('.').next().unwrap().parse::<usize>().unwrap() > first_refused),
+            "nothing acknowledged after the refused write"
+        );
+        let (j, found) = Journal::open(&root.join("journal")).unwrap();
+        assert!(found.torn_bytes > 0, "{found:?}");
+        drop(j);
+        let mut want = acked.clone();
+        want.sort();
+        assert_eq!(new_files(&root.join("m@t.test").join("Maildir")), want);
+        fs::remove_dir_all(root).ok();
+    }
+
+    /// The child's side: copies one at a time until past a refused
+    /// write, a report of what was acknowledged, then an exit that
+    /// leaves the journal as a crash would.
+    fn refused_write_child(root: &Path) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap();
+        let (j, _) = Journal::open(&root.join("journal")).unwrap();
+        let mailbox = root.join("m@t.test").join("Maildir");
+        let (mut acked, mut refused) = (Vec::new(), Vec::new());
+        for i in 0..400 {
+            let name = format!("{i:04}.P1Q1.host");
+            let body =
+                Arc::new(format!("Subject: {i}\r\n\r\n{}\r\n", "x".repeat(1000)).into_bytes());
+            let wait = j.submit(
+                mailbox.clone(),
+                Naming::Fixed(name.clone()),
+                Vec::new(),
+                body,
+            );
+            match rt.block_on(wait).unwrap() {
+                Ok(()) => acked.push(name),
+                Err(_) => refused.push(name),
+            }
+            if !refused.is_empty() && acked.len() > refused.len() + 80 {
+                break;
+            }
+        }
+        let report = format!("{}\n{}\n", acked.join(" "), refused.join(" "));
+        fs::write(root.join("report"), report).unwrap();
+        std::process::exit(0);
+    }
+
     /// The nice values of this process's threads called `name`.
     fn nice_of_threads(name: &str) -> Vec<i32> {
         fs::read_dir("/proc/self/task")
