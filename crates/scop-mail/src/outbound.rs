@@ -1,11 +1,13 @@
-//! The I/O shell around [`scop_smtp::Client`]: one connection, one
-//! message, STARTTLS when offered (opportunistic, falling back to
-//! plaintext on a new connection when the handshake fails), timeouts.
+//! The I/O shell around [`scop_smtp::Client`]: one message per
+//! transaction, STARTTLS when offered (opportunistic, falling back to
+//! plaintext on a new connection when the handshake fails), timeouts,
+//! and a [`Pool`] of sessions kept open between messages to one host.
 
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use rustls::pki_types::ServerName;
 use scop_smtp::client::Capabilities;
@@ -49,11 +51,159 @@ pub enum Attempt {
 
 type Stream = crate::stream::Stream<TlsStream<TcpStream>>;
 
+/// How long a session waits in a [`Pool`] for the next message, at most
+/// (Postfix's connection cache keeps one 2 s by default; servers close
+/// idle clients after minutes).
+pub const POOL_IDLE: Duration = Duration::from_secs(5);
+/// Messages sent over one pooled connection, at most.
+pub const POOL_MESSAGES: usize = 100;
+/// Idle sessions kept per host, at most.
+pub const POOL_PER_HOST: usize = 8;
+
+/// Sessions kept open after a transaction for the next message to the
+/// same host (address and name): a message to a host we just sent to
+/// skips the TCP and TLS handshakes, the greeting and EHLO. A session
+/// idle for [`POOL_IDLE`] is closed (QUIT) by [`Pool::sweep`] or when
+/// next looked at.
+#[derive(Default)]
+pub struct Pool {
+    idle: Mutex<HashMap<(SocketAddr, String), Vec<Session>>>,
+}
+
+impl std::fmt::Debug for Pool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pool")
+            .field("idle", &self.idle_count())
+            .finish()
+    }
+}
+
+impl Pool {
+    /// Sessions waiting in the pool.
+    pub fn idle_count(&self) -> usize {
+        self.lock().values().map(Vec::len).sum()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(SocketAddr, String), Vec<Session>>> {
+        self.idle.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A live idle session to `key`, if one waits (expired ones found on
+    /// the way are closed).
+    async fn take(&self, key: &(SocketAddr, String)) -> Option<Session> {
+        loop {
+            let s = {
+                let mut idle = self.lock();
+                let list = idle.get_mut(key)?;
+                let s = list.pop();
+                if list.is_empty() {
+                    idle.remove(key);
+                }
+                s?
+            };
+            if s.since.elapsed() < POOL_IDLE {
+                if let Some(s) = s.still_open().await {
+                    return Some(s);
+                }
+            } else {
+                s.close().await;
+            }
+        }
+    }
+
+    /// Keeps `s` for the next message to `key`, or closes it when it has
+    /// carried enough or the host has enough waiting.
+    async fn put(&self, key: (SocketAddr, String), mut s: Session) {
+        if s.messages < POOL_MESSAGES && !s.client.is_closed() {
+            let mut idle = self.lock();
+            let list = idle.entry(key).or_default();
+            if list.len() < POOL_PER_HOST {
+                s.since = Instant::now();
+                list.push(s);
+                return;
+            }
+        }
+        s.close().await;
+    }
+
+    /// Closes the sessions idle for [`POOL_IDLE`] or more.
+    pub async fn sweep(&self) {
+        let expired: Vec<Session> = {
+            let mut idle = self.lock();
+            let mut out = Vec::new();
+            idle.retain(|_, list| {
+                let (old, keep): (Vec<_>, Vec<_>) =
+                    list.drain(..).partition(|s| s.since.elapsed() >= POOL_IDLE);
+                out.extend(old);
+                *list = keep;
+                !list.is_empty()
+            });
+            out
+        };
+        for s in expired {
+            s.close().await;
+        }
+    }
+}
+
+/// An open SMTP session.
+struct Session {
+    stream: Stream,
+    client: Client,
+    caps: Capabilities,
+    /// Transactions it carried.
+    messages: usize,
+    /// When it last went idle.
+    since: Instant,
+    buf: Vec<u8>,
+    timeouts: Timeouts,
+}
+
+impl Session {
+    /// `self` unless the server spoke or closed while it was idle (a
+    /// 421 before closing, say): such a session is closed.
+    async fn still_open(mut self) -> Option<Session> {
+        let mut probe = [0u8; 512];
+        match tokio::time::timeout(Duration::ZERO, self.stream.read(&mut probe)).await {
+            Err(_) => Some(self),
+            Ok(_) => {
+                self.stream.shutdown().await.ok();
+                None
+            }
+        }
+    }
+
+    /// QUIT, the reply awaited briefly, then the connection closed.
+    async fn close(mut self) {
+        self.client.quit();
+        let limit = self.timeouts.reply.min(Duration::from_secs(10));
+        let _ = tokio::time::timeout(limit, async {
+            while !self.client.is_closed() {
+                let out = self.client.take_output();
+                if !out.is_empty() && self.stream.write_all(&out).await.is_err() {
+                    break;
+                }
+                while self.client.poll_event().is_some() {}
+                match self.stream.read(&mut self.buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        self.client.feed(&self.buf[..n]);
+                    }
+                }
+            }
+        })
+        .await;
+        self.stream.shutdown().await.ok();
+    }
+}
+
 /// Sends one message to `addr`. `server_name` is the MX host name (for
 /// SNI); `tls` is the client configuration for STARTTLS. The envelope's
 /// DSN parameters (RFC 3461) are sent only to a server that announces
 /// DSN (RFC 3461 5.2.2: otherwise they are dropped, and the caller may
-/// report the message as relayed).
+/// report the message as relayed). With a `pool`, a session it holds
+/// for that host is used first (a new connection when that one fails
+/// before a transaction result), and the session is left there after.
 #[allow(clippy::too_many_arguments)]
 pub async fn send(
     addr: SocketAddr,
@@ -64,46 +214,75 @@ pub async fn send(
     message: &[u8],
     timeouts: Timeouts,
     source: &[std::net::IpAddr],
+    pool: Option<&Pool>,
 ) -> Attempt {
+    let key = (addr, server_name.to_string());
+    if let Some(mut s) = match pool {
+        Some(p) => p.take(&key).await,
+        None => None,
+    } {
+        let sent = s
+            .client
+            .send_message(for_server(envelope, &s.caps), message)
+            .map_err(|e| AttemptError::Protocol(e.to_string()));
+        let outcome = match sent {
+            Ok(()) => s.transaction(None, addr, server_name, tls).await,
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(r) => return finish(s, r, pool, key).await,
+            // A failed reused session is worth no retry schedule: a new
+            // connection goes at once (a lost reply makes a second copy
+            // possible, as the retry later would).
+            Err(e) => tracing::info!(%addr, error = %e, "reused session failed, connecting again"),
+        }
+    }
     let source = source
         .iter()
         .copied()
         .find(|ip| ip.is_ipv4() == addr.is_ipv4());
-    match attempt(
-        addr,
-        server_name,
-        config,
-        tls,
-        envelope,
-        message,
-        timeouts,
-        source,
-    )
-    .await
-    {
+    let fresh = |config: ClientConfig| {
+        attempt(
+            addr,
+            server_name,
+            config,
+            tls,
+            envelope,
+            message,
+            timeouts,
+            source,
+            pool.is_some(),
+        )
+    };
+    let outcome = match fresh(config.clone()).await {
         Err(AttemptError::Tls(e)) if config.tls == TlsPolicy::Opportunistic => {
             tracing::info!(%addr, error = %e, "TLS handshake failed, retrying without TLS");
             let mut plain = config.clone();
             plain.tls = TlsPolicy::Disabled;
-            match attempt(
-                addr,
-                server_name,
-                &plain,
-                tls,
-                envelope,
-                message,
-                timeouts,
-                source,
-            )
-            .await
-            {
-                Ok((r, caps)) => Attempt::Done(r, caps),
-                Err(e) => Attempt::Failed(e.to_string()),
-            }
+            fresh(plain).await
         }
-        Ok((r, caps)) => Attempt::Done(r, caps),
+        other => other,
+    };
+    match outcome {
+        Ok((s, r)) => finish(s, r, pool, key).await,
         Err(e) => Attempt::Failed(e.to_string()),
     }
+}
+
+/// The attempt's answer; the session goes to the pool or is closed.
+async fn finish(
+    mut s: Session,
+    r: TransactionResult,
+    pool: Option<&Pool>,
+    key: (SocketAddr, String),
+) -> Attempt {
+    s.messages += 1;
+    let caps = s.caps.clone();
+    match pool {
+        Some(p) => p.put(key, s).await,
+        None => s.close().await,
+    }
+    Attempt::Done(r, caps)
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -118,17 +297,20 @@ enum AttemptError {
     Timeout,
 }
 
+/// A new connection carrying the message (QUIT pipelined behind it when
+/// the session will not be kept).
 #[allow(clippy::too_many_arguments)]
 async fn attempt(
     addr: SocketAddr,
     server_name: &str,
-    config: &ClientConfig,
+    config: ClientConfig,
     tls: &Arc<rustls::ClientConfig>,
     envelope: &Envelope,
     message: &[u8],
     timeouts: Timeouts,
     source: Option<std::net::IpAddr>,
-) -> Result<(TransactionResult, Capabilities), AttemptError> {
+    keep: bool,
+) -> Result<(Session, TransactionResult), AttemptError> {
     let connect = async {
         match source {
             None => TcpStream::connect(addr).await,
@@ -147,83 +329,98 @@ async fn attempt(
         .await
         .map_err(|_| AttemptError::Timeout)??;
     tcp.set_nodelay(true).ok();
-    let mut stream = Stream::Plain(tcp);
-    let mut client = Client::new(config.clone());
+    let mut s = Session {
+        stream: Stream::Plain(tcp),
+        client: Client::new(config),
+        caps: Capabilities::default(),
+        messages: 0,
+        since: Instant::now(),
+        buf: vec![0u8; 16 * 1024],
+        timeouts,
+    };
     // The message is handed to the machine once the server's capabilities
     // are known (they decide the DSN parameters).
-    let mut caps: Option<Capabilities> = None;
-    let mut result = None;
-    let mut buf = vec![0u8; 16 * 1024];
-    loop {
-        while let Some(ev) = client.poll_event() {
-            match ev {
-                ClientEvent::Ready(c) if caps.is_none() => {
-                    client
-                        .send_message(for_server(envelope, &c), message)
-                        .map_err(|e| AttemptError::Protocol(e.to_string()))?;
-                    client.quit();
-                    caps = Some(c);
-                }
-                ClientEvent::Transaction(r) => result = Some(r),
-                ClientEvent::Closed(err) => {
-                    let out = client.take_output();
-                    if !out.is_empty() {
-                        stream.write_all(&out).await.ok();
+    let pending = Some((envelope, message, keep));
+    let r = s.transaction(pending, addr, server_name, tls).await?;
+    Ok((s, r))
+}
+
+impl Session {
+    /// Runs the session until the transaction queued in the machine (or
+    /// `pending`, queued once the server is ready, with QUIT behind it
+    /// unless the session is to be kept) has its result.
+    async fn transaction(
+        &mut self,
+        mut pending: Option<(&Envelope, &[u8], bool)>,
+        addr: SocketAddr,
+        server_name: &str,
+        tls: &Arc<rustls::ClientConfig>,
+    ) -> Result<TransactionResult, AttemptError> {
+        loop {
+            while let Some(ev) = self.client.poll_event() {
+                match ev {
+                    ClientEvent::Ready(c) => {
+                        if let Some((envelope, message, keep)) = pending.take() {
+                            self.client
+                                .send_message(for_server(envelope, &c), message)
+                                .map_err(|e| AttemptError::Protocol(e.to_string()))?;
+                            if !keep {
+                                self.client.quit();
+                            }
+                        }
+                        self.caps = c;
                     }
-                    stream.shutdown().await.ok();
-                    return match (result, err) {
-                        (Some(r), _) => Ok((r, caps.unwrap_or_default())),
-                        (None, Some(e)) => Err(AttemptError::Protocol(e.to_string())),
-                        (None, None) => Err(AttemptError::Protocol(
-                            "the server closed the session before the transaction".into(),
-                        )),
-                    };
+                    ClientEvent::Transaction(r) => return Ok(r),
+                    ClientEvent::Closed(err) => {
+                        return Err(AttemptError::Protocol(match err {
+                            Some(e) => e.to_string(),
+                            None => "the server closed the session before the transaction".into(),
+                        }));
+                    }
+                    _ => {}
                 }
-                _ => {}
             }
-        }
-        let out = client.take_output();
-        if !out.is_empty() {
-            stream.write_all(&out).await?;
-            stream.flush().await?;
-        }
-        if client.tls_pending() {
-            let Stream::Plain(tcp) = std::mem::replace(&mut stream, Stream::Gone) else {
-                return Err(AttemptError::Protocol("STARTTLS twice".into()));
-            };
-            let name = ServerName::try_from(server_name.to_string())
-                .unwrap_or_else(|_| ServerName::IpAddress(addr.ip().into()));
-            let connector = TlsConnector::from(tls.clone());
-            let s = tokio::time::timeout(timeouts.reply, connector.connect(name, tcp))
+            let out = self.client.take_output();
+            if !out.is_empty() {
+                self.stream.write_all(&out).await?;
+                self.stream.flush().await?;
+            }
+            if self.client.tls_pending() {
+                let Stream::Plain(tcp) = std::mem::replace(&mut self.stream, Stream::Gone) else {
+                    return Err(AttemptError::Protocol("STARTTLS twice".into()));
+                };
+                let name = ServerName::try_from(server_name.to_string())
+                    .unwrap_or_else(|_| ServerName::IpAddress(addr.ip().into()));
+                let connector = TlsConnector::from(tls.clone());
+                let s = tokio::time::timeout(self.timeouts.reply, connector.connect(name, tcp))
+                    .await
+                    .map_err(|_| AttemptError::Timeout)?
+                    .map_err(AttemptError::Tls)?;
+                self.stream = Stream::Tls(Box::new(s));
+                self.client
+                    .tls_established()
+                    .map_err(|e| AttemptError::Protocol(e.to_string()))?;
+                continue;
+            }
+            if self.client.is_closed() {
+                return Err(AttemptError::Protocol("session closed".into()));
+            }
+            let n = tokio::time::timeout(self.timeouts.reply, self.stream.read(&mut self.buf))
                 .await
-                .map_err(|_| AttemptError::Timeout)?
-                .map_err(AttemptError::Tls)?;
-            stream = Stream::Tls(Box::new(s));
-            client
-                .tls_established()
-                .map_err(|e| AttemptError::Protocol(e.to_string()))?;
-            continue;
-        }
-        if client.is_closed() {
-            return result
-                .map(|r| (r, caps.clone().unwrap_or_default()))
-                .ok_or_else(|| AttemptError::Protocol("session closed".into()));
-        }
-        let n = tokio::time::timeout(timeouts.reply, stream.read(&mut buf))
-            .await
-            .map_err(|_| AttemptError::Timeout)??;
-        if n == 0 {
-            return result
-                .map(|r| (r, caps.clone().unwrap_or_default()))
-                .ok_or_else(|| AttemptError::Protocol("connection closed by the server".into()));
-        }
-        let mut fed = 0;
-        while fed < n {
-            let k = client.feed(&buf[fed..n]);
-            if k == 0 {
-                return Err(AttemptError::Protocol("reply buffer overflow".into()));
+                .map_err(|_| AttemptError::Timeout)??;
+            if n == 0 {
+                return Err(AttemptError::Protocol(
+                    "connection closed by the server".into(),
+                ));
             }
-            fed += k;
+            let mut fed = 0;
+            while fed < n {
+                let k = self.client.feed(&self.buf[fed..n]);
+                if k == 0 {
+                    return Err(AttemptError::Protocol("reply buffer overflow".into()));
+                }
+                fed += k;
+            }
         }
     }
 }

@@ -196,6 +196,8 @@ pub struct Relay {
     /// again releases the leases it held before, and only those, so
     /// several relays (with different names) can work one store.
     pub owner: String,
+    /// Sessions kept open for the next message to the same host.
+    pub pool: outbound::Pool,
 }
 
 /// How a delivered recipient left our hands.
@@ -288,6 +290,7 @@ impl Relay {
             domains: Mutex::new(HashMap::new()),
             slots: std::sync::OnceLock::new(),
             released: std::sync::atomic::AtomicBool::new(false),
+            pool: outbound::Pool::default(),
         }
     }
 
@@ -296,6 +299,20 @@ impl Relay {
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         self.release_stale_leases().await;
         let slots = self.slots().clone();
+        // Idle pooled sessions are closed once they have waited long
+        // enough (until the relay stops).
+        {
+            let me = self.clone();
+            let mut stop = stop.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::select! {
+                        _ = tokio::time::sleep(Duration::from_secs(1)) => me.pool.sweep().await,
+                        _ = stop.changed() => return,
+                    }
+                }
+            });
+        }
         loop {
             let now = now();
             match self.delivery.store.due(now, 256).await {
@@ -671,6 +688,7 @@ impl Relay {
                 &m.body,
                 self.timeouts,
                 &self.routes.source,
+                Some(&self.pool),
             )
             .await
             {

@@ -8,9 +8,10 @@
 mod common;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Setup, domain, file_with, run_swaks};
+use common::{Domain, Setup, domain, file_with, run_swaks};
 use scop_mail::relay::{RetryPolicy, Routes};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -453,30 +454,49 @@ async fn postfix_smtp_source_delivers_to_our_mx() {
     assert_eq!(got.len(), 100);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn our_relay_delivers_to_postfix_smtp_sink() {
-    let sink_port = std::net::TcpListener::bind("127.0.0.1:0")
+/// Postfix's smtp-sink on a free port, dumping each message into `dump`.
+fn smtp_sink(dump: &std::path::Path) -> (std::process::Child, u16) {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let dump = common::temp_dir("sink");
     let template = format!("{}/%Y%m%d%H%M%S.", dump.display());
-    let mut sink = postfix_tool("smtp-sink")
+    let sink = postfix_tool("smtp-sink")
         .args(["-u", "nobody", "-D", &template, "-c"])
-        .arg(format!("127.0.0.1:{sink_port}"))
+        .arg(format!("127.0.0.1:{port}"))
         .arg("100")
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
         .unwrap();
-    std::fs::set_permissions(&dump, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    std::fs::set_permissions(dump, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+    (sink, port)
+}
+
+/// Messages smtp-sink dumped into `dump` (it appends each to the file
+/// its template names).
+fn sunk(dump: &std::path::Path) -> usize {
+    std::fs::read_dir(dump)
+        .unwrap()
+        .flatten()
+        .map(|d| {
+            std::fs::read_to_string(d.path())
+                .unwrap()
+                .matches("Subject: hello from scop")
+                .count()
+        })
+        .sum()
+}
+
+/// A domain whose relay sends mail for sink.test to `port`.
+async fn relaying_to(port: u16) -> Domain {
     let mut routes = Routes::default();
     routes.fixed.insert(
         "sink.test".into(),
-        vec![format!("127.0.0.1:{sink_port}").parse().unwrap()],
+        vec![format!("127.0.0.1:{port}").parse().unwrap()],
     );
-    let a = domain(
+    domain(
         "a.test",
         &[("alice@a.test", "alice-password")],
         Setup {
@@ -484,30 +504,86 @@ async fn our_relay_delivers_to_postfix_smtp_sink() {
             ..Setup::default()
         },
     )
-    .await;
+    .await
+}
+
+async fn queue_drained(a: &Domain) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !a.store.list_queue().await.unwrap().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "queue not drained");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_relay_delivers_to_postfix_smtp_sink() {
+    let dump = common::temp_dir("sink");
+    let (mut sink, port) = smtp_sink(&dump);
+    let a = relaying_to(port).await;
     let data = file_with(&a.dir, "msg.eml", MESSAGE);
     for i in 0..5 {
         let rcpt = format!("user{i}@sink.test");
         let (ok, t) = common::submit_as_alice(&a, &rcpt, &data).await;
         assert!(ok, "{t}");
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    loop {
-        if a.store.list_queue().await.unwrap().is_empty() {
-            break;
-        }
-        assert!(std::time::Instant::now() < deadline, "queue not drained");
+    queue_drained(&a).await;
+    sink.kill().ok();
+    sink.wait().ok();
+    let received = sunk(&dump);
+    assert_eq!(received, 5, "smtp-sink received {received} of 5 messages");
+}
+
+/// Messages to one host one after another share one session: the relay
+/// keeps it open between them, and closes it (QUIT) once it has idled
+/// for `POOL_IDLE`. A proxy in front of smtp-sink counts connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_relay_keeps_its_session_to_postfix_for_the_next_message() {
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    let dump = common::temp_dir("sink-pool");
+    let (mut sink, sink_port) = smtp_sink(&dump);
+    let proxy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let proxy_port = proxy.local_addr().unwrap().port();
+    let opened = Arc::new(AtomicUsize::new(0));
+    let closed = Arc::new(AtomicUsize::new(0));
+    {
+        let (opened, closed) = (opened.clone(), closed.clone());
+        tokio::spawn(async move {
+            while let Ok((mut client, _)) = proxy.accept().await {
+                opened.fetch_add(1, SeqCst);
+                let closed = closed.clone();
+                tokio::spawn(async move {
+                    if let Ok(mut server) =
+                        tokio::net::TcpStream::connect(("127.0.0.1", sink_port)).await
+                    {
+                        tokio::io::copy_bidirectional(&mut client, &mut server)
+                            .await
+                            .ok();
+                    }
+                    closed.fetch_add(1, SeqCst);
+                });
+            }
+        });
+    }
+    let a = relaying_to(proxy_port).await;
+    let data = file_with(&a.dir, "msg.eml", MESSAGE);
+    for i in 0..5 {
+        let rcpt = format!("user{i}@sink.test");
+        let (ok, t) = common::submit_as_alice(&a, &rcpt, &data).await;
+        assert!(ok, "{t}");
+        queue_drained(&a).await;
+    }
+    assert_eq!(opened.load(SeqCst), 1, "one connection for five messages");
+    let deadline = std::time::Instant::now() + scop_mail::outbound::POOL_IDLE * 3;
+    while closed.load(SeqCst) < 1 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the idle session was not closed"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     sink.kill().ok();
     sink.wait().ok();
-    // smtp-sink appends each message to the file its template names.
-    let mut received = 0;
-    for d in std::fs::read_dir(&dump).unwrap().flatten() {
-        let text = std::fs::read_to_string(d.path()).unwrap();
-        received += text.matches("Subject: hello from scop").count();
-    }
-    assert_eq!(received, 5, "smtp-sink received {received} of 5 messages");
+    assert_eq!(sunk(&dump), 5);
 }
 
 const SMTPLIB: &str = r#"

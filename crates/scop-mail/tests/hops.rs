@@ -217,6 +217,7 @@ async fn to_mx(mx: SocketAddr, msg: &str) -> scop_smtp::Reply {
         msg.as_bytes(),
         Timeouts::default(),
         &[],
+        None,
     )
     .await;
     match attempt {

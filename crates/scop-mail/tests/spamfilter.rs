@@ -56,6 +56,7 @@ async fn send(mx: std::net::SocketAddr, msg: &[u8]) -> Attempt {
         msg,
         Timeouts::default(),
         &[],
+        None,
     )
     .await
 }
