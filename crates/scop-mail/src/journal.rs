@@ -534,7 +534,7 @@ fn apply_loop(
 ) {
     yield_to_sessions();
     let mut oldest = first;
-    // Each writer's own temporary directory (see maildir::deliver_via).
+    // Each writer's own temporary directory (see maildir::deliver_seen).
     let tmps: Vec<PathBuf> = (0..APPLY_THREADS)
         .map(|i| dir.join(format!("tmp{i}")))
         .collect();

@@ -204,16 +204,7 @@ pub fn deliver(dir: &Path, name: &str, msg: &[u8]) -> io::Result<Delivered> {
 /// [`deliver`] of the concatenation of `parts` (a `Return-Path` line
 /// and the message, say), without joining them first.
 pub fn deliver_parts(dir: &Path, name: &str, parts: &[&[u8]]) -> io::Result<Delivered> {
-    deliver_via(&dir.join("tmp"), dir, name, parts)
-}
-
-/// [`deliver_parts`] with the file written in `tmp`, a directory on the
-/// same file system (when the link from there is refused as crossing
-/// file systems, the copy goes through the Maildir's own `tmp/`):
-/// writers that each have their own do not wait for one another's file
-/// creations in the mailbox's `tmp/`.
-pub fn deliver_via(tmp: &Path, dir: &Path, name: &str, parts: &[&[u8]]) -> io::Result<Delivered> {
-    deliver_seen(tmp, dir, name, parts, &|_| None, Entry::Synced)
+    deliver_seen(&dir.join("tmp"), dir, name, parts, &|_| None, Entry::Synced)
 }
 
 /// When the directory entry of a delivered copy is made durable.
@@ -235,10 +226,14 @@ pub fn sync_new(dir: &Path) -> io::Result<()> {
     sync_dir_grouped(&dir.join("new"))
 }
 
-/// [`deliver_via`], where `earlier` gives the path of a file that may
-/// hold an earlier copy under a name besides `new/NAME` (a replay looks
-/// in `cur/`, where readers move what they have seen), and `entry` says
-/// when the copy's name in `new/` is made durable.
+/// [`deliver_parts`] with the file written in `tmp`, a directory on the
+/// same file system (when the link from there is refused as crossing
+/// file systems, the copy goes through the Maildir's own `tmp/`:
+/// writers that each have their own do not wait for one another's file
+/// creations in the mailbox's `tmp/`); `earlier` gives the path of a
+/// file that may hold an earlier copy under a name besides `new/NAME` (a
+/// replay looks in `cur/`, where readers move what they have seen), and
+/// `entry` says when the copy's name in `new/` is made durable.
 pub fn deliver_seen(
     tmp: &Path,
     dir: &Path,
