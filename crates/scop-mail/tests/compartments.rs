@@ -507,6 +507,20 @@ async fn relaying_to(port: u16) -> Domain {
     .await
 }
 
+/// Five messages from alice to sink.test, each relayed before the next
+/// is submitted when `one_at_a_time`.
+async fn submit_to_sink(a: &Domain, one_at_a_time: bool) {
+    let data = file_with(&a.dir, "msg.eml", MESSAGE);
+    for i in 0..5 {
+        let rcpt = format!("user{i}@sink.test");
+        let (ok, t) = common::submit_as_alice(a, &rcpt, &data).await;
+        assert!(ok, "{t}");
+        if one_at_a_time {
+            queue_drained(a).await;
+        }
+    }
+}
+
 async fn queue_drained(a: &Domain) {
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while !a.store.list_queue().await.unwrap().is_empty() {
@@ -520,12 +534,7 @@ async fn our_relay_delivers_to_postfix_smtp_sink() {
     let dump = common::temp_dir("sink");
     let (mut sink, port) = smtp_sink(&dump);
     let a = relaying_to(port).await;
-    let data = file_with(&a.dir, "msg.eml", MESSAGE);
-    for i in 0..5 {
-        let rcpt = format!("user{i}@sink.test");
-        let (ok, t) = common::submit_as_alice(&a, &rcpt, &data).await;
-        assert!(ok, "{t}");
-    }
+    submit_to_sink(&a, false).await;
     queue_drained(&a).await;
     sink.kill().ok();
     sink.wait().ok();
@@ -565,13 +574,7 @@ async fn our_relay_keeps_its_session_to_postfix_for_the_next_message() {
         });
     }
     let a = relaying_to(proxy_port).await;
-    let data = file_with(&a.dir, "msg.eml", MESSAGE);
-    for i in 0..5 {
-        let rcpt = format!("user{i}@sink.test");
-        let (ok, t) = common::submit_as_alice(&a, &rcpt, &data).await;
-        assert!(ok, "{t}");
-        queue_drained(&a).await;
-    }
+    submit_to_sink(&a, true).await;
     assert_eq!(opened.load(SeqCst), 1, "one connection for five messages");
     let deadline = std::time::Instant::now() + scop_mail::outbound::POOL_IDLE * 3;
     while closed.load(SeqCst) < 1 {
