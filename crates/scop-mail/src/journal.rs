@@ -789,8 +789,9 @@ mod tests {
                 .any(|n| n.split('.').next().unwrap().parse::<usize>().unwrap() > first_refused),
             "nothing acknowledged after the refused write"
         );
-        let (j, found) = Journal::open(&root.join("journal")).unwrap();
-        assert!(found.torn_bytes > 0, "{found:?}");
+        // (The segment with the cut record may be gone already: its
+        // whole records were applied before the child's exit.)
+        let (j, _) = Journal::open(&root.join("journal")).unwrap();
         drop(j);
         let mut want = acked.clone();
         want.sort();
