@@ -18,8 +18,29 @@ use std::time::{Duration, Instant};
 /// Rounds per measurement; the median is reported.
 const ROUNDS: usize = 7;
 
-fn main() -> Result<()> {
+const USAGE: &str = "usage: scop-bench mime --spamassassin DIR --hamlet N
+       scop-bench spam --corpus DIR [--debian DIR] [--roc-svg FILE]
+       scop-bench auth [--messages N] [--python VENV_PYTHON]
+       scop-bench smtp --debian DIR [--rounds N] [--scale F] [--idle N] [--peak-sessions N]
+       scop-bench dns --debian DIR [--scop BIN] [--rounds N] [--seconds S] [--names N] [--update-names N] [--clients N] [--outstanding N] [--skip-queries] [--skip-updates]
+       scop-bench bottle [--scop BIN] [--messages N] [--sessions N] [--per-connection N] [--rounds N]
+`cargo xtask bench NAME` installs the peers and runs these with their defaults.";
+
+/// Errors are printed as one chain of causes (no backtrace: they name
+/// what went wrong and where).
+fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return;
+    }
+    if let Err(e) = run(&args) {
+        eprintln!("scop-bench: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(args: &[String]) -> Result<()> {
     match args.first().map(String::as_str) {
         Some("mime") => mime(&args[1..]),
         Some("spam") => spam::run(&args[1..]),
@@ -29,9 +50,7 @@ fn main() -> Result<()> {
         Some("bottle") => bottle::run(&args[1..]),
         // The MX child process of `smtp` (not for direct use).
         Some("smtp-mx") => smtp::mx_child(&args[1..]),
-        _ => bail!(
-            "usage: scop-bench mime --spamassassin DIR --hamlet N\n       scop-bench spam --corpus DIR [--debian DIR] [--roc-svg FILE]\n       scop-bench auth [--messages N] [--python VENV_PYTHON]\n       scop-bench smtp --debian DIR [--rounds N] [--scale F] [--idle N] [--peak-sessions N]\n       scop-bench dns --debian DIR [--scop BIN] [--rounds N] [--seconds S] [--names N] [--update-names N] [--clients N] [--outstanding N] [--skip-queries] [--skip-updates]\n       scop-bench bottle [--scop BIN] [--messages N] [--sessions N] [--per-connection N] [--rounds N]"
-        ),
+        _ => bail!("{USAGE}"),
     }
 }
 
