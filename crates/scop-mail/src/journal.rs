@@ -372,7 +372,7 @@ fn recover(dir: &Path) -> io::Result<(Recovered, u64)> {
             let mailbox = PathBuf::from(std::ffi::OsStr::from_bytes(r.dir));
             let cur = seen
                 .entry(mailbox.clone())
-                .or_insert_with(|| names_in_cur(&mailbox));
+                .or_insert_with(|| maildir::files_in_cur(&mailbox));
             let in_cur = |n: &str| cur.get(n).cloned();
             let tmp = mailbox.join("tmp");
             let synced = maildir::Entry::Synced;
@@ -396,24 +396,9 @@ fn recover(dir: &Path) -> io::Result<(Recovered, u64)> {
         }
     }
     if !seqs.is_empty() {
-        File::open(dir)?.sync_all()?;
+        maildir::sync_dir(dir)?;
     }
     Ok((found, seqs.last().map_or(0, |s| s + 1)))
-}
-
-/// The files in `dir/cur` by base name (before `:2,FLAGS`).
-fn names_in_cur(dir: &Path) -> HashMap<String, PathBuf> {
-    fs::read_dir(dir.join("cur"))
-        .map(|d| {
-            d.flatten()
-                .filter_map(|e| {
-                    let n = e.file_name().into_string().ok()?;
-                    let base = n.split(':').next().unwrap_or_default().to_string();
-                    Some((base, e.path()))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// The segment being appended to.
@@ -430,7 +415,7 @@ impl Segment {
             .create_new(true)
             .append(true)
             .open(segment_path(dir, seq))?;
-        File::open(dir)?.sync_all()?;
+        maildir::sync_dir(dir)?;
         Ok(Segment { seq, file, len: 0 })
     }
 }

@@ -94,8 +94,25 @@ fn clean_host(host: &str) -> String {
         .collect()
 }
 
-fn sync_dir(dir: &Path) -> io::Result<()> {
+/// Makes the entries of `dir` durable.
+pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+/// The files in `dir/cur` by base name (before the `:2,FLAGS` info a
+/// reader adds when it moves a message there).
+pub fn files_in_cur(dir: &Path) -> HashMap<String, PathBuf> {
+    fs::read_dir(dir.join("cur"))
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| {
+                    let n = e.file_name().into_string().ok()?;
+                    let base = n.split(':').next().unwrap_or_default().to_string();
+                    Some((base, e.path()))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// Directory fsyncs shared between concurrent deliveries (group commit):

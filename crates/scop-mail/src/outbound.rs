@@ -80,7 +80,7 @@ impl std::fmt::Debug for Pool {
 
 impl Pool {
     /// Sessions waiting in the pool.
-    pub fn idle_count(&self) -> usize {
+    fn idle_count(&self) -> usize {
         self.lock().values().map(Vec::len).sum()
     }
 

@@ -334,28 +334,24 @@ async fn run<H: Handler>(
                     oversize = false;
                     rcpt_params.clear();
                 }
-                E::DataChunk(c) => {
-                    if body.is_empty() {
-                        // The first chunk becomes the body, uncopied.
-                        body = c;
-                        if body.len() > size_cap {
-                            body.clear();
-                            oversize = true;
-                        }
-                        // Room for the size the client declared (RFC
-                        // 1870), so the body grows without copies; a
-                        // bounded promise, as the client may lie.
-                        let declared = mail.as_ref().and_then(|(_, p)| p.size);
-                        if let Some(size) = declared.and_then(|s| usize::try_from(s).ok()) {
-                            let room = size.min(size_cap).min(DECLARED_SIZE_ROOM);
-                            body.reserve(room.saturating_sub(body.len()));
-                        }
-                    } else if body.len() + c.len() <= size_cap {
-                        body.extend_from_slice(&c);
-                    } else {
-                        oversize = true;
+                E::DataChunk(_) if oversize => {}
+                E::DataChunk(c) if body.len() + c.len() > size_cap => {
+                    body = Vec::new();
+                    oversize = true;
+                }
+                E::DataChunk(c) if body.is_empty() => {
+                    // The first chunk becomes the body, uncopied, with
+                    // room for the size the client declared (RFC 1870) so
+                    // that it grows without copies; a bounded promise, as
+                    // the client may lie.
+                    body = c;
+                    let declared = mail.as_ref().and_then(|(_, p)| p.size);
+                    if let Some(size) = declared.and_then(|s| usize::try_from(s).ok()) {
+                        let room = size.min(size_cap).min(DECLARED_SIZE_ROOM);
+                        body.reserve(room.saturating_sub(body.len()));
                     }
                 }
+                E::DataChunk(c) => body.extend_from_slice(&c),
                 E::MessageComplete if oversize => {
                     body.clear();
                     oversize = false;
