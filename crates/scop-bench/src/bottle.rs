@@ -996,14 +996,15 @@ impl Ours {
         // The spam model, and limits a load test from one address would
         // otherwise meet: the MX's one-second greeting delay (Postfix's
         // smtpd has none without postscreen), ten connections per client
-        // address, 500 messages per account and hour, and the refusal at
-        // MAIL of an address that sent 20 spam messages in an hour (the
-        // model calls about one Hamlet message in ten spam).
+        // address, 500 messages and 1,000 recipients per account and hour,
+        // and the refusal at MAIL of an address that sent 20 spam messages
+        // in an hour (the model calls about one Hamlet message in ten spam).
         let config = dir.join("scop.toml");
         let text = std::fs::read_to_string(&config)?;
         let extra = format!(
             "extra_args = [\"--spam-model\", {:?}, \"--greeting-delay\", \"0\", \"--per-ip\", \"1000\", \
-             \"--user-hourly-limit\", \"100000000\", \"--spam-block-after\", \"0\"]",
+             \"--user-hourly-limit\", \"100000000\", \"--user-hourly-recipients\", \"100000000\", \
+             \"--spam-block-after\", \"0\"]",
             s(&model)
         );
         if !text.contains("extra_args = []") {

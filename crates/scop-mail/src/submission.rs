@@ -10,7 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use scop_smtp::{ForwardPath, Host, MailParams, RcptParams, Reply, ReversePath};
-use scop_store::{NewMessage, Store};
+use scop_store::{NewMessage, SendingLimits, Store};
 use tokio::sync::Notify;
 
 use crate::headers::{self, Protocol, Received};
@@ -18,11 +18,17 @@ use crate::mx::reverse_path;
 use crate::session::{Decision, Handler, Incoming, Peer};
 use crate::{now, queue_id, tempfail};
 
-/// Per-user limits.
+/// Per-account limits: the server's defaults, which an account's own
+/// ([`scop_store::SendingLimits`], `scop user limits`) replace.
 #[derive(Debug, Clone, Copy)]
 pub struct UserLimits {
-    /// Messages per user per hour.
-    pub messages_per_hour: usize,
+    /// Messages per account per hour.
+    pub messages_per_hour: u64,
+    /// Recipients per account per hour, over all its messages.
+    pub recipients_per_hour: u64,
+    /// Largest message an account may submit; `None`: the listener's
+    /// limit only.
+    pub max_message_size: Option<u64>,
     /// Longest delay imposed after failed logins from one address.
     pub max_login_delay: Duration,
 }
@@ -31,7 +37,21 @@ impl Default for UserLimits {
     fn default() -> Self {
         UserLimits {
             messages_per_hour: 500,
+            recipients_per_hour: 1000,
+            max_message_size: None,
             max_login_delay: Duration::from_secs(8),
+        }
+    }
+}
+
+impl UserLimits {
+    /// These defaults with `own`'s values in their place.
+    fn with(self, own: SendingLimits) -> UserLimits {
+        UserLimits {
+            messages_per_hour: own.messages_per_hour.unwrap_or(self.messages_per_hour),
+            recipients_per_hour: own.recipients_per_hour.unwrap_or(self.recipients_per_hour),
+            max_message_size: own.max_message_size.or(self.max_message_size),
+            max_login_delay: self.max_login_delay,
         }
     }
 }
@@ -40,11 +60,44 @@ impl Default for UserLimits {
 const FAILED_LOGIN_MEMORY: Duration = Duration::from_secs(15 * 60);
 /// Client addresses remembered at most (the oldest are forgotten).
 const TRACKED_ADDRESSES_MAX: usize = 100_000;
+/// The window of the hourly limits.
+const HOUR: Duration = Duration::from_secs(3600);
 
 #[derive(Debug, Default)]
 struct Throttle {
     failures: HashMap<IpAddr, (u32, Instant)>,
-    sent: HashMap<String, VecDeque<Instant>>,
+    /// By account (the store's case-folded login).
+    accounts: HashMap<String, Sending>,
+}
+
+/// What an account sent in the last hour, and its limits as read at its
+/// last MAIL.
+#[derive(Debug)]
+struct Sending {
+    messages: VecDeque<Instant>,
+    recipients: VecDeque<Instant>,
+    limits: UserLimits,
+}
+
+impl Sending {
+    /// Counts one more in `sent` unless `limit` are already there.
+    fn take(sent: &mut VecDeque<Instant>, limit: u64) -> bool {
+        while sent.front().is_some_and(|at| at.elapsed() > HOUR) {
+            sent.pop_front();
+        }
+        if sent.len() as u64 >= limit {
+            return false;
+        }
+        sent.push_back(Instant::now());
+        true
+    }
+}
+
+/// The key an account's counts are kept under.
+fn account_key(login: &str) -> String {
+    scop_store::address::Address::parse(login)
+        .map(|a| a.key())
+        .unwrap_or_else(|_| login.to_owned())
 }
 
 /// The submission handler.
@@ -86,7 +139,7 @@ impl Submission {
     }
 
     fn login_delay(&self, ip: IpAddr) -> Duration {
-        let t = self.throttle.lock().unwrap_or_else(|p| p.into_inner());
+        let t = self.throttle();
         match t.failures.get(&ip) {
             Some((n, at)) if at.elapsed() < FAILED_LOGIN_MEMORY && *n > 0 => {
                 let ms = 250u64.saturating_mul(1 << (*n - 1).min(16));
@@ -97,7 +150,7 @@ impl Submission {
     }
 
     fn record_login(&self, ip: IpAddr, ok: bool) {
-        let mut t = self.throttle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut t = self.throttle();
         if ok {
             t.failures.remove(&ip);
             return;
@@ -114,19 +167,54 @@ impl Submission {
         e.1 = Instant::now();
     }
 
-    /// Counts a message for `login`; false when over the hourly limit.
-    fn take_message_slot(&self, login: &str) -> bool {
-        let mut t = self.throttle.lock().unwrap_or_else(|p| p.into_inner());
-        let hour = Duration::from_secs(3600);
-        let q = t.sent.entry(login.to_string()).or_default();
-        while q.front().is_some_and(|at| at.elapsed() > hour) {
-            q.pop_front();
+    fn throttle(&self) -> std::sync::MutexGuard<'_, Throttle> {
+        self.throttle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `login`'s limits: the defaults with the account's own, read from
+    /// the store.
+    async fn limits_of(&self, login: &str) -> Result<UserLimits, Reply> {
+        match self.store.sending_limits(login).await {
+            Ok(own) => Ok(self.limits.with(own.unwrap_or_default())),
+            Err(e) => {
+                tracing::error!(error = %e, "reading the sending limits failed");
+                Err(tempfail())
+            }
         }
-        if q.len() >= self.limits.messages_per_hour {
-            return false;
+    }
+
+    /// Counts a message for `login` under `limits`, which stay in force
+    /// for its transaction; false when over the hourly limit.
+    fn take_message_slot(&self, login: &str, limits: UserLimits) -> bool {
+        let mut t = self.throttle();
+        let a = t
+            .accounts
+            .entry(account_key(login))
+            .or_insert_with(|| Sending {
+                messages: VecDeque::new(),
+                recipients: VecDeque::new(),
+                limits,
+            });
+        a.limits = limits;
+        Sending::take(&mut a.messages, limits.messages_per_hour)
+    }
+
+    /// Counts a recipient for `login`; false when over the hourly limit.
+    fn take_recipient_slot(&self, login: &str) -> bool {
+        let mut t = self.throttle();
+        match t.accounts.get_mut(&account_key(login)) {
+            Some(a) => Sending::take(&mut a.recipients, a.limits.recipients_per_hour),
+            // RCPT comes after a MAIL that counted the account.
+            None => false,
         }
-        q.push_back(Instant::now());
-        true
+    }
+
+    /// The largest message `login` may submit now.
+    fn max_message_size(&self, login: &str) -> Option<u64> {
+        let t = self.throttle();
+        t.accounts
+            .get(&account_key(login))
+            .map_or(self.limits.max_message_size, |a| a.limits.max_message_size)
     }
 }
 
@@ -162,7 +250,7 @@ impl Handler for Submission {
         }
     }
 
-    async fn mail(&self, peer: &Peer, from: &ReversePath, _params: &MailParams) -> Decision {
+    async fn mail(&self, peer: &Peer, from: &ReversePath, params: &MailParams) -> Decision {
         let Some(login) = &peer.login else {
             return Decision::Reject(crate::reply(530, (5, 7, 0), "Authentication required"));
         };
@@ -194,7 +282,16 @@ impl Handler for Submission {
                 return Decision::Reject(tempfail());
             }
         }
-        if !self.take_message_slot(login) {
+        let limits = match self.limits_of(login).await {
+            Ok(l) => l,
+            Err(r) => return Decision::Reject(r),
+        };
+        if let (Some(declared), Some(max)) = (params.size, limits.max_message_size)
+            && declared > max
+        {
+            return Decision::Reject(too_big(max));
+        }
+        if !self.take_message_slot(login, limits) {
             return Decision::Reject(crate::reply(
                 450,
                 (4, 7, 1),
@@ -206,25 +303,48 @@ impl Handler for Submission {
 
     async fn rcpt(
         &self,
-        _peer: &Peer,
+        peer: &Peer,
         _from: &ReversePath,
         to: &ForwardPath,
         _params: &RcptParams,
     ) -> Decision {
         match to {
-            ForwardPath::Mailbox(m) if matches!(m.host(), Host::Domain(_)) => Decision::Accept,
-            ForwardPath::Mailbox(_) => Decision::Reject(crate::reply(
-                550,
-                (5, 1, 3),
-                "Recipient must be a domain address",
-            )),
+            ForwardPath::Mailbox(m) if matches!(m.host(), Host::Domain(_)) => {}
+            ForwardPath::Mailbox(_) => {
+                return Decision::Reject(crate::reply(
+                    550,
+                    (5, 1, 3),
+                    "Recipient must be a domain address",
+                ));
+            }
             ForwardPath::Postmaster => {
-                Decision::Reject(crate::reply(550, (5, 1, 3), "Give the postmaster's domain"))
+                return Decision::Reject(crate::reply(
+                    550,
+                    (5, 1, 3),
+                    "Give the postmaster's domain",
+                ));
             }
         }
+        let Some(login) = &peer.login else {
+            return Decision::Reject(crate::reply(530, (5, 7, 0), "Authentication required"));
+        };
+        if !self.take_recipient_slot(login) {
+            // RFC 5321 4.5.3.1.10: the client sends the others later.
+            return Decision::Reject(crate::reply(
+                452,
+                (4, 5, 3),
+                "Recipient rate limit exceeded, send to the others later",
+            ));
+        }
+        Decision::Accept
     }
 
     async fn message(&self, peer: &Peer, msg: Incoming) -> Result<String, Reply> {
+        if let Some(max) = peer.login.as_deref().and_then(|l| self.max_message_size(l))
+            && msg.body.len() as u64 > max
+        {
+            return Err(too_big(max));
+        }
         let now = now();
         let id = queue_id();
         let single = match msg.rcpts.as_slice() {
@@ -265,6 +385,15 @@ impl Handler for Submission {
         self.queued.notify_one();
         Ok(qid)
     }
+}
+
+/// The refusal of a message over an account's size limit.
+fn too_big(max: u64) -> Reply {
+    crate::reply(
+        552,
+        (5, 3, 4),
+        format!("Message larger than this account's limit of {max} bytes"),
+    )
 }
 
 /// Signs `body` with the signers of the sender's domain, or of the From

@@ -1,9 +1,9 @@
 //! Bad input against the running MX and submission listeners, one test per
 //! attack class: over-long lines, over-size messages, too many
 //! recipients, AUTH before TLS, password guessing, NUL bytes, 8-bit data
-//! without 8BITMIME, UTF-8 addresses without SMTPUTF8, and a client that
-//! stalls in the middle of DATA. Nothing bad may be delivered, and the
-//! server keeps serving.
+//! without 8BITMIME, UTF-8 addresses without SMTPUTF8, a client that
+//! stalls in the middle of DATA, and an account over its sending limits.
+//! Nothing bad may be delivered, and the server keeps serving.
 
 mod common;
 
@@ -145,9 +145,10 @@ async fn auth_before_tls_is_refused_on_submission() {
     assert!(r.starts_with("530"), "{r}");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn password_guessing_is_slowed_down() {
-    let a = setup().await;
+/// A session on the implicit-TLS submission port, after EHLO.
+async fn submission_session(
+    a: &common::Domain,
+) -> Conn<tokio_rustls::client::TlsStream<TcpStream>> {
     let connector = tokio_rustls::TlsConnector::from(scop_mail::tls::opportunistic_client());
     let tcp = TcpStream::connect(a.submissions()).await.unwrap();
     let tls = connector
@@ -156,7 +157,14 @@ async fn password_guessing_is_slowed_down() {
         .unwrap();
     let mut c = Conn { s: tls };
     assert!(c.reply().await.starts_with("220"));
-    assert!(c.cmd(b"EHLO guesser.test\r\n").await.contains("AUTH"));
+    assert!(c.cmd(b"EHLO client.test\r\n").await.contains("AUTH"));
+    c
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_guessing_is_slowed_down() {
+    let a = setup().await;
+    let mut c = submission_session(&a).await;
     let mut times = Vec::new();
     // "\0alice@a.test\0guess"
     for _ in 0..4 {
@@ -257,4 +265,141 @@ async fn a_client_stalling_in_data_is_cut_off_and_nothing_is_delivered() {
     // Others are still served.
     let mut d = connect(a.mx()).await;
     assert!(d.cmd(b"QUIT\r\n").await.starts_with("221"));
+}
+
+/// A message of `len` bytes from `from`, with its final dot.
+fn message_of(from: &str, len: usize) -> Vec<u8> {
+    let mut m = format!("From: <{from}>\r\nSubject: limits\r\n\r\n").into_bytes();
+    while m.len() < len {
+        m.extend_from_slice(b"0123456789012345678901234567890123456789\r\n");
+    }
+    m.extend_from_slice(b".\r\n");
+    m
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_over_its_sending_limits_is_refused_and_others_are_not() {
+    let a = domain(
+        "a.test",
+        &[
+            ("alice@a.test", "alice-password"),
+            ("bob@a.test", "bob-password"),
+            ("carol@a.test", "carol-password"),
+            ("dave@a.test", "dave-password"),
+        ],
+        Setup {
+            message_size: 4096,
+            ..Setup::default()
+        },
+    )
+    .await;
+    let own = scop_store::SendingLimits {
+        messages_per_hour: Some(2),
+        recipients_per_hour: Some(3),
+        max_message_size: Some(1000),
+    };
+    a.store
+        .set_sending_limits("alice@a.test", own)
+        .await
+        .unwrap();
+
+    let mut c = submission_session(&a).await;
+    // "\0Alice@A.test\0alice-password": the login's case does not matter.
+    let r = c
+        .cmd(b"AUTH PLAIN AEFsaWNlQEEudGVzdABhbGljZS1wYXNzd29yZA==\r\n")
+        .await;
+    assert!(r.starts_with("235"), "{r}");
+    // Declared over the account's size (but within the listener's).
+    let r = c.cmd(b"MAIL FROM:<alice@a.test> SIZE=1500\r\n").await;
+    assert!(r.starts_with("552 5.3.4"), "{r}");
+    // Message 1 of 2: three recipients, then 452 for a fourth.
+    assert!(
+        c.cmd(b"MAIL FROM:<alice@a.test>\r\n")
+            .await
+            .starts_with("250")
+    );
+    for rcpt in ["bob", "carol", "dave"] {
+        let r = c
+            .cmd(format!("RCPT TO:<{rcpt}@a.test>\r\n").as_bytes())
+            .await;
+        assert!(r.starts_with("250"), "{rcpt}: {r}");
+    }
+    let r = c.cmd(b"RCPT TO:<alice@a.test>\r\n").await;
+    assert!(r.starts_with("452 4.5.3"), "{r}");
+    // Undeclared and over the account's size: refused after the data.
+    assert!(c.cmd(b"DATA\r\n").await.starts_with("354"));
+    let r = c.cmd(&message_of("alice@a.test", 1500)).await;
+    assert!(r.starts_with("552 5.3.4"), "{r}");
+    // Message 2 of 2: the recipients of the hour are used up.
+    assert!(
+        c.cmd(b"MAIL FROM:<alice@a.test>\r\n")
+            .await
+            .starts_with("250")
+    );
+    let r = c.cmd(b"RCPT TO:<bob@a.test>\r\n").await;
+    assert!(r.starts_with("452 4.5.3"), "{r}");
+    assert!(c.cmd(b"RSET\r\n").await.starts_with("250"));
+    // A third message in the hour.
+    let r = c.cmd(b"MAIL FROM:<alice@a.test>\r\n").await;
+    assert!(r.starts_with("450 4.7.1"), "{r}");
+
+    // Another account, on the server's defaults, is not held back.
+    let mut d = submission_session(&a).await;
+    // "\0bob@a.test\0bob-password"
+    let r = d
+        .cmd(b"AUTH PLAIN AGJvYkBhLnRlc3QAYm9iLXBhc3N3b3Jk\r\n")
+        .await;
+    assert!(r.starts_with("235"), "{r}");
+    assert!(
+        d.cmd(b"MAIL FROM:<bob@a.test> SIZE=1500\r\n")
+            .await
+            .starts_with("250")
+    );
+    for rcpt in ["alice", "carol", "dave", "bob"] {
+        let r = d
+            .cmd(format!("RCPT TO:<{rcpt}@a.test>\r\n").as_bytes())
+            .await;
+        assert!(r.starts_with("250"), "{rcpt}: {r}");
+    }
+    assert!(d.cmd(b"DATA\r\n").await.starts_with("354"));
+    let r = d.cmd(&message_of("bob@a.test", 1500)).await;
+    assert!(r.starts_with("250"), "{r}");
+    a.wait_messages("carol@a.test", 1, 30).await;
+
+    // A change to the account's limits counts from its next MAIL.
+    a.store
+        .set_sending_limits(
+            "alice@a.test",
+            scop_store::SendingLimits {
+                messages_per_hour: Some(3),
+                ..own
+            },
+        )
+        .await
+        .unwrap();
+    assert!(
+        c.cmd(b"MAIL FROM:<alice@a.test>\r\n")
+            .await
+            .starts_with("250")
+    );
+    let r = c.cmd(b"RCPT TO:<bob@a.test>\r\n").await;
+    assert!(r.starts_with("452 4.5.3"), "{r}");
+    // The counts are the account's, whatever the case of its login.
+    let mut e = submission_session(&a).await;
+    // "\0alice@a.test\0alice-password"
+    let r = e
+        .cmd(b"AUTH PLAIN AGFsaWNlQGEudGVzdABhbGljZS1wYXNzd29yZA==\r\n")
+        .await;
+    assert!(r.starts_with("235"), "{r}");
+    let r = e.cmd(b"MAIL FROM:<alice@a.test>\r\n").await;
+    assert!(r.starts_with("450 4.7.1"), "{r}");
+    // Only bob's message went anywhere.
+    for login in ["alice@a.test", "bob@a.test", "carol@a.test", "dave@a.test"] {
+        let m = a.messages(login);
+        assert_eq!(m.len(), 1, "{login}");
+        assert!(
+            m[0].windows(17).any(|w| w == b"From: <bob@a.test"),
+            "{login}"
+        );
+    }
 }

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 
 use scop_store::{
     DsnParams, MAX_ENVID_BYTES, MessageId, NewMessage, Notify, Orcpt, Outcome, RecipientDsn,
-    RecipientState, Resolution, Ret, SCHEMA_VERSION, Store, StoreError,
+    RecipientState, Resolution, Ret, SCHEMA_VERSION, SendingLimits, Store, StoreError,
 };
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -184,6 +184,68 @@ async fn users_and_passwords(db: Db) {
     );
     // the domain stays local after the last account goes
     assert!(store.is_local_domain("alice.test").await.unwrap());
+}
+
+async fn sending_limits(db: Db) {
+    let store = Store::open(&db.url).await.unwrap();
+    store.add_user("alice@a.test", "pw").await.unwrap();
+    store.add_user("bob@a.test", "pw").await.unwrap();
+    assert_eq!(
+        store.sending_limits("Alice@A.test").await.unwrap(),
+        Some(SendingLimits::default())
+    );
+    let own = SendingLimits {
+        messages_per_hour: Some(3),
+        recipients_per_hour: None,
+        max_message_size: Some(u64::try_from(i64::MAX).unwrap()),
+    };
+    store.set_sending_limits("ALICE@a.test", own).await.unwrap();
+    assert_eq!(
+        store.sending_limits("alice@a.test").await.unwrap(),
+        Some(own)
+    );
+    // Only that account's.
+    assert_eq!(
+        store.sending_limits("bob@a.test").await.unwrap(),
+        Some(SendingLimits::default())
+    );
+    assert_eq!(store.sending_limits("nobody@a.test").await.unwrap(), None);
+    assert_eq!(store.sending_limits("garbage").await.unwrap(), None);
+    assert!(matches!(
+        store
+            .set_sending_limits("nobody@a.test", SendingLimits::default())
+            .await,
+        Err(StoreError::NotFound { .. })
+    ));
+    let too_large = SendingLimits {
+        recipients_per_hour: Some(u64::MAX),
+        ..own
+    };
+    assert!(matches!(
+        store.set_sending_limits("alice@a.test", too_large).await,
+        Err(StoreError::InvalidArgument(_))
+    ));
+    assert_eq!(
+        store.sending_limits("alice@a.test").await.unwrap(),
+        Some(own)
+    );
+    // Back to the defaults.
+    store
+        .set_sending_limits("alice@a.test", SendingLimits::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.sending_limits("alice@a.test").await.unwrap(),
+        Some(SendingLimits::default())
+    );
+    // A deleted and re-made account starts from the defaults.
+    store.set_sending_limits("alice@a.test", own).await.unwrap();
+    store.delete_user("alice@a.test").await.unwrap();
+    store.add_user("alice@a.test", "pw").await.unwrap();
+    assert_eq!(
+        store.sending_limits("alice@a.test").await.unwrap(),
+        Some(SendingLimits::default())
+    );
 }
 
 async fn addresses_forwards_and_ownership(db: Db) {
@@ -834,6 +896,11 @@ async fn migrates_older_schema(db: Db) {
     let store = Store::open(&db.url).await.unwrap();
     assert_eq!(store.schema_version().await.unwrap(), SCHEMA_VERSION);
     assert!(store.verify_password("alice@a.test", "pw").await.unwrap());
+    // Accounts from before version 7 take the server's sending limits.
+    assert_eq!(
+        store.sending_limits("alice@a.test").await.unwrap(),
+        Some(SendingLimits::default())
+    );
     let id = store
         .enqueue(&msg("alice@a.test", &["b@ext.test"], b"x"), 1)
         .await
@@ -1182,6 +1249,7 @@ suite!(
     open_and_version,
     domains,
     users_and_passwords,
+    sending_limits,
     addresses_forwards_and_ownership,
     aliases,
     resolution,

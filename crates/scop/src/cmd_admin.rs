@@ -134,6 +134,68 @@ pub enum UserCommand {
         /// Forwarding targets.
         targets: Vec<String>,
     },
+    /// Show or set an account's own sending limits on submission. Each
+    /// takes a number or `default` (the server's: `scop mail serve
+    /// --user-hourly-limit`, `--user-hourly-recipients`,
+    /// `--user-message-size`); options not given stay as they are.
+    ///
+    /// Examples:
+    ///   scop user limits alice@example.org
+    ///   scop user limits news@example.org --recipients-per-hour 20000
+    ///   scop user limits bob@example.org --max-size 5000000 --messages-per-hour default
+    Limits {
+        /// The login.
+        login: String,
+        /// Messages per hour.
+        #[arg(long, value_name = "N|default")]
+        messages_per_hour: Option<Limit>,
+        /// Recipients per hour, over all the account's messages.
+        #[arg(long, value_name = "N|default")]
+        recipients_per_hour: Option<Limit>,
+        /// Largest message, in bytes.
+        #[arg(long, value_name = "BYTES|default")]
+        max_size: Option<Limit>,
+    },
+}
+
+/// A limit given on the command line: a number, or the server's default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// This many.
+    Set(u64),
+    /// The server's default.
+    Default,
+}
+
+impl std::str::FromStr for Limit {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Limit, String> {
+        if s.eq_ignore_ascii_case("default") {
+            return Ok(Limit::Default);
+        }
+        match s.parse::<u64>() {
+            Ok(n) if i64::try_from(n).is_ok() => Ok(Limit::Set(n)),
+            _ => Err(format!(
+                "`{s}` is neither a number (0 to {}) nor `default`",
+                i64::MAX
+            )),
+        }
+    }
+}
+
+impl Limit {
+    /// The stored value, `old` when not given.
+    fn apply(given: Option<Limit>, old: Option<u64>) -> Option<u64> {
+        match given {
+            None => old,
+            Some(Limit::Default) => None,
+            Some(Limit::Set(n)) => Some(n),
+        }
+    }
+
+    fn shown(v: Option<u64>) -> String {
+        v.map_or_else(|| "default".to_owned(), |n| n.to_string())
+    }
 }
 
 /// `scop alias ...`
@@ -332,6 +394,31 @@ pub fn run_user(args: UserArgs) -> Result<ExitCode> {
                 } else {
                     writeln!(out, "{login} forwards to {}", targets.join(", "))?;
                 }
+            }
+            UserCommand::Limits {
+                login,
+                messages_per_hour,
+                recipients_per_hour,
+                max_size,
+            } => {
+                let Some(old) = store.sending_limits(&login).await? else {
+                    bail!("no account {login}");
+                };
+                let new = scop_store::SendingLimits {
+                    messages_per_hour: Limit::apply(messages_per_hour, old.messages_per_hour),
+                    recipients_per_hour: Limit::apply(recipients_per_hour, old.recipients_per_hour),
+                    max_message_size: Limit::apply(max_size, old.max_message_size),
+                };
+                if new != old {
+                    store.set_sending_limits(&login, new).await?;
+                }
+                writeln!(
+                    out,
+                    "{login}\tmessages-per-hour={}\trecipients-per-hour={}\tmax-size={}",
+                    Limit::shown(new.messages_per_hour),
+                    Limit::shown(new.recipients_per_hour),
+                    Limit::shown(new.max_message_size)
+                )?;
             }
         }
         store.close().await;

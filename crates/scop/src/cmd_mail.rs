@@ -125,9 +125,20 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 10)]
     pub(crate) per_ip: usize,
     /// Messages each account may submit per hour (submission); more are
-    /// refused with a temporary error until the hour has passed.
+    /// refused with a temporary error until the hour has passed. An
+    /// account's own limit (`scop user limits`) replaces it.
     #[arg(long, default_value_t = 500, value_name = "N")]
-    pub(crate) user_hourly_limit: usize,
+    pub(crate) user_hourly_limit: u64,
+    /// Recipients each account may submit to per hour, over all its
+    /// messages; more are refused at RCPT with a temporary error (452).
+    /// An account's own limit (`scop user limits`) replaces it.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub(crate) user_hourly_recipients: u64,
+    /// Largest message an account may submit, in bytes (default: the
+    /// --message-size of every message). An account's own limit
+    /// (`scop user limits`) replaces it.
+    #[arg(long, value_name = "BYTES")]
+    pub(crate) user_message_size: Option<u64>,
     /// Largest message accepted, in bytes.
     #[arg(long, default_value_t = 50 * 1024 * 1024)]
     pub(crate) message_size: u64,
@@ -458,6 +469,8 @@ pub(crate) fn conn_limits(a: &ServeArgs) -> scop_mail::listener::ConnLimits {
 pub(crate) fn user_limits(a: &ServeArgs) -> scop_mail::submission::UserLimits {
     scop_mail::submission::UserLimits {
         messages_per_hour: a.user_hourly_limit,
+        recipients_per_hour: a.user_hourly_recipients,
+        max_message_size: a.user_message_size,
         ..Default::default()
     }
 }

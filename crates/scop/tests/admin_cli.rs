@@ -137,6 +137,64 @@ fn admin_round_trip(url: &str) {
         ok(url, &["user", "list"], ""),
         "alice@alice.test\talice@alice.test,postmaster@alice.test\t-\nbob@bob.test\tbob@bob.test\tbob@elsewhere.test\n"
     );
+    // sending limits: shown, set one at a time, back to the default
+    assert_eq!(
+        ok(url, &["user", "limits", "bob@bob.test"], ""),
+        "bob@bob.test\tmessages-per-hour=default\trecipients-per-hour=default\tmax-size=default\n"
+    );
+    ok(
+        url,
+        &[
+            "user",
+            "limits",
+            "bob@bob.test",
+            "--recipients-per-hour",
+            "20000",
+        ],
+        "",
+    );
+    assert_eq!(
+        ok(
+            url,
+            &[
+                "user",
+                "limits",
+                "BOB@bob.test",
+                "--max-size",
+                "5000000",
+                "--messages-per-hour",
+                "7"
+            ],
+            ""
+        ),
+        "BOB@bob.test\tmessages-per-hour=7\trecipients-per-hour=20000\tmax-size=5000000\n"
+    );
+    assert_eq!(
+        ok(
+            url,
+            &[
+                "user",
+                "limits",
+                "bob@bob.test",
+                "--messages-per-hour",
+                "default"
+            ],
+            ""
+        ),
+        "bob@bob.test\tmessages-per-hour=default\trecipients-per-hour=20000\tmax-size=5000000\n"
+    );
+    fails(
+        url,
+        &["user", "limits", "bob@bob.test", "--max-size", "5M"],
+        "",
+        "neither a number",
+    );
+    fails(
+        url,
+        &["user", "limits", "zed@bob.test"],
+        "",
+        "no account zed@bob.test",
+    );
     ok(
         url,
         &["user", "passwd", "bob@bob.test", "--password-stdin"],
@@ -156,6 +214,14 @@ fn admin_round_trip(url: &str) {
     assert!(
         rt().block_on(store.verify_password("bob@bob.test", "new-bob-pw"))
             .unwrap()
+    );
+    assert_eq!(
+        rt().block_on(store.sending_limits("bob@bob.test")).unwrap(),
+        Some(scop_store::SendingLimits {
+            messages_per_hour: None,
+            recipients_per_hour: Some(20_000),
+            max_message_size: Some(5_000_000),
+        })
     );
     assert!(
         !rt()

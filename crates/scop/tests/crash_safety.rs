@@ -476,6 +476,8 @@ fn kill_9_of_any_compartment_loses_no_acknowledged_message() {
             &format!("crash.test:crash:{}", key.display()),
             "--user-hourly-limit",
             "1000000",
+            "--user-hourly-recipients",
+            "1000000",
             "--route",
             &format!("far.test={far_mx}"),
         ]

@@ -26,6 +26,34 @@ pub struct User {
     pub forward: Vec<String>,
 }
 
+/// An account's own sending limits for submission; `None` takes the
+/// server's default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SendingLimits {
+    /// Messages per hour.
+    pub messages_per_hour: Option<u64>,
+    /// Recipients per hour, over all its messages.
+    pub recipients_per_hour: Option<u64>,
+    /// Largest message, in bytes.
+    pub max_message_size: Option<u64>,
+}
+
+const SELECT_LIMITS: &str = "SELECT messages_per_hour, recipients_per_hour, max_message_size \
+                             FROM users WHERE login_key = $1";
+const UPDATE_LIMITS: &str = "UPDATE users SET messages_per_hour = $2, recipients_per_hour = $3, \
+                             max_message_size = $4 WHERE login_key = $1";
+
+/// A limit as stored (SQL integers are signed).
+fn limit_column(v: Option<u64>) -> Result<Option<i64>> {
+    v.map(|n| i64::try_from(n).map_err(|_| StoreError::InvalidArgument("limit too large")))
+        .transpose()
+}
+
+/// A stored limit (never negative: only [`limit_column`] writes them).
+fn limit_value(v: Option<i64>) -> Option<u64> {
+    v.map(|n| u64::try_from(n).unwrap_or(0))
+}
+
 fn parse_login(login: &str) -> Result<Address> {
     Address::parse(login).map_err(|e| invalid("login", login, e))
 }
@@ -272,6 +300,42 @@ impl Store {
             }
         }
         Ok(by_key.into_values().collect())
+    }
+
+    /// An account's own sending limits; `None` when there is no such
+    /// account (or the login is invalid).
+    pub async fn sending_limits(&self, login: &str) -> Result<Option<SendingLimits>> {
+        let Ok(login) = Address::parse(login) else {
+            return Ok(None);
+        };
+        let row: Option<[Option<i64>; 3]> = on_pool!(self, p => {
+            match sqlx::query(SELECT_LIMITS).bind(login.key()).fetch_optional(p).await? {
+                Some(r) => Some([r.try_get(0)?, r.try_get(1)?, r.try_get(2)?]),
+                None => None,
+            }
+        });
+        Ok(row.map(|[m, r, s]| SendingLimits {
+            messages_per_hour: limit_value(m),
+            recipients_per_hour: limit_value(r),
+            max_message_size: limit_value(s),
+        }))
+    }
+
+    /// Replaces an account's own sending limits (`None` fields take the
+    /// server's default again).
+    pub async fn set_sending_limits(&self, login: &str, limits: SendingLimits) -> Result<()> {
+        let login = parse_login(login)?;
+        let key = login.key();
+        let m = limit_column(limits.messages_per_hour)?;
+        let r = limit_column(limits.recipients_per_hour)?;
+        let s = limit_column(limits.max_message_size)?;
+        write_tx!(self, tx => async {
+            let done = sqlx::query(UPDATE_LIMITS).bind(&key).bind(m).bind(r).bind(s).execute(&mut *tx).await?;
+            if done.rows_affected() == 0 {
+                return Err(StoreError::NotFound { what: "user", key: login.to_string() });
+            }
+            Ok(())
+        }.await)
     }
 
     /// Checks a password. An unknown (or invalid) login costs the same
