@@ -500,6 +500,7 @@ pub fn mx_child(args: &[String]) -> Result<()> {
             routes: Default::default(),
             lifetime_secs: 5 * 86_400,
             retry: Default::default(),
+            delivery_log_retention: Some(scop_mail::relay::LOG_RETENTION),
             greeting_delay: Duration::ZERO,
             user_limits: Default::default(),
             idle_timeout: Duration::from_secs(300),

@@ -23,7 +23,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use scop_smtp::{ClientConfig, Envelope, ForwardPath, Host, Mailbox, Reply, ReversePath};
 use scop_store::{DsnParams, NewMessage, PendingRecipient, QueuedMessage};
@@ -198,7 +198,15 @@ pub struct Relay {
     pub owner: String,
     /// Sessions kept open for the next message to the same host.
     pub pool: outbound::Pool,
+    /// How long delivery records are kept (`None`: for ever); older ones
+    /// are removed at start and every [`PRUNE_EVERY`].
+    pub log_retention: Option<Duration>,
 }
+
+/// The default of [`Relay::log_retention`]: 30 days.
+pub const LOG_RETENTION: Duration = Duration::from_secs(30 * 86_400);
+/// How often the delivery log is pruned.
+pub const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
 /// How a delivered recipient left our hands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -291,6 +299,20 @@ impl Relay {
             slots: std::sync::OnceLock::new(),
             released: std::sync::atomic::AtomicBool::new(false),
             pool: outbound::Pool::default(),
+            log_retention: Some(LOG_RETENTION),
+        }
+    }
+
+    /// Removes the delivery records older than [`Relay::log_retention`].
+    async fn prune_log(&self) {
+        let Some(keep) = self.log_retention else {
+            return;
+        };
+        let before = now().saturating_sub(i64::try_from(keep.as_secs()).unwrap_or(i64::MAX));
+        match self.delivery.store.prune_delivery_log(before).await {
+            Ok(0) => {}
+            Ok(removed) => tracing::info!(removed, "old delivery records removed"),
+            Err(e) => tracing::warn!(error = %e, "pruning the delivery log failed"),
         }
     }
 
@@ -299,13 +321,18 @@ impl Relay {
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         self.release_stale_leases().await;
         let slots = self.slots().clone();
-        // Idle pooled sessions are closed once they have waited long
-        // enough (until the relay stops).
+        // Until the relay stops: idle pooled sessions are closed once
+        // they have waited long enough, and the delivery log is pruned.
         {
             let me = self.clone();
             let mut stop = stop.clone();
             tokio::spawn(async move {
+                let mut pruned: Option<Instant> = None;
                 loop {
+                    if pruned.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+                        me.prune_log().await;
+                        pruned = Some(Instant::now());
+                    }
                     tokio::select! {
                         _ = tokio::time::sleep(Duration::from_secs(1)) => me.pool.sweep().await,
                         _ = stop.changed() => return,

@@ -52,6 +52,8 @@ pub struct MailConfig {
     pub lifetime_secs: i64,
     /// Relay retry schedule.
     pub retry: crate::relay::RetryPolicy,
+    /// How long the relay keeps delivery records (`None`: for ever).
+    pub delivery_log_retention: Option<Duration>,
     /// MX greeting delay (early-talker check); zero disables it.
     pub greeting_delay: Duration,
     /// Idle timeout of sessions.
@@ -247,6 +249,7 @@ pub async fn start(cfg: MailConfig) -> io::Result<Running> {
     if cfg.relay {
         let mut relay = Relay::new(delivery, cfg.routes.clone());
         relay.retry = cfg.retry;
+        relay.log_retention = cfg.delivery_log_retention;
         if let Some(id) = &cfg.relay_id {
             relay.owner = id.clone();
         }

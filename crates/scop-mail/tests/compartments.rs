@@ -672,6 +672,77 @@ async fn swaks_pipelining_on_the_mx() {
     a.wait_messages("alice@a.test", 1, 10).await;
 }
 
+/// The relay removes delivery records older than its retention when it
+/// starts (and every hour), and keeps them all without one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_prunes_old_delivery_records() {
+    let dir = common::temp_dir("prune");
+    let store = scop_store::Store::open(&format!("sqlite:{}", dir.join("scop.db").display()))
+        .await
+        .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let day = 86_400;
+    let id = store
+        .enqueue(
+            &scop_store::NewMessage {
+                sender: "alice@a.test".into(),
+                recipients: vec!["x@far.test".into(), "y@far.test".into()],
+                body: b"Subject: old\r\n\r\nbody\r\n".to_vec(),
+                lifetime_secs: 90 * day,
+                dsn: Default::default(),
+            },
+            now - 40 * day,
+        )
+        .await
+        .unwrap();
+    // Not due for days: the relay leaves the message alone.
+    for (rcpt, at) in [("x@far.test", now - 40 * day), ("y@far.test", now - day)] {
+        store
+            .record_deferred(id, rcpt, at, now + 10 * day, "451 later")
+            .await
+            .unwrap();
+    }
+    let times = || async {
+        let log = store.delivery_log(id).await.unwrap();
+        log.iter().map(|r| r.at).collect::<Vec<_>>()
+    };
+    let start = |retention: Option<Duration>| {
+        let delivery = scop_mail::delivery::Delivery {
+            store: store.clone(),
+            mail_root: dir.join("mail"),
+            hostname: "mail.a.test".into(),
+            srs: Arc::new(scop_mail::srs::Srs::new(b"test srs key")),
+            lifetime_secs: 86_400,
+            queued: Arc::new(tokio::sync::Notify::new()),
+            journal: None,
+        };
+        let mut relay = scop_mail::relay::Relay::new(delivery, Routes::default());
+        relay.log_retention = retention;
+        let (stop, stop_rx) = tokio::sync::watch::channel(false);
+        (stop, tokio::spawn(Arc::new(relay).run(stop_rx)))
+    };
+    // Kept for ever.
+    let (stop, task) = start(None);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    assert_eq!(times().await, [now - 40 * day, now - day]);
+    // Kept 30 days (the default).
+    let (stop, task) = start(Some(scop_mail::relay::LOG_RETENTION));
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while times().await.len() == 2 {
+        assert!(std::time::Instant::now() < deadline, "nothing pruned");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.send(true).unwrap();
+    task.await.unwrap();
+    assert_eq!(times().await, [now - day]);
+    assert_eq!(store.list_queue().await.unwrap().len(), 1);
+}
+
 /// Two relays work one store, each under its own lease name: every
 /// queued message reaches the other domain's mailbox once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

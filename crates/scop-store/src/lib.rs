@@ -47,7 +47,7 @@ pub use sql::accounts::{MAX_FORWARD_TARGETS, SendingLimits, User};
 pub use sql::migrate::SCHEMA_VERSION;
 pub use sql::queue::{
     DeliveryRecord, DsnParams, MAX_ADDR_TYPE_BYTES, MAX_ADDRESS_BYTES, MAX_DETAIL_BYTES,
-    MAX_ENVID_BYTES, MAX_RECIPIENTS, MessageId, NewMessage, Notify, Orcpt, Outcome,
+    MAX_ENVID_BYTES, MAX_RECIPIENTS, MessageId, NewMessage, Notify, Orcpt, Outcome, PRUNE_BATCH,
     PendingRecipient, QueueEntry, QueuedMessage, RecipientDsn, RecipientState, RecipientStatus,
     Ret,
 };

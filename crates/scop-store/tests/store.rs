@@ -781,6 +781,74 @@ async fn queue_order_limits_and_delete(db: Db) {
     );
 }
 
+/// 10,005 delivery records, at 400 and after, of message 999999.
+const LOG_OF_10_005: &str = "WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 10004) \
+     INSERT INTO deliveries (message_id, rcpt, at, outcome, detail) \
+     SELECT 999999, 'w@ext.test', 400 + i, 'deferred', '451 later' FROM n";
+
+async fn the_delivery_log_is_pruned_by_age(db: Db) {
+    let store = Store::open(&db.url).await.unwrap();
+    let a = store
+        .enqueue(
+            &msg(
+                "s@a.test",
+                &["x@ext.test", "y@ext.test", "v@ext.test"],
+                b"a",
+            ),
+            100,
+        )
+        .await
+        .unwrap();
+    let b = store
+        .enqueue(&msg("s@a.test", &["z@ext.test"], b"b"), 100)
+        .await
+        .unwrap();
+    store
+        .record_deferred(a, "x@ext.test", 100, 200, "451 later")
+        .await
+        .unwrap();
+    store
+        .record_delivered(a, "x@ext.test", 200, "250 ok")
+        .await
+        .unwrap();
+    store
+        .record_failed(b, "z@ext.test", 250, "550 no")
+        .await
+        .unwrap();
+    store
+        .record_delivered(a, "y@ext.test", 300, "250 ok")
+        .await
+        .unwrap();
+    let times = |log: Vec<scop_store::DeliveryRecord>| log.iter().map(|r| r.at).collect::<Vec<_>>();
+    assert_eq!(times(store.delivery_log(a).await.unwrap()), [100, 200, 300]);
+    // Nothing older than the first record.
+    assert_eq!(store.prune_delivery_log(100).await.unwrap(), 0);
+    // Strictly before: the record at 250 stays.
+    assert_eq!(store.prune_delivery_log(250).await.unwrap(), 2);
+    assert_eq!(times(store.delivery_log(a).await.unwrap()), [300]);
+    assert_eq!(times(store.delivery_log(b).await.unwrap()), [250]);
+    assert_eq!(store.prune_delivery_log(250).await.unwrap(), 0);
+    // More than a batch (records of a message that left the queue).
+    scop_store::testing::execute(&db.url, LOG_OF_10_005)
+        .await
+        .unwrap();
+    let batch = u64::try_from(scop_store::PRUNE_BATCH).unwrap();
+    assert_eq!(batch, 10_000);
+    assert_eq!(store.prune_delivery_log(i64::MAX).await.unwrap(), batch + 7);
+    assert!(store.delivery_log(a).await.unwrap().is_empty());
+    assert!(
+        store
+            .delivery_log(MessageId(999_999))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // The queue itself is untouched.
+    let queue = store.list_queue().await.unwrap();
+    assert_eq!(queue.len(), 1);
+    assert_eq!(queue[0].id, a);
+}
+
 async fn durable_across_reopen(db: Db) {
     let big: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     let id = {
@@ -1257,6 +1325,7 @@ suite!(
     queue_lifecycle,
     queue_order_limits_and_delete,
     durable_across_reopen,
+    the_delivery_log_is_pruned_by_age,
     concurrent_workers_lease_once,
     migrates_older_schema,
     refuses_newer_schema,

@@ -276,7 +276,9 @@ pub enum QueueCommand {
         /// The message id.
         id: i64,
     },
-    /// Show the delivery log of a message (also after it left the queue).
+    /// Show the delivery log of a message (also after it left the queue;
+    /// the relay keeps records for `scop mail serve --delivery-log-days`,
+    /// 30 by default).
     ///
     /// Example: scop queue log 42
     Log {

@@ -310,6 +310,7 @@ async fn start(
             let queued = delivery.queued.clone();
             let mut relay = scop_mail::relay::Relay::new(delivery, routes);
             relay.retry = mail::retry(a);
+            relay.log_retention = mail::delivery_log_retention(a);
             if let Some(id) = &a.relay_id {
                 relay.owner = id.clone();
             }

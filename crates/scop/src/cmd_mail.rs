@@ -139,6 +139,10 @@ pub struct ServeArgs {
     /// (`scop user limits`) replaces it.
     #[arg(long, value_name = "BYTES")]
     pub(crate) user_message_size: Option<u64>,
+    /// Days the relay keeps each delivery record (`scop queue log`);
+    /// older ones are removed every hour; 0 keeps them for ever.
+    #[arg(long, default_value_t = 30, value_name = "DAYS")]
+    pub(crate) delivery_log_days: u64,
     /// Largest message accepted, in bytes.
     #[arg(long, default_value_t = 50 * 1024 * 1024)]
     pub(crate) message_size: u64,
@@ -465,6 +469,12 @@ pub(crate) fn conn_limits(a: &ServeArgs) -> scop_mail::listener::ConnLimits {
     }
 }
 
+/// How long the relay keeps delivery records.
+pub(crate) fn delivery_log_retention(a: &ServeArgs) -> Option<Duration> {
+    (a.delivery_log_days > 0)
+        .then(|| Duration::from_secs(a.delivery_log_days.saturating_mul(86_400)))
+}
+
 /// Submission's per-account limits.
 pub(crate) fn user_limits(a: &ServeArgs) -> scop_mail::submission::UserLimits {
     scop_mail::submission::UserLimits {
@@ -526,6 +536,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
             routes,
             lifetime_secs: a.queue_lifetime,
             retry: retry(&a),
+            delivery_log_retention: delivery_log_retention(&a),
             greeting_delay: Duration::from_millis(a.greeting_delay),
             idle_timeout: Duration::from_secs(300),
             conn_limits: conn_limits(&a),

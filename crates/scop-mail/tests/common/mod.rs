@@ -141,6 +141,7 @@ pub async fn domain(name: &str, users: &[(&str, &str)], setup: Setup) -> Domain 
         routes: setup.routes,
         lifetime_secs: setup.lifetime_secs,
         retry: setup.retry,
+        delivery_log_retention: Some(scop_mail::relay::LOG_RETENTION),
         greeting_delay: setup.greeting_delay,
         user_limits: Default::default(),
         idle_timeout: setup.idle_timeout,

@@ -39,7 +39,7 @@ migrations! {
     4 => "0004_passwords.sql",
     5 => "0005_directory_version.sql",
     6 => "0006_lease_owner.sql",
-    7 => "0007_sending_limits.sql",
+    7 => "0007_limits_and_log_age.sql",
 }
 
 /// The schema version this build writes (the last migration).

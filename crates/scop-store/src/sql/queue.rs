@@ -359,6 +359,9 @@ fn cut(detail: &str) -> &str {
 /// neither remove the message); SQLite writers are serialised already.
 const LOCK_MESSAGE: &str = "UPDATE messages SET lease_until = lease_until WHERE id = $1";
 
+/// Delivery records removed per transaction by [`Store::prune_delivery_log`].
+pub const PRUNE_BATCH: i64 = 10_000;
+
 const INSERT_LOG: &str =
     "INSERT INTO deliveries (message_id, rcpt, at, outcome, detail) VALUES ($1, $2, $3, $4, $5)";
 
@@ -880,6 +883,30 @@ impl Store {
             let done = sqlx::query("DELETE FROM messages WHERE id = $1").bind(id.0).execute(&mut *tx).await?;
             Ok(done.rows_affected() == 1)
         }.await)
+    }
+
+    /// Removes the delivery records made before `before` (unix seconds),
+    /// [`PRUNE_BATCH`] per transaction so writers never wait long; how
+    /// many went.
+    pub async fn prune_delivery_log(&self, before: i64) -> Result<u64> {
+        let mut removed = 0;
+        loop {
+            let done = write_tx!(self, tx => async {
+                Ok::<u64, StoreError>(sqlx::query(
+                    "DELETE FROM deliveries WHERE id IN \
+                     (SELECT id FROM deliveries WHERE at < $1 LIMIT $2)",
+                )
+                .bind(before)
+                .bind(PRUNE_BATCH)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected())
+            }.await)?;
+            removed += done;
+            if done < PRUNE_BATCH as u64 {
+                return Ok(removed);
+            }
+        }
     }
 
     /// The delivery log of a message (also after it left the queue), oldest first.

@@ -1,5 +1,0 @@
--- Version 7: an account's own sending limits for submission; NULL takes
--- the server's default.
-ALTER TABLE users ADD COLUMN messages_per_hour BIGINT;
-ALTER TABLE users ADD COLUMN recipients_per_hour BIGINT;
-ALTER TABLE users ADD COLUMN max_message_size BIGINT;
