@@ -84,6 +84,7 @@ pub enum UserCommand {
     /// Examples:
     ///   printf '%s\n' "$PASSWORD" | scop user add alice@example.org --password-stdin
     ///   scop user add alice@example.org --password-stdin < password.txt
+    #[command(verbatim_doc_comment)]
     Add {
         /// The login, e.g. alice@example.org.
         login: String,
@@ -143,6 +144,7 @@ pub enum UserCommand {
     ///   scop user limits alice@example.org
     ///   scop user limits news@example.org --recipients-per-hour 20000
     ///   scop user limits bob@example.org --max-size 5000000 --messages-per-hour default
+    #[command(verbatim_doc_comment)]
     Limits {
         /// The login.
         login: String,
@@ -220,6 +222,7 @@ pub enum AliasCommand {
     ///   scop alias add sales@example.org alice@example.org
     ///   scop alias add @example.org alice@example.org
     ///   scop alias add team@example.org bob@elsewhere.example
+    #[command(verbatim_doc_comment)]
     Add {
         /// `local@domain` or `@domain`.
         source: String,
