@@ -21,7 +21,7 @@ const ROUNDS: usize = 7;
 const USAGE: &str = "usage: scop-bench mime --spamassassin DIR --hamlet N
        scop-bench spam --corpus DIR [--debian DIR] [--roc-svg FILE]
        scop-bench auth [--messages N] [--python VENV_PYTHON]
-       scop-bench smtp --debian DIR [--rounds N] [--scale F] [--idle N] [--peak-sessions N]
+       scop-bench smtp --debian DIR [--rounds N] [--scale F] [--idle N] [--peak-sessions N] [--settle SECONDS]
        scop-bench dns --debian DIR [--scop BIN] [--rounds N] [--seconds S] [--names N] [--update-names N] [--clients N] [--outstanding N] [--skip-queries] [--skip-updates]
        scop-bench bottle [--scop BIN] [--messages N] [--sessions N] [--per-connection N] [--rounds N]
 `cargo xtask bench NAME` installs the peers and runs these with their defaults.";
