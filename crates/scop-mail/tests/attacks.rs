@@ -47,6 +47,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         self.s.write_all(line).await.unwrap();
         self.reply().await
     }
+
+    /// Sends `line`; the reply must start with `want`.
+    async fn expect(&mut self, line: impl AsRef<[u8]>, want: &str) {
+        let line = line.as_ref();
+        let r = self.cmd(line).await;
+        let shown = String::from_utf8_lossy(&line[..line.len().min(60)]);
+        assert!(r.starts_with(want), "{}: {r}", shown.trim_end());
+    }
 }
 
 async fn connect(addr: std::net::SocketAddr) -> Conn<TcpStream> {
@@ -277,6 +285,18 @@ fn message_of(from: &str, len: usize) -> Vec<u8> {
     m
 }
 
+/// A submission session logged in as `login`.
+async fn logged_in(
+    a: &common::Domain,
+    login: &str,
+    password: &str,
+) -> Conn<tokio_rustls::client::TlsStream<TcpStream>> {
+    let mut c = submission_session(a).await;
+    let plain = scop_smtp::codec::base64_encode(format!("\0{login}\0{password}").as_bytes());
+    c.expect(format!("AUTH PLAIN {plain}\r\n"), "235").await;
+    c
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_account_over_its_sending_limits_is_refused_and_others_are_not() {
     let a = domain(
@@ -303,96 +323,55 @@ async fn an_account_over_its_sending_limits_is_refused_and_others_are_not() {
         .await
         .unwrap();
 
-    let mut c = submission_session(&a).await;
-    // "\0Alice@A.test\0alice-password": the login's case does not matter.
-    let r = c
-        .cmd(b"AUTH PLAIN AEFsaWNlQEEudGVzdABhbGljZS1wYXNzd29yZA==\r\n")
-        .await;
-    assert!(r.starts_with("235"), "{r}");
+    // The login's case does not matter.
+    let mut c = logged_in(&a, "Alice@A.test", "alice-password").await;
     // Declared over the account's size (but within the listener's).
-    let r = c.cmd(b"MAIL FROM:<alice@a.test> SIZE=1500\r\n").await;
-    assert!(r.starts_with("552 5.3.4"), "{r}");
+    c.expect("MAIL FROM:<alice@a.test> SIZE=1500\r\n", "552 5.3.4")
+        .await;
     // Message 1 of 2: three recipients, then 452 for a fourth.
-    assert!(
-        c.cmd(b"MAIL FROM:<alice@a.test>\r\n")
-            .await
-            .starts_with("250")
-    );
+    c.expect("MAIL FROM:<alice@a.test>\r\n", "250").await;
     for rcpt in ["bob", "carol", "dave"] {
-        let r = c
-            .cmd(format!("RCPT TO:<{rcpt}@a.test>\r\n").as_bytes())
+        c.expect(format!("RCPT TO:<{rcpt}@a.test>\r\n"), "250")
             .await;
-        assert!(r.starts_with("250"), "{rcpt}: {r}");
     }
-    let r = c.cmd(b"RCPT TO:<alice@a.test>\r\n").await;
-    assert!(r.starts_with("452 4.5.3"), "{r}");
+    c.expect("RCPT TO:<alice@a.test>\r\n", "452 4.5.3").await;
     // Undeclared and over the account's size: refused after the data.
-    assert!(c.cmd(b"DATA\r\n").await.starts_with("354"));
-    let r = c.cmd(&message_of("alice@a.test", 1500)).await;
-    assert!(r.starts_with("552 5.3.4"), "{r}");
+    c.expect("DATA\r\n", "354").await;
+    c.expect(message_of("alice@a.test", 1500), "552 5.3.4")
+        .await;
     // Message 2 of 2: the recipients of the hour are used up.
-    assert!(
-        c.cmd(b"MAIL FROM:<alice@a.test>\r\n")
-            .await
-            .starts_with("250")
-    );
-    let r = c.cmd(b"RCPT TO:<bob@a.test>\r\n").await;
-    assert!(r.starts_with("452 4.5.3"), "{r}");
-    assert!(c.cmd(b"RSET\r\n").await.starts_with("250"));
+    c.expect("MAIL FROM:<alice@a.test>\r\n", "250").await;
+    c.expect("RCPT TO:<bob@a.test>\r\n", "452 4.5.3").await;
+    c.expect("RSET\r\n", "250").await;
     // A third message in the hour.
-    let r = c.cmd(b"MAIL FROM:<alice@a.test>\r\n").await;
-    assert!(r.starts_with("450 4.7.1"), "{r}");
+    c.expect("MAIL FROM:<alice@a.test>\r\n", "450 4.7.1").await;
 
     // Another account, on the server's defaults, is not held back.
-    let mut d = submission_session(&a).await;
-    // "\0bob@a.test\0bob-password"
-    let r = d
-        .cmd(b"AUTH PLAIN AGJvYkBhLnRlc3QAYm9iLXBhc3N3b3Jk\r\n")
+    let mut d = logged_in(&a, "bob@a.test", "bob-password").await;
+    d.expect("MAIL FROM:<bob@a.test> SIZE=1500\r\n", "250")
         .await;
-    assert!(r.starts_with("235"), "{r}");
-    assert!(
-        d.cmd(b"MAIL FROM:<bob@a.test> SIZE=1500\r\n")
-            .await
-            .starts_with("250")
-    );
     for rcpt in ["alice", "carol", "dave", "bob"] {
-        let r = d
-            .cmd(format!("RCPT TO:<{rcpt}@a.test>\r\n").as_bytes())
+        d.expect(format!("RCPT TO:<{rcpt}@a.test>\r\n"), "250")
             .await;
-        assert!(r.starts_with("250"), "{rcpt}: {r}");
     }
-    assert!(d.cmd(b"DATA\r\n").await.starts_with("354"));
-    let r = d.cmd(&message_of("bob@a.test", 1500)).await;
-    assert!(r.starts_with("250"), "{r}");
+    d.expect("DATA\r\n", "354").await;
+    d.expect(message_of("bob@a.test", 1500), "250").await;
     a.wait_messages("carol@a.test", 1, 30).await;
 
     // A change to the account's limits counts from its next MAIL.
+    let more = scop_store::SendingLimits {
+        messages_per_hour: Some(3),
+        ..own
+    };
     a.store
-        .set_sending_limits(
-            "alice@a.test",
-            scop_store::SendingLimits {
-                messages_per_hour: Some(3),
-                ..own
-            },
-        )
+        .set_sending_limits("alice@a.test", more)
         .await
         .unwrap();
-    assert!(
-        c.cmd(b"MAIL FROM:<alice@a.test>\r\n")
-            .await
-            .starts_with("250")
-    );
-    let r = c.cmd(b"RCPT TO:<bob@a.test>\r\n").await;
-    assert!(r.starts_with("452 4.5.3"), "{r}");
+    c.expect("MAIL FROM:<alice@a.test>\r\n", "250").await;
+    c.expect("RCPT TO:<bob@a.test>\r\n", "452 4.5.3").await;
     // The counts are the account's, whatever the case of its login.
-    let mut e = submission_session(&a).await;
-    // "\0alice@a.test\0alice-password"
-    let r = e
-        .cmd(b"AUTH PLAIN AGFsaWNlQGEudGVzdABhbGljZS1wYXNzd29yZA==\r\n")
-        .await;
-    assert!(r.starts_with("235"), "{r}");
-    let r = e.cmd(b"MAIL FROM:<alice@a.test>\r\n").await;
-    assert!(r.starts_with("450 4.7.1"), "{r}");
+    let mut e = logged_in(&a, "alice@a.test", "alice-password").await;
+    e.expect("MAIL FROM:<alice@a.test>\r\n", "450 4.7.1").await;
     // Only bob's message went anywhere.
     for login in ["alice@a.test", "bob@a.test", "carol@a.test", "dave@a.test"] {
         let m = a.messages(login);
