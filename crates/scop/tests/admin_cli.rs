@@ -206,17 +206,19 @@ fn admin_round_trip(url: &str) {
         "pw\n",
         "not found",
     );
-    let store = rt().block_on(Store::open(url)).unwrap();
+    // One runtime for every library call: pooled connections belong to it.
+    let rt = rt();
+    let store = rt.block_on(Store::open(url)).unwrap();
     assert!(
-        rt().block_on(store.verify_password("alice@alice.test", "s3cret pass"))
+        rt.block_on(store.verify_password("alice@alice.test", "s3cret pass"))
             .unwrap()
     );
     assert!(
-        rt().block_on(store.verify_password("bob@bob.test", "new-bob-pw"))
+        rt.block_on(store.verify_password("bob@bob.test", "new-bob-pw"))
             .unwrap()
     );
     assert_eq!(
-        rt().block_on(store.sending_limits("bob@bob.test")).unwrap(),
+        rt.block_on(store.sending_limits("bob@bob.test")).unwrap(),
         Some(scop_store::SendingLimits {
             messages_per_hour: None,
             recipients_per_hour: Some(20_000),
@@ -224,8 +226,7 @@ fn admin_round_trip(url: &str) {
         })
     );
     assert!(
-        !rt()
-            .block_on(store.verify_password("bob@bob.test", "bob-pw"))
+        !rt.block_on(store.verify_password("bob@bob.test", "bob-pw"))
             .unwrap()
     );
 
@@ -275,8 +276,8 @@ fn admin_round_trip(url: &str) {
         lifetime_secs: 86_400,
         dsn: Default::default(),
     };
-    let id = rt().block_on(store.enqueue(&msg, 1_700_000_000)).unwrap();
-    rt().block_on(store.record_deferred(
+    let id = rt.block_on(store.enqueue(&msg, 1_700_000_000)).unwrap();
+    rt.block_on(store.record_deferred(
         id,
         "y@ext.test",
         1_700_000_000,
@@ -327,7 +328,7 @@ fn admin_round_trip(url: &str) {
     ok(url, &["user", "del", "alice@alice.test"], "");
     fails(url, &["user", "del", "alice@alice.test"], "", "not found");
     assert_eq!(ok(url, &["alias", "list"], ""), "");
-    rt().block_on(store.close());
+    rt.block_on(store.close());
 }
 
 #[test]
