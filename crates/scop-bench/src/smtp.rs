@@ -81,7 +81,8 @@ fn create_cost(root: &Path, probe: usize) -> Result<Duration> {
 /// false if it never became so.
 fn settle(root: &Path, limit: Duration) -> Result<bool> {
     let start = Instant::now();
-    for probe in 0.. {
+    let mut probe = 0;
+    loop {
         write_back(root)?;
         let cost = create_cost(root, probe)?;
         if cost <= QUIET_CREATE {
@@ -101,8 +102,8 @@ fn settle(root: &Path, limit: Duration) -> Result<bool> {
             limit.saturating_sub(start.elapsed()).as_secs()
         );
         std::thread::sleep(Duration::from_secs(15));
+        probe += 1;
     }
-    unreachable!("the probe loop returns")
 }
 
 /// Writes back the filesystem holding `dir` (`sync -f`).

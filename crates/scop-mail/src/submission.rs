@@ -187,14 +187,11 @@ impl Submission {
     /// for its transaction; false when over the hourly limit.
     fn take_message_slot(&self, login: &str, limits: UserLimits) -> bool {
         let mut t = self.throttle();
-        let a = t
-            .accounts
-            .entry(account_key(login))
-            .or_insert_with(|| Sending {
-                messages: VecDeque::new(),
-                recipients: VecDeque::new(),
-                limits,
-            });
+        let a = t.accounts.entry(account_key(login)).or_insert(Sending {
+            messages: VecDeque::new(),
+            recipients: VecDeque::new(),
+            limits,
+        });
         a.limits = limits;
         Sending::take(&mut a.messages, limits.messages_per_hour)
     }
