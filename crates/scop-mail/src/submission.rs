@@ -79,18 +79,17 @@ struct Sending {
     limits: UserLimits,
 }
 
-impl Sending {
-    /// Counts one more in `sent` unless `limit` are already there.
-    fn take(sent: &mut VecDeque<Instant>, limit: u64) -> bool {
-        while sent.front().is_some_and(|at| at.elapsed() > HOUR) {
-            sent.pop_front();
-        }
-        if sent.len() as u64 >= limit {
-            return false;
-        }
-        sent.push_back(Instant::now());
-        true
+/// Counts one more in `sent` (the last hour's) unless `limit` are
+/// already there.
+fn take_slot(sent: &mut VecDeque<Instant>, limit: u64) -> bool {
+    while sent.front().is_some_and(|at| at.elapsed() > HOUR) {
+        sent.pop_front();
     }
+    if sent.len() as u64 >= limit {
+        return false;
+    }
+    sent.push_back(Instant::now());
+    true
 }
 
 /// The key an account's counts are kept under.
@@ -193,14 +192,14 @@ impl Submission {
             limits,
         });
         a.limits = limits;
-        Sending::take(&mut a.messages, limits.messages_per_hour)
+        take_slot(&mut a.messages, limits.messages_per_hour)
     }
 
     /// Counts a recipient for `login`; false when over the hourly limit.
     fn take_recipient_slot(&self, login: &str) -> bool {
         let mut t = self.throttle();
         match t.accounts.get_mut(&account_key(login)) {
-            Some(a) => Sending::take(&mut a.recipients, a.limits.recipients_per_hour),
+            Some(a) => take_slot(&mut a.recipients, a.limits.recipients_per_hour),
             // RCPT comes after a MAIL that counted the account.
             None => false,
         }

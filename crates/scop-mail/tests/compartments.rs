@@ -672,6 +672,25 @@ async fn swaks_pipelining_on_the_mx() {
     a.wait_messages("alice@a.test", 1, 10).await;
 }
 
+/// A relay of its own over `store`, with mailboxes under `dir/mail`.
+fn relay_on(
+    store: &scop_store::Store,
+    dir: &std::path::Path,
+    hostname: String,
+    routes: Routes,
+) -> scop_mail::relay::Relay {
+    let delivery = scop_mail::delivery::Delivery {
+        store: store.clone(),
+        mail_root: dir.join("mail"),
+        hostname,
+        srs: Arc::new(scop_mail::srs::Srs::new(b"test srs key")),
+        lifetime_secs: 86_400,
+        queued: Arc::new(tokio::sync::Notify::new()),
+        journal: None,
+    };
+    scop_mail::relay::Relay::new(delivery, routes)
+}
+
 /// The relay removes delivery records older than its retention when it
 /// starts (and every hour), and keeps them all without one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -680,10 +699,7 @@ async fn the_relay_prunes_old_delivery_records() {
     let store = scop_store::Store::open(&format!("sqlite:{}", dir.join("scop.db").display()))
         .await
         .unwrap();
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = scop_mail::now();
     let day = 86_400;
     let id = store
         .enqueue(
@@ -710,16 +726,7 @@ async fn the_relay_prunes_old_delivery_records() {
         log.iter().map(|r| r.at).collect::<Vec<_>>()
     };
     let start = |retention: Option<Duration>| {
-        let delivery = scop_mail::delivery::Delivery {
-            store: store.clone(),
-            mail_root: dir.join("mail"),
-            hostname: "mail.a.test".into(),
-            srs: Arc::new(scop_mail::srs::Srs::new(b"test srs key")),
-            lifetime_secs: 86_400,
-            queued: Arc::new(tokio::sync::Notify::new()),
-            journal: None,
-        };
-        let mut relay = scop_mail::relay::Relay::new(delivery, Routes::default());
+        let mut relay = relay_on(&store, &dir, "mail.a.test".into(), Routes::default());
         relay.log_retention = retention;
         let (stop, stop_rx) = tokio::sync::watch::channel(false);
         (stop, tokio::spawn(Arc::new(relay).run(stop_rx)))
@@ -762,27 +769,15 @@ async fn two_relays_share_one_store() {
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     for name in ["one", "two"] {
-        let delivery = scop_mail::delivery::Delivery {
-            store: store.clone(),
-            mail_root: dir.join("mail"),
-            hostname: format!("relay-{name}.a.test"),
-            srs: Arc::new(scop_mail::srs::Srs::new(b"test srs key")),
-            lifetime_secs: 86_400,
-            queued: Arc::new(tokio::sync::Notify::new()),
-            journal: None,
-        };
         let mut routes = Routes::default();
         routes.fixed.insert("b.test".into(), vec![b.mx()]);
-        let mut relay = scop_mail::relay::Relay::new(delivery, routes);
+        let mut relay = relay_on(&store, &dir, format!("relay-{name}.a.test"), routes);
         relay.owner = name.into();
         relay.poll = Duration::from_millis(20);
         tasks.push(tokio::spawn(Arc::new(relay).run(stop_rx.clone())));
     }
     let count = 60;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
+    let now = scop_mail::now();
     for i in 0..count {
         let body = format!("Message-ID: <m{i}@a.test>\r\nSubject: m{i}\r\n\r\nbody\r\n");
         store
