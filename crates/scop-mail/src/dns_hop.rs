@@ -58,17 +58,18 @@ impl MeshResolver {
         })
     }
 
-    /// Asks for `name`/`rtype`.
-    pub async fn query(&self, name: &str, rtype: RecordType) -> Answer<RData> {
+    /// Asks for `name`/`rtype`: the answer, and whether the resolver
+    /// compartment validated it (the AD bit).
+    pub async fn query(&self, name: &str, rtype: RecordType) -> (Answer<RData>, bool) {
         let Ok(qname) = Name::from_ascii(format!("{}.", name.trim_end_matches('.'))) else {
-            return Answer::NxDomain;
+            return (Answer::NxDomain, false);
         };
         let id = self.ids.fetch_add(1, Ordering::Relaxed);
         let mut msg = Message::new(id, MessageType::Query, OpCode::Query);
         msg.metadata.recursion_desired = true;
         msg.queries.push(Query::query(qname, rtype));
         let Ok(request) = msg.to_vec() else {
-            return Answer::Temp("cannot encode the question".into());
+            return (Answer::Temp("cannot encode the question".into()), false);
         };
         let pooled = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
         let reply = match pooled {
@@ -81,7 +82,7 @@ impl MeshResolver {
         };
         let (bytes, stream) = match reply {
             Ok(x) => x,
-            Err(e) => return Answer::Temp(format!("resolver compartment: {e}")),
+            Err(e) => return (Answer::Temp(format!("resolver compartment: {e}")), false),
         };
         {
             let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
@@ -130,15 +131,23 @@ async fn exchange<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     }
 }
 
-/// Reads the resolver compartment's reply to question `id` for `rtype`.
-fn answer_from(bytes: &[u8], id: u16, rtype: RecordType) -> Answer<RData> {
+/// Reads the resolver compartment's reply to question `id` for `rtype`,
+/// and whether it was validated (the AD bit).
+fn answer_from(bytes: &[u8], id: u16, rtype: RecordType) -> (Answer<RData>, bool) {
     let Ok(msg) = Message::from_vec(bytes) else {
-        return Answer::Temp("resolver compartment: unreadable reply".into());
+        return (
+            Answer::Temp("resolver compartment: unreadable reply".into()),
+            false,
+        );
     };
     if msg.metadata.id != id || msg.metadata.message_type != MessageType::Response {
-        return Answer::Temp("resolver compartment: reply to another question".into());
+        return (
+            Answer::Temp("resolver compartment: reply to another question".into()),
+            false,
+        );
     }
-    match msg.metadata.response_code {
+    let secure = msg.metadata.authentic_data;
+    let answer = match msg.metadata.response_code {
         ResponseCode::NoError => {
             let data: Vec<RData> = msg
                 .answers
@@ -153,8 +162,14 @@ fn answer_from(bytes: &[u8], id: u16, rtype: RecordType) -> Answer<RData> {
             }
         }
         ResponseCode::NXDomain => Answer::NxDomain,
-        other => Answer::Temp(format!("resolver compartment: {other}")),
-    }
+        other => {
+            return (
+                Answer::Temp(format!("resolver compartment: {other}")),
+                false,
+            );
+        }
+    };
+    (answer, secure)
 }
 
 /// The reply of the resolver compartment to `request`, answered by `dns`.
@@ -182,7 +197,9 @@ pub async fn reply_to(dns: &Dns, request: &[u8]) -> Vec<u8> {
     resp.metadata.recursion_desired = req.metadata.recursion_desired;
     resp.metadata.recursion_available = true;
     resp.queries.push(q.clone());
-    match dns.query(&q.name.to_ascii(), q.query_type).await {
+    let (answer, secure) = dns.query_validated(&q.name.to_ascii(), q.query_type).await;
+    resp.metadata.authentic_data = secure;
+    match answer {
         Answer::Records(v) => {
             for data in v {
                 resp.answers

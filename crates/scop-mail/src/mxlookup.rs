@@ -8,6 +8,7 @@
 use std::net::IpAddr;
 
 use hickory_proto::rr::{RData, RecordType};
+use scop_mta::dane::{Lookup, Tlsa};
 
 /// MX hosts tried at most per domain.
 pub const MX_HOSTS_MAX: usize = 10;
@@ -126,17 +127,26 @@ impl Dns {
 
     /// Asks for `name`/`rtype` and returns the records' data.
     pub async fn query(&self, name: &str, rtype: RecordType) -> Answer<RData> {
+        self.query_validated(name, rtype).await.0
+    }
+
+    /// Asks for `name`/`rtype`: the records' data, and whether DNSSEC
+    /// proved the answer (the records, or that there are none).
+    pub async fn query_validated(&self, name: &str, rtype: RecordType) -> (Answer<RData>, bool) {
         use scop_dns::resolver::Answer as R;
         let resolver = match &self.inner {
             Inner::Local(r) => r,
             Inner::Mesh(m) => return m.query(name, rtype).await,
         };
         match resolver.query(name, rtype).await {
-            R::Records { data, .. } => Answer::Records(data),
-            R::NoData { .. } => Answer::NoData,
-            R::NxDomain { .. } => Answer::NxDomain,
-            R::Bogus(e) => Answer::Temp(format!("DNSSEC validation failed: {e}")),
-            R::Temp(e) => Answer::Temp(e),
+            R::Records { data, secure } => (Answer::Records(data), secure),
+            R::NoData { secure } => (Answer::NoData, secure),
+            R::NxDomain { secure } => (Answer::NxDomain, secure),
+            R::Bogus(e) => (
+                Answer::Temp(format!("DNSSEC validation failed: {e}")),
+                false,
+            ),
+            R::Temp(e) => (Answer::Temp(e), false),
         }
     }
 
@@ -156,22 +166,39 @@ impl Dns {
 
     /// MX records of `domain`.
     pub async fn mx(&self, domain: &str) -> Answer<(u16, String)> {
-        self.query(domain, RecordType::MX).await.map_records(|v| {
+        self.mx_validated(domain).await.0
+    }
+
+    /// MX records of `domain`, and whether DNSSEC proved them (or that
+    /// there are none).
+    pub async fn mx_validated(&self, domain: &str) -> (Answer<(u16, String)>, bool) {
+        let (answer, secure) = self.query_validated(domain, RecordType::MX).await;
+        let mx = answer.map_records(|v| {
             v.into_iter()
                 .filter_map(|d| match d {
                     RData::MX(mx) => Some((mx.preference, mx.exchange.to_ascii())),
                     _ => None,
                 })
                 .collect()
-        })
+        });
+        (mx, secure)
     }
 
     /// IPv6 and IPv4 addresses of `host`.
     pub async fn addresses(&self, host: &str) -> Result<Vec<IpAddr>, String> {
+        self.addresses_validated(host).await.map(|(a, _)| a)
+    }
+
+    /// IPv6 and IPv4 addresses of `host`, and whether DNSSEC proved both
+    /// answers.
+    pub async fn addresses_validated(&self, host: &str) -> Result<(Vec<IpAddr>, bool), String> {
         let mut out = Vec::new();
         let mut temp = None;
+        let mut secure = true;
         for t in [RecordType::AAAA, RecordType::A] {
-            match self.query(host, t).await {
+            let (answer, proved) = self.query_validated(host, t).await;
+            secure &= proved;
+            match answer {
                 Answer::Records(v) => out.extend(v.into_iter().filter_map(|d| match d {
                     RData::A(a) => Some(IpAddr::V4(a.0)),
                     RData::AAAA(a) => Some(IpAddr::V6(a.0)),
@@ -183,7 +210,32 @@ impl Dns {
         }
         match (out.is_empty(), temp) {
             (true, Some(e)) => Err(e),
-            _ => Ok(out),
+            _ => Ok((out, secure)),
+        }
+    }
+
+    /// The TLSA records of the SMTP server `host` on `port`
+    /// (`_PORT._tcp.HOST`, RFC 7672 2.2.2), for DANE.
+    pub async fn tlsa(&self, host: &str, port: u16) -> Lookup<Tlsa> {
+        let name = format!("_{port}._tcp.{}", host.trim_end_matches('.'));
+        match self.query_validated(&name, RecordType::TLSA).await {
+            (Answer::Records(v), secure) => Lookup::Records {
+                records: v
+                    .into_iter()
+                    .filter_map(|d| match d {
+                        RData::TLSA(t) => Some(Tlsa {
+                            usage: t.cert_usage.into(),
+                            selector: t.selector.into(),
+                            matching: t.matching.into(),
+                            data: t.cert_data,
+                        }),
+                        _ => None,
+                    })
+                    .collect(),
+                secure,
+            },
+            (Answer::NoData | Answer::NxDomain, secure) => Lookup::Denied { secure },
+            (Answer::Temp(e), _) => Lookup::Failed(e),
         }
     }
 }

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::ServerName;
+pub use scop_mta::dane::HostSecurity;
 use scop_smtp::client::Capabilities;
 use scop_smtp::{
     Client, ClientConfig, ClientEvent, Envelope, MailParams, RcptParams, TlsPolicy,
@@ -67,8 +68,12 @@ pub const POOL_PER_HOST: usize = 8;
 /// next looked at.
 #[derive(Default)]
 pub struct Pool {
-    idle: Mutex<HashMap<(SocketAddr, String), Vec<Session>>>,
+    idle: Mutex<HashMap<PoolKey, Vec<Session>>>,
 }
+
+/// A pooled session serves only the same address, host name and TLS
+/// requirement it was opened for.
+type PoolKey = (SocketAddr, String, HostSecurity);
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -84,13 +89,13 @@ impl Pool {
         self.lock().values().map(Vec::len).sum()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(SocketAddr, String), Vec<Session>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<PoolKey, Vec<Session>>> {
         self.idle.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// A live idle session to `key`, if one waits (expired ones found on
     /// the way are closed).
-    async fn take(&self, key: &(SocketAddr, String)) -> Option<Session> {
+    async fn take(&self, key: &PoolKey) -> Option<Session> {
         loop {
             let s = {
                 let mut idle = self.lock();
@@ -113,7 +118,7 @@ impl Pool {
 
     /// Keeps `s` for the next message to `key`, or closes it when it has
     /// carried enough or the host has enough waiting.
-    async fn put(&self, key: (SocketAddr, String), mut s: Session) {
+    async fn put(&self, key: PoolKey, mut s: Session) {
         if s.messages < POOL_MESSAGES && !s.client.is_closed() {
             let mut idle = self.lock();
             let list = idle.entry(key).or_default();
@@ -198,7 +203,10 @@ impl Session {
 }
 
 /// Sends one message to `addr`. `server_name` is the MX host name (for
-/// SNI); `tls` is the client configuration for STARTTLS. The envelope's
+/// SNI); `tls` is the client configuration for STARTTLS, which checks
+/// what `security` asks of the certificate; when `security` requires TLS
+/// a server without STARTTLS, or a failed handshake, gets nothing (no
+/// cleartext retry). The envelope's
 /// DSN parameters (RFC 3461) are sent only to a server that announces
 /// DSN (RFC 3461 5.2.2: otherwise they are dropped, and the caller may
 /// report the message as relayed). With a `pool`, a session it holds
@@ -210,13 +218,18 @@ pub async fn send(
     server_name: &str,
     config: &ClientConfig,
     tls: &Arc<rustls::ClientConfig>,
+    security: &HostSecurity,
     envelope: &Envelope,
     message: &[u8],
     timeouts: Timeouts,
     source: &[std::net::IpAddr],
     pool: Option<&Pool>,
 ) -> Attempt {
-    let key = (addr, server_name.to_string());
+    let key = (addr, server_name.to_string(), security.clone());
+    let mut config = config.clone();
+    if security.requires_tls() {
+        config.tls = TlsPolicy::Required;
+    }
     if let Some(mut s) = match pool {
         Some(p) => p.take(&key).await,
         None => None,
@@ -274,7 +287,7 @@ async fn finish(
     mut s: Session,
     r: TransactionResult,
     pool: Option<&Pool>,
-    key: (SocketAddr, String),
+    key: PoolKey,
 ) -> Attempt {
     s.messages += 1;
     let caps = s.caps.clone();

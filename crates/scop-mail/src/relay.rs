@@ -25,6 +25,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use scop_mta::dane::{self, HostSecurity};
 use scop_smtp::{ClientConfig, Envelope, ForwardPath, Host, Mailbox, Reply, ReversePath};
 use scop_store::{DsnParams, NewMessage, PendingRecipient, QueuedMessage};
 use tokio::sync::{Semaphore, watch};
@@ -56,11 +57,32 @@ pub struct Routes {
     pub source: Vec<std::net::IpAddr>,
 }
 
+/// One server to try for a domain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// Its host name (SNI, and DANE's TLSA base domain).
+    pub name: String,
+    /// Its address.
+    pub addr: SocketAddr,
+    /// What TLS must prove there (DANE, RFC 7672).
+    pub security: HostSecurity,
+}
+
+impl Target {
+    fn opportunistic(name: &str, addr: SocketAddr) -> Self {
+        Target {
+            name: name.to_string(),
+            addr,
+            security: HostSecurity::Opportunistic,
+        }
+    }
+}
+
 /// The route for one domain.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
-    /// Try these in order (host name for SNI, address).
-    Hosts(Vec<(String, SocketAddr)>),
+    /// Try these in order.
+    Hosts(Vec<Target>),
     /// The domain accepts no mail (RFC 7505 null MX).
     NullMx,
     /// The domain does not exist.
@@ -75,21 +97,22 @@ impl Routes {
     /// domain's own addresses (the implicit MX of RFC 5321 5.1).
     pub async fn route(&self, domain: &str) -> Route {
         let key = domain.to_ascii_lowercase();
+        let all = |a: &[SocketAddr]| a.iter().map(|a| Target::opportunistic(&key, *a)).collect();
         if let Some(a) = self.fixed.get(&key) {
-            return Route::Hosts(a.iter().map(|a| (key.clone(), *a)).collect());
+            return Route::Hosts(all(a));
         }
         if let Some(ip) = literal(&key) {
-            return Route::Hosts(vec![(key.clone(), SocketAddr::new(ip, self.port))]);
+            return Route::Hosts(all(&[SocketAddr::new(ip, self.port)]));
         }
         if let Some(a) = &self.smarthost {
-            return Route::Hosts(a.iter().map(|a| (key.clone(), *a)).collect());
+            return Route::Hosts(all(a));
         }
         if let Some(dns) = &self.dns {
             return self.route_mx(dns, &key).await;
         }
         match tokio::net::lookup_host((key.as_str(), self.port)).await {
             Ok(addrs) => {
-                let v: Vec<_> = addrs.map(|a| (key.clone(), a)).collect();
+                let v: Vec<_> = addrs.map(|a| Target::opportunistic(&key, a)).collect();
                 if v.is_empty() {
                     Route::Temp(format!("{domain} has no address"))
                 } else {
@@ -102,9 +125,14 @@ impl Routes {
 }
 
 impl Routes {
+    /// The domain's MX hosts and their addresses, each with what TLS must
+    /// prove there: DANE (RFC 7672) where the MX answer, the host's
+    /// addresses and its TLSA records are all DNSSEC-validated. A host
+    /// whose TLSA lookup fails is left out (as if unreachable).
     async fn route_mx(&self, dns: &crate::mxlookup::Dns, domain: &str) -> Route {
         use crate::mxlookup::{ADDRESSES_PER_HOST_MAX, Plan, plan};
-        let hosts = match plan(domain, dns.mx(domain).await) {
+        let (mx, mx_secure) = dns.mx_validated(domain).await;
+        let hosts = match plan(domain, mx) {
             Plan::Hosts(h) => h,
             Plan::NullMx => return Route::NullMx,
             Plan::NoSuchDomain => return Route::NoSuchDomain,
@@ -113,15 +141,36 @@ impl Routes {
         let mut out = Vec::new();
         let mut last = String::new();
         for h in hosts {
-            match dns.addresses(&h).await {
-                Ok(addrs) => out.extend(
-                    addrs
-                        .into_iter()
-                        .take(ADDRESSES_PER_HOST_MAX)
-                        .map(|ip| (h.clone(), SocketAddr::new(ip, self.port))),
-                ),
-                Err(e) => last = format!("address lookup of {h}: {e}"),
+            let (addrs, addrs_secure) = match dns.addresses_validated(&h).await {
+                Ok(a) => a,
+                Err(e) => {
+                    last = format!("address lookup of {h}: {e}");
+                    continue;
+                }
+            };
+            if addrs.is_empty() {
+                continue;
             }
+            let security = if dane::wants_tlsa(mx_secure, addrs_secure) {
+                dane::host_security(dns.tlsa(&h, self.port).await)
+            } else {
+                HostSecurity::Opportunistic
+            };
+            if let HostSecurity::Unreachable(e) = &security {
+                tracing::info!(host = %h, error = %e, "MX host skipped");
+                last = format!("{h}: {e}");
+                continue;
+            }
+            out.extend(
+                addrs
+                    .into_iter()
+                    .take(ADDRESSES_PER_HOST_MAX)
+                    .map(|ip| Target {
+                        name: h.clone(),
+                        addr: SocketAddr::new(ip, self.port),
+                        security: security.clone(),
+                    }),
+            );
         }
         if out.is_empty() {
             Route::Temp(if last.is_empty() {
@@ -705,12 +754,26 @@ impl Relay {
             return all(Fate::deferred("shutting down"));
         };
         let mut last_error = String::from("no host to try");
-        for (name, addr) in hosts {
+        for Target {
+            name,
+            addr,
+            security,
+        } in hosts
+        {
+            let tls = match &security {
+                // RFC 7672 3.2.2: the MX host name, and the domain it
+                // serves, are the names a DANE-TA chain may be issued for.
+                HostSecurity::Authenticated(records) => {
+                    crate::tls::dane_client(records.clone(), vec![name.clone(), domain.to_string()])
+                }
+                _ => self.tls.clone(),
+            };
             match outbound::send(
                 addr,
                 &name,
                 &config,
-                &self.tls,
+                &tls,
+                &security,
                 &envelope,
                 &m.body,
                 self.timeouts,

@@ -1,6 +1,6 @@
 //! TLS for the public endpoints (rustls with aws-lc-rs): server
 //! configurations from PEM files, a self-signed certificate for local use,
-//! and the relay's opportunistic client configuration.
+//! and the relay's client configurations (opportunistic, and DANE's).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -9,6 +9,7 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::{DigitallySignedStruct, SignatureScheme};
+use scop_mta::dane::{ChainMatch, Tlsa, match_chain};
 
 /// TLS set-up errors.
 #[derive(Debug, thiserror::Error)]
@@ -113,30 +114,111 @@ pub fn load_or_create(dir: &Path, hostname: &str) -> Result<Arc<rustls::ServerCo
 /// still verified, so the session key belongs to whoever holds the
 /// presented certificate.
 pub fn opportunistic_client() -> Arc<rustls::ClientConfig> {
-    let provider = provider();
-    let verifier = Arc::new(Opportunistic(provider.clone()));
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+    client_with(RelayVerifier {
+        provider: provider(),
+        dane: None,
+    })
+}
+
+/// The relay's client configuration for a host with usable TLSA records
+/// (RFC 7672): the certificate must match a DANE-EE record, or be issued
+/// for one of `names` (the MX host name first) under a certificate of the
+/// server's chain that matches a DANE-TA record. Without a match the
+/// handshake fails, and the relay moves to the next host.
+pub fn dane_client(records: Vec<Tlsa>, names: Vec<String>) -> Arc<rustls::ClientConfig> {
+    client_with(RelayVerifier {
+        provider: provider(),
+        dane: Some(Dane { records, names }),
+    })
+}
+
+fn client_with(verifier: RelayVerifier) -> Arc<rustls::ClientConfig> {
+    let cfg = rustls::ClientConfig::builder_with_provider(verifier.provider.clone())
         .with_safe_default_protocol_versions()
         .expect("the default provider supports the default versions")
         .dangerous()
-        .with_custom_certificate_verifier(verifier)
+        .with_custom_certificate_verifier(Arc::new(verifier))
         .with_no_client_auth();
     Arc::new(cfg)
 }
 
 #[derive(Debug)]
-struct Opportunistic(Arc<rustls::crypto::CryptoProvider>);
+struct Dane {
+    records: Vec<Tlsa>,
+    names: Vec<String>,
+}
 
-impl ServerCertVerifier for Opportunistic {
+impl Dane {
+    /// Whether the chain is authenticated by the records (RFC 7672 3).
+    fn verify(
+        &self,
+        provider: &rustls::crypto::CryptoProvider,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> bool {
+        let chain: Vec<&[u8]> = std::iter::once(end_entity.as_ref())
+            .chain(intermediates.iter().map(|c| c.as_ref()))
+            .collect();
+        let anchors = match match_chain(&self.records, &chain) {
+            ChainMatch::EndEntity => return true,
+            ChainMatch::None => return false,
+            ChainMatch::TrustAnchors(a) => a,
+        };
+        let Ok(ee) = webpki::EndEntityCert::try_from(end_entity) else {
+            return false;
+        };
+        let names_ok = || {
+            self.names.iter().any(|n| {
+                ServerName::try_from(n.as_str())
+                    .is_ok_and(|name| ee.verify_is_valid_for_subject_name(&name).is_ok())
+            })
+        };
+        anchors.into_iter().any(|ta| {
+            let ta = CertificateDer::from(ta);
+            let Ok(anchor) = webpki::anchor_from_trusted_cert(&ta) else {
+                return false;
+            };
+            ee.verify_for_usage(
+                provider.signature_verification_algorithms.all,
+                &[anchor],
+                intermediates,
+                now,
+                webpki::KeyUsage::server_auth(),
+                None,
+                None,
+            )
+            .is_ok()
+                && names_ok()
+        })
+    }
+}
+
+/// The relay's certificate check: none for opportunistic TLS, DANE's for
+/// a host with usable TLSA records; the handshake signature always.
+#[derive(Debug)]
+struct RelayVerifier {
+    provider: Arc<rustls::crypto::CryptoProvider>,
+    dane: Option<Dane>,
+}
+
+impl ServerCertVerifier for RelayVerifier {
     fn verify_server_cert(
         &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
         _server_name: &ServerName<'_>,
         _ocsp_response: &[u8],
-        _now: UnixTime,
+        now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
+        match &self.dane {
+            Some(d) if !d.verify(&self.provider, end_entity, intermediates, now) => {
+                Err(rustls::Error::InvalidCertificate(
+                    rustls::CertificateError::ApplicationVerificationFailure,
+                ))
+            }
+            _ => Ok(ServerCertVerified::assertion()),
+        }
     }
 
     fn verify_tls12_signature(
@@ -149,7 +231,7 @@ impl ServerCertVerifier for Opportunistic {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
@@ -163,12 +245,14 @@ impl ServerCertVerifier for Opportunistic {
             message,
             cert,
             dss,
-            &self.0.signature_verification_algorithms,
+            &self.provider.signature_verification_algorithms,
         )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 

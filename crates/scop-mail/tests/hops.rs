@@ -213,6 +213,7 @@ async fn to_mx(mx: SocketAddr, msg: &str) -> scop_smtp::Reply {
         "mail.a.test",
         &config,
         &scop_mail::tls::opportunistic_client(),
+        &outbound::HostSecurity::Opportunistic,
         &envelope,
         msg.as_bytes(),
         Timeouts::default(),

@@ -9,7 +9,7 @@ mod common;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use common::{Setup, domain, file_with, run_swaks};
+use common::{Setup, domain, file_with, mesh_dir, run_swaks};
 use scop_dns::hickory_proto::rr::Name;
 use scop_dns::policy::Policy;
 use scop_dns::resolver::{Config as ResolverConfig, Stub};
@@ -290,24 +290,6 @@ async fn submission_signs_with_dkim_and_the_receiving_mx_verifies_it() {
     assert!(m.contains("spf=fail"), "{m}");
     assert_eq!(m.matches("dkim=pass").count(), 2, "{m}");
     assert!(m.contains("dmarc=pass"), "{m}");
-}
-
-fn mesh_dir(tag: &str) -> scop_mesh::MeshDir {
-    let dir = std::env::temp_dir().join(format!(
-        "scop-mail-dnshop-{tag}-{}-{}",
-        std::process::id(),
-        scop_mail::queue_id()
-    ));
-    let v = scop_mesh::Validity::starting(
-        std::time::SystemTime::now() - Duration::from_secs(60),
-        Duration::from_secs(86_400),
-    )
-    .unwrap();
-    let roles: Vec<_> = scop_mesh::Role::ALL
-        .iter()
-        .map(|r| (*r, scop_mesh::ExtraNames::none()))
-        .collect();
-    scop_mesh::MeshDir::init(dir, v, v, &roles).unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

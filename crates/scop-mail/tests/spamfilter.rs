@@ -52,6 +52,7 @@ async fn send(mx: std::net::SocketAddr, msg: &[u8]) -> Attempt {
         "mail.a.test",
         &config,
         &scop_mail::tls::opportunistic_client(),
+        &outbound::HostSecurity::Opportunistic,
         &envelope,
         msg,
         Timeouts::default(),

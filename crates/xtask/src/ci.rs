@@ -26,6 +26,7 @@ pub const FUZZ_TARGETS: &[(&str, &[&str])] = &[
     ("mta_headers", &["crates/scop-mime/tests/golden"]),
     ("mta_srs", &[]),
     ("mta_journal", &[]),
+    ("mta_dane", &["fuzz/seeds/mesh_certificate"]),
 ];
 
 /// Seconds each fuzz target runs at most inside `cargo xtask ci`.

@@ -16,6 +16,8 @@ pub struct Domain {
     pub dir: PathBuf,
     pub store: Store,
     pub running: Running,
+    /// The MX's certificate (PEM).
+    pub cert: String,
 }
 
 impl Domain {
@@ -171,6 +173,7 @@ pub async fn domain(name: &str, users: &[(&str, &str)], setup: Setup) -> Domain 
         dir,
         store,
         running,
+        cert,
     }
 }
 
@@ -222,4 +225,23 @@ pub async fn submit_as_alice(d: &Domain, rcpt: &str, data: &str) -> (bool, Strin
         data,
     ];
     run_swaks(args.iter().map(|s| s.to_string()).collect()).await
+}
+
+/// A fresh mesh directory with every role.
+pub fn mesh_dir(tag: &str) -> scop_mesh::MeshDir {
+    let dir = std::env::temp_dir().join(format!(
+        "scop-mail-dnshop-{tag}-{}-{}",
+        std::process::id(),
+        scop_mail::queue_id()
+    ));
+    let v = scop_mesh::Validity::starting(
+        std::time::SystemTime::now() - Duration::from_secs(60),
+        Duration::from_secs(86_400),
+    )
+    .unwrap();
+    let roles: Vec<_> = scop_mesh::Role::ALL
+        .iter()
+        .map(|r| (*r, scop_mesh::ExtraNames::none()))
+        .collect();
+    scop_mesh::MeshDir::init(dir, v, v, &roles).unwrap()
 }

@@ -1,0 +1,323 @@
+//! DANE (RFC 7672) on the relay: MX hosts whose TLSA records are
+//! DNSSEC-validated get TLS that must authenticate, against SCoP's own MX
+//! (DANE-EE, `3 1 1`) and against Postfix 3.7 with a certificate issued by
+//! a private CA (DANE-TA, `2 0 1`). The zones are served by scop-dns on
+//! loopback: `b.test` and `d.test` signed (their keys are the resolver's
+//! trust anchors), `c.test` unsigned (insecure).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use common::{Domain, Setup, domain, submit_as_alice};
+use rustls::pki_types::CertificateDer;
+use rustls::pki_types::pem::PemObject;
+use scop_dns::dnssec::{Algorithm, Settings, SigningKey};
+use scop_dns::hickory_proto::rr::Name;
+use scop_dns::policy::Policy;
+use scop_dns::resolver::{Config as ResolverConfig, Stub, parse_anchors};
+use scop_dns::server::{Config, Server};
+use scop_dns::tsig::KeyRing;
+use scop_dns::{Engine, Zone};
+use scop_mail::mxlookup::Dns;
+use scop_mail::relay::Routes;
+use scop_mesh::Role;
+use scop_mta::dane::{Lookup, Tlsa};
+use scop_store::Outcome;
+use scop_testkit::postfix::{self, Postfix};
+
+fn now() -> u64 {
+    scop_mail::now() as u64
+}
+
+fn der(pem: &str) -> Vec<u8> {
+    CertificateDer::from_pem_slice(pem.as_bytes())
+        .unwrap()
+        .to_vec()
+}
+
+fn zone_head(origin: &str) -> String {
+    format!(
+        "$ORIGIN {origin}.\n$TTL 300\n\
+         @ IN SOA ns hostmaster 1 7200 3600 1209600 300\n@ NS ns\nns A 127.0.0.1\n"
+    )
+}
+
+/// Serves `zones` (text, and whether to sign it) on loopback; returns the
+/// address and a resolver with the signed zones' keys as trust anchors.
+async fn serve(zones: &[(&str, &str, bool)]) -> Dns {
+    let mut parsed = Vec::new();
+    let mut keys = Vec::new();
+    for (origin, text, sign) in zones {
+        parsed.push(Zone::from_master(text, None).unwrap());
+        if *sign {
+            let name = Name::from_ascii(format!("{origin}.")).unwrap();
+            let key =
+                SigningKey::from_secret(&name, Algorithm::EcdsaP256Sha256, true, &[7; 32]).unwrap();
+            keys.push((name, key));
+        }
+    }
+    let mut engine = Engine::new(parsed, KeyRing::default(), Policy::default()).unwrap();
+    let mut anchors = String::new();
+    for (name, key) in keys {
+        anchors.push_str(&key.dnskey_text());
+        anchors.push('\n');
+        engine
+            .sign_zone(&name, Settings::new(vec![key]), now())
+            .unwrap();
+    }
+    let server = Server::bind(
+        engine,
+        "127.0.0.1:0".parse().unwrap(),
+        Config {
+            journal_dir: None,
+            notify: Vec::new(),
+        },
+    )
+    .await
+    .unwrap();
+    let addr: SocketAddr = server.local_addr().unwrap();
+    tokio::spawn(server.run(std::future::pending()));
+    Dns::new(&ResolverConfig {
+        stubs: zones
+            .iter()
+            .map(|(origin, _, _)| Stub {
+                zone: Name::from_ascii(format!("{origin}.")).unwrap(),
+                servers: vec![addr],
+            })
+            .collect(),
+        anchors: parse_anchors(&anchors).unwrap(),
+        ..ResolverConfig::default()
+    })
+    .unwrap()
+}
+
+/// The sending domain a.test, relaying through `dns` to `port`.
+async fn sender(dns: Dns, port: u16) -> Domain {
+    domain(
+        "a.test",
+        &[("alice@a.test", "alice-password")],
+        Setup {
+            routes: Routes {
+                port,
+                dns: Some(dns),
+                ..Routes::default()
+            },
+            ..Setup::default()
+        },
+    )
+    .await
+}
+
+async fn send(a: &Domain, rcpt: &str) {
+    let body = format!("From: alice@a.test\r\nTo: {rcpt}\r\nSubject: to {rcpt}\r\n\r\nhello\r\n");
+    let file = common::file_with(&a.dir, &format!("{rcpt}.eml"), body.as_bytes());
+    let (ok, t) = submit_as_alice(a, rcpt, &file).await;
+    assert!(ok, "{rcpt}: {t}");
+}
+
+/// Waits until `rcpt`'s first attempt is recorded; its outcome and detail.
+async fn first_outcome(a: &Domain, rcpt: &str) -> (Outcome, String) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        for entry in a.store.list_queue().await.unwrap() {
+            for r in a.store.delivery_log(entry.id).await.unwrap() {
+                if r.rcpt == rcpt {
+                    return (r.outcome, r.detail);
+                }
+            }
+        }
+        assert!(Instant::now() < deadline, "no attempt for {rcpt}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_authenticates_mx_hosts_with_validated_tlsa_records() {
+    let b = domain("b.test", &[("bob@b.test", "pw")], Setup::default()).await;
+    for (d, user) in [
+        ("bad.b.test", "carol@bad.b.test"),
+        ("mixed.b.test", "dave@mixed.b.test"),
+        ("pkix.b.test", "erin@pkix.b.test"),
+        ("c.test", "fay@c.test"),
+    ] {
+        b.store.add_domain(d).await.unwrap();
+        b.store.add_user(user, "pw").await.unwrap();
+    }
+    let port = b.mx().port();
+    let good = Tlsa::ee_spki_sha256(&der(&b.cert)).unwrap().to_text();
+    let wrong = format!("3 1 1 {}", "00".repeat(32));
+    let pkix = format!("1 1 1 {}", "00".repeat(32));
+    let signed = format!(
+        "{}@ MX 10 mx\nmx A 127.0.0.1\n_{port}._tcp.mx TLSA {good}\n\
+         bad MX 10 mx.bad\nmx.bad A 127.0.0.1\n_{port}._tcp.mx.bad TLSA {wrong}\n\
+         mixed MX 10 mx.bad\nmixed MX 20 mx\n\
+         pkix MX 10 mx.pkix\nmx.pkix A 127.0.0.1\n_{port}._tcp.mx.pkix TLSA {pkix}\n",
+        zone_head("b.test")
+    );
+    // The same wrong record in an unsigned zone proves nothing: ignored.
+    let unsigned = format!(
+        "{}@ MX 10 mx\nmx A 127.0.0.1\n_{port}._tcp.mx TLSA {wrong}\n",
+        zone_head("c.test")
+    );
+    let dns = serve(&[("b.test", &signed, true), ("c.test", &unsigned, false)]).await;
+    // The relay asks a resolver compartment over the mesh, as in a split
+    // deployment: the validation status crosses the hop (the AD bit).
+    let mesh = common::mesh_dir("dane");
+    let identity = mesh.load_identity(Role::Resolver).unwrap();
+    let trust = mesh.load_trust().unwrap();
+    let listener = scop_mesh::MeshListener::bind_policy("127.0.0.1:0", &identity, &trust)
+        .await
+        .unwrap();
+    let hop = listener.local_addr().unwrap();
+    let (_stop, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(scop_mail::dns_hop::serve(listener, dns.clone(), stop_rx));
+    let over_mesh = Dns::over_mesh(&mesh, Role::Relay, hop).unwrap();
+    for host in ["mx.b.test", "mx.c.test", "none.b.test"] {
+        assert_eq!(
+            over_mesh.tlsa(host, port).await,
+            dns.tlsa(host, port).await,
+            "{host}"
+        );
+    }
+    assert!(matches!(
+        over_mesh.tlsa("mx.b.test", port).await,
+        Lookup::Records { secure: true, .. }
+    ));
+    assert!(matches!(
+        over_mesh.tlsa("mx.c.test", port).await,
+        Lookup::Records { secure: false, .. }
+    ));
+    assert_eq!(
+        over_mesh.tlsa("none.b.test", port).await,
+        Lookup::Denied { secure: true }
+    );
+    let a = sender(over_mesh, port).await;
+    for rcpt in [
+        "bob@b.test",
+        "carol@bad.b.test",
+        "dave@mixed.b.test",
+        "erin@pkix.b.test",
+        "fay@c.test",
+    ] {
+        send(&a, rcpt).await;
+    }
+    // A matching DANE-EE record: delivered over TLS.
+    let got = b.wait_messages("bob@b.test", 1, 30).await;
+    assert!(
+        String::from_utf8_lossy(&got[0]).contains("with ESMTPS"),
+        "{}",
+        String::from_utf8_lossy(&got[0])
+    );
+    // The first MX does not match; the second does.
+    b.wait_messages("dave@mixed.b.test", 1, 30).await;
+    // Only unusable (PKIX) records: TLS required, not authenticated.
+    let got = b.wait_messages("erin@pkix.b.test", 1, 30).await;
+    assert!(String::from_utf8_lossy(&got[0]).contains("with ESMTPS"));
+    b.wait_messages("fay@c.test", 1, 30).await;
+    // No record matches the only MX: deferred, never sent in clear.
+    let (outcome, detail) = first_outcome(&a, "carol@bad.b.test").await;
+    assert_eq!(outcome, Outcome::Deferred, "{detail}");
+    assert!(detail.contains("certificate"), "{detail}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(b.messages("carol@bad.b.test").is_empty());
+    let queue = a.store.list_queue().await.unwrap();
+    assert_eq!(queue.len(), 1, "{queue:?}");
+    assert_eq!(queue[0].recipients[0].rcpt, "carol@bad.b.test");
+}
+
+/// A CA and a server certificate it issues for `names`, PEM.
+fn ca_and_server(names: &[&str]) -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "SCoP test CA");
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = KeyPair::generate().unwrap();
+    let params =
+        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
+    let cert = params.signed_by(&key, &issuer).unwrap();
+    (ca_cert.pem(), cert.pem(), key.serialize_pem())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_authenticates_postfix_by_a_dane_ta_record() {
+    let dir = common::temp_dir("dane-postfix");
+    let (ca, cert, key) = ca_and_server(&["mx.d.test"]);
+    let chain = dir.join("chain.pem");
+    std::fs::write(&chain, format!("{cert}{ca}")).unwrap();
+    let key_file = dir.join("key.pem");
+    std::fs::write(&key_file, key).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let param = |k: &str, v: String| (k.to_string(), v);
+    let pf = tokio::task::spawn_blocking({
+        let dir = dir.join("postfix");
+        let chain = chain.display().to_string();
+        let key_file = key_file.display().to_string();
+        move || {
+            Postfix::start(
+                &dir,
+                &postfix::Config {
+                    listen: format!("127.0.0.1:{port}").parse().unwrap(),
+                    hostname: "mx.d.test".into(),
+                    params: vec![
+                        param("smtpd_tls_chain_files", format!("{key_file}, {chain}")),
+                        param("smtpd_tls_security_level", "may".into()),
+                        param("smtpd_tls_loglevel", "1".into()),
+                    ],
+                },
+            )
+        }
+    })
+    .await
+    .unwrap();
+    let ta = Tlsa {
+        usage: 2,
+        selector: 0,
+        matching: 1,
+        data: aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &der(&ca))
+            .as_ref()
+            .to_vec(),
+    }
+    .to_text();
+    // mx.d.test is the name the certificate carries; mx2.d.test (same
+    // server, same anchor) is not, and DANE-TA checks the name.
+    let zone = format!(
+        "{}@ MX 10 mx\nmx A 127.0.0.1\n_{port}._tcp.mx TLSA {ta}\n\
+         other MX 10 mx2\nmx2 A 127.0.0.1\n_{port}._tcp.mx2 TLSA {ta}\n",
+        zone_head("d.test")
+    );
+    let dns = serve(&[("d.test", &zone, true)]).await;
+    let a = sender(dns, port).await;
+    send(&a, "dan@d.test").await;
+    send(&a, "otto@other.d.test").await;
+    // Postfix queued dan's message (its own onward attempts log the
+    // recipient), received over TLS.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let log = loop {
+        let log = pf.log_tail();
+        if log.contains("to=<dan@d.test>") {
+            break log;
+        }
+        assert!(Instant::now() < deadline, "{log}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(log.contains("TLS connection established from"), "{log}");
+    let (outcome, detail) = first_outcome(&a, "otto@other.d.test").await;
+    assert_eq!(outcome, Outcome::Deferred, "{detail}");
+    assert!(detail.contains("certificate"), "{detail}");
+    let queue = a.store.list_queue().await.unwrap();
+    assert_eq!(queue.len(), 1, "{queue:?}");
+    assert!(!pf.log_tail().contains("otto@other.d.test"));
+    tokio::task::spawn_blocking(move || pf.stop())
+        .await
+        .unwrap();
+}
