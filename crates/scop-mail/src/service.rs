@@ -128,13 +128,17 @@ impl Running {
 }
 
 /// SMTP settings of a public listener: AUTH offered on submission only,
-/// no XSCOP.
+/// no XSCOP, no REQUIRETLS (RFC 8689: offering it promises that every
+/// onward hop is authenticated TLS that offers it too, and the relay does
+/// not carry the flag through the queue yet; a client that asks for it is
+/// refused rather than given less).
 pub fn smtp_config(hostname: &str, submission: bool, message_size: u64) -> Arc<ServerConfig> {
     let mut builtins = Builtins::default();
     if !submission {
         builtins.auth = Vec::new();
     }
     builtins.xscop = false;
+    builtins.requiretls = false;
     let mut c = ServerConfig::new(hostname);
     c.registry = Registry::new(builtins);
     c.limits.message_size = message_size;

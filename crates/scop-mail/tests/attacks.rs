@@ -285,6 +285,21 @@ fn message_of(from: &str, len: usize) -> Vec<u8> {
     m
 }
 
+/// REQUIRETLS (RFC 8689) is not offered, because the relay cannot yet
+/// keep its promise: a message that asks for it is refused at MAIL
+/// instead of being relayed without the protection it asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requiretls_is_not_offered_and_a_message_asking_for_it_is_refused() {
+    let a = setup().await;
+    let mut c = logged_in(&a, "alice@a.test", "alice-password").await;
+    let ehlo = c.cmd(b"EHLO client.test\r\n").await;
+    assert!(ehlo.contains("250 DSN"), "{ehlo}");
+    assert!(!ehlo.contains("REQUIRETLS"), "{ehlo}");
+    let r = c.cmd(b"MAIL FROM:<alice@a.test> REQUIRETLS\r\n").await;
+    assert!(r.starts_with("555"), "{r}");
+    c.expect("MAIL FROM:<alice@a.test>\r\n", "250").await;
+}
+
 /// A submission session logged in as `login`.
 async fn logged_in(
     a: &common::Domain,
