@@ -587,9 +587,9 @@ fn apply_all(tmp: &Path, copies: &[Apply]) {
             true => tmp.to_path_buf(),
             false => c.dir.join("tmp"),
         };
-        let none = |_: &str| None;
+        let seen = |n: &str| maildir::in_cur(&c.dir, n);
         retry(&c.dir, || {
-            maildir::deliver_seen(&tmp, &c.dir, &name, parts, &none, maildir::Entry::Deferred)
+            maildir::deliver_seen(&tmp, &c.dir, &name, parts, &seen, maildir::Entry::Deferred)
         });
         if !dirs.contains(&c.dir.as_path()) {
             dirs.push(&c.dir);
@@ -688,6 +688,22 @@ mod tests {
             fs::read(a.join("new").join("0004.name.host")).unwrap(),
             b"Return-Path: <>\r\nSubject: 4\r\n\r\nbody\r\n"
         );
+        // A copy a reader moved to cur/ is seen by a live delivery of the
+        // same message.
+        let seen = a.join("cur").join("0004.name.host:2,S");
+        fs::rename(a.join("new").join("0004.name.host"), &seen).unwrap();
+        j.submit(
+            a.clone(),
+            Naming::Fixed("0004.name.host".into()),
+            b"Return-Path: <>\r\n".to_vec(),
+            Arc::new(b"Subject: 4\r\n\r\nbody\r\n".to_vec()),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(j.drain(Duration::from_secs(20)));
+        assert_eq!(new_files(&a).len(), 99);
+        assert!(seen.exists());
         j.close();
         assert!(segments(&root.join("journal")).unwrap().is_empty());
         fs::remove_dir_all(root).ok();

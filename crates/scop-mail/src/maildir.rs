@@ -50,9 +50,8 @@ pub fn unique_name(now: i64, host: &str) -> String {
 /// where the time is the message's `Date` (0 without one) and the
 /// unique part a [`scop_mta::headers::copy_key`], so the name is the
 /// same for every copy of the message to the same recipients and a copy
-/// already in `new/` is seen (one that a reader already moved to `cur/`
-/// is seen by a journal's replay only). Sorting names still sorts by the
-/// message's date.
+/// already in `new/`, or one a reader moved to `cur/`, is seen. Sorting
+/// names still sorts by the message's date.
 pub fn content_name(date: Option<i64>, digest: &[u8; 32], host: &str) -> String {
     let hex: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
     format!("{}.M{hex}.{}", date.unwrap_or(0).max(0), clean_host(host))
@@ -99,6 +98,78 @@ pub(crate) fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
+/// Mailboxes whose `cur/` listing [`in_cur`] keeps, at most (past that,
+/// the listings are dropped and made again as needed).
+pub const CUR_LISTINGS_MAX: usize = 4096;
+/// A listing of `cur/` taken less than this after the directory last
+/// changed is not trusted for later calls: a change made within the
+/// file system's timestamp granularity after the listing would leave
+/// the modification time as it was.
+const CUR_SETTLED: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The base names in one mailbox's `cur/` (hashed), as of its
+/// modification time.
+struct CurListing {
+    mtime: std::time::SystemTime,
+    trusted: bool,
+    names: std::collections::HashSet<u64>,
+}
+
+static CUR_LISTINGS: std::sync::LazyLock<Mutex<HashMap<PathBuf, CurListing>>> =
+    std::sync::LazyLock::new(Mutex::default);
+
+fn name_hash(name: &str) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(name)
+}
+
+fn base_name(file: &str) -> &str {
+    file.split(':').next().unwrap_or_default()
+}
+
+/// The file in `dir/cur` whose base name is `name` (a copy a reader
+/// already saw and moved there, `name:2,FLAGS`), for the duplicate check
+/// of live deliveries. The listing of each mailbox's `cur/` is kept and
+/// made again only when the directory's modification time moves, so a
+/// delivery costs one `stat` of `cur/` while no reader moves messages.
+pub fn in_cur(dir: &Path, name: &str) -> Option<PathBuf> {
+    let cur = dir.join("cur");
+    let mtime = fs::metadata(&cur).and_then(|m| m.modified()).ok()?;
+    let hash = name_hash(name);
+    let mut listings = CUR_LISTINGS.lock().unwrap_or_else(|e| e.into_inner());
+    let fresh = listings
+        .get(dir)
+        .is_some_and(|l| l.trusted && l.mtime == mtime);
+    if !fresh {
+        let listed_at = std::time::SystemTime::now();
+        let names = fs::read_dir(&cur)
+            .ok()?
+            .flatten()
+            .filter_map(|e| Some(name_hash(base_name(e.file_name().to_str()?))))
+            .collect();
+        let trusted = listed_at
+            .duration_since(mtime)
+            .is_ok_and(|age| age >= CUR_SETTLED);
+        if listings.len() >= CUR_LISTINGS_MAX {
+            listings.clear();
+        }
+        listings.insert(
+            dir.to_path_buf(),
+            CurListing {
+                mtime,
+                trusted,
+                names,
+            },
+        );
+    }
+    if !listings.get(dir)?.names.contains(&hash) {
+        return None;
+    }
+    drop(listings);
+    // Seen (or a hash collision): find the file itself.
+    files_in_cur(dir).remove(name)
+}
+
 /// The files in `dir/cur` by base name (before the `:2,FLAGS` info a
 /// reader adds when it moves a message there).
 pub fn files_in_cur(dir: &Path) -> HashMap<String, PathBuf> {
@@ -107,8 +178,7 @@ pub fn files_in_cur(dir: &Path) -> HashMap<String, PathBuf> {
             d.flatten()
                 .filter_map(|e| {
                     let n = e.file_name().into_string().ok()?;
-                    let base = n.split(':').next().unwrap_or_default().to_string();
-                    Some((base, e.path()))
+                    Some((base_name(&n).to_string(), e.path()))
                 })
                 .collect()
         })
@@ -219,9 +289,11 @@ pub fn deliver(dir: &Path, name: &str, msg: &[u8]) -> io::Result<Delivered> {
 }
 
 /// [`deliver`] of the concatenation of `parts` (a `Return-Path` line
-/// and the message, say), without joining them first.
+/// and the message, say), without joining them first. A copy a reader
+/// already moved to `cur/` counts as there ([`in_cur`]).
 pub fn deliver_parts(dir: &Path, name: &str, parts: &[&[u8]]) -> io::Result<Delivered> {
-    deliver_seen(&dir.join("tmp"), dir, name, parts, &|_| None, Entry::Synced)
+    let seen = |n: &str| in_cur(dir, n);
+    deliver_seen(&dir.join("tmp"), dir, name, parts, &seen, Entry::Synced)
 }
 
 /// When the directory entry of a delivered copy is made durable.
@@ -523,6 +595,40 @@ mod tests {
             fs::read_dir(dir.join("new")).unwrap().count(),
             count + extra - 1
         );
+        fs::remove_dir_all(root).ok();
+    }
+
+    #[test]
+    fn a_copy_a_reader_moved_to_cur_is_not_delivered_again() {
+        let root = std::env::temp_dir().join(format!("scop-maildir-cur-{}", unique_name(0, "t")));
+        let dir = root.join("Maildir");
+        let msg = b"Message-ID: <1@a.test>\r\n\r\nhello\r\n";
+        let name = "1700000000.Mabc.mx.test";
+        let first = deliver(&dir, name, msg).unwrap();
+        let Delivered::Written(path) = first else {
+            panic!("{first:?}")
+        };
+        // A listing taken long after cur/ last changed is trusted...
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        File::open(dir.join("cur"))
+            .unwrap()
+            .set_modified(hour_ago)
+            .unwrap();
+        assert_eq!(in_cur(&dir, name), None);
+        // ...until a reader moves the copy there.
+        let seen = dir.join("cur").join(format!("{name}:2,S"));
+        fs::rename(&path, &seen).unwrap();
+        assert_eq!(
+            deliver(&dir, name, msg).unwrap(),
+            Delivered::AlreadyThere(seen.clone())
+        );
+        assert_eq!(fs::read_dir(dir.join("new")).unwrap().count(), 0);
+        // Another message under that name is still delivered.
+        let other = b"Message-ID: <2@a.test>\r\n\r\nother\r\n";
+        assert!(matches!(
+            deliver(&dir, name, other).unwrap(),
+            Delivered::Written(_)
+        ));
         fs::remove_dir_all(root).ok();
     }
 

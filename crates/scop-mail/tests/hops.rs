@@ -272,6 +272,16 @@ async fn the_inbound_chain_delivers_labels_and_refuses_through_the_hops() {
     assert_eq!(c.folder(false).len(), 6);
     assert_eq!(to_mx(c.mx, HAM).await.code(), 250);
     assert_eq!(c.folder(false).len(), 7);
+    // A reader moves what it has seen to cur/: the same bytes again are
+    // still not delivered twice.
+    let maildir = c.dir.join("mail/alice@a.test/Maildir");
+    for e in std::fs::read_dir(maildir.join("new")).unwrap().flatten() {
+        let seen = format!("{}:2,S", e.file_name().to_str().unwrap());
+        std::fs::rename(e.path(), maildir.join("cur").join(seen)).unwrap();
+    }
+    assert_eq!(to_mx(c.mx, &again).await.code(), 250);
+    assert_eq!(std::fs::read_dir(maildir.join("new")).unwrap().count(), 0);
+    assert_eq!(std::fs::read_dir(maildir.join("cur")).unwrap().count(), 7);
     c.stop.send(true).ok();
 }
 
