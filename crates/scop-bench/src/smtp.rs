@@ -209,20 +209,31 @@ fn bench(
 ) -> Result<()> {
     let mut ours = OurMx::start(&root.join("scop"))?;
     let postfix = start_postfix(&root.join("postfix"))?;
+    let sink = tools.smtp_sink()?;
     let version = scop_testkit::postfix::version();
     println!(
         "smtp: smtp-source (Postfix {version}) -> scop MX (SQLite store, delivery journal fdatasync'd before 250, then Maildir) \
          vs Postfix {version} smtpd + queue (fsync before 250, then discard); \
-         a new connection per message; median of {rounds} interleaved rounds"
+         a new connection per message; median of {rounds} interleaved rounds; \
+         smtp-sink (one process that answers and keeps nothing) shows how fast this client can go here"
     );
     println!(
-        "{:>8} {:>8} {:>6} | {:>11} {:>13} | {:>7} | {:>14} {:>7}",
-        "sessions", "size", "msgs", "scop msg/s", "postfix msg/s", "ratio", "in Maildir/s", "ratio"
+        "{:>8} {:>8} {:>6} | {:>11} {:>13} | {:>7} | {:>14} {:>7} | {:>10} {:>9}",
+        "sessions",
+        "size",
+        "msgs",
+        "scop msg/s",
+        "postfix msg/s",
+        "ratio",
+        "in Maildir/s",
+        "ratio",
+        "sink msg/s",
+        "sink/pf"
     );
     let mut sent_to_ours = 0usize;
     for &(sessions, size, count) in CASES {
         let count = ((count as f64 * scale).round() as usize).max(sessions);
-        let (mut a, mut stored, mut b) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut a, mut stored, mut b, mut c) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for _ in 0..rounds {
             let took = tools.smtp_source(sessions, count, size, ours.addr)?;
             // Every acknowledged copy in the Maildir before Postfix's
@@ -232,11 +243,17 @@ fn bench(
             stored.push(took + lag);
             sent_to_ours += count;
             b.push(tools.smtp_source(sessions, count, size, postfix.addr())?);
+            c.push(tools.smtp_source(sessions, count, size, sink.addr)?);
         }
-        let (a, stored, b) = (crate::median(a), crate::median(stored), crate::median(b));
+        let (a, stored, b, c) = (
+            crate::median(a),
+            crate::median(stored),
+            crate::median(b),
+            crate::median(c),
+        );
         let rate = |d: Duration| count as f64 / d.as_secs_f64();
         println!(
-            "{:>8} {:>5} KB {:>6} | {:>11.1} {:>13.1} | {:>6.2}x | {:>14.1} {:>6.2}x",
+            "{:>8} {:>5} KB {:>6} | {:>11.1} {:>13.1} | {:>6.2}x | {:>14.1} {:>6.2}x | {:>10.1} {:>8.2}x",
             sessions,
             size / 1000,
             count,
@@ -244,9 +261,12 @@ fn bench(
             rate(b),
             b.as_secs_f64() / a.as_secs_f64(),
             rate(stored),
-            b.as_secs_f64() / stored.as_secs_f64()
+            b.as_secs_f64() / stored.as_secs_f64(),
+            rate(c),
+            b.as_secs_f64() / c.as_secs_f64()
         );
     }
+    drop(sink);
     postfix.stop();
     // Stopping drains the delivery journal into the Maildir.
     let delivered = ours.stop()?;
@@ -255,6 +275,8 @@ fn bench(
     }
     println!(
         "ratio = scop msg/s / Postfix msg/s (higher is better), each side counting its 250s; \
+         sink/pf = sink msg/s / Postfix msg/s, about the ratio a server that did no work would get \
+         (a lower bound: smtp-sink itself is one process); \
          in Maildir/s counts until the last acknowledged copy left our journal for the Maildir; \
          all {sent_to_ours} messages sent to scop found in its Maildir"
     );
@@ -380,6 +402,7 @@ impl Tools {
         let root = &std::path::absolute(root)?;
         for p in [
             "usr/sbin/smtp-source",
+            "usr/sbin/smtp-sink",
             "usr/lib/postfix/sbin/master",
             "usr/sbin/postconf",
         ] {
@@ -404,6 +427,40 @@ impl Tools {
         let mut c = Command::new(self.root.join(relative));
         c.env("LD_LIBRARY_PATH", &self.libs);
         c
+    }
+
+    /// Postfix's `smtp-sink` on a free loopback port: it answers every
+    /// command at once and keeps nothing, so what `smtp-source` reaches
+    /// against it shows what the client and the machine allow (a lower
+    /// bound of it: smtp-sink is one process).
+    fn smtp_sink(&self) -> Result<Sink> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut sink = self.command("usr/sbin/smtp-sink");
+        // As root it must be told whose privileges to take.
+        use std::os::unix::fs::MetadataExt;
+        if std::fs::metadata("/proc/self")?.uid() == 0 {
+            sink.args(["-u", "nobody"]);
+        }
+        let child = sink
+            .arg(addr.to_string())
+            .arg("1024")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("run smtp-sink")?;
+        let sink = Sink { child, addr };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(addr).is_err() {
+            if Instant::now() > deadline {
+                bail!("smtp-sink did not listen on {addr}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(sink)
     }
 
     /// Runs `smtp-source` to completion; its wall time.
@@ -435,6 +492,19 @@ impl Tools {
             );
         }
         Ok(took)
+    }
+}
+
+/// A running `smtp-sink`, killed when dropped.
+struct Sink {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Sink {
+    fn drop(&mut self) {
+        self.child.kill().ok();
+        self.child.wait().ok();
     }
 }
 
