@@ -156,10 +156,19 @@ impl Routes {
             } else {
                 HostSecurity::Opportunistic
             };
-            if let HostSecurity::Unreachable(e) = &security {
-                tracing::info!(host = %h, error = %e, "MX host skipped");
-                last = format!("{h}: {e}");
-                continue;
+            match &security {
+                HostSecurity::Unreachable(e) => {
+                    tracing::info!(host = %h, error = %e, "MX host skipped");
+                    last = format!("{h}: {e}");
+                    continue;
+                }
+                HostSecurity::Authenticated(r) => {
+                    tracing::info!(host = %h, records = r.len(), "DANE: TLS must match the host's TLSA records");
+                }
+                HostSecurity::Encrypted => {
+                    tracing::info!(host = %h, "DANE: TLS required (no usable TLSA record)");
+                }
+                HostSecurity::Opportunistic => {}
             }
             out.extend(
                 addrs

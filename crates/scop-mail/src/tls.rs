@@ -107,6 +107,18 @@ pub fn load_or_create(dir: &Path, hostname: &str) -> Result<Arc<rustls::ServerCo
     server_config(&c, &k)
 }
 
+/// The DANE record (RFC 7672 3.1.1: `3 1 1`, DANE-EE of the SHA2-256 of
+/// the public key) that authenticates the first certificate of
+/// `cert_pem`, in presentation format; it stays valid across renewals
+/// that keep the key.
+pub fn dane_ee_record(cert_pem: &[u8]) -> Result<String, TlsError> {
+    let cert = CertificateDer::from_pem_slice(cert_pem)
+        .map_err(|e| TlsError::Pem(format!("no certificate: {e}")))?;
+    Tlsa::ee_spki_sha256(&cert)
+        .map(|t| t.to_text())
+        .ok_or_else(|| TlsError::Pem("the certificate's public key cannot be read".into()))
+}
+
 /// The relay's client configuration: opportunistic TLS as MTAs do without
 /// DANE or MTA-STS (RFC 7435): the connection is encrypted, the server's
 /// certificate is not checked against a trust store (a failed check would

@@ -273,6 +273,23 @@ fn create(args: InitArgs, out: &mut dyn Write) -> Result<ExitCode> {
     )
     .context("create the mesh CA and certificates")?;
 
+    // TLS for the public listeners, and its DANE record (RFC 7672): the
+    // signed zone publishes the key, so DANE senders authenticate the MX
+    // even with this self-signed certificate.
+    let (cert, key) = scop_mail::tls::self_signed(std::slice::from_ref(&hostname))?;
+    write_file(&dir.join("tls/key.pem"), key.as_bytes(), 0o600)?;
+    write_file(&dir.join("tls/cert.pem"), cert.as_bytes(), 0o644)?;
+    let tlsa = match args.mx.as_str() {
+        "off" => None,
+        listen => {
+            // Senders look the record up under the port they connect to.
+            let port = listen
+                .parse::<std::net::SocketAddr>()
+                .map_or(25, |a| a.port());
+            Some((port, scop_mail::tls::dane_ee_record(cert.as_bytes())?))
+        }
+    };
+
     // The zone.
     let zone_rel = PathBuf::from(format!("zones/{domain}.zone"));
     let serial = u64::from(year) * 1_000_000 + u64::from(month) * 10_000 + u64::from(day) * 100 + 1;
@@ -283,13 +300,9 @@ fn create(args: InitArgs, out: &mut dyn Write) -> Result<ExitCode> {
         serial,
         &dkim_records,
         args.dmarc_policy,
+        tlsa.as_ref(),
     );
     write_file(&dir.join(&zone_rel), zone.as_bytes(), 0o644)?;
-
-    // TLS for the public listeners.
-    let (cert, key) = scop_mail::tls::self_signed(std::slice::from_ref(&hostname))?;
-    write_file(&dir.join("tls/key.pem"), key.as_bytes(), 0o600)?;
-    write_file(&dir.join("tls/cert.pem"), cert.as_bytes(), 0o644)?;
 
     // The first account; DMARC reports and postmaster mail reach it.
     // Its password hash goes to the credentials file, which only the
@@ -421,6 +434,14 @@ fn create(args: InitArgs, out: &mut dyn Write) -> Result<ExitCode> {
         }
     }
     writeln!(out, "  {}", csk.ds_text())?;
+    if let Some((port, record)) = &tlsa
+        && !(hostname == domain || hostname.ends_with(&format!(".{domain}")))
+    {
+        writeln!(
+            out,
+            "For DANE (RFC 7672), publish in {hostname}'s own signed zone:\n  _{port}._tcp.{hostname}. TLSA {record}"
+        )?;
+    }
     writeln!(out)?;
     writeln!(
         out,
@@ -471,6 +492,7 @@ fn zone_text(
     serial: u64,
     dkim: &[(String, String)],
     dmarc: DmarcPolicy,
+    tlsa: Option<&(u16, String)>,
 ) -> String {
     let mut z = String::new();
     z.push_str(&format!("; {domain}, written by `scop init`.\n"));
@@ -489,6 +511,9 @@ fn zone_text(
         for ip in ips {
             let kind = if ip.is_ipv4() { "A" } else { "AAAA" };
             z.push_str(&format!("{hostname}. IN {kind} {ip}\n"));
+        }
+        if let Some((port, record)) = tlsa {
+            z.push_str(&format!("_{port}._tcp.{hostname}. IN TLSA {record}\n"));
         }
     }
     for (selector, txt) in dkim {
@@ -689,6 +714,7 @@ mod tests {
             2026112601,
             &dkim,
             DmarcPolicy::Reject,
+            Some(&(25, format!("3 1 1 {}", "ab".repeat(32)))),
         );
         let zone = scop_dns::Zone::from_master(&text, None).expect("zone parses");
         let _ = zone;
@@ -698,6 +724,10 @@ mod tests {
         ));
         assert!(text.contains("mail.example.org. IN AAAA 2001:db8::1"));
         assert!(text.contains("r202611._domainkey IN TXT ( \""));
+        assert!(text.contains(&format!(
+            "_25._tcp.mail.example.org. IN TLSA 3 1 1 {}",
+            "ab".repeat(32)
+        )));
     }
 
     #[test]

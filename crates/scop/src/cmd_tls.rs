@@ -8,7 +8,7 @@
 //!       ├─(3) TSIG UPDATE: _acme-challenge.NAME TXT ─▶ primary  │
 //!       ├─(4) TXT served? ────────────────────────────▶ primary │
 //!       ├─(5) ready ─────────────────────────────────────────▶ │ ─(6) TXT? ─▶ primary
-//!       ├─(7) poll, then finalize with a CSR for a fresh key ─▶ │
+//!       ├─(7) poll, then finalize with a CSR for the listeners' key ▶ │
 //!       ├─(8) TSIG UPDATE: delete the TXT records (also on failure)
 //!       └─(9) write chain + key (temp file + rename), restart mx and submission
 //! ```
@@ -65,7 +65,9 @@ pub enum TlsCommand {
     /// key (keys/tsig/acme.key, which dns.policy confines to those records)
     /// to the primary at `dns.listen`, wait until the primary serves it,
     /// and ask the CA to validate; poll the order with backoff until it is
-    /// ready; finalize it with a CSR for a fresh ECDSA P-256 key; delete
+    /// ready; finalize it with a CSR for the key in `mail.tls_key` (kept,
+    /// so a TLSA 3 1 1 record published for it stays valid; a fresh
+    /// ECDSA P-256 key when there is none); delete
     /// the TXT records (also when something failed); write the chain and
     /// the key (mode 0600) over `mail.tls_cert` and `mail.tls_key`, each
     /// through a temporary file and a rename; and ask a running `scop up`
@@ -319,11 +321,22 @@ pub(crate) fn obtain(
         .enable_all()
         .build()
         .context("start the async runtime")?;
+    let cert_path = config::resolve(dir, &config.mail.tls_cert);
+    let key_path = config::resolve(dir, &config.mail.tls_key);
+    // The listeners' key is kept, so that a TLSA `3 1 1` record
+    // published for it (as `scop init` does) stays valid.
+    let key = match std::fs::read_to_string(&key_path)
+        .ok()
+        .and_then(|pem| rcgen::KeyPair::from_pem(&pem).ok())
+    {
+        Some(k) => k,
+        None => rcgen::KeyPair::generate().context("generate the certificate's key")?,
+    };
     let (chain, key_pem) = runtime.block_on(async {
         let mut published = Vec::new();
         let result = tokio::time::timeout(
             request.timeout,
-            issue(dir, request, &names, &dns, &mut published, log),
+            issue(dir, request, &names, key, &dns, &mut published, log),
         )
         .await
         .unwrap_or_else(|_| {
@@ -351,8 +364,6 @@ pub(crate) fn obtain(
             bail!("the CA's certificate does not name {name} (nothing was written)");
         }
     }
-    let cert_path = config::resolve(dir, &config.mail.tls_cert);
-    let key_path = config::resolve(dir, &config.mail.tls_key);
     // Both files are complete on disk before either replaces the old one.
     let key_tmp = crate::cmd_init::write_tmp(&key_path, key_pem.as_bytes(), 0o600)?;
     let cert_tmp = crate::cmd_init::write_tmp(&cert_path, chain.as_bytes(), 0o644)?;
@@ -366,12 +377,14 @@ pub(crate) fn obtain(
     })
 }
 
-/// The ACME steps up to the certificate chain and its key (PEM); each
-/// challenge record added to the primary is pushed to `published`.
+/// The ACME steps up to the certificate chain for `key` and the key
+/// (PEM); each challenge record added to the primary is pushed to
+/// `published`.
 async fn issue(
     dir: &Path,
     request: &Request,
     names: &[String],
+    key: rcgen::KeyPair,
     dns: &Primary,
     published: &mut Vec<scop_dns::hickory_proto::rr::Record>,
     log: &mut dyn FnMut(&str),
@@ -450,7 +463,6 @@ async fn issue(
     }
     log("the CA validated every name");
 
-    let key = rcgen::KeyPair::generate().context("generate the certificate's key")?;
     let mut params =
         rcgen::CertificateParams::new(names.to_vec()).context("the certificate's names")?;
     params.distinguished_name = rcgen::DistinguishedName::new();

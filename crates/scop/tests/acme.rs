@@ -359,9 +359,15 @@ fn acme_certificates_from_pebble_through_our_primary() {
         up_log()
     );
 
-    // `scop tls acme` on demand: a new certificate and key, served after
-    // the supervisor restarts mx and submission.
-    let old_key = std::fs::read(&key_path).unwrap();
+    // The key stayed: the TLSA record `scop init` put in the zone still
+    // authenticates the MX (DANE-EE `3 1 1`).
+    let tlsa = scop_mail::tls::dane_ee_record(&self_signed).unwrap();
+    assert_eq!(scop_mail::tls::dane_ee_record(&renewed).unwrap(), tlsa);
+    let zone = std::fs::read_to_string(dir.join("zones/acme.test.zone")).unwrap();
+    assert!(zone.contains(&format!("IN TLSA {tlsa}")), "{zone}");
+
+    // `scop tls acme` on demand: a new certificate for the same key,
+    // served after the supervisor restarts mx and submission.
     let acme = |names: &[&str]| {
         let mut args = vec![
             "tls",
@@ -392,7 +398,7 @@ fn acme_certificates_from_pebble_through_our_primary() {
     assert!(stdout.contains("restarting mx and submission"), "{stdout}");
     let issued = std::fs::read(&cert_path).unwrap();
     assert_ne!(issued, renewed);
-    assert_ne!(std::fs::read(&key_path).unwrap(), old_key);
+    assert_eq!(scop_mail::tls::dane_ee_record(&issued).unwrap(), tlsa);
     assert_eq!(mode(&key_path), 0o600);
     assert!(
         chain(&issued).len() >= 2,

@@ -226,6 +226,14 @@ fn alice_and_bob_exchange_authenticated_mail() {
         assert!(got.contains("X-Spam-Verdict:"), "{subject}: {got}");
         assert!(got.contains("a=rsa-sha256") && got.contains("a=ed25519-sha256"));
     }
+    // bob's zone, as `scop init` wrote it, publishes the TLSA record of
+    // bob's MX; alice's relay found it validated, so its TLS to bob had
+    // to match it (DANE, RFC 7672).
+    let relay_log = std::fs::read_to_string(alice.dir.join("logs/relay.log")).unwrap();
+    assert!(
+        relay_log.contains("DANE: TLS must match the host's TLSA records host=mx.bob.test"),
+        "{relay_log}"
+    );
 
     // 2. A forged alice.test From, straight to bob's MX from 127.0.0.1
     //    (not alice's address), unsigned: DMARC fails and alice's p=reject
