@@ -7,7 +7,6 @@
 
 mod common;
 
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use common::{Domain, Setup, domain, submit_as_alice};
@@ -17,7 +16,6 @@ use scop_dns::dnssec::{Algorithm, Settings, SigningKey};
 use scop_dns::hickory_proto::rr::Name;
 use scop_dns::policy::Policy;
 use scop_dns::resolver::{Config as ResolverConfig, Stub, parse_anchors};
-use scop_dns::server::{Config, Server};
 use scop_dns::tsig::KeyRing;
 use scop_dns::{Engine, Zone};
 use scop_mail::mxlookup::Dns;
@@ -44,8 +42,8 @@ fn zone_head(origin: &str) -> String {
     )
 }
 
-/// Serves `zones` (text, and whether to sign it) on loopback; returns the
-/// address and a resolver with the signed zones' keys as trust anchors.
+/// Serves `zones` (text, and whether to sign it) on loopback; a resolver
+/// for them with the signed zones' keys as trust anchors.
 async fn serve(zones: &[(&str, &str, bool)]) -> Dns {
     let mut parsed = Vec::new();
     let mut keys = Vec::new();
@@ -67,18 +65,7 @@ async fn serve(zones: &[(&str, &str, bool)]) -> Dns {
             .sign_zone(&name, Settings::new(vec![key]), now())
             .unwrap();
     }
-    let server = Server::bind(
-        engine,
-        "127.0.0.1:0".parse().unwrap(),
-        Config {
-            journal_dir: None,
-            notify: Vec::new(),
-        },
-    )
-    .await
-    .unwrap();
-    let addr: SocketAddr = server.local_addr().unwrap();
-    tokio::spawn(server.run(std::future::pending()));
+    let addr = common::serve_engine(engine).await;
     Dns::new(&ResolverConfig {
         stubs: zones
             .iter()

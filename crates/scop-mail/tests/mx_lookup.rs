@@ -13,7 +13,6 @@ use common::{Setup, domain, file_with, mesh_dir, run_swaks};
 use scop_dns::hickory_proto::rr::Name;
 use scop_dns::policy::Policy;
 use scop_dns::resolver::{Config as ResolverConfig, Stub};
-use scop_dns::server::{Config, Server};
 use scop_dns::tsig::KeyRing;
 use scop_dns::{Engine, Zone};
 use scop_mail::mxlookup::{Answer, Dns, Plan, plan};
@@ -32,20 +31,7 @@ async fn serve_zones(zones: &[&str]) -> SocketAddr {
         .iter()
         .map(|z| Zone::from_master(z, None).unwrap())
         .collect();
-    let engine = Engine::new(zones, KeyRing::default(), Policy::default()).unwrap();
-    let server = Server::bind(
-        engine,
-        "127.0.0.1:0".parse().unwrap(),
-        Config {
-            journal_dir: None,
-            notify: Vec::new(),
-        },
-    )
-    .await
-    .unwrap();
-    let addr = server.local_addr().unwrap();
-    tokio::spawn(server.run(std::future::pending()));
-    addr
+    common::serve_engine(Engine::new(zones, KeyRing::default(), Policy::default()).unwrap()).await
 }
 
 async fn dns() -> SocketAddr {

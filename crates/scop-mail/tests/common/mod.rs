@@ -245,3 +245,21 @@ pub fn mesh_dir(tag: &str) -> scop_mesh::MeshDir {
         .collect();
     scop_mesh::MeshDir::init(dir, v, v, &roles).unwrap()
 }
+
+/// SCoP's authoritative DNS server for `engine`'s zones on loopback; its
+/// address.
+pub async fn serve_engine(engine: scop_dns::Engine) -> SocketAddr {
+    let server = scop_dns::server::Server::bind(
+        engine,
+        "127.0.0.1:0".parse().unwrap(),
+        scop_dns::server::Config {
+            journal_dir: None,
+            notify: Vec::new(),
+        },
+    )
+    .await
+    .unwrap();
+    let addr = server.local_addr().unwrap();
+    tokio::spawn(server.run(std::future::pending()));
+    addr
+}
