@@ -165,6 +165,7 @@ impl Delivery {
                             ret: dsn.ret,
                             envid: dsn.envid.clone(),
                             recipients: vec![d; forward.len()],
+                            requiretls: dsn.requiretls,
                         };
                         forwards.push((rewritten, forward, params));
                     }

@@ -158,6 +158,7 @@ pub fn params_from_smtp(mail: &MailParams, rcpts: &[RcptParams]) -> DsnParams {
         }),
         envid: mail.envid.clone().filter(|e| e.len() <= MAX_ENVID_BYTES),
         recipients: rcpts.iter().map(recipient_from_smtp).collect(),
+        requiretls: mail.requiretls,
     }
 }
 
@@ -191,13 +192,14 @@ pub fn recipient_from_smtp(p: &RcptParams) -> RecipientDsn {
 }
 
 /// MAIL parameters that pass RET and ENVID on to a next hop (RFC 3461 5.2.1).
-pub fn mail_params(ret: Option<Ret>, envid: Option<&str>) -> MailParams {
+pub fn mail_params(ret: Option<Ret>, envid: Option<&str>, requiretls: bool) -> MailParams {
     MailParams {
         ret: ret.map(|r| match r {
             Ret::Full => SmtpRet::Full,
             Ret::Hdrs => SmtpRet::Hdrs,
         }),
         envid: envid.map(str::to_string),
+        requiretls,
         ..MailParams::default()
     }
 }
@@ -529,6 +531,7 @@ mod tests {
         let mail = MailParams {
             ret: Some(SmtpRet::Hdrs),
             envid: Some("id-1".into()),
+            requiretls: true,
             ..MailParams::default()
         };
         let rcpt = RcptParams {
@@ -556,8 +559,9 @@ mod tests {
         assert_eq!(p.recipients[1].orcpt, None, "an over-long ORCPT is dropped");
         let back = rcpt_params(&p.recipients[0]);
         assert_eq!(back, rcpt);
-        let m = mail_params(p.ret, p.envid.as_deref());
-        assert_eq!((m.ret, m.envid), (mail.ret, mail.envid));
+        assert!(p.requiretls);
+        let m = mail_params(p.ret, p.envid.as_deref(), p.requiretls);
+        assert_eq!((m.ret, m.envid, m.requiretls), (mail.ret, mail.envid, true));
     }
 
     #[test]

@@ -474,14 +474,12 @@ pub async fn serve<H: Handler>(
 }
 
 /// SMTP settings of a mesh listener: no AUTH, no STARTTLS (the session is
-/// TLS already), DSN parameters carried, XSCOP for authorised peers, no
-/// REQUIRETLS (as on the public listeners, see
-/// [`crate::service::smtp_config`]).
+/// TLS already), DSN and REQUIRETLS parameters carried, XSCOP for
+/// authorised peers.
 pub fn session_config(hostname: &str, message_size: u64) -> Arc<SessionConfig> {
     let builtins = scop_smtp::extension::Builtins {
         auth: Vec::new(),
         starttls: false,
-        requiretls: false,
         xscop: true,
         ..Default::default()
     };

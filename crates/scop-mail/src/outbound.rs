@@ -48,6 +48,9 @@ pub enum Attempt {
     /// No transaction result: connection, TLS or protocol trouble
     /// (transient).
     Failed(String),
+    /// The server lacks an extension the message requires (REQUIRETLS):
+    /// nothing was sent, and waiting will not change it.
+    Unsuitable(String),
 }
 
 type Stream = crate::stream::Stream<TlsStream<TcpStream>>;
@@ -233,7 +236,9 @@ pub async fn send(
     if let Some(mut s) = match pool {
         Some(p) => p.take(&key).await,
         None => None,
-    } {
+    }
+    .filter(|s| s.caps.requiretls || !envelope.params.requiretls)
+    {
         let sent = s
             .client
             .send_message(for_server(envelope, &s.caps), message)
@@ -278,6 +283,9 @@ pub async fn send(
     };
     match outcome {
         Ok((s, r)) => finish(s, r, pool, key).await,
+        Err(AttemptError::NoRequireTls) => {
+            Attempt::Unsuitable(AttemptError::NoRequireTls.to_string())
+        }
         Err(e) => Attempt::Failed(e.to_string()),
     }
 }
@@ -308,6 +316,8 @@ enum AttemptError {
     Protocol(String),
     #[error("timed out waiting for the server")]
     Timeout,
+    #[error("the server does not offer REQUIRETLS")]
+    NoRequireTls,
 }
 
 /// A new connection carrying the message (QUIT pipelined behind it when
@@ -373,6 +383,12 @@ impl Session {
             while let Some(ev) = self.client.poll_event() {
                 match ev {
                     ClientEvent::Ready(c) => {
+                        // RFC 8689 4.2.1: a REQUIRETLS message goes only to
+                        // a server that offers it (after STARTTLS).
+                        if pending.is_some_and(|(e, _, _)| e.params.requiretls && !c.requiretls) {
+                            self.client.quit();
+                            return Err(AttemptError::NoRequireTls);
+                        }
                         if let Some((envelope, message, keep)) = pending.take() {
                             self.client
                                 .send_message(for_server(envelope, &c), message)

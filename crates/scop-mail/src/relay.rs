@@ -193,6 +193,15 @@ impl Routes {
     }
 }
 
+/// The fate of a REQUIRETLS message no server can take (RFC 8689 4.2.1,
+/// status 5.7.30).
+fn requiretls_failure(detail: &str) -> Fate {
+    Fate::Failed {
+        status: "5.7.30".into(),
+        detail: format!("REQUIRETLS support required: {detail}"),
+    }
+}
+
 fn literal(domain: &str) -> Option<IpAddr> {
     let inner = domain.strip_prefix('[')?.strip_suffix(']')?;
     let inner = inner.strip_prefix("ipv6:").unwrap_or(inner);
@@ -584,7 +593,11 @@ impl Relay {
         }
         if dsn::may_report(&m.sender) {
             if !reports.failed.is_empty() {
-                let returned = dsn::Returned::for_failure(m.ret);
+                // RFC 8689 5: as if RET=HDRS for a REQUIRETLS message.
+                let returned = match m.requiretls {
+                    true => dsn::Returned::Headers,
+                    false => dsn::Returned::for_failure(m.ret),
+                };
                 self.report(&m, reports.failed, returned, now, "failure")
                     .await;
             }
@@ -632,7 +645,12 @@ impl Relay {
             recipients: vec![m.sender.clone()],
             body,
             lifetime_secs: self.delivery.lifetime_secs,
-            dsn: DsnParams::default(),
+            // RFC 8689 5: the report of a REQUIRETLS message asks for it
+            // too (it returns the header only, see `process`).
+            dsn: DsnParams {
+                requiretls: m.requiretls,
+                ..DsnParams::default()
+            },
         }
     }
 
@@ -694,7 +712,7 @@ impl Relay {
             Ok(false) => {}
             Err(e) => return all(Fate::deferred(format!("store: {e}"))),
         }
-        let hosts = match self.routes.route(domain).await {
+        let mut hosts = match self.routes.route(domain).await {
             Route::Hosts(h) => h,
             Route::NullMx => {
                 return all(Fate::Failed {
@@ -715,6 +733,16 @@ impl Relay {
                 });
             }
         };
+        if m.requiretls {
+            // RFC 8689 4.2.1: only servers whose TLS DNSSEC authenticates
+            // (DANE here; MTA-STS is not implemented).
+            hosts.retain(|t| matches!(t.security, HostSecurity::Authenticated(_)));
+            if hosts.is_empty() {
+                return all(requiretls_failure(&format!(
+                    "no mail server of {domain} is authenticated by DANE"
+                )));
+            }
+        }
         let from = if m.sender.is_empty() {
             ReversePath::Null
         } else {
@@ -752,7 +780,7 @@ impl Relay {
         let envelope = Envelope {
             facts: None,
             from,
-            params: dsn::mail_params(m.ret, m.envid.as_deref()),
+            params: dsn::mail_params(m.ret, m.envid.as_deref(), m.requiretls),
             rcpts: envelope_rcpts,
         };
         let helo = Host::parse(&self.delivery.hostname, false)
@@ -763,6 +791,7 @@ impl Relay {
             return all(Fate::deferred("shutting down"));
         };
         let mut last_error = String::from("no host to try");
+        let (mut tried, mut unsuitable) = (0, 0);
         for Target {
             name,
             addr,
@@ -792,7 +821,14 @@ impl Relay {
             .await
             {
                 Attempt::Failed(e) => {
+                    tried += 1;
                     tracing::info!(id = %m.id, %addr, error = %e, "attempt failed");
+                    last_error = format!("{addr}: {e}");
+                }
+                Attempt::Unsuitable(e) => {
+                    tried += 1;
+                    unsuitable += 1;
+                    tracing::info!(id = %m.id, %addr, error = %e, "server unsuitable");
                     last_error = format!("{addr}: {e}");
                 }
                 Attempt::Done(result, caps) => {
@@ -806,8 +842,14 @@ impl Relay {
                 }
             }
         }
+        // Every server lacks what the message requires: that will not
+        // change by waiting (RFC 8689 4.2.1: a non-delivery report).
+        let fate = match tried > 0 && unsuitable == tried {
+            true => requiretls_failure(&last_error),
+            false => Fate::deferred(last_error),
+        };
         for r in names {
-            fates.push((r, Fate::deferred(last_error.clone())));
+            fates.push((r, fate.clone()));
         }
         fates
     }
@@ -823,6 +865,7 @@ impl Relay {
             ret: m.ret,
             envid: m.envid.clone(),
             recipients: rcpts.iter().map(|r| r.dsn.clone()).collect(),
+            requiretls: m.requiretls,
         };
         match self
             .delivery

@@ -128,17 +128,16 @@ impl Running {
 }
 
 /// SMTP settings of a public listener: AUTH offered on submission only,
-/// no XSCOP, no REQUIRETLS (RFC 8689: offering it promises that every
-/// onward hop is authenticated TLS that offers it too, and the relay does
-/// not carry the flag through the queue yet; a client that asks for it is
-/// refused rather than given less).
+/// no XSCOP. REQUIRETLS (RFC 8689) is offered under TLS: the flag is
+/// queued with the message, and the relay sends such a message only to
+/// servers that DANE authenticates and that offer REQUIRETLS, or else
+/// reports it undeliverable (5.7.30).
 pub fn smtp_config(hostname: &str, submission: bool, message_size: u64) -> Arc<ServerConfig> {
     let mut builtins = Builtins::default();
     if !submission {
         builtins.auth = Vec::new();
     }
     builtins.xscop = false;
-    builtins.requiretls = false;
     let mut c = ServerConfig::new(hostname);
     c.registry = Registry::new(builtins);
     c.limits.message_size = message_size;

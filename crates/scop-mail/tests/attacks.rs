@@ -285,19 +285,24 @@ fn message_of(from: &str, len: usize) -> Vec<u8> {
     m
 }
 
-/// REQUIRETLS (RFC 8689) is not offered, because the relay cannot yet
-/// keep its promise: a message that asks for it is refused at MAIL
-/// instead of being relayed without the protection it asked for.
+/// REQUIRETLS (RFC 8689) is offered only under TLS: asked for on a
+/// cleartext session, it is refused.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn requiretls_is_not_offered_and_a_message_asking_for_it_is_refused() {
+async fn requiretls_is_offered_only_under_tls() {
     let a = setup().await;
+    let mut c = connect(a.mx()).await;
+    let ehlo = c.cmd(b"EHLO client.test\r\n").await;
+    assert!(
+        ehlo.contains("STARTTLS") && !ehlo.contains("REQUIRETLS"),
+        "{ehlo}"
+    );
+    let r = c.cmd(b"MAIL FROM:<x@elsewhere.test> REQUIRETLS\r\n").await;
+    assert!(r.starts_with("555"), "{r}");
     let mut c = logged_in(&a, "alice@a.test", "alice-password").await;
     let ehlo = c.cmd(b"EHLO client.test\r\n").await;
-    assert!(ehlo.contains("250 DSN"), "{ehlo}");
-    assert!(!ehlo.contains("REQUIRETLS"), "{ehlo}");
-    let r = c.cmd(b"MAIL FROM:<alice@a.test> REQUIRETLS\r\n").await;
-    assert!(r.starts_with("555"), "{r}");
-    c.expect("MAIL FROM:<alice@a.test>\r\n", "250").await;
+    assert!(ehlo.contains("REQUIRETLS"), "{ehlo}");
+    c.expect("MAIL FROM:<alice@a.test> REQUIRETLS\r\n", "250")
+        .await;
 }
 
 /// A submission session logged in as `login`.

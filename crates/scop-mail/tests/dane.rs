@@ -212,6 +212,71 @@ async fn the_relay_authenticates_mx_hosts_with_validated_tlsa_records() {
     let queue = a.store.list_queue().await.unwrap();
     assert_eq!(queue.len(), 1, "{queue:?}");
     assert_eq!(queue[0].recipients[0].rcpt, "carol@bad.b.test");
+
+    // REQUIRETLS (RFC 8689): to b.test, whose MX DANE authenticates and
+    // offers REQUIRETLS, delivered; to c.test, whose TLSA records are not
+    // validated, refused with 5.7.30 and reported with the header only.
+    submit_requiretls(&a, &["bob@b.test", "fay@c.test"]).await;
+    let got = b.wait_messages("bob@b.test", 2, 30).await;
+    assert!(
+        got.iter()
+            .any(|m| String::from_utf8_lossy(m).contains("Subject: requiretls to bob@b.test"))
+    );
+    let report = a.wait_messages("alice@a.test", 1, 30).await;
+    let report = String::from_utf8_lossy(&report[0]).to_string();
+    assert!(
+        report.contains("Final-Recipient: rfc822; fay@c.test"),
+        "{report}"
+    );
+    assert!(report.contains("Status: 5.7.30"), "{report}");
+    assert!(report.contains("text/rfc822-headers"), "{report}");
+    assert!(!report.contains("secret body"), "{report}");
+    assert_eq!(
+        b.messages("fay@c.test").len(),
+        1,
+        "only the first, plain one"
+    );
+}
+
+const REQUIRETLS: &str = r#"
+import smtplib, ssl, sys
+host, port = sys.argv[1], int(sys.argv[2])
+ctx = ssl.create_default_context()
+ctx.check_hostname = False
+ctx.verify_mode = ssl.CERT_NONE
+with smtplib.SMTP_SSL(host, port, context=ctx) as s:
+    s.login("alice@a.test", "alice-password")
+    for rcpt in sys.argv[3:]:
+        body = "From: alice@a.test\r\nTo: %s\r\nSubject: requiretls to %s\r\n\r\nsecret body\r\n"
+        s.sendmail("alice@a.test", [rcpt], body % (rcpt, rcpt), mail_options=["REQUIRETLS"])
+print("ok")
+"#;
+
+/// Submits one message per recipient with `MAIL FROM:<..> REQUIRETLS`
+/// (Python's smtplib, over implicit TLS).
+async fn submit_requiretls(a: &Domain, rcpts: &[&str]) {
+    let port = a.submissions().port().to_string();
+    let mut args = vec![
+        "-c".to_string(),
+        REQUIRETLS.to_string(),
+        "127.0.0.1".into(),
+        port,
+    ];
+    args.extend(rcpts.iter().map(|r| r.to_string()));
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(scop_testkit::python())
+            .args(&args)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A CA and a server certificate it issues for `names`, PEM.
@@ -304,6 +369,18 @@ async fn the_relay_authenticates_postfix_by_a_dane_ta_record() {
     let queue = a.store.list_queue().await.unwrap();
     assert_eq!(queue.len(), 1, "{queue:?}");
     assert!(!pf.log_tail().contains("otto@other.d.test"));
+    // Postfix does not offer REQUIRETLS: a message that requires it is
+    // not sent (QUIT after EHLO) and comes back with 5.7.30.
+    submit_requiretls(&a, &["rita@d.test"]).await;
+    let report = a.wait_messages("alice@a.test", 1, 30).await;
+    let report = String::from_utf8_lossy(&report[0]).to_string();
+    assert!(
+        report.contains("Final-Recipient: rfc822; rita@d.test"),
+        "{report}"
+    );
+    assert!(report.contains("Status: 5.7.30"), "{report}");
+    assert!(report.contains("does not offer REQUIRETLS"), "{report}");
+    assert!(!pf.log_tail().contains("rita@d.test"));
     tokio::task::spawn_blocking(move || pf.stop())
         .await
         .unwrap();

@@ -226,7 +226,7 @@ async fn to_mx(mx: SocketAddr, msg: &str) -> scop_smtp::Reply {
             Some(m) if !m.is_positive() => m,
             mail => r.data.or(mail).expect("a reply"),
         },
-        Attempt::Failed(e) => panic!("MX session failed: {e}"),
+        Attempt::Failed(e) | Attempt::Unsuitable(e) => panic!("MX session failed: {e}"),
     }
 }
 
@@ -459,6 +459,26 @@ async fn facts_from_a_role_that_may_not_send_them_are_refused() {
     // queued by the relay.
     report(None).await.expect("queued");
     assert_eq!(store.list_queue().await.unwrap().len(), 1);
+    // REQUIRETLS crosses the signer and relay hops into the queue.
+    let next = NextHop::new(&mesh, Role::Verifier, Role::Signer, signer_addr).unwrap();
+    let params = MailParams {
+        requiretls: true,
+        ..MailParams::default()
+    };
+    next.send(
+        None,
+        &ReversePath::Null,
+        &params,
+        rcpt("dmarc@b.test"),
+        b"From: dmarc-noreply@a.test\r\nSubject: report 2\r\n\r\nxml\r\n",
+    )
+    .await
+    .expect("queued");
+    let due = store.due(i64::MAX, 10).await.unwrap();
+    assert_eq!(
+        due.iter().map(|m| m.requiretls).collect::<Vec<_>>(),
+        [false, true]
+    );
     stop.send(true).ok();
 }
 

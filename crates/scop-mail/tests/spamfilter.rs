@@ -171,7 +171,7 @@ async fn forged_labels_are_replaced_and_spam_sources_are_refused() {
             let mail = r.mail.expect("MAIL answered");
             assert_eq!(mail.code(), 554, "{mail:?}");
         }
-        Attempt::Failed(e) => panic!("{e}"),
+        Attempt::Failed(e) | Attempt::Unsuitable(e) => panic!("{e}"),
     }
     assert!(a.messages("alice@a.test").is_empty());
 }

@@ -1063,12 +1063,20 @@ async fn dsn_parameters_are_kept(db: Db) {
                 orcpt: None,
             },
         ],
+        requiretls: true,
     };
     let id = store.enqueue(&m, 100).await.unwrap();
     let due = store.due(100, 10).await.unwrap();
     assert_eq!(due[0].id, id);
     assert_eq!(due[0].ret, Some(Ret::Hdrs));
     assert_eq!(due[0].envid.as_deref(), Some("QQ314159"));
+    assert!(due[0].requiretls);
+    // Without it, and through a leased enqueue.
+    let plain = store
+        .enqueue_leased(&msg("alice@a.test", &["w@ext.test"], b"x"), 100, 200, "r")
+        .await
+        .unwrap();
+    assert!(!plain.requiretls);
     let p = &due[0].pending;
     assert_eq!(rcpts(p), s(&["x@ext.test", "y@ext.test", "z@ext.test"]));
     assert_eq!(p[0].dsn.notify, Some(Notify::Never));
@@ -1106,7 +1114,7 @@ async fn dsn_parameters_are_kept(db: Db) {
         store.enqueue(&bad, 100).await,
         Err(StoreError::InvalidArgument(_))
     ));
-    assert_eq!(store.list_queue().await.unwrap().len(), 1);
+    assert_eq!(store.list_queue().await.unwrap().len(), 2);
 }
 
 async fn delay_report_is_queued_once(db: Db) {
@@ -1192,6 +1200,7 @@ async fn migrates_a_queued_message_to_dsn_columns(db: Db) {
     let due = store.due(10, 10).await.unwrap();
     assert_eq!(due.len(), 1);
     assert_eq!((due[0].ret, due[0].envid.as_deref()), (None, None));
+    assert!(!due[0].requiretls);
     assert_eq!(due[0].pending[0].dsn, RecipientDsn::default());
     assert!(!due[0].pending[0].delay_notified);
     let report = msg("", &["alice@a.test"], b"delayed\r\n");

@@ -40,6 +40,7 @@ migrations! {
     5 => "0005_directory_version.sql",
     6 => "0006_lease_owner.sql",
     7 => "0007_limits_and_log_age.sql",
+    8 => "0008_requiretls.sql",
 }
 
 /// The schema version this build writes (the last migration).

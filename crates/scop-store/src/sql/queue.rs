@@ -147,6 +147,10 @@ pub struct DsnParams {
     /// Per recipient, in the order of [`NewMessage::recipients`]; missing
     /// entries mean "none given".
     pub recipients: Vec<RecipientDsn>,
+    /// `REQUIRETLS` (RFC 8689), kept with the DSN parameters because it
+    /// travels with them: the message may only be relayed over TLS that
+    /// DNSSEC authenticates, to servers that offer REQUIRETLS.
+    pub requiretls: bool,
 }
 
 /// A message to queue.
@@ -194,6 +198,8 @@ pub struct QueuedMessage {
     pub ret: Option<Ret>,
     /// `ENVID` as given (xtext-decoded).
     pub envid: Option<String>,
+    /// `REQUIRETLS` was given (RFC 8689).
+    pub requiretls: bool,
     /// The pending recipients that are due now, in queueing order.
     pub pending: Vec<PendingRecipient>,
     /// The whole message.
@@ -455,19 +461,22 @@ macro_rules! insert_message {
     ($tx:ident, $p:expr, $lease_until:expr, $owner:expr) => {{
         let p = &$p;
         let row = sqlx::query(
-            "INSERT INTO messages (sender, created, expires, dsn_requested, lease_until, size, body, envid, ret, lease_owner) \
-             VALUES ($1, $2, $3, $4, $9, $5, $6, $7, $8, $10) RETURNING id",
+            "INSERT INTO messages (sender, created, expires, dsn_requested, lease_until, size, body, envid, ret, lease_owner, requiretls) \
+             VALUES ($1, $2, $3, $4, $9, $5, $6, $7, $8, $10, $11) RETURNING id",
         )
         .bind(&p.msg.sender)
         .bind(p.now)
         .bind(p.expires)
-        .bind(i64::from(p.msg.dsn != DsnParams::default()))
+        .bind(i64::from(
+            p.msg.dsn.ret.is_some() || p.msg.dsn.envid.is_some() || !p.msg.dsn.recipients.is_empty(),
+        ))
         .bind(p.size)
         .bind(&p.msg.body)
         .bind(p.msg.dsn.envid.as_deref())
         .bind(p.msg.dsn.ret.map(Ret::as_str))
         .bind($lease_until)
         .bind($owner)
+        .bind(i64::from(p.msg.dsn.requiretls))
         .fetch_one(&mut *$tx)
         .await?;
         let id: i64 = row.try_get(0)?;
@@ -493,7 +502,7 @@ macro_rules! insert_message {
 }
 
 /// The [`QueuedMessage`]s of `rows` (id, sender, created, expires, envid,
-/// ret, body), each with its pending recipients due at `now`; messages
+/// ret, body, requiretls), each with its pending recipients due at `now`; messages
 /// without any are left out.
 macro_rules! load_queued {
     ($p:ident, $rows:expr, $now:expr) => {{
@@ -535,6 +544,7 @@ macro_rules! load_queued {
                     .as_deref()
                     .map(Ret::parse)
                     .transpose()?,
+                requiretls: row.try_get::<i64, _>(7)? != 0,
                 pending,
                 body: row.try_get(6)?,
             });
@@ -594,7 +604,7 @@ impl Store {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
         on_pool!(self, p => {
             let rows = sqlx::query(
-                "SELECT id, sender, created, expires, envid, ret, body FROM messages m \
+                "SELECT id, sender, created, expires, envid, ret, body, requiretls FROM messages m \
                  WHERE m.lease_until <= $1 AND EXISTS (SELECT 1 FROM recipients r \
                    WHERE r.message_id = m.id AND r.state = 'pending' AND r.next_attempt <= $1) \
                  ORDER BY m.id LIMIT $2",
@@ -627,7 +637,7 @@ impl Store {
         }.await)?;
         on_pool!(self, p => {
             let rows = sqlx::query(
-                "SELECT id, sender, created, expires, envid, ret, body FROM messages WHERE id = $1",
+                "SELECT id, sender, created, expires, envid, ret, body, requiretls FROM messages WHERE id = $1",
             )
             .bind(id.0)
             .fetch_all(p)
