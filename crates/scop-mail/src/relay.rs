@@ -733,6 +733,13 @@ impl Relay {
                 });
             }
         };
+        if !m.requiretls && dane::tls_not_required(&m.body) {
+            // RFC 8689 4.2.2: the sender asked that TLS policy not stop
+            // the message (STARTTLS is still used when offered).
+            for t in &mut hosts {
+                t.security = HostSecurity::Opportunistic;
+            }
+        }
         if m.requiretls {
             // RFC 8689 4.2.1: only servers whose TLS DNSSEC authenticates
             // (DANE here; MTA-STS is not implemented).

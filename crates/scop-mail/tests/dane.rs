@@ -236,6 +236,19 @@ async fn the_relay_authenticates_mx_hosts_with_validated_tlsa_records() {
         1,
         "only the first, plain one"
     );
+
+    // `TLS-Required: No` (RFC 8689 5): the sender lets the message go to
+    // carol's MX although no TLSA record matches (still over TLS).
+    let body = b"From: alice@a.test\r\nTo: carol@bad.b.test\r\nSubject: no policy\r\nTLS-Required: No\r\n\r\nhello\r\n";
+    let file = common::file_with(&a.dir, "no-policy.eml", body);
+    let (ok, t) = submit_as_alice(&a, "carol@bad.b.test", &file).await;
+    assert!(ok, "{t}");
+    let got = b.wait_messages("carol@bad.b.test", 1, 30).await;
+    let got = String::from_utf8_lossy(&got[0]).to_string();
+    assert!(
+        got.contains("Subject: no policy") && got.contains("with ESMTPS"),
+        "{got}"
+    );
 }
 
 const REQUIRETLS: &str = r#"

@@ -137,6 +137,17 @@ pub fn effective(records: &[Tlsa]) -> Vec<Tlsa> {
         .collect()
 }
 
+/// Whether the message's header has `TLS-Required: No` (RFC 8689 5):
+/// its sender asks that TLS policies (DANE here) not stop it; it is still
+/// sent over STARTTLS when the server offers it.
+pub fn tls_not_required(msg: &[u8]) -> bool {
+    let end = crate::headers::header_end(msg);
+    msg[..end].split(|&b| b == b'\n').any(|line| {
+        crate::headers::field_value(line, "TLS-Required")
+            .is_some_and(|v| v.trim_ascii().eq_ignore_ascii_case(b"no"))
+    })
+}
+
 /// What a DNS lookup said, as far as DANE cares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lookup<T> {
@@ -414,6 +425,17 @@ mod tests {
                 t(2, 0, 1, d32.clone())
             ]
         );
+    }
+
+    #[test]
+    fn tls_required_no_is_found_in_the_header_only() {
+        assert!(tls_not_required(
+            b"Subject: x\r\nTLS-Required: No\r\n\r\nbody\r\n"
+        ));
+        assert!(tls_not_required(b"tls-required:  no \r\n\r\n"));
+        assert!(!tls_not_required(b"TLS-Required: Yes\r\n\r\n"));
+        assert!(!tls_not_required(b"Subject: x\r\n\r\nTLS-Required: No\r\n"));
+        assert!(!tls_not_required(b"X-TLS-Required: No\r\n\r\n"));
     }
 
     #[test]
