@@ -798,7 +798,8 @@ impl Relay {
             return all(Fate::deferred("shutting down"));
         };
         let mut last_error = String::from("no host to try");
-        let (mut tried, mut unsuitable) = (0, 0);
+        // Whether every server lacked what the message requires.
+        let mut all_unsuitable = !hosts.is_empty();
         for Target {
             name,
             addr,
@@ -813,7 +814,7 @@ impl Relay {
                 }
                 _ => self.tls.clone(),
             };
-            match outbound::send(
+            let (e, unsuitable) = match outbound::send(
                 addr,
                 &name,
                 &config,
@@ -827,17 +828,6 @@ impl Relay {
             )
             .await
             {
-                Attempt::Failed(e) => {
-                    tried += 1;
-                    tracing::info!(id = %m.id, %addr, error = %e, "attempt failed");
-                    last_error = format!("{addr}: {e}");
-                }
-                Attempt::Unsuitable(e) => {
-                    tried += 1;
-                    unsuitable += 1;
-                    tracing::info!(id = %m.id, %addr, error = %e, "server unsuitable");
-                    last_error = format!("{addr}: {e}");
-                }
                 Attempt::Done(result, caps) => {
                     let handoff = if caps.dsn {
                         Handoff::DsnPassedOn
@@ -847,11 +837,16 @@ impl Relay {
                     fates.extend(transaction_fates(&result, &names, addr, &name, handoff));
                     return fates;
                 }
-            }
+                Attempt::Failed(e) => (e, false),
+                Attempt::Unsuitable(e) => (e, true),
+            };
+            all_unsuitable &= unsuitable;
+            tracing::info!(id = %m.id, %addr, error = %e, unsuitable, "attempt failed");
+            last_error = format!("{addr}: {e}");
         }
-        // Every server lacks what the message requires: that will not
-        // change by waiting (RFC 8689 4.2.1: a non-delivery report).
-        let fate = match tried > 0 && unsuitable == tried {
+        // That will not change by waiting (RFC 8689 4.2.1: a non-delivery
+        // report).
+        let fate = match all_unsuitable {
             true => requiretls_failure(&last_error),
             false => Fate::deferred(last_error),
         };
