@@ -279,15 +279,9 @@ fn create(args: InitArgs, out: &mut dyn Write) -> Result<ExitCode> {
     let (cert, key) = scop_mail::tls::self_signed(std::slice::from_ref(&hostname))?;
     write_file(&dir.join("tls/key.pem"), key.as_bytes(), 0o600)?;
     write_file(&dir.join("tls/cert.pem"), cert.as_bytes(), 0o644)?;
-    let tlsa = match args.mx.as_str() {
-        "off" => None,
-        listen => {
-            // Senders look the record up under the port they connect to.
-            let port = listen
-                .parse::<std::net::SocketAddr>()
-                .map_or(25, |a| a.port());
-            Some((port, scop_mail::tls::dane_ee_record(cert.as_bytes())?))
-        }
+    let tlsa = match crate::config::mx_port(&args.mx) {
+        Some(port) => Some((port, scop_mail::tls::dane_ee_record(cert.as_bytes())?)),
+        None => None,
     };
 
     // The zone.

@@ -81,6 +81,28 @@ pub enum TlsCommand {
     ///
     /// Example: scop tls acme --dir scop --contact mailto:postmaster@example.org
     Acme(AcmeArgs),
+    /// Print the DANE record (RFC 7672) of the public listeners'
+    /// certificate: `_PORT._tcp.HOST. IN TLSA 3 1 1 <SHA-256 of its key>`,
+    /// with the host name and MX port of scop.toml.
+    ///
+    /// `scop init` puts this record in the zone it writes, and `scop tls
+    /// acme` keeps the key, so it stays valid. A deployment made before
+    /// either, or a certificate installed by hand with another key, needs
+    /// it added to the (DNSSEC-signed) zone of the MX host name; publish
+    /// the new record beside the old one before a new key is served.
+    ///
+    /// Example: scop tls tlsa --dir scop
+    Tlsa(TlsaArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TlsaArgs {
+    /// The deployment directory (from `scop init`).
+    #[arg(long, default_value = "scop", env = "SCOP_DIR")]
+    dir: PathBuf,
+    /// A PEM certificate to use instead of `mail.tls_cert`.
+    #[arg(long, value_name = "PEM")]
+    cert: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -117,7 +139,23 @@ pub struct AcmeArgs {
 pub fn run(cmd: TlsCommand) -> Result<ExitCode> {
     match cmd {
         TlsCommand::Acme(args) => acme(args),
+        TlsCommand::Tlsa(args) => tlsa(args),
     }
+}
+
+fn tlsa(args: TlsaArgs) -> Result<ExitCode> {
+    let config = Config::load(&args.dir)?;
+    let cert = args
+        .cert
+        .unwrap_or_else(|| config::resolve(&args.dir, &config.mail.tls_cert));
+    let pem = read_limited(&cert)?;
+    let record =
+        scop_mail::tls::dane_ee_record(&pem).with_context(|| format!("{}", cert.display()))?;
+    let Some(port) = config::mx_port(&config.mail.mx) else {
+        bail!("the MX listener is off in scop.toml: no TLSA record to publish");
+    };
+    println!("_{port}._tcp.{}. IN TLSA {record}", config.hostname);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn acme(args: AcmeArgs) -> Result<ExitCode> {

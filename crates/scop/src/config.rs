@@ -203,6 +203,17 @@ impl Config {
     }
 }
 
+/// The port senders connect to for the MX listener `listen` (the port of
+/// an `ADDR:PORT`, else 25), under which its TLSA record is published;
+/// `None` when the MX is off.
+pub fn mx_port(listen: &str) -> Option<u16> {
+    (listen != "off").then(|| {
+        listen
+            .parse::<std::net::SocketAddr>()
+            .map_or(25, |a| a.port())
+    })
+}
+
 /// `path` resolved against the deployment directory.
 pub fn resolve(dir: &Path, path: &Path) -> PathBuf {
     if path.is_absolute() {

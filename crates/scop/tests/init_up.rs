@@ -52,6 +52,16 @@ fn init_then_up_serves_signs_delivers_and_restarts() {
     assert!(stdout.contains("alice.test. NS mx.alice.test."), "{stdout}");
     assert!(stdout.contains("mx.alice.test. A 127.0.0.1"), "{stdout}");
     assert!(!stdout.contains("a long passphrase"));
+    // The zone publishes the MX's DANE record, as `scop tls tlsa` prints it.
+    let out = scop(&["tls", "tlsa", "--dir", dir_s], "");
+    assert!(out.status.success(), "tls tlsa: {out:?}");
+    let tlsa = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(
+        tlsa.starts_with(&format!("_{mx}._tcp.mx.alice.test. IN TLSA 3 1 1 ")),
+        "{tlsa}"
+    );
+    let zone = std::fs::read_to_string(dir.join("zones/alice.test.zone")).unwrap();
+    assert!(zone.lines().any(|l| l == tlsa), "{tlsa}\n{zone}");
     let ds = stdout
         .lines()
         .map(str::trim)
