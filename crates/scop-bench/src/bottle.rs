@@ -392,7 +392,7 @@ impl Run {
     }
 }
 
-fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> Result<()> {
+pub(crate) fn wait_until(limit: Duration, mut done: impl FnMut() -> bool) -> Result<()> {
     let deadline = Instant::now() + limit;
     while !done() {
         if Instant::now() > deadline {

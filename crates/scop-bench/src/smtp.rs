@@ -453,13 +453,8 @@ impl Tools {
             .spawn()
             .context("run smtp-sink")?;
         let sink = Sink { child, addr };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(addr).is_err() {
-            if Instant::now() > deadline {
-                bail!("smtp-sink did not listen on {addr}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        crate::bottle::wait_until(Duration::from_secs(10), || TcpStream::connect(addr).is_ok())
+            .with_context(|| format!("smtp-sink did not listen on {addr}"))?;
         Ok(sink)
     }
 

@@ -237,7 +237,7 @@ pub async fn send(
         Some(p) => p.take(&key).await,
         None => None,
     }
-    .filter(|s| s.caps.requiretls || !envelope.params.requiretls)
+    .filter(|s| !lacks_requiretls(envelope, &s.caps))
     {
         let sent = s
             .client
@@ -385,7 +385,7 @@ impl Session {
                     ClientEvent::Ready(c) => {
                         // RFC 8689 4.2.1: a REQUIRETLS message goes only to
                         // a server that offers it (after STARTTLS).
-                        if pending.is_some_and(|(e, _, _)| e.params.requiretls && !c.requiretls) {
+                        if pending.is_some_and(|(e, _, _)| lacks_requiretls(e, &c)) {
                             self.client.quit();
                             return Err(AttemptError::NoRequireTls);
                         }
@@ -452,6 +452,12 @@ impl Session {
             }
         }
     }
+}
+
+/// Whether `envelope` asks for REQUIRETLS (RFC 8689) and a server with
+/// capabilities `caps` does not offer it: it must not get the message.
+fn lacks_requiretls(envelope: &Envelope, caps: &Capabilities) -> bool {
+    envelope.params.requiretls && !caps.requiretls
 }
 
 /// The envelope as sent to a server with capabilities `caps`: without DSN

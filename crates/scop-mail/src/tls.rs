@@ -180,29 +180,27 @@ impl Dane {
         let Ok(ee) = webpki::EndEntityCert::try_from(end_entity) else {
             return false;
         };
-        let names_ok = || {
-            self.names.iter().any(|n| {
-                ServerName::try_from(n.as_str())
-                    .is_ok_and(|name| ee.verify_is_valid_for_subject_name(&name).is_ok())
+        let named = self.names.iter().any(|n| {
+            ServerName::try_from(n.as_str())
+                .is_ok_and(|name| ee.verify_is_valid_for_subject_name(&name).is_ok())
+        });
+        named
+            && anchors.into_iter().any(|ta| {
+                let ta = CertificateDer::from(ta);
+                let Ok(anchor) = webpki::anchor_from_trusted_cert(&ta) else {
+                    return false;
+                };
+                ee.verify_for_usage(
+                    provider.signature_verification_algorithms.all,
+                    &[anchor],
+                    intermediates,
+                    now,
+                    webpki::KeyUsage::server_auth(),
+                    None,
+                    None,
+                )
+                .is_ok()
             })
-        };
-        anchors.into_iter().any(|ta| {
-            let ta = CertificateDer::from(ta);
-            let Ok(anchor) = webpki::anchor_from_trusted_cert(&ta) else {
-                return false;
-            };
-            ee.verify_for_usage(
-                provider.signature_verification_algorithms.all,
-                &[anchor],
-                intermediates,
-                now,
-                webpki::KeyUsage::server_auth(),
-                None,
-                None,
-            )
-            .is_ok()
-                && names_ok()
-        })
     }
 }
 

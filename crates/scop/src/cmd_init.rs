@@ -429,7 +429,7 @@ fn create(args: InitArgs, out: &mut dyn Write) -> Result<ExitCode> {
     }
     writeln!(out, "  {}", csk.ds_text())?;
     if let Some((port, record)) = &tlsa
-        && !(hostname == domain || hostname.ends_with(&format!(".{domain}")))
+        && !crate::config::in_zone(&hostname, &domain)
     {
         writeln!(
             out,
@@ -501,7 +501,7 @@ fn zone_text(
         "_dmarc IN TXT \"v=DMARC1; p={}; rua=mailto:dmarc-reports@{domain}; ruf=mailto:dmarc-reports@{domain}\"\n",
         dmarc.keyword()
     ));
-    if hostname == domain || hostname.ends_with(&format!(".{domain}")) {
+    if crate::config::in_zone(hostname, domain) {
         for ip in ips {
             let kind = if ip.is_ipv4() { "A" } else { "AAAA" };
             z.push_str(&format!("{hostname}. IN {kind} {ip}\n"));

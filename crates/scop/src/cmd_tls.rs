@@ -266,7 +266,7 @@ fn certificate_names(requested: &[String], hostname: &str, domain: &str) -> Resu
     for name in wanted {
         let name = name.trim().trim_end_matches('.').to_ascii_lowercase();
         let base = name.strip_prefix("*.").unwrap_or(&name);
-        if base != domain && !base.ends_with(&format!(".{domain}")) {
+        if !config::in_zone(base, domain) {
             bail!(
                 "{name} is not in the zone {domain}: its DNS-01 challenge cannot be published through this deployment's primary"
             );

@@ -203,6 +203,15 @@ impl Config {
     }
 }
 
+/// Whether the DNS name `name` is `zone` or below it (both lower case,
+/// without the trailing dot).
+pub fn in_zone(name: &str, zone: &str) -> bool {
+    name == zone
+        || name
+            .strip_suffix(zone)
+            .is_some_and(|head| head.ends_with('.'))
+}
+
 /// The port senders connect to for the MX listener `listen` (the port of
 /// an `ADDR:PORT`, else 25), under which its TLSA record is published;
 /// `None` when the MX is off.
