@@ -33,7 +33,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, IoSlice, Write};
+use std::io::{self, IoSlice, Seek, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
@@ -359,7 +359,9 @@ fn recover(dir: &Path) -> io::Result<(Recovered, u64)> {
         let path = segment_path(dir, seq);
         let bytes = fs::read(&path)?;
         let (records, used) = decode_all(&bytes);
-        found.torn_bytes += (bytes.len() - used) as u64;
+        // Past the records: zeros ahead of them, or a record cut short.
+        let rest = &bytes[used..];
+        found.torn_bytes += rest.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1) as u64;
         for r in records {
             let name = match decode_naming(r.name) {
                 Some(naming) => naming.name(r.body),
@@ -401,22 +403,64 @@ fn recover(dir: &Path) -> io::Result<(Recovered, u64)> {
     Ok((found, seqs.last().map_or(0, |s| s + 1)))
 }
 
-/// The segment being appended to.
+/// The segment being appended to. Its file is zero-filled ahead of the
+/// records ([`PREFILL_BYTES`] at a time), so that the fdatasync of a
+/// batch writes data only: on ext4 an append that grows the file also
+/// commits the filesystem's journal, which waits for the mailbox
+/// writers' new files. Measured here, per write and fdatasync of a 2 KB
+/// record while another process makes and fsyncs files: 402 and 567 µs
+/// appended, 233 and 369 µs into zeros.
 struct Segment {
     seq: u64,
     file: File,
+    /// Bytes of records.
     len: u64,
+    /// Bytes of the file (records, then zeros).
+    filled: u64,
 }
+
+/// Zeros written at once ahead of the records.
+const PREFILL_BYTES: u64 = 4 << 20;
 
 impl Segment {
     /// A new, empty segment whose name is durable.
     fn create(dir: &Path, seq: u64) -> io::Result<Segment> {
         let file = OpenOptions::new()
             .create_new(true)
-            .append(true)
+            .write(true)
             .open(segment_path(dir, seq))?;
         maildir::sync_dir(dir)?;
-        Ok(Segment { seq, file, len: 0 })
+        Ok(Segment {
+            seq,
+            file,
+            len: 0,
+            filled: 0,
+        })
+    }
+
+    /// Zero-fills the file so that `n` more bytes of records fit, and
+    /// makes its new length durable. Only a matter of speed: where the
+    /// zeros cannot be written (a full disk, a file size limit) the
+    /// records' own write and sync grow the file, or fail.
+    fn prefill(&mut self, n: u64) {
+        use std::os::unix::fs::FileExt;
+        if self.len + n <= self.filled {
+            return;
+        }
+        let end = (self.len + n).max(self.filled + PREFILL_BYTES);
+        let zeros = vec![0; 1 << 20];
+        let start = self.filled;
+        while self.filled < end {
+            let chunk = (end - self.filled).min(zeros.len() as u64) as usize;
+            match self.file.write_at(&zeros[..chunk], self.filled) {
+                Ok(0) | Err(_) => break,
+                Ok(k) => self.filled += k as u64,
+            }
+        }
+        if self.filled > start && self.file.sync_data().is_err() {
+            // Whatever the zeros' state, the records' sync will tell.
+            self.filled = start;
+        }
     }
 }
 
@@ -503,10 +547,12 @@ fn append(segment: &mut Segment, heads: &mut Vec<u8>, batch: &[Pending]) -> io::
         slices.push(IoSlice::new(&p.copy.body));
         start = end;
     }
-    let len: usize = slices.iter().map(|s| s.len()).sum();
+    let len = slices.iter().map(|s| s.len() as u64).sum();
+    segment.prefill(len);
+    segment.file.seek(io::SeekFrom::Start(segment.len))?;
     write_all_vectored(&mut segment.file, &mut slices)?;
     segment.file.sync_data()?;
-    segment.len += len as u64;
+    segment.len += len;
     Ok(())
 }
 
@@ -885,7 +931,7 @@ mod tests {
     /// What a crash leaves: copies in the log, some already in their
     /// mailbox (one moved to cur/ by a reader), one whose name another
     /// message holds, one named by its content, a record whose name field
-    /// is unknown, and a record cut short.
+    /// is unknown, and a record cut short (then the zeros ahead of records).
     #[test]
     fn recovery_writes_each_logged_copy_once() {
         let root = temp("recover");
@@ -909,6 +955,8 @@ mod tests {
         let whole = log.len();
         encode_into(&mut log, dir, "=9.M9.host", b"cut");
         log.truncate(whole + 10);
+        // Zeros the writer put ahead of its records are not counted.
+        log.resize(log.len() + 4096, 0);
         fs::write(segment_path(&jdir, 7), &log).unwrap();
         // A writer's file the crash left half written.
         fs::create_dir_all(jdir.join("tmp1")).unwrap();
