@@ -25,6 +25,7 @@ pub mod hop;
 pub mod journal;
 pub mod listener;
 pub mod maildir;
+pub mod mta_sts;
 pub mod mx;
 pub mod mxlookup;
 pub mod outbound;

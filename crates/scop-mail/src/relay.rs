@@ -2,7 +2,9 @@
 //! message is leased (so one worker owns it; a crash frees it when the
 //! lease runs out), its pending recipients grouped by domain, local
 //! domains delivered in place, others sent to the domain's mail servers
-//! with opportunistic STARTTLS. Each recipient ends delivered or failed
+//! with STARTTLS: opportunistic, or authenticated where DANE (RFC 7672)
+//! or an enforced MTA-STS policy (RFC 8461, [`crate::mta_sts`]) asks for
+//! it. Each recipient ends delivered or failed
 //! exactly once; transient failures are retried with exponential backoff
 //! until the message's lifetime runs out, then reported to the sender with
 //! a DSN (RFC 3464).
@@ -26,6 +28,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use scop_mta::dane::{self, HostSecurity};
+use scop_mta::mta_sts::{Mode, Policy};
 use scop_smtp::{ClientConfig, Envelope, ForwardPath, Host, Mailbox, Reply, ReversePath};
 use scop_store::{DsnParams, NewMessage, PendingRecipient, QueuedMessage};
 use tokio::sync::{Semaphore, watch};
@@ -55,6 +58,8 @@ pub struct Routes {
     /// address family (so SPF sees the address the domain publishes);
     /// empty: the system's choice.
     pub source: Vec<std::net::IpAddr>,
+    /// MTA-STS (RFC 8461) for looked-up hosts without DANE; none: off.
+    pub sts: Option<Arc<crate::mta_sts::Sts>>,
 }
 
 /// One server to try for a domain.
@@ -168,7 +173,7 @@ impl Routes {
                 HostSecurity::Encrypted => {
                     tracing::info!(host = %h, "DANE: TLS required (no usable TLSA record)");
                 }
-                HostSecurity::Opportunistic => {}
+                HostSecurity::Opportunistic | HostSecurity::Pkix => {}
             }
             out.extend(
                 addrs
@@ -181,6 +186,31 @@ impl Routes {
                     }),
             );
         }
+        if let Some(sts) = &self.sts
+            && out
+                .iter()
+                .any(|t| t.security == HostSecurity::Opportunistic)
+            && let Some(policy) = sts.policy(dns, domain, crate::now()).await
+        {
+            let before = out.len();
+            let refused = apply_policy(&policy, &mut out);
+            for h in &refused {
+                match policy.mode {
+                    Mode::Enforce => {
+                        tracing::info!(%domain, host = %h, "MTA-STS: MX host not named by the policy, skipped")
+                    }
+                    _ => {
+                        tracing::info!(%domain, host = %h, "MTA-STS (testing): MX host not named by the policy")
+                    }
+                }
+            }
+            if out.is_empty() && before > 0 {
+                return Route::Temp(format!(
+                    "MTA-STS: no MX host of {domain} is named by its policy (mx: {})",
+                    policy.mx.join(", ")
+                ));
+            }
+        }
         if out.is_empty() {
             Route::Temp(if last.is_empty() {
                 format!("no address for the mail servers of {domain}")
@@ -191,6 +221,32 @@ impl Routes {
             Route::Hosts(out)
         }
     }
+}
+
+/// Applies an MTA-STS policy to the hosts DANE left opportunistic (RFC
+/// 8461 4.1, 4.2; DANE takes precedence, 2): in `enforce` mode hosts the
+/// policy does not name are removed and the others must present a
+/// certificate the trust store validates for their name; in `testing`
+/// mode nothing changes. The names of the hosts the policy does not name.
+fn apply_policy(policy: &Policy, hosts: &mut Vec<Target>) -> Vec<String> {
+    let mut refused: Vec<String> = Vec::new();
+    let enforce = policy.mode == Mode::Enforce;
+    hosts.retain_mut(|t| {
+        if t.security != HostSecurity::Opportunistic || policy.mode == Mode::None {
+            return true;
+        }
+        if !policy.mx_matches(&t.name) {
+            if !refused.contains(&t.name) {
+                refused.push(t.name.clone());
+            }
+            return !enforce;
+        }
+        if enforce {
+            t.security = HostSecurity::Pkix;
+        }
+        true
+    });
+    refused
 }
 
 /// The fate of a REQUIRETLS message no server can take (RFC 8689 4.2.1,
@@ -741,12 +797,17 @@ impl Relay {
             }
         }
         if m.requiretls {
-            // RFC 8689 4.2.1: only servers whose TLS DNSSEC authenticates
-            // (DANE here; MTA-STS is not implemented).
-            hosts.retain(|t| matches!(t.security, HostSecurity::Authenticated(_)));
+            // RFC 8689 4.2.1: only servers whose TLS is authenticated, by
+            // DANE or an enforced MTA-STS policy.
+            hosts.retain(|t| {
+                matches!(
+                    t.security,
+                    HostSecurity::Authenticated(_) | HostSecurity::Pkix
+                )
+            });
             if hosts.is_empty() {
                 return all(requiretls_failure(&format!(
-                    "no mail server of {domain} is authenticated by DANE"
+                    "no mail server of {domain} is authenticated by DANE or MTA-STS"
                 )));
             }
         }
@@ -812,6 +873,10 @@ impl Relay {
                 HostSecurity::Authenticated(records) => {
                     crate::tls::dane_client(records.clone(), vec![name.clone(), domain.to_string()])
                 }
+                HostSecurity::Pkix => match &self.routes.sts {
+                    Some(sts) => sts.smtp_client(),
+                    None => continue,
+                },
                 _ => self.tls.clone(),
             };
             let (e, unsuitable) = match outbound::send(

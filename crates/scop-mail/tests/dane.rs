@@ -1,12 +1,18 @@
-//! DANE (RFC 7672) on the relay: MX hosts whose TLSA records are
-//! DNSSEC-validated get TLS that must authenticate, against SCoP's own MX
-//! (DANE-EE, `3 1 1`) and against Postfix 3.7 with a certificate issued by
-//! a private CA (DANE-TA, `2 0 1`). The zones are served by scop-dns on
-//! loopback: `b.test` and `d.test` signed (their keys are the resolver's
-//! trust anchors), `c.test` unsigned (insecure).
+//! DANE (RFC 7672) and MTA-STS (RFC 8461) on the relay.
+//!
+//! DANE: MX hosts whose TLSA records are DNSSEC-validated get TLS that
+//! must authenticate, against SCoP's own MX (DANE-EE, `3 1 1`) and
+//! against Postfix 3.7 with a certificate issued by a private CA
+//! (DANE-TA, `2 0 1`). MTA-STS: policies fetched over HTTPS decide which
+//! MX hosts a domain's mail may go to, and that their certificates must
+//! validate. The zones are served by scop-dns on loopback: `b.test` and
+//! `d.test` signed (their keys are the resolver's trust anchors),
+//! `c.test` and `s.test` unsigned (insecure).
 
 mod common;
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::{Domain, Setup, domain, submit_as_alice};
@@ -18,6 +24,7 @@ use scop_dns::policy::Policy;
 use scop_dns::resolver::{Config as ResolverConfig, Stub, parse_anchors};
 use scop_dns::tsig::KeyRing;
 use scop_dns::{Engine, Zone};
+use scop_mail::mta_sts::Sts;
 use scop_mail::mxlookup::Dns;
 use scop_mail::relay::Routes;
 use scop_mesh::Role;
@@ -82,6 +89,11 @@ async fn serve(zones: &[(&str, &str, bool)]) -> Dns {
 
 /// The sending domain a.test, relaying through `dns` to `port`.
 async fn sender(dns: Dns, port: u16) -> Domain {
+    sender_with(dns, port, None).await
+}
+
+/// The same, with MTA-STS.
+async fn sender_with(dns: Dns, port: u16, sts: Option<Arc<Sts>>) -> Domain {
     domain(
         "a.test",
         &[("alice@a.test", "alice-password")],
@@ -89,6 +101,7 @@ async fn sender(dns: Dns, port: u16) -> Domain {
             routes: Routes {
                 port,
                 dns: Some(dns),
+                sts,
                 ..Routes::default()
             },
             ..Setup::default()
@@ -303,6 +316,13 @@ async fn requiretls_report(a: &Domain, rcpt: &str, why: &str) {
 
 /// A CA and a server certificate it issues for `names`, PEM.
 fn ca_and_server(names: &[&str]) -> (String, String, String) {
+    let (ca, mut certs) = ca_issuing(&[names]);
+    let (cert, key) = certs.remove(0);
+    (ca, cert, key)
+}
+
+/// A CA, and a certificate and key it issues for each set of names, PEM.
+fn ca_issuing(name_sets: &[&[&str]]) -> (String, Vec<(String, String)>) {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
     let ca_key = KeyPair::generate().unwrap();
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -311,17 +331,29 @@ fn ca_and_server(names: &[&str]) -> (String, String, String) {
         .push(DnType::CommonName, "SCoP test CA");
     let ca_cert = ca.self_signed(&ca_key).unwrap();
     let issuer = Issuer::new(ca, ca_key);
-    let key = KeyPair::generate().unwrap();
-    let params =
-        CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>()).unwrap();
-    let cert = params.signed_by(&key, &issuer).unwrap();
-    (ca_cert.pem(), cert.pem(), key.serialize_pem())
+    let certs = name_sets
+        .iter()
+        .map(|names| {
+            let key = KeyPair::generate().unwrap();
+            let params =
+                CertificateParams::new(names.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+                    .unwrap();
+            let cert = params.signed_by(&key, &issuer).unwrap();
+            (cert.pem(), key.serialize_pem())
+        })
+        .collect();
+    (ca_cert.pem(), certs)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_relay_authenticates_postfix_by_a_dane_ta_record() {
-    let dir = common::temp_dir("dane-postfix");
-    let (ca, cert, key) = ca_and_server(&["mx.d.test"]);
+/// Postfix on loopback as `mx_name`, presenting `cert` (with the chain
+/// up to `ca`) for STARTTLS.
+async fn postfix_with_cert(
+    dir: &std::path::Path,
+    mx_name: &str,
+    cert: &str,
+    key: &str,
+    ca: &str,
+) -> (Postfix, u16) {
     let chain = dir.join("chain.pem");
     std::fs::write(&chain, format!("{cert}{ca}")).unwrap();
     let key_file = dir.join("key.pem");
@@ -332,27 +364,48 @@ async fn the_relay_authenticates_postfix_by_a_dane_ta_record() {
         .unwrap()
         .port();
     let param = |k: &str, v: String| (k.to_string(), v);
-    let pf = tokio::task::spawn_blocking({
-        let dir = dir.join("postfix");
-        let chain = chain.display().to_string();
-        let key_file = key_file.display().to_string();
-        move || {
-            Postfix::start(
-                &dir,
-                &postfix::Config {
-                    listen: format!("127.0.0.1:{port}").parse().unwrap(),
-                    hostname: "mx.d.test".into(),
-                    params: vec![
-                        param("smtpd_tls_chain_files", format!("{key_file}, {chain}")),
-                        param("smtpd_tls_security_level", "may".into()),
-                        param("smtpd_tls_loglevel", "1".into()),
-                    ],
-                },
-            )
-        }
+    let dir = dir.join("postfix");
+    let hostname = mx_name.to_string();
+    let pf = tokio::task::spawn_blocking(move || {
+        Postfix::start(
+            &dir,
+            &postfix::Config {
+                listen: format!("127.0.0.1:{port}").parse().unwrap(),
+                hostname,
+                params: vec![
+                    param(
+                        "smtpd_tls_chain_files",
+                        format!("{}, {}", key_file.display(), chain.display()),
+                    ),
+                    param("smtpd_tls_security_level", "may".into()),
+                    param("smtpd_tls_loglevel", "1".into()),
+                ],
+            },
+        )
     })
     .await
     .unwrap();
+    (pf, port)
+}
+
+/// Waits until Postfix has queued a message for `rcpt`; its log.
+async fn postfix_got(pf: &Postfix, rcpt: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let log = pf.log_tail();
+        if log.contains(&format!("to=<{rcpt}>")) {
+            return log;
+        }
+        assert!(Instant::now() < deadline, "{rcpt}: {log}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_authenticates_postfix_by_a_dane_ta_record() {
+    let dir = common::temp_dir("dane-postfix");
+    let (ca, cert, key) = ca_and_server(&["mx.d.test"]);
+    let (pf, port) = postfix_with_cert(&dir, "mx.d.test", &cert, &key, &ca).await;
     let ta = Tlsa {
         usage: 2,
         selector: 0,
@@ -375,15 +428,7 @@ async fn the_relay_authenticates_postfix_by_a_dane_ta_record() {
     send(&a, "otto@other.d.test").await;
     // Postfix queued dan's message (its own onward attempts log the
     // recipient), received over TLS.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let log = loop {
-        let log = pf.log_tail();
-        if log.contains("to=<dan@d.test>") {
-            break log;
-        }
-        assert!(Instant::now() < deadline, "{log}");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let log = postfix_got(&pf, "dan@d.test").await;
     assert!(log.contains("TLS connection established from"), "{log}");
     let (outcome, detail) = first_outcome(&a, "otto@other.d.test").await;
     assert_eq!(outcome, Outcome::Deferred, "{detail}");
@@ -396,6 +441,174 @@ async fn the_relay_authenticates_postfix_by_a_dane_ta_record() {
     submit_requiretls(&a, &["rita@d.test"]).await;
     requiretls_report(&a, "rita@d.test", "does not offer REQUIRETLS").await;
     assert!(!pf.log_tail().contains("rita@d.test"));
+    tokio::task::spawn_blocking(move || pf.stop())
+        .await
+        .unwrap();
+}
+
+/// An HTTPS server for MTA-STS policies on loopback: answers a GET with
+/// the policy of its Host header (404 for an unknown host); its port and
+/// the number of requests per host.
+async fn policy_server(
+    cert: &str,
+    key: &str,
+    policies: &[(&str, &str)],
+) -> (u16, Arc<Mutex<HashMap<String, usize>>>) {
+    let config = scop_mail::tls::server_config(cert.as_bytes(), key.as_bytes()).unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(config);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let policies: HashMap<String, String> = policies
+        .iter()
+        .map(|(h, p)| (h.to_string(), p.to_string()))
+        .collect();
+    let counts = Arc::new(Mutex::new(HashMap::new()));
+    let seen = counts.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let (acceptor, policies, seen) = (acceptor.clone(), policies.clone(), seen.clone());
+            tokio::spawn(async move {
+                use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                // A client that refuses the certificate ends here.
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut request = Vec::new();
+                let mut buf = [0; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let request = String::from_utf8_lossy(&request).to_string();
+                assert!(
+                    request.starts_with("GET /.well-known/mta-sts.txt HTTP/1.1\r\n"),
+                    "{request}"
+                );
+                let host = request
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Host: "))
+                    .unwrap_or_default()
+                    .to_string();
+                *seen.lock().unwrap().entry(host.clone()).or_insert(0) += 1;
+                let response = match policies.get(&host) {
+                    Some(p) => format!(
+                        "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{p}",
+                        p.len()
+                    ),
+                    None => "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_string(),
+                };
+                tls.write_all(response.as_bytes()).await.ok();
+                tls.shutdown().await.ok();
+            });
+        }
+    });
+    (port, counts)
+}
+
+/// MTA-STS (RFC 8461) against Postfix 3.7, whose certificate for
+/// `mx.s.test` a private CA issues; the policies come over HTTPS from a
+/// server whose certificate the same CA issues. The zone is unsigned, so
+/// DANE does not apply.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_relay_applies_mta_sts_policies() {
+    let dir = common::temp_dir("mta-sts");
+    let (ca, certs) = ca_issuing(&[
+        &["mx.s.test"],
+        &[
+            "mta-sts.s.test",
+            "mta-sts.w.s.test",
+            "mta-sts.v.s.test",
+            "mta-sts.t.s.test",
+        ],
+    ]);
+    let ((mx_cert, mx_key), (web_cert, web_key)) = (&certs[0], &certs[1]);
+    let (pf, port) = postfix_with_cert(&dir, "mx.s.test", mx_cert, mx_key, &ca).await;
+    let policy = |mode: &str, mx: &str| {
+        format!("version: STSv1\r\nmode: {mode}\r\nmx: {mx}\r\nmax_age: 86400\r\n")
+    };
+    let (s, w, v, t) = (
+        policy("enforce", "mx.s.test"),
+        policy("enforce", "mx.s.test"),
+        policy("enforce", "*.v.s.test"),
+        policy("testing", "mx.elsewhere.test"),
+    );
+    let (https, fetches) = policy_server(
+        web_cert,
+        web_key,
+        &[
+            ("mta-sts.s.test", &s),
+            ("mta-sts.w.s.test", &w),
+            ("mta-sts.v.s.test", &v),
+            ("mta-sts.t.s.test", &t),
+        ],
+    )
+    .await;
+    // Each subdomain SUB has MX mx.SUB, a policy announced at
+    // _mta-sts.SUB and served at mta-sts.SUB, all on loopback:
+    // - s.test: enforce, names mx.s.test (Postfix's certificate's name);
+    // - w: enforce, names mx.s.test but the MX is mx.w.s.test;
+    // - v: enforce, names *.v.s.test, which Postfix's certificate lacks;
+    // - t: testing, names another host;
+    // - n: announced, but the policy server has no certificate for it.
+    let mut zone = zone_head("s.test");
+    zone.push_str(
+        "@ MX 10 mx\nmx A 127.0.0.1\n_mta-sts TXT \"v=STSv1; id=1;\"\nmta-sts A 127.0.0.1\n",
+    );
+    for sub in ["w", "v", "t", "n"] {
+        zone.push_str(&format!(
+            "{sub} MX 10 mx.{sub}\nmx.{sub} A 127.0.0.1\n\
+             _mta-sts.{sub} TXT \"v=STSv1; id=20261127\"\nmta-sts.{sub} A 127.0.0.1\n"
+        ));
+    }
+    let dns = serve(&[("s.test", &zone, false)]).await;
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(CertificateDer::from(der(&ca))).unwrap();
+    let cache = dir.join("sts");
+    std::fs::create_dir_all(&cache).unwrap();
+    let sts = Arc::new(Sts::new(roots, https, Some(cache.clone())));
+    let a = sender_with(dns, port, Some(sts)).await;
+
+    send(&a, "dan@s.test").await;
+    let log = postfix_got(&pf, "dan@s.test").await;
+    assert!(log.contains("TLS connection established from"), "{log}");
+    send(&a, "otto@w.s.test").await;
+    let (outcome, detail) = first_outcome(&a, "otto@w.s.test").await;
+    assert_eq!(outcome, Outcome::Deferred, "{detail}");
+    assert!(
+        detail.contains("MTA-STS: no MX host of w.s.test"),
+        "{detail}"
+    );
+    send(&a, "vic@v.s.test").await;
+    let (outcome, detail) = first_outcome(&a, "vic@v.s.test").await;
+    assert_eq!(outcome, Outcome::Deferred, "{detail}");
+    assert!(detail.contains("certificate"), "{detail}");
+    send(&a, "tess@t.s.test").await;
+    postfix_got(&pf, "tess@t.s.test").await;
+    send(&a, "nat@n.s.test").await;
+    postfix_got(&pf, "nat@n.s.test").await;
+    let log = pf.log_tail();
+    for never in ["otto@w.s.test", "vic@v.s.test"] {
+        assert!(!log.contains(never), "{never}: {log}");
+    }
+    // The policy is fetched once, and kept.
+    send(&a, "dora@s.test").await;
+    postfix_got(&pf, "dora@s.test").await;
+    assert_eq!(fetches.lock().unwrap().get("mta-sts.s.test"), Some(&1));
+    let kept = std::fs::read_to_string(cache.join("s.test")).unwrap();
+    let kept = scop_mta::mta_sts::Cached::parse(&kept).unwrap();
+    assert_eq!(
+        (kept.id.as_str(), kept.policy.mx.as_slice()),
+        ("1", &["mx.s.test".to_string()][..])
+    );
+    // An enforced policy authenticates the MX for REQUIRETLS, so the
+    // message goes as far as Postfix's EHLO, which lacks REQUIRETLS.
+    submit_requiretls(&a, &["rita@s.test"]).await;
+    requiretls_report(&a, "rita@s.test", "does not offer REQUIRETLS").await;
     tokio::task::spawn_blocking(move || pf.stop())
         .await
         .unwrap();

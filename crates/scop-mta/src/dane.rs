@@ -180,6 +180,10 @@ pub enum HostSecurity {
     /// TLS is required and the certificate must match one of these
     /// records (the [`effective`] ones, never empty).
     Authenticated(Vec<Tlsa>),
+    /// TLS is required and the certificate must chain to the trust store
+    /// and name the host: an MX host an enforced MTA-STS policy names
+    /// (RFC 8461 4.2), where DANE does not apply.
+    Pkix,
     /// The host must not be used: its TLSA lookup failed while its
     /// addresses were secure (RFC 7672 2.2: as if unreachable).
     Unreachable(String),
@@ -190,7 +194,7 @@ impl HostSecurity {
     pub fn requires_tls(&self) -> bool {
         matches!(
             self,
-            HostSecurity::Encrypted | HostSecurity::Authenticated(_)
+            HostSecurity::Encrypted | HostSecurity::Authenticated(_) | HostSecurity::Pkix
         )
     }
 }

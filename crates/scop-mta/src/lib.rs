@@ -12,11 +12,14 @@
 //!   with a length and a CRC-32, so a write cut short by a crash is seen).
 //! - [`dane`]: DANE for SMTP (RFC 7672): what the relay does with a host
 //!   given its DNSSEC-validated TLSA records, and certificate matching.
+//! - [`mta_sts`]: SMTP MTA Strict Transport Security (RFC 8461): the TXT
+//!   record, the policy, its HTTP fetch and cache, and MX host matching.
 //! - [`fuzz`]: entry points of the fuzz targets.
 
 pub mod dane;
 pub mod headers;
 pub mod journal;
+pub mod mta_sts;
 pub mod srs;
 
 /// Entry points for the fuzz targets (`fuzz/fuzz_targets/mta_*.rs`); each
@@ -107,6 +110,54 @@ pub mod fuzz {
             assert_eq!(match_chain(&[rec], &[data]), ChainMatch::EndEntity);
         } else {
             assert!(Tlsa::ee_spki_sha256(data).is_none());
+        }
+    }
+
+    /// MTA-STS on arbitrary bytes: parsing a policy, a TXT record, a
+    /// cache entry or an HTTP response never panics; a parsed policy and
+    /// a parsed cache entry come back the same from their text, and match
+    /// their own MX names; a response never yields a body over
+    /// `MAX_BODY`, and is never incomplete once the connection is closed
+    /// or `MAX_RESPONSE` bytes were read.
+    pub fn mta_sts(data: &[u8]) {
+        use crate::mta_sts::{
+            Cached, MAX_BODY, MAX_RESPONSE, Policy, Response, TxtRecord, response, txt_record,
+        };
+        if let Ok(p) = Policy::parse(data) {
+            assert_eq!(Policy::parse(p.to_text().as_bytes()), Ok(p.clone()));
+            assert!(!p.mx.is_empty() || p.mode == crate::mta_sts::Mode::None);
+            for m in &p.mx {
+                let host = m
+                    .strip_prefix("*.")
+                    .map_or(m.clone(), |rest| format!("a.{rest}"));
+                assert!(
+                    p.mx_matches(&format!("{}.", host.to_ascii_uppercase())),
+                    "{m}"
+                );
+            }
+        }
+        for closed in [false, true] {
+            match response(data, closed) {
+                Response::Body(body) => assert!(body.len() <= MAX_BODY),
+                Response::Incomplete => assert!(!closed && data.len() < MAX_RESPONSE),
+                Response::Failed(_) => {}
+            }
+        }
+        let strings: Vec<&[u8]> = data.split(|&b| b == b'\n').collect();
+        for record in [txt_record(&[data]), txt_record(&strings)]
+            .into_iter()
+            .flatten()
+        {
+            let again = format!("v=STSv1; id={}", record.id);
+            assert_eq!(
+                txt_record(&[again.as_bytes()]),
+                Some(TxtRecord { id: record.id })
+            );
+        }
+        if let Ok(text) = std::str::from_utf8(data)
+            && let Some(c) = Cached::parse(text)
+        {
+            assert_eq!(Cached::parse(&c.to_text()), Some(c));
         }
     }
 }

@@ -168,6 +168,9 @@ pub(crate) fn run(a: &ServeArgs, role: Role) -> Result<ExitCode> {
     if matches!(role, Role::Delivery | Role::Relay) {
         dirs.push(mail::mail_root(a));
     }
+    if role == Role::Relay && !a.no_mta_sts {
+        dirs.push(mail::mta_sts_dir(a));
+    }
     if matches!(role, Role::Mx | Role::Submission) && (a.tls_cert.is_none() || a.tls_key.is_none())
     {
         dirs.push(a.data.join("tls"));

@@ -93,6 +93,21 @@ pub struct ServeArgs {
     /// for a test network).
     #[arg(long, value_name = "PORT", default_value_t = 25)]
     pub(crate) remote_port: u16,
+    /// Do not apply MTA-STS policies (RFC 8461). By default, for a
+    /// domain whose MX hosts DANE does not cover, the relay fetches the
+    /// policy that `_mta-sts.DOMAIN` announces, keeps it in
+    /// DATA/mta-sts, and in enforce mode sends only to the MX hosts it
+    /// names, over TLS whose certificate the trust store validates.
+    #[arg(long)]
+    pub(crate) no_mta_sts: bool,
+    /// Certificate authorities (PEM) trusted for MTA-STS besides the
+    /// system's, e.g. a private CA.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) tls_roots: Option<PathBuf>,
+    /// Port of MTA-STS policy servers (443; another value only for a
+    /// test network).
+    #[arg(long, value_name = "PORT", default_value_t = 443)]
+    pub(crate) mta_sts_port: u16,
     /// Send all other outbound mail through this host.
     #[arg(long, value_name = "ADDR")]
     pub(crate) smarthost: Option<SocketAddr>,
@@ -317,13 +332,32 @@ pub(crate) fn routes(a: &ServeArgs, dns: Option<scop_mail::mxlookup::Dns>) -> Re
             .or_insert_with(Vec::new)
             .push(addr);
     }
+    // MTA-STS applies to looked-up MX hosts, so only with the resolver.
+    let sts = match (&dns, a.no_mta_sts) {
+        (Some(_), false) => {
+            let roots = scop_mail::mta_sts::roots(a.tls_roots.as_deref())
+                .map_err(|e| anyhow::anyhow!("--tls-roots: {e}"))?;
+            Some(std::sync::Arc::new(scop_mail::mta_sts::Sts::new(
+                roots,
+                a.mta_sts_port,
+                Some(mta_sts_dir(a)),
+            )))
+        }
+        _ => None,
+    };
     Ok(Routes {
         fixed,
         smarthost: a.smarthost.map(|s| vec![s]),
         port: a.remote_port,
         dns,
         source: a.source_ip.clone(),
+        sts,
     })
+}
+
+/// Where the relay keeps MTA-STS policies.
+pub(crate) fn mta_sts_dir(a: &ServeArgs) -> PathBuf {
+    a.data.join("mta-sts")
 }
 
 /// The public TLS configuration (given, or self-signed in DATA/tls).

@@ -85,15 +85,7 @@ fn resolver_files(a: &ServeArgs, plan: &mut Plan) {
     // with its TLS features (as a workspace build that includes a crate
     // asking for them makes it), loads them at construction even for
     // plain DNS, and fails without them. Public data.
-    plan.read.extend(
-        [
-            "/etc/ssl/certs",
-            "/etc/ssl/cert.pem",
-            "/usr/share/ca-certificates",
-            "/etc/pki/tls/certs",
-        ]
-        .map(PathBuf::from),
-    );
+    system_cas(plan);
     // DNS over TCP (truncated answers): the configured servers, or the
     // system's on port 53.
     plan.connect.push(53);
@@ -156,6 +148,26 @@ fn public_tls(a: &ServeArgs, plan: &mut Plan) {
     }
 }
 
+/// The system's public CA certificates (and where their links point),
+/// never the rest of /etc/ssl (its private/ holds keys); with the files
+/// and directories SSL_CERT_FILE and SSL_CERT_DIR name.
+fn system_cas(plan: &mut Plan) {
+    plan.read.extend(
+        [
+            "/etc/ssl/certs",
+            "/etc/ssl/cert.pem",
+            "/usr/share/ca-certificates",
+            "/etc/pki/tls/certs",
+        ]
+        .map(PathBuf::from),
+    );
+    for var in ["SSL_CERT_FILE", "SSL_CERT_DIR"] {
+        if let Some(v) = std::env::var_os(var) {
+            plan.read.extend(std::env::split_paths(&v));
+        }
+    }
+}
+
 /// The files `role` needs, from its command line.
 pub(crate) fn plan(a: &ServeArgs, role: Role, mesh: &MeshDir) -> Plan {
     let mut plan = Plan {
@@ -201,6 +213,13 @@ pub(crate) fn plan(a: &ServeArgs, role: Role, mesh: &MeshDir) -> Plan {
             // for a chosen source address (--source-ip).
             plan.bind.push(0);
             plan.connect.push(a.remote_port);
+            if !a.no_mta_sts {
+                // Policy servers, the trust store, the kept policies.
+                plan.connect.push(a.mta_sts_port);
+                system_cas(&mut plan);
+                plan.read.extend(a.tls_roots.iter().cloned());
+                plan.write.push(crate::cmd_mail::mta_sts_dir(a));
+            }
             plan.connect.extend(a.smarthost.map(|s| s.port()));
             for r in &a.route {
                 if let Some((_, addr)) = r.split_once('=') {

@@ -141,7 +141,7 @@ fn each_compartment_reaches_only_its_own_secrets() {
         .map(|e| e.path())
         .next()
         .unwrap();
-    let files: Vec<(&str, PathBuf)> = vec![
+    let mut files: Vec<(&str, PathBuf)> = vec![
         ("dkim key", dkim),
         ("tsig key", dir.join("keys/tsig/signer.key")),
         ("mesh CA key", dir.join("mesh/ca.key")),
@@ -154,6 +154,17 @@ fn each_compartment_reaches_only_its_own_secrets() {
         ("zone", dir.join("zones")),
         ("scop.toml", dir.join("scop.toml")),
     ];
+    // The system's certificate authorities: the relay's MTA-STS trust
+    // store, and what the resolver's library loads (where the system has
+    // them). Never the rest of /etc/ssl.
+    let cas = PathBuf::from("/etc/ssl/certs/ca-certificates.crt");
+    if cas.exists() {
+        files.push(("system CAs", cas));
+    }
+    let private = PathBuf::from("/etc/ssl/private");
+    if private.exists() {
+        files.push(("/etc/ssl/private", private));
+    }
     // Who may read what (everything else is denied).
     let allowed = |role: &str, what: &str| {
         matches!(
@@ -162,6 +173,7 @@ fn each_compartment_reaches_only_its_own_secrets() {
                 | ("mx", "mx mesh key" | "store" | "public TLS key")
                 | ("submission", "store" | "password hashes" | "public TLS key")
                 | ("delivery" | "relay", "store" | "mailboxes")
+                | ("relay" | "resolver", "system CAs")
         )
     };
     // The DNS primary, confined once it has read its zones and keys,
@@ -210,7 +222,6 @@ fn each_compartment_reaches_only_its_own_secrets() {
         assert!(!dns_probe(path), "the DNS primary reads the {what}");
         checked += 1;
     }
-    let mut files = files;
     files.push(("dns journal", journal));
     for role in MAIL_ROLES {
         for (what, path) in &files {

@@ -27,6 +27,7 @@ pub const FUZZ_TARGETS: &[(&str, &[&str])] = &[
     ("mta_srs", &[]),
     ("mta_journal", &[]),
     ("mta_dane", &["fuzz/seeds/mesh_certificate"]),
+    ("mta_sts", &["fuzz/seeds/mta_sts"]),
 ];
 
 /// Seconds each fuzz target runs at most inside `cargo xtask ci`.

@@ -1,0 +1,227 @@
+//! MTA-STS (RFC 8461) for the relay: the I/O around
+//! [`scop_mta::mta_sts`]. For a domain without DANE, [`Sts::policy`]
+//! looks up `_mta-sts.DOMAIN` TXT, fetches the policy from
+//! `https://mta-sts.DOMAIN/.well-known/mta-sts.txt` when its id is new
+//! (the server's certificate checked against the trust store, no
+//! redirect followed) and keeps it, in memory and in a file per domain,
+//! until its `max_age` runs out. A failed lookup or fetch falls back to
+//! the kept policy while it is valid (RFC 8461 5.1).
+//!
+//! In `enforce` mode the relay sends only to MX hosts the policy names,
+//! over TLS whose certificate chains to the trust store and names the
+//! host ([`scop_mta::dane::HostSecurity::Pkix`]); in `testing` mode it
+//! logs what enforcement would have refused and delivers as before.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+use scop_mta::mta_sts::{self, Cached, Next, Policy, Response};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::mxlookup::{Answer, Dns};
+
+/// A policy fetch gives up after this long.
+pub const FETCH_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The relay's MTA-STS state: trust store, HTTPS port and policy cache.
+#[derive(Debug)]
+pub struct Sts {
+    /// TLS for the policy fetch (HTTP/1.1 over PKIX-checked TLS).
+    https: Arc<rustls::ClientConfig>,
+    /// TLS for MX hosts an enforced policy names.
+    smtp: Arc<rustls::ClientConfig>,
+    /// Port of the policy servers (443).
+    port: u16,
+    /// One file per domain, or none (memory only).
+    cache_dir: Option<PathBuf>,
+    cache: Mutex<HashMap<String, Cached>>,
+}
+
+impl Sts {
+    /// MTA-STS checked against `roots`, policies fetched from `port`
+    /// (443 but in tests) and kept in `cache_dir`.
+    pub fn new(roots: rustls::RootCertStore, port: u16, cache_dir: Option<PathBuf>) -> Sts {
+        let roots = Arc::new(roots);
+        let client = |alpn: Vec<Vec<u8>>| {
+            let mut cfg = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+                .with_safe_default_protocol_versions()
+                .expect("the default provider supports the default versions")
+                .with_root_certificates(roots.clone())
+                .with_no_client_auth();
+            cfg.alpn_protocols = alpn;
+            Arc::new(cfg)
+        };
+        Sts {
+            https: client(vec![b"http/1.1".to_vec()]),
+            smtp: client(Vec::new()),
+            port,
+            cache_dir,
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The TLS configuration for MX hosts of an enforced policy: the
+    /// certificate must chain to the trust store and name the host
+    /// (RFC 8461 4.2).
+    pub fn smtp_client(&self) -> Arc<rustls::ClientConfig> {
+        self.smtp.clone()
+    }
+
+    /// The policy in force for `domain` at `now` (unix seconds), if any.
+    pub async fn policy(&self, dns: &Dns, domain: &str, now: i64) -> Option<Policy> {
+        let txt = match dns.txt(&format!("_mta-sts.{domain}")).await {
+            Answer::Records(strings) => {
+                let strings: Vec<&[u8]> = strings.iter().map(Vec::as_slice).collect();
+                Ok(mta_sts::txt_record(&strings))
+            }
+            Answer::NoData | Answer::NxDomain => Ok(None),
+            Answer::Temp(_) => Err(()),
+        };
+        let cached = self.cached(domain);
+        let record = txt.as_ref().map(Option::as_ref).map_err(|_| ());
+        match mta_sts::next(record, cached.as_ref(), now) {
+            Next::UseCached => cached.map(|c| c.policy),
+            Next::NoPolicy => None,
+            Next::Fetch => {
+                let id = match &txt {
+                    Ok(Some(record)) => record.id.clone(),
+                    _ => return None,
+                };
+                match self.fetch(dns, domain).await {
+                    Ok(policy) => {
+                        tracing::info!(%domain, %id, mode = ?policy.mode, "MTA-STS: policy fetched");
+                        let fresh = Cached {
+                            id,
+                            fetched: now,
+                            policy,
+                        };
+                        self.keep(domain, &fresh);
+                        Some(fresh.policy)
+                    }
+                    Err(e) => {
+                        tracing::warn!(%domain, error = %e, "MTA-STS: policy fetch failed");
+                        mta_sts::after_failed_fetch(cached.as_ref(), now).map(|c| c.policy.clone())
+                    }
+                }
+            }
+        }
+    }
+
+    /// The kept policy of `domain` (memory, else its file).
+    fn cached(&self, domain: &str) -> Option<Cached> {
+        if let Some(c) = lock(&self.cache).get(domain) {
+            return Some(c.clone());
+        }
+        let text = std::fs::read_to_string(self.cache_file(domain)?).ok()?;
+        let c = Cached::parse(&text)?;
+        lock(&self.cache).insert(domain.to_string(), c.clone());
+        Some(c)
+    }
+
+    fn keep(&self, domain: &str, c: &Cached) {
+        lock(&self.cache).insert(domain.to_string(), c.clone());
+        if let Some(path) = self.cache_file(domain)
+            && let Err(e) = crate::private_file::write(&path, c.to_text().as_bytes())
+        {
+            tracing::warn!(file = %path.display(), error = %e, "MTA-STS: cannot keep the policy");
+        }
+    }
+
+    fn cache_file(&self, domain: &str) -> Option<PathBuf> {
+        // Domain names from the queue are addresses' domains: one label
+        // set, no '/', but never trusted to be.
+        let safe = !domain.is_empty()
+            && domain
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+            && !domain.starts_with('.');
+        self.cache_dir
+            .as_ref()
+            .filter(|_| safe)
+            .map(|d| d.join(domain))
+    }
+
+    /// Fetches and parses the policy of `domain` over HTTPS.
+    async fn fetch(&self, dns: &Dns, domain: &str) -> Result<Policy, String> {
+        let host = mta_sts::policy_host(domain);
+        let addrs = dns.addresses(&host).await?;
+        let mut last = format!("{host} has no address");
+        for ip in addrs {
+            match tokio::time::timeout(FETCH_TIMEOUT, self.fetch_from(ip, &host, domain)).await {
+                Ok(Ok(body)) => {
+                    return Policy::parse(&body).map_err(|e| format!("policy of {domain}: {e}"));
+                }
+                Ok(Err(e)) => last = format!("https://{host}:{} ({ip}): {e}", self.port),
+                Err(_) => last = format!("https://{host}:{} ({ip}): timed out", self.port),
+            }
+        }
+        Err(last)
+    }
+
+    async fn fetch_from(
+        &self,
+        ip: std::net::IpAddr,
+        host: &str,
+        domain: &str,
+    ) -> Result<Vec<u8>, String> {
+        let tcp = tokio::net::TcpStream::connect((ip, self.port))
+            .await
+            .map_err(|e| e.to_string())?;
+        let name = ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?;
+        let mut tls = tokio_rustls::TlsConnector::from(self.https.clone())
+            .connect(name, tcp)
+            .await
+            .map_err(|e| format!("TLS: {e}"))?;
+        tls.write_all(&mta_sts::request(domain))
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut received = Vec::new();
+        let mut chunk = vec![0; 16 << 10];
+        loop {
+            // A server that closes without TLS close_notify ends the
+            // body as a close does (the length checks stay).
+            let n = tls.read(&mut chunk).await.unwrap_or(0);
+            received.extend_from_slice(&chunk[..n]);
+            match mta_sts::response(&received, n == 0) {
+                Response::Body(body) => return Ok(body),
+                Response::Failed(e) => return Err(e),
+                Response::Incomplete if n == 0 => return Err("response cut short".into()),
+                Response::Incomplete => {}
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The trust store for MTA-STS: the system's certificate authorities,
+/// and those of `extra` (a PEM file, for a private CA).
+pub fn roots(extra: Option<&Path>) -> Result<rustls::RootCertStore, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    let system = rustls_native_certs::load_native_certs();
+    let (added, _) = roots.add_parsable_certificates(system.certs);
+    if let Some(file) = extra {
+        let pem = std::fs::read(file).map_err(|e| format!("{}: {e}", file.display()))?;
+        let certs: Vec<CertificateDer<'_>> = CertificateDer::pem_slice_iter(&pem)
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("{}: {e}", file.display()))?;
+        if certs.is_empty() {
+            return Err(format!("{}: no certificate", file.display()));
+        }
+        for c in certs {
+            roots
+                .add(c)
+                .map_err(|e| format!("{}: {e}", file.display()))?;
+        }
+    } else if added == 0 {
+        tracing::warn!("MTA-STS: no system certificate authority found; no policy can be fetched");
+    }
+    Ok(roots)
+}
