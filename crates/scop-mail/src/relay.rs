@@ -1051,4 +1051,54 @@ mod tests {
         assert_eq!(literal("[ipv6:::1]"), Some("::1".parse().unwrap()));
         assert_eq!(literal("example.org"), None);
     }
+
+    /// RFC 8461 4.1, 4.2 and 2: what a policy does to each host.
+    #[test]
+    fn an_mta_sts_policy_keeps_the_hosts_it_names_and_leaves_dane_alone() {
+        let target = |name: &str, security: HostSecurity| Target {
+            name: name.into(),
+            addr: "192.0.2.1:25".parse().unwrap(),
+            security,
+        };
+        let hosts = vec![
+            target("mx1.example.net", HostSecurity::Opportunistic),
+            target("backup.other.test", HostSecurity::Opportunistic),
+            target("dane.other.test", HostSecurity::Encrypted),
+            target("MX2.Example.Net.", HostSecurity::Opportunistic),
+        ];
+        let policy = |mode: Mode| Policy {
+            mode,
+            mx: vec!["*.example.net".into()],
+            max_age: 86_400,
+        };
+        // Enforce: unnamed hosts go (once each in the report), named ones
+        // need PKIX; a DANE host keeps DANE's requirement.
+        let mut enforced = hosts.clone();
+        assert_eq!(
+            apply_policy(&policy(Mode::Enforce), &mut enforced),
+            vec!["backup.other.test".to_string()]
+        );
+        let kept: Vec<_> = enforced
+            .iter()
+            .map(|t| (t.name.as_str(), t.security.clone()))
+            .collect();
+        assert_eq!(
+            kept,
+            vec![
+                ("mx1.example.net", HostSecurity::Pkix),
+                ("dane.other.test", HostSecurity::Encrypted),
+                ("MX2.Example.Net.", HostSecurity::Pkix),
+            ]
+        );
+        // Testing reports the same host and changes nothing; none neither.
+        let mut tested = hosts.clone();
+        assert_eq!(
+            apply_policy(&policy(Mode::Testing), &mut tested),
+            vec!["backup.other.test".to_string()]
+        );
+        assert_eq!(tested, hosts);
+        let mut none = hosts.clone();
+        assert!(apply_policy(&policy(Mode::None), &mut none).is_empty());
+        assert_eq!(none, hosts);
+    }
 }
