@@ -5,6 +5,7 @@ use crate::base64;
 use crate::canon::HashAlgorithm;
 use crate::signature::KeyType;
 use crate::tags::{TagError, parse_tags, split_list, strip_fws};
+use scop_codec::der::element as der;
 
 /// Why a key record is unusable (a `permerror`, RFC 6376 section 6.1.2).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -108,28 +109,6 @@ pub fn parse_key_record(txt: &[u8]) -> Result<KeyRecord, KeyRecordError> {
         public_key,
         rsa_bits,
     })
-}
-
-/// Reads one DER TLV; returns (tag, contents, rest).
-fn der(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    let (&len0, rest) = rest.split_first()?;
-    let (len, rest) = if len0 < 0x80 {
-        (usize::from(len0), rest)
-    } else {
-        let n = usize::from(len0 & 0x7f);
-        if n == 0 || n > 3 || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n]
-            .iter()
-            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-        (len, &rest[n..])
-    };
-    if rest.len() < len {
-        return None;
-    }
-    Some((tag, &rest[..len], &rest[len..]))
 }
 
 /// The modulus size of an RSA public key given as SubjectPublicKeyInfo

@@ -79,29 +79,10 @@ struct Tlv<'a> {
     whole: &'a [u8],
 }
 
-/// Read one TLV; `None` if the input is truncated, uses the high tag number
-/// form, an indefinite length or a length of more than three octets.
+/// Read one TLV ([`scop_codec::der::element`]), with the bytes it spans.
 fn next(input: &[u8]) -> Option<(Tlv<'_>, &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    if tag & 0x1f == 0x1f {
-        return None;
-    }
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 3 {
-            return None;
-        }
-        let (bytes, rest) = rest.split_at_checked(n)?;
-        let len = bytes
-            .iter()
-            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-        (len, rest)
-    };
-    let (content, after) = rest.split_at_checked(len)?;
-    let whole = input.get(..input.len() - after.len())?;
+    let (tag, content, after) = scop_codec::der::element(input)?;
+    let whole = &input[..input.len() - after.len()];
     Some((
         Tlv {
             tag,
@@ -230,20 +211,17 @@ fn read_san<'a>(value: &'a [u8], view: &mut CertView<'a>) -> Result<(), DerError
 mod tests {
     use super::*;
 
+    /// The element reader's own cases are in scop-codec; here, the
+    /// bytes a TLV spans.
     #[test]
-    fn truncated_and_odd_lengths_are_refused() {
-        assert_eq!(next(&[]).map(|t| t.0.tag), None);
-        assert!(next(&[0x30]).is_none());
-        assert!(next(&[0x30, 0x02, 0x00]).is_none());
-        assert!(next(&[0x30, 0x80]).is_none(), "indefinite length");
-        assert!(
-            next(&[0x30, 0x84, 0, 0, 0, 1, 0]).is_none(),
-            "4-octet length"
-        );
-        assert!(next(&[0x1f, 0x01, 0x00]).is_none(), "high tag number");
+    fn a_tlv_spans_its_head_and_contents() {
         let (tlv, rest) = next(&[0x04, 0x81, 0x01, 0xaa, 0xbb]).expect("long form");
-        assert_eq!(tlv.content, &[0xaa]);
-        assert_eq!(rest, &[0xbb]);
+        assert_eq!(
+            (tlv.tag, tlv.content, rest),
+            (0x04, &[0xaa][..], &[0xbb][..])
+        );
+        assert_eq!(tlv.whole, &[0x04, 0x81, 0x01, 0xaa]);
+        assert!(next(&[0x30, 0x80]).is_none());
     }
 
     #[test]

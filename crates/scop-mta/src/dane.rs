@@ -23,6 +23,7 @@
 //! name (that check needs X.509 path validation, done by the I/O shell).
 
 use aws_lc_rs::digest;
+use scop_codec::der::element;
 
 /// TLSA records used per host, at most (an RRset larger than this is
 /// cut; the first ones count).
@@ -295,33 +296,6 @@ pub fn spki(cert: &[u8]) -> Option<&[u8]> {
         return None;
     }
     Some(&tbs[..tbs.len() - rest.len()])
-}
-
-/// One DER element at the start of `input`: its tag, its contents and
-/// what follows it. Definite lengths only, at most four length bytes,
-/// single-byte tags.
-fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = input.split_first()?;
-    if tag & 0x1f == 0x1f {
-        return None;
-    }
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (usize::from(first), rest)
-    } else {
-        let n = usize::from(first & 0x7f);
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n]
-            .iter()
-            .fold(0usize, |acc, &b| (acc << 8) | usize::from(b));
-        (len, &rest[n..])
-    };
-    if rest.len() < len {
-        return None;
-    }
-    Some((tag, &rest[..len], &rest[len..]))
 }
 
 #[cfg(test)]
