@@ -192,19 +192,10 @@ impl Routes {
                 .any(|t| t.security == HostSecurity::Opportunistic)
             && let Some(policy) = sts.policy(dns, domain, crate::now()).await
         {
-            let before = out.len();
-            let refused = apply_policy(&policy, &mut out);
-            for h in &refused {
-                match policy.mode {
-                    Mode::Enforce => {
-                        tracing::info!(%domain, host = %h, "MTA-STS: MX host not named by the policy, skipped")
-                    }
-                    _ => {
-                        tracing::info!(%domain, host = %h, "MTA-STS (testing): MX host not named by the policy")
-                    }
-                }
+            for h in apply_policy(&policy, &mut out) {
+                tracing::info!(%domain, host = %h, mode = %policy.mode, "MTA-STS: MX host not named by the policy");
             }
-            if out.is_empty() && before > 0 {
+            if out.is_empty() {
                 return Route::Temp(format!(
                     "MTA-STS: no MX host of {domain} is named by its policy (mx: {})",
                     policy.mx.join(", ")
