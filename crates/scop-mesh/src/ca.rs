@@ -236,7 +236,7 @@ impl TrustBundle {
 /// PEM text of one certificate.
 pub(crate) fn cert_pem(cert: &CertificateDer<'_>) -> String {
     const LINE: usize = 64;
-    let b64 = base64(cert);
+    let b64 = scop_codec::base64::encode(cert);
     let mut out = String::with_capacity(b64.len() + b64.len() / LINE + 64);
     out.push_str("-----BEGIN CERTIFICATE-----\n");
     for chunk in b64.as_bytes().chunks(LINE) {
@@ -244,28 +244,6 @@ pub(crate) fn cert_pem(cert: &CertificateDer<'_>) -> String {
         out.push('\n');
     }
     out.push_str("-----END CERTIFICATE-----\n");
-    out
-}
-
-fn base64(data: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk.first().copied().unwrap_or(0),
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                let idx = ((n >> (18 - 6 * i)) & 0x3f) as usize;
-                out.push(char::from(ALPHABET[idx]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
     out
 }
 
@@ -530,22 +508,6 @@ impl Ca {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn base64_matches_rfc4648_vectors() {
-        let cases: [(&[u8], &str); 7] = [
-            (b"", ""),
-            (b"f", "Zg=="),
-            (b"fo", "Zm8="),
-            (b"foo", "Zm9v"),
-            (b"foob", "Zm9vYg=="),
-            (b"fooba", "Zm9vYmE="),
-            (b"foobar", "Zm9vYmFy"),
-        ];
-        for (input, want) in cases {
-            assert_eq!(base64(input), want);
-        }
-    }
 
     #[test]
     fn host_names() {

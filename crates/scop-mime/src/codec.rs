@@ -17,24 +17,7 @@ pub const ENCODED_LINE_LENGTH: usize = 76;
 pub fn base64_encode(data: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() / 57 * 78 + 80);
     for line in data.chunks(57) {
-        for c in line.chunks(3) {
-            let b0 = c[0] as u32;
-            let b1 = c.get(1).copied().unwrap_or(0) as u32;
-            let b2 = c.get(2).copied().unwrap_or(0) as u32;
-            let n = (b0 << 16) | (b1 << 8) | b2;
-            out.push(B64[(n >> 18) as usize & 63]);
-            out.push(B64[(n >> 12) as usize & 63]);
-            out.push(if c.len() > 1 {
-                B64[(n >> 6) as usize & 63]
-            } else {
-                b'='
-            });
-            out.push(if c.len() > 2 {
-                B64[n as usize & 63]
-            } else {
-                b'='
-            });
-        }
+        scop_codec::base64::encode_into(line, &mut out);
         out.extend_from_slice(b"\r\n");
     }
     out
@@ -42,24 +25,7 @@ pub fn base64_encode(data: &[u8]) -> Vec<u8> {
 
 /// Encodes without line breaks (for RFC 2047 encoded words).
 pub(crate) fn base64_encode_flat(data: &[u8], out: &mut String) {
-    for c in data.chunks(3) {
-        let b0 = c[0] as u32;
-        let b1 = c.get(1).copied().unwrap_or(0) as u32;
-        let b2 = c.get(2).copied().unwrap_or(0) as u32;
-        let n = (b0 << 16) | (b1 << 8) | b2;
-        out.push(B64[(n >> 18) as usize & 63] as char);
-        out.push(B64[(n >> 12) as usize & 63] as char);
-        out.push(if c.len() > 1 {
-            B64[(n >> 6) as usize & 63] as char
-        } else {
-            '='
-        });
-        out.push(if c.len() > 2 {
-            B64[n as usize & 63] as char
-        } else {
-            '='
-        });
-    }
+    out.push_str(&scop_codec::base64::encode(data));
 }
 
 /// Decoding table: 0..=63 sextets, `PAD` for '=', `SKIP` for whitespace,
