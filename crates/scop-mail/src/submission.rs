@@ -24,6 +24,8 @@ use crate::{now, queue_id, tempfail};
 pub struct UserLimits {
     /// Messages per account per hour.
     pub messages_per_hour: u64,
+    /// Messages per account in any 24 hours.
+    pub messages_per_day: u64,
     /// Recipients per account per hour, over all its messages.
     pub recipients_per_hour: u64,
     /// Largest message an account may submit; `None`: the listener's
@@ -37,6 +39,7 @@ impl Default for UserLimits {
     fn default() -> Self {
         UserLimits {
             messages_per_hour: 500,
+            messages_per_day: 2000,
             recipients_per_hour: 1000,
             max_message_size: None,
             max_login_delay: Duration::from_secs(8),
@@ -49,6 +52,7 @@ impl UserLimits {
     fn with(self, own: SendingLimits) -> UserLimits {
         UserLimits {
             messages_per_hour: own.messages_per_hour.unwrap_or(self.messages_per_hour),
+            messages_per_day: own.messages_per_day.unwrap_or(self.messages_per_day),
             recipients_per_hour: own.recipients_per_hour.unwrap_or(self.recipients_per_hour),
             max_message_size: own.max_message_size.or(self.max_message_size),
             max_login_delay: self.max_login_delay,
@@ -62,6 +66,8 @@ const FAILED_LOGIN_MEMORY: Duration = Duration::from_secs(15 * 60);
 const TRACKED_ADDRESSES_MAX: usize = 100_000;
 /// The window of the hourly limits.
 const HOUR: Duration = Duration::from_secs(3600);
+/// The window of the daily limit.
+const DAY: Duration = Duration::from_secs(24 * 3600);
 
 #[derive(Debug, Default)]
 struct Throttle {
@@ -70,8 +76,8 @@ struct Throttle {
     accounts: HashMap<String, Sending>,
 }
 
-/// What an account sent in the last hour, and its limits as read at its
-/// last MAIL.
+/// What an account sent (messages in the last day, recipients in the
+/// last hour), and its limits as read at its last MAIL.
 #[derive(Debug)]
 struct Sending {
     messages: VecDeque<Instant>,
@@ -79,17 +85,22 @@ struct Sending {
     limits: UserLimits,
 }
 
-/// Counts one more in `sent` (the last hour's) unless `limit` are
-/// already there.
-fn take_slot(sent: &mut VecDeque<Instant>, limit: u64) -> bool {
-    while sent.front().is_some_and(|at| at.elapsed() > HOUR) {
+/// Counts one more in `sent` (times, oldest first) unless one of
+/// `limits` (a window and how many it allows) is reached; the window of
+/// the limit reached. Times older than every window are forgotten.
+fn take_slot(sent: &mut VecDeque<Instant>, limits: &[(Duration, u64)]) -> Result<(), Duration> {
+    let longest = limits.iter().map(|&(w, _)| w).max().unwrap_or_default();
+    while sent.front().is_some_and(|at| at.elapsed() > longest) {
         sent.pop_front();
     }
-    if sent.len() as u64 >= limit {
-        return false;
+    for &(window, limit) in limits {
+        let within = sent.len() - sent.partition_point(|at| at.elapsed() > window);
+        if within as u64 >= limit {
+            return Err(window);
+        }
     }
     sent.push_back(Instant::now());
-    true
+    Ok(())
 }
 
 /// The key an account's counts are kept under.
@@ -183,8 +194,8 @@ impl Submission {
     }
 
     /// Counts a message for `login` under `limits`, which stay in force
-    /// for its transaction; false when over the hourly limit.
-    fn take_message_slot(&self, login: &str, limits: UserLimits) -> bool {
+    /// for its transaction; the window of the limit it would exceed.
+    fn take_message_slot(&self, login: &str, limits: UserLimits) -> Result<(), Duration> {
         let mut t = self.throttle();
         let a = t.accounts.entry(account_key(login)).or_insert(Sending {
             messages: VecDeque::new(),
@@ -192,14 +203,22 @@ impl Submission {
             limits,
         });
         a.limits = limits;
-        take_slot(&mut a.messages, limits.messages_per_hour)
+        take_slot(
+            &mut a.messages,
+            &[
+                (HOUR, limits.messages_per_hour),
+                (DAY, limits.messages_per_day),
+            ],
+        )
     }
 
     /// Counts a recipient for `login`; false when over the hourly limit.
     fn take_recipient_slot(&self, login: &str) -> bool {
         let mut t = self.throttle();
         match t.accounts.get_mut(&account_key(login)) {
-            Some(a) => take_slot(&mut a.recipients, a.limits.recipients_per_hour),
+            Some(a) => {
+                take_slot(&mut a.recipients, &[(HOUR, a.limits.recipients_per_hour)]).is_ok()
+            }
             // RCPT comes after a MAIL that counted the account.
             None => false,
         }
@@ -287,12 +306,22 @@ impl Handler for Submission {
         {
             return Decision::Reject(too_big(max));
         }
-        if !self.take_message_slot(login, limits) {
-            return Decision::Reject(crate::reply(
-                450,
-                (4, 7, 1),
-                "Message rate limit exceeded, try again later",
-            ));
+        match self.take_message_slot(login, limits) {
+            Ok(()) => {}
+            Err(DAY) => {
+                return Decision::Reject(crate::reply(
+                    450,
+                    (4, 7, 1),
+                    "Daily message limit exceeded, try again tomorrow",
+                ));
+            }
+            Err(_) => {
+                return Decision::Reject(crate::reply(
+                    450,
+                    (4, 7, 1),
+                    "Message rate limit exceeded, try again later",
+                ));
+            }
         }
         Decision::Accept
     }
@@ -489,4 +518,27 @@ fn log_queued(id: scop_store::MessageId, new: &NewMessage, login: Option<&str>) 
 fn enqueue_failed(e: scop_store::StoreError) -> Reply {
     tracing::error!(error = %e, "enqueue failed");
     tempfail()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slot_is_taken_only_within_every_window() {
+        let now = Instant::now();
+        let ago = |s| now.checked_sub(Duration::from_secs(s)).unwrap();
+        let (short, long) = (Duration::from_secs(10), Duration::from_secs(100));
+        // One beyond both windows (forgotten), one in the long window,
+        // one in both.
+        let mut sent: VecDeque<Instant> = [ago(200), ago(50), ago(5)].into();
+        assert_eq!(take_slot(&mut sent, &[(short, 1), (long, 5)]), Err(short));
+        assert_eq!(sent.len(), 2);
+        assert_eq!(take_slot(&mut sent, &[(short, 2), (long, 2)]), Err(long));
+        assert_eq!(take_slot(&mut sent, &[(short, 2), (long, 3)]), Ok(()));
+        assert_eq!(sent.len(), 3);
+        // A refused slot counts nothing.
+        assert_eq!(take_slot(&mut sent, &[(short, 2), (long, 9)]), Err(short));
+        assert_eq!(sent.len(), 3);
+    }
 }

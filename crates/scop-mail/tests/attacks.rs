@@ -335,6 +335,7 @@ async fn an_account_over_its_sending_limits_is_refused_and_others_are_not() {
     .await;
     let own = scop_store::SendingLimits {
         messages_per_hour: Some(2),
+        messages_per_day: None,
         recipients_per_hour: Some(3),
         max_message_size: Some(1000),
     };
@@ -391,7 +392,23 @@ async fn an_account_over_its_sending_limits_is_refused_and_others_are_not() {
     c.expect("RCPT TO:<bob@a.test>\r\n", "452 4.5.3").await;
     // The counts are the account's, whatever the case of its login.
     let mut e = logged_in(&a, "alice@a.test", "alice-password").await;
-    e.expect("MAIL FROM:<alice@a.test>\r\n", "450 4.7.1").await;
+    e.expect("MAIL FROM:<alice@a.test>\r\n", "450 4.7.1 Message rate")
+        .await;
+    // The day counts the same messages: with room in the hour, three
+    // sent today reach a daily limit of three, and a fourth does not.
+    for (per_day, want) in [(3, "450 4.7.1 Daily"), (4, "250")] {
+        let daily = scop_store::SendingLimits {
+            messages_per_hour: Some(10),
+            messages_per_day: Some(per_day),
+            ..own
+        };
+        a.store
+            .set_sending_limits("alice@a.test", daily)
+            .await
+            .unwrap();
+        e.expect("MAIL FROM:<alice@a.test>\r\n", want).await;
+    }
+    e.expect("RSET\r\n", "250").await;
     // Only bob's message went anywhere.
     for login in ["alice@a.test", "bob@a.test", "carol@a.test", "dave@a.test"] {
         let m = a.messages(login);

@@ -196,6 +196,7 @@ async fn sending_limits(db: Db) {
     );
     let own = SendingLimits {
         messages_per_hour: Some(3),
+        messages_per_day: Some(20),
         recipients_per_hour: None,
         max_message_size: Some(u64::try_from(i64::MAX).unwrap()),
     };

@@ -137,12 +137,12 @@ pub enum UserCommand {
     },
     /// Show or set an account's own sending limits on submission. Each
     /// takes a number or `default` (the server's: `scop mail serve
-    /// --user-hourly-limit`, `--user-hourly-recipients`,
+    /// --user-hourly-limit`, `--user-daily-limit`, `--user-hourly-recipients`,
     /// `--user-message-size`); options not given stay as they are.
     ///
     /// Examples:
     ///   scop user limits alice@example.org
-    ///   scop user limits news@example.org --recipients-per-hour 20000
+    ///   scop user limits news@example.org --recipients-per-hour 20000 --messages-per-day 5000
     ///   scop user limits bob@example.org --max-size 5000000 --messages-per-hour default
     #[command(verbatim_doc_comment)]
     Limits {
@@ -151,6 +151,9 @@ pub enum UserCommand {
         /// Messages per hour.
         #[arg(long, value_name = "N|default")]
         messages_per_hour: Option<Limit>,
+        /// Messages per day (the last 24 hours).
+        #[arg(long, value_name = "N|default")]
+        messages_per_day: Option<Limit>,
         /// Recipients per hour, over all the account's messages.
         #[arg(long, value_name = "N|default")]
         recipients_per_hour: Option<Limit>,
@@ -403,6 +406,7 @@ pub fn run_user(args: UserArgs) -> Result<ExitCode> {
             UserCommand::Limits {
                 login,
                 messages_per_hour,
+                messages_per_day,
                 recipients_per_hour,
                 max_size,
             } => {
@@ -411,6 +415,7 @@ pub fn run_user(args: UserArgs) -> Result<ExitCode> {
                 };
                 let new = scop_store::SendingLimits {
                     messages_per_hour: Limit::apply(messages_per_hour, old.messages_per_hour),
+                    messages_per_day: Limit::apply(messages_per_day, old.messages_per_day),
                     recipients_per_hour: Limit::apply(recipients_per_hour, old.recipients_per_hour),
                     max_message_size: Limit::apply(max_size, old.max_message_size),
                 };
@@ -419,8 +424,9 @@ pub fn run_user(args: UserArgs) -> Result<ExitCode> {
                 }
                 writeln!(
                     out,
-                    "{login}\tmessages-per-hour={}\trecipients-per-hour={}\tmax-size={}",
+                    "{login}\tmessages-per-hour={}\tmessages-per-day={}\trecipients-per-hour={}\tmax-size={}",
                     Limit::shown(new.messages_per_hour),
+                    Limit::shown(new.messages_per_day),
                     Limit::shown(new.recipients_per_hour),
                     Limit::shown(new.max_message_size)
                 )?;

@@ -144,6 +144,12 @@ pub struct ServeArgs {
     /// account's own limit (`scop user limits`) replaces it.
     #[arg(long, default_value_t = 500, value_name = "N")]
     pub(crate) user_hourly_limit: u64,
+    /// Messages each account may submit in any 24 hours (submission);
+    /// more are refused with a temporary error. An account's own limit
+    /// (`scop user limits`) replaces it. Counts start again when the
+    /// submission compartment restarts.
+    #[arg(long, default_value_t = 2000, value_name = "N")]
+    pub(crate) user_daily_limit: u64,
     /// Recipients each account may submit to per hour, over all its
     /// messages; more are refused at RCPT with a temporary error (452).
     /// An account's own limit (`scop user limits`) replaces it.
@@ -513,6 +519,7 @@ pub(crate) fn delivery_log_retention(a: &ServeArgs) -> Option<Duration> {
 pub(crate) fn user_limits(a: &ServeArgs) -> scop_mail::submission::UserLimits {
     scop_mail::submission::UserLimits {
         messages_per_hour: a.user_hourly_limit,
+        messages_per_day: a.user_daily_limit,
         recipients_per_hour: a.user_hourly_recipients,
         max_message_size: a.user_message_size,
         ..Default::default()

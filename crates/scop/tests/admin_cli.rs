@@ -140,7 +140,7 @@ fn admin_round_trip(url: &str) {
     // sending limits: shown, set one at a time, back to the default
     assert_eq!(
         ok(url, &["user", "limits", "bob@bob.test"], ""),
-        "bob@bob.test\tmessages-per-hour=default\trecipients-per-hour=default\tmax-size=default\n"
+        "bob@bob.test\tmessages-per-hour=default\tmessages-per-day=default\trecipients-per-hour=default\tmax-size=default\n"
     );
     ok(
         url,
@@ -150,6 +150,8 @@ fn admin_round_trip(url: &str) {
             "bob@bob.test",
             "--recipients-per-hour",
             "20000",
+            "--messages-per-day",
+            "100",
         ],
         "",
     );
@@ -167,7 +169,7 @@ fn admin_round_trip(url: &str) {
             ],
             ""
         ),
-        "BOB@bob.test\tmessages-per-hour=7\trecipients-per-hour=20000\tmax-size=5000000\n"
+        "BOB@bob.test\tmessages-per-hour=7\tmessages-per-day=100\trecipients-per-hour=20000\tmax-size=5000000\n"
     );
     assert_eq!(
         ok(
@@ -181,7 +183,7 @@ fn admin_round_trip(url: &str) {
             ],
             ""
         ),
-        "bob@bob.test\tmessages-per-hour=default\trecipients-per-hour=20000\tmax-size=5000000\n"
+        "bob@bob.test\tmessages-per-hour=default\tmessages-per-day=100\trecipients-per-hour=20000\tmax-size=5000000\n"
     );
     fails(
         url,
@@ -221,6 +223,7 @@ fn admin_round_trip(url: &str) {
         rt.block_on(store.sending_limits("bob@bob.test")).unwrap(),
         Some(scop_store::SendingLimits {
             messages_per_hour: None,
+            messages_per_day: Some(100),
             recipients_per_hour: Some(20_000),
             max_message_size: Some(5_000_000),
         })

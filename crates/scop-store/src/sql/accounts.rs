@@ -32,16 +32,18 @@ pub struct User {
 pub struct SendingLimits {
     /// Messages per hour.
     pub messages_per_hour: Option<u64>,
+    /// Messages per day (the last 24 hours).
+    pub messages_per_day: Option<u64>,
     /// Recipients per hour, over all its messages.
     pub recipients_per_hour: Option<u64>,
     /// Largest message, in bytes.
     pub max_message_size: Option<u64>,
 }
 
-const SELECT_LIMITS: &str = "SELECT messages_per_hour, recipients_per_hour, max_message_size \
-                             FROM users WHERE login_key = $1";
+const SELECT_LIMITS: &str = "SELECT messages_per_hour, recipients_per_hour, max_message_size, \
+                             messages_per_day FROM users WHERE login_key = $1";
 const UPDATE_LIMITS: &str = "UPDATE users SET messages_per_hour = $2, recipients_per_hour = $3, \
-                             max_message_size = $4 WHERE login_key = $1";
+                             max_message_size = $4, messages_per_day = $5 WHERE login_key = $1";
 
 /// A limit as stored (SQL integers are signed).
 fn limit_column(v: Option<u64>) -> Result<Option<i64>> {
@@ -308,14 +310,15 @@ impl Store {
         let Ok(login) = Address::parse(login) else {
             return Ok(None);
         };
-        let row: Option<[Option<i64>; 3]> = on_pool!(self, p => {
+        let row: Option<[Option<i64>; 4]> = on_pool!(self, p => {
             match sqlx::query(SELECT_LIMITS).bind(login.key()).fetch_optional(p).await? {
-                Some(r) => Some([r.try_get(0)?, r.try_get(1)?, r.try_get(2)?]),
+                Some(r) => Some([r.try_get(0)?, r.try_get(1)?, r.try_get(2)?, r.try_get(3)?]),
                 None => None,
             }
         });
-        Ok(row.map(|[m, r, s]| SendingLimits {
+        Ok(row.map(|[m, r, s, d]| SendingLimits {
             messages_per_hour: limit_value(m),
+            messages_per_day: limit_value(d),
             recipients_per_hour: limit_value(r),
             max_message_size: limit_value(s),
         }))
@@ -329,8 +332,9 @@ impl Store {
         let m = limit_column(limits.messages_per_hour)?;
         let r = limit_column(limits.recipients_per_hour)?;
         let s = limit_column(limits.max_message_size)?;
+        let d = limit_column(limits.messages_per_day)?;
         write_tx!(self, tx => async {
-            let done = sqlx::query(UPDATE_LIMITS).bind(&key).bind(m).bind(r).bind(s).execute(&mut *tx).await?;
+            let done = sqlx::query(UPDATE_LIMITS).bind(&key).bind(m).bind(r).bind(s).bind(d).execute(&mut *tx).await?;
             if done.rows_affected() == 0 {
                 return Err(StoreError::NotFound { what: "user", key: login.to_string() });
             }

@@ -41,6 +41,7 @@ migrations! {
     6 => "0006_lease_owner.sql",
     7 => "0007_limits_and_log_age.sql",
     8 => "0008_requiretls.sql",
+    9 => "0009_daily_limit.sql",
 }
 
 /// The schema version this build writes (the last migration).
