@@ -306,22 +306,12 @@ impl Handler for Submission {
         {
             return Decision::Reject(too_big(max));
         }
-        match self.take_message_slot(login, limits) {
-            Ok(()) => {}
-            Err(DAY) => {
-                return Decision::Reject(crate::reply(
-                    450,
-                    (4, 7, 1),
-                    "Daily message limit exceeded, try again tomorrow",
-                ));
-            }
-            Err(_) => {
-                return Decision::Reject(crate::reply(
-                    450,
-                    (4, 7, 1),
-                    "Message rate limit exceeded, try again later",
-                ));
-            }
+        if let Err(window) = self.take_message_slot(login, limits) {
+            let why = match window {
+                DAY => "Daily message limit exceeded, try again tomorrow",
+                _ => "Message rate limit exceeded, try again later",
+            };
+            return Decision::Reject(crate::reply(450, (4, 7, 1), why));
         }
         Decision::Accept
     }
