@@ -41,58 +41,9 @@ const MIN_RECORD: usize = 8 + 1 + 1;
 /// The longest LEB128 encoding of a `u32`.
 const MAX_VARINT: usize = 5;
 
-/// CRC-32 (IEEE, reflected) tables for slicing by 8: `CRC_TABLES[0]` is the
-/// classic byte table, `CRC_TABLES[k][i]` the CRC of byte `i` followed by
-/// `k` zero bytes.
-const CRC_TABLES: [[u32; 256]; 8] = {
-    let mut t = [[0u32; 256]; 8];
-    let mut i = 0;
-    while i < 256 {
-        let mut c = i as u32;
-        let mut k = 0;
-        while k < 8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-            k += 1;
-        }
-        t[0][i] = c;
-        i += 1;
-    }
-    let mut k = 1;
-    while k < 8 {
-        let mut i = 0;
-        while i < 256 {
-            let prev = t[k - 1][i];
-            t[k][i] = (prev >> 8) ^ t[0][(prev & 0xFF) as usize];
-            i += 1;
-        }
-        k += 1;
-    }
-    t
-};
-
+/// The file's checksum: CRC-32 (IEEE, reflected; check value 0xCBF43926).
 fn crc32(data: &[u8]) -> u32 {
-    let t = &CRC_TABLES;
-    let mut c = !0u32;
-    let mut blocks = data.chunks_exact(8);
-    for b in &mut blocks {
-        let lo = c ^ u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-        c = t[7][(lo & 0xFF) as usize]
-            ^ t[6][((lo >> 8) & 0xFF) as usize]
-            ^ t[5][((lo >> 16) & 0xFF) as usize]
-            ^ t[4][(lo >> 24) as usize]
-            ^ t[3][usize::from(b[4])]
-            ^ t[2][usize::from(b[5])]
-            ^ t[1][usize::from(b[6])]
-            ^ t[0][usize::from(b[7])];
-    }
-    for &b in blocks.remainder() {
-        c = t[0][((c ^ u32::from(b)) & 0xFF) as usize] ^ (c >> 8);
-    }
-    !c
+    crc32fast::hash(data)
 }
 
 fn put_varint(out: &mut Vec<u8>, mut v: u32) {
