@@ -3,8 +3,8 @@
 //! looks up `_mta-sts.DOMAIN` TXT, fetches the policy from
 //! `https://mta-sts.DOMAIN/.well-known/mta-sts.txt` when its id is new
 //! (the server's certificate checked against the trust store, no
-//! redirect followed) and keeps it, in memory and in a file per domain,
-//! until its `max_age` runs out. A failed lookup or fetch falls back to
+//! redirect followed) and keeps it, in memory and in a file per domain
+//! (read back at the next start), until its `max_age` runs out. A failed lookup or fetch falls back to
 //! the kept policy while it is valid (RFC 8461 5.1).
 //!
 //! In `enforce` mode the relay sends only to MX hosts the policy names,
@@ -42,7 +42,8 @@ pub struct Sts {
 
 impl Sts {
     /// MTA-STS checked against `roots`, policies fetched from `port`
-    /// (443 but in tests) and kept in `cache_dir`.
+    /// (443 but in tests) and kept in `cache_dir`, whose policies are
+    /// read once, here.
     pub fn new(roots: rustls::RootCertStore, port: u16, cache_dir: Option<PathBuf>) -> Sts {
         let roots = Arc::new(roots);
         let client = |alpn: Vec<Vec<u8>>| {
@@ -54,12 +55,13 @@ impl Sts {
             cfg.alpn_protocols = alpn;
             Arc::new(cfg)
         };
+        let kept = cache_dir.as_deref().map(read_kept).unwrap_or_default();
         Sts {
             https: client(vec![b"http/1.1".to_vec()]),
             smtp: client(Vec::new()),
             port,
             cache_dir,
-            cache: Mutex::new(HashMap::new()),
+            cache: Mutex::new(kept),
         }
     }
 
@@ -80,7 +82,7 @@ impl Sts {
             Answer::NoData | Answer::NxDomain => Ok(None),
             Answer::Temp(_) => Err(()),
         };
-        let cached = self.cached(domain);
+        let cached = lock(&self.cache).get(domain).cloned();
         let record = txt.as_ref().map(Option::as_ref).map_err(|_| ());
         match mta_sts::next(record, cached.as_ref(), now) {
             Next::UseCached => cached.map(|c| c.policy),
@@ -110,17 +112,6 @@ impl Sts {
         }
     }
 
-    /// The kept policy of `domain` (memory, else its file).
-    fn cached(&self, domain: &str) -> Option<Cached> {
-        if let Some(c) = lock(&self.cache).get(domain) {
-            return Some(c.clone());
-        }
-        let text = std::fs::read_to_string(self.cache_file(domain)?).ok()?;
-        let c = Cached::parse(&text)?;
-        lock(&self.cache).insert(domain.to_string(), c.clone());
-        Some(c)
-    }
-
     fn keep(&self, domain: &str, c: &Cached) {
         lock(&self.cache).insert(domain.to_string(), c.clone());
         if let Some(path) = self.cache_file(domain)
@@ -131,16 +122,9 @@ impl Sts {
     }
 
     fn cache_file(&self, domain: &str) -> Option<PathBuf> {
-        // Domain names from the queue are addresses' domains: one label
-        // set, no '/', but never trusted to be.
-        let safe = !domain.is_empty()
-            && domain
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
-            && !domain.starts_with('.');
         self.cache_dir
             .as_ref()
-            .filter(|_| safe)
+            .filter(|_| file_name_ok(domain))
             .map(|d| d.join(domain))
     }
 
@@ -193,6 +177,36 @@ impl Sts {
             }
         }
     }
+}
+
+/// Whether a domain name can be a cache file's name. Domain names from
+/// the queue are addresses' domains (no '/'), but never trusted to be.
+fn file_name_ok(domain: &str) -> bool {
+    !domain.is_empty()
+        && !domain.starts_with('.')
+        && domain
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+}
+
+/// The policies kept in `dir`, by domain (unreadable files are skipped:
+/// those domains fetch again).
+fn read_kept(dir: &Path) -> HashMap<String, Cached> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return HashMap::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let domain = e
+                .file_name()
+                .into_string()
+                .ok()
+                .filter(|d| file_name_ok(d))?;
+            let text = std::fs::read_to_string(e.path()).ok()?;
+            Some((domain, Cached::parse(&text)?))
+        })
+        .collect()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

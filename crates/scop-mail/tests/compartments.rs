@@ -426,30 +426,20 @@ fn postfix_tool(name: &str) -> std::process::Command {
 async fn postfix_smtp_source_delivers_to_our_mx() {
     let a = domain("a.test", &[("alice@a.test", "pw")], Setup::default()).await;
     let target = format!("127.0.0.1:{}", a.mx().port());
-    let out = tokio::task::spawn_blocking(move || {
-        postfix_tool("smtp-source")
-            .args([
-                "-s",
-                "5",
-                "-m",
-                "100",
-                "-l",
-                "2000",
-                "-f",
-                "sender@origin.test",
-            ])
-            .args(["-t", "alice@a.test", &target])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "smtp-source: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut cmd = postfix_tool("smtp-source");
+    cmd.args([
+        "-s",
+        "5",
+        "-m",
+        "100",
+        "-l",
+        "2000",
+        "-f",
+        "sender@origin.test",
+    ])
+    .args(["-t", "alice@a.test", &target]);
+    let (ok, text) = common::run(cmd).await;
+    assert!(ok, "smtp-source: {text}");
     let got = a.wait_messages("alice@a.test", 100, 30).await;
     assert_eq!(got.len(), 100);
 }
@@ -624,20 +614,10 @@ print("ok")
 async fn python_smtplib_submits_and_delivers() {
     let (a, b) = routed_pair(Setup::default()).await;
     let (p465, p587, mx) = (port(a.submissions()), port(a.submission()), port(a.mx()));
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(scop_testkit::python())
-            .args(["-c", SMTPLIB, "127.0.0.1", &p465, &p587, &mx])
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "{text}");
+    let mut cmd = std::process::Command::new(scop_testkit::python());
+    cmd.args(["-c", SMTPLIB, "127.0.0.1", &p465, &p587, &mx]);
+    let (ok, text) = common::run(cmd).await;
+    assert!(ok, "{text}");
     assert!(text.contains("refused 550"), "{text}");
     let got = b.wait_messages("bob@b.test", 2, 20).await;
     let all: String = got

@@ -281,20 +281,10 @@ async fn submit_requiretls(a: &Domain, rcpts: &[&str]) {
         port,
     ];
     args.extend(rcpts.iter().map(|r| r.to_string()));
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(scop_testkit::python())
-            .args(&args)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let mut cmd = std::process::Command::new(scop_testkit::python());
+    cmd.args(&args);
+    let (ok, text) = common::run(cmd).await;
+    assert!(ok, "{text}");
 }
 
 /// Waits for alice's report that her REQUIRETLS message to `rcpt`

@@ -54,22 +54,9 @@ async fn send(d: &Domain, rcpt: &str, subject: &str, mail_opts: &str, rcpt_opts:
 /// Runs `python -c SCRIPT ARGS...` off the runtime's threads: whether it
 /// succeeded, and its stdout and stderr.
 async fn python(script_and_args: &[&str]) -> (bool, String) {
-    let args: Vec<String> = script_and_args.iter().map(|s| s.to_string()).collect();
-    let out = tokio::task::spawn_blocking(move || {
-        std::process::Command::new(scop_testkit::python())
-            .arg("-c")
-            .args(&args)
-            .output()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.success(), text)
+    let mut cmd = std::process::Command::new(scop_testkit::python());
+    cmd.arg("-c").args(script_and_args);
+    common::run(cmd).await
 }
 
 /// Python's email package: the report's content type and its parts'.

@@ -184,7 +184,15 @@ pub fn swaks() -> Command {
 
 /// Runs swaks off the async runtime; returns (exit success, transcript).
 pub async fn run_swaks(args: Vec<String>) -> (bool, String) {
-    let out: Output = tokio::task::spawn_blocking(move || swaks().args(&args).output().unwrap())
+    let mut cmd = swaks();
+    cmd.args(&args);
+    run(cmd).await
+}
+
+/// Runs `cmd` off the async runtime; returns (exit success, its
+/// standard output then its standard error).
+pub async fn run(mut cmd: Command) -> (bool, String) {
+    let out: Output = tokio::task::spawn_blocking(move || cmd.output().unwrap())
         .await
         .unwrap();
     let text = format!(
