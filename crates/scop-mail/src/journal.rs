@@ -29,7 +29,10 @@
 //! mailbox writers run [`APPLY_NICENESS`] steps below the sessions in
 //! CPU priority: under load the processor answers clients first, and
 //! the writers catch up when it is free, or when that bound makes the
-//! sessions wait.
+//! sessions wait. They also wait for the sessions to pause
+//! ([`APPLY_QUIET`]) before they make files, for [`APPLY_HOLD`] at
+//! most: a burst of messages is acknowledged first and written into
+//! the mailboxes after it.
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
@@ -38,7 +41,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use scop_mta::journal::{decode_all, encode_head};
 use tokio::sync::oneshot;
@@ -57,6 +60,16 @@ pub const MAX_UNAPPLIED_BYTES: usize = 256 << 20;
 const BATCH_BYTES: usize = 16 << 20;
 /// Copies written into mailboxes at once, at most.
 const APPLY_BATCH: usize = 64;
+/// The mailbox writers start once no copy has been logged for this long
+/// (the sessions paused), ...
+pub const APPLY_QUIET: Duration = Duration::from_millis(5);
+/// ... or once a copy has waited this long, ...
+pub const APPLY_HOLD: Duration = Duration::from_secs(1);
+/// ... or once this many copies, or [`APPLY_BACKLOG_BYTES`], wait.
+const APPLY_BACKLOG: usize = 1024;
+/// See [`APPLY_BACKLOG`] (well within [`MAX_UNAPPLIED_BYTES`], so that
+/// waiting writers never make the sessions wait).
+const APPLY_BACKLOG_BYTES: usize = MAX_UNAPPLIED_BYTES / 4;
 /// Threads writing one batch into mailboxes.
 pub const APPLY_THREADS: usize = 2;
 /// How far the mailbox writers' nice value is above the process's (19
@@ -575,38 +588,58 @@ fn apply_loop(
             tracing::error!(dir = %t.display(), error = %e, "delivery journal: temporary directory");
         }
     }
-    while let Ok(a) = rx.recv() {
-        let mut batch = vec![a];
-        while batch.len() < APPLY_BATCH {
-            let Ok(a) = rx.try_recv() else { break };
-            batch.push(a);
-        }
-        // Every copy of the older segments is in its mailbox.
-        while oldest < batch[0].segment {
-            remove_segment(dir, oldest);
-            oldest += 1;
-        }
-        // Writers in parallel: their fsyncs overlap, and each makes the
-        // names it linked durable with one fsync of each new/ it wrote
-        // to (shared with a concurrent one, see maildir).
-        let per_thread = batch.len().div_ceil(APPLY_THREADS);
-        std::thread::scope(|scope| {
-            let mut chunks = batch.chunks(per_thread).zip(&tmps);
-            let mine = chunks.next();
-            for (chunk, tmp) in chunks {
-                scope.spawn(move || apply_all(tmp, chunk));
+    while let Ok(first) = rx.recv() {
+        let backlog = gather(first, &rx);
+        for batch in backlog.chunks(APPLY_BATCH) {
+            // Every copy of the older segments is in its mailbox.
+            while oldest < batch[0].segment {
+                remove_segment(dir, oldest);
+                oldest += 1;
             }
-            if let Some((chunk, tmp)) = mine {
-                apply_all(tmp, chunk);
-            }
-        });
-        budget.give(batch.iter().map(|a| a.copy.size()).sum());
-        progress.settle(batch.len());
+            // Writers in parallel: their fsyncs overlap, and each makes
+            // the names it linked durable with one fsync of each new/ it
+            // wrote to (shared with a concurrent one, see maildir).
+            let per_thread = batch.len().div_ceil(APPLY_THREADS);
+            std::thread::scope(|scope| {
+                let mut chunks = batch.chunks(per_thread).zip(&tmps);
+                let mine = chunks.next();
+                for (chunk, tmp) in chunks {
+                    scope.spawn(move || apply_all(tmp, chunk));
+                }
+                if let Some((chunk, tmp)) = mine {
+                    apply_all(tmp, chunk);
+                }
+            });
+            budget.give(batch.iter().map(|a| a.copy.size()).sum());
+            progress.settle(batch.len());
+        }
     }
     // The writer is gone and every copy is in its mailbox.
     for seq in segments(dir).unwrap_or_default() {
         remove_segment(dir, seq);
     }
+}
+
+/// The copies to write next, from `first` on: while the sessions keep
+/// logging copies, making files in mailboxes would slow their replies
+/// (it competes for the disk and the processor), so the writers wait for
+/// a pause of [`APPLY_QUIET`], within the bounds of [`APPLY_HOLD`] and
+/// [`APPLY_BACKLOG`].
+fn gather(first: Apply, rx: &mpsc::Receiver<Apply>) -> Vec<Apply> {
+    let since = Instant::now();
+    let mut bytes = first.copy.size();
+    let mut backlog = vec![first];
+    while backlog.len() < APPLY_BACKLOG && bytes < APPLY_BACKLOG_BYTES {
+        let left = APPLY_HOLD.saturating_sub(since.elapsed());
+        match rx.recv_timeout(APPLY_QUIET.min(left)) {
+            Ok(a) => {
+                bytes += a.copy.size();
+                backlog.push(a);
+            }
+            Err(_) => break,
+        }
+    }
+    backlog
 }
 
 /// Lowers the calling thread's CPU priority by [`APPLY_NICENESS`]; the
@@ -754,6 +787,90 @@ mod tests {
         j.close();
         assert!(segments(&root.join("journal")).unwrap().is_empty());
         fs::remove_dir_all(root).ok();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn copies_reach_their_mailboxes_while_sessions_go_on() {
+        let root = temp("hold");
+        let (j, _) = Journal::open(&root.join("journal")).unwrap();
+        let a = root.join("a@t.test").join("Maildir");
+        // A copy logged every millisecond (on a fast disk) never leaves
+        // the writers a pause of APPLY_QUIET: they start anyway after
+        // APPLY_HOLD.
+        let start = std::time::Instant::now();
+        let mut i = 0;
+        while new_files(&a).is_empty() {
+            assert!(
+                start.elapsed() < APPLY_HOLD * 10,
+                "no copy in its mailbox after {:?} of sessions",
+                start.elapsed()
+            );
+            let body = Arc::new(format!("Subject: {i}\r\n\r\nbody\r\n").into_bytes());
+            let done = j.submit(
+                a.clone(),
+                Naming::Fixed(format!("{i:06}.name.host")),
+                Vec::new(),
+                body,
+            );
+            done.await.unwrap().unwrap();
+            i += 1;
+            tokio::time::sleep(APPLY_QUIET / 5).await;
+        }
+        assert!(j.drain(Duration::from_secs(20)));
+        assert_eq!(new_files(&a).len(), i);
+        j.close();
+        fs::remove_dir_all(root).ok();
+    }
+
+    #[test]
+    fn the_writers_wait_for_a_pause_within_bounds() {
+        let copy = |i: usize| Apply {
+            segment: 1,
+            copy: Copy {
+                dir: PathBuf::from("/nonexistent"),
+                naming: Naming::Fixed(format!("{i}.name.host")),
+                prefix: Vec::new(),
+                body: Arc::new(vec![b'x'; 100]),
+            },
+        };
+        // Copies keep coming, each before APPLY_QUIET is up: the batch
+        // ends at APPLY_HOLD.
+        let (tx, rx) = mpsc::channel();
+        let feeder = std::thread::spawn(move || {
+            for i in 0.. {
+                if tx.send(copy(i)).is_err() {
+                    break;
+                }
+                std::thread::sleep(APPLY_QUIET / 2);
+            }
+        });
+        let start = Instant::now();
+        let batch = gather(rx.recv().unwrap(), &rx);
+        // (Sooner if the feeder is held up for APPLY_QUIET.)
+        let took = start.elapsed();
+        assert!(took < APPLY_HOLD * 3 / 2, "{took:?}");
+        assert!(batch.len() < APPLY_BACKLOG, "{}", batch.len());
+        drop(rx);
+        feeder.join().unwrap();
+
+        // A pause ends it at once.
+        let (tx, rx) = mpsc::channel();
+        for i in 0..3 {
+            tx.send(copy(i)).unwrap();
+        }
+        let start = Instant::now();
+        let batch = gather(rx.recv().unwrap(), &rx);
+        assert_eq!(batch.len(), 3);
+        assert!(start.elapsed() < APPLY_HOLD / 2, "{:?}", start.elapsed());
+
+        // So does a full backlog.
+        let (tx, rx) = mpsc::channel();
+        for i in 0..APPLY_BACKLOG + 5 {
+            tx.send(copy(i)).unwrap();
+        }
+        assert_eq!(gather(rx.recv().unwrap(), &rx).len(), APPLY_BACKLOG);
+        assert_eq!(rx.try_iter().count(), 5);
+        drop(tx);
     }
 
     #[test]
