@@ -14,6 +14,9 @@
 //!   given its DNSSEC-validated TLSA records, and certificate matching.
 //! - [`mta_sts`]: SMTP MTA Strict Transport Security (RFC 8461): the TXT
 //!   record, the policy, its HTTP fetch and cache, and MX host matching.
+//! - [`tlsrpt`]: SMTP TLS Reporting (RFC 8460), sending side: the TXT
+//!   record, session counts per policy, the JSON report, gzip, the report
+//!   message and the HTTPS upload.
 //! - [`fuzz`]: entry points of the fuzz targets.
 
 pub mod dane;
@@ -21,8 +24,10 @@ pub mod headers;
 pub mod journal;
 pub mod mta_sts;
 pub mod srs;
+pub mod tlsrpt;
 
-/// Entry points for the fuzz targets (`fuzz/fuzz_targets/mta_*.rs`); each
+/// Entry points for the fuzz targets (`fuzz/fuzz_targets/mta_*.rs`,
+/// `fuzz/fuzz_targets/tlsrpt.rs`); each
 /// checks the properties that must hold on any input and panics when one
 /// does not.
 pub mod fuzz {
@@ -159,5 +164,259 @@ pub mod fuzz {
         {
             assert_eq!(Cached::parse(&c.to_text()), Some(c));
         }
+    }
+
+    /// TLS reporting on arbitrary bytes: a TXT record (the whole input,
+    /// and its lines as several strings) parses without panicking into at
+    /// most `MAX_RUA` usable destinations and comes back the same from
+    /// its text; the input as an `https:` URL gives a well-formed request
+    /// or an error, and as a response head a verdict only when it is one;
+    /// sessions counted under policies and failures made of pieces of the
+    /// input stay within the bounds and add up, and each report is valid
+    /// JSON that survives gzip and the report message.
+    pub fn tlsrpt(data: &[u8]) {
+        use crate::tlsrpt::{
+            Failure, MAX_FAILURE_ROWS, MAX_POLICIES_PER_DOMAIN, MAX_RUA, MessageMeta, Policy,
+            PolicyType, ReportMeta, ResultType, Rua, Tally, filename, gunzip, gzip, https_accepted,
+            https_request, message, record, to_json,
+        };
+        let text = String::from_utf8_lossy(data);
+        let lines: Vec<&str> = text.split('\n').collect();
+        for r in [record(&[&text]), record(&lines)].into_iter().flatten() {
+            assert!(!r.rua.is_empty() && r.rua.len() <= MAX_RUA, "{r:?}");
+            for rua in &r.rua {
+                match rua {
+                    Rua::Mailto(a) => assert!(a.contains('@') && !a.contains(char::is_control)),
+                    Rua::Https(u) => assert!(https_request(u, b"").is_ok(), "{u}"),
+                }
+            }
+            assert_eq!(record(&[&r.to_text()]), Ok(r.clone()));
+        }
+
+        if let Ok((host, port, request)) = https_request(&text, data) {
+            assert!(!host.is_empty() && port != 0);
+            let mut headers = [httparse::EMPTY_HEADER; 8];
+            let mut parsed = httparse::Request::new(&mut headers);
+            let Ok(httparse::Status::Complete(n)) = parsed.parse(&request) else {
+                panic!("unreadable request for {text:?}");
+            };
+            assert_eq!(parsed.method, Some("POST"));
+            assert_eq!(parsed.headers.len(), 5);
+            assert_eq!(&request[n..], data);
+        }
+        if https_accepted(data) == Some(true) {
+            assert!(data.starts_with(b"HTTP/"));
+        }
+
+        let pieces: Vec<&str> = text.split('|').collect();
+        let piece = |i: usize| pieces[i % pieces.len()];
+        let mut tally = Tally::default();
+        let mut sessions = 0;
+        for (i, &b) in data.iter().take(24).enumerate() {
+            let kinds = [PolicyType::Tlsa, PolicyType::Sts, PolicyType::NoPolicyFound];
+            let policy = Policy {
+                kind: kinds[usize::from(b % 3)],
+                domain: piece(usize::from(b >> 6)).to_owned(),
+                strings: vec![piece(i).to_owned()],
+                mx_host: vec![piece(i + 1).to_owned()],
+            };
+            if b & 8 == 0 {
+                tally.success(&policy);
+            } else {
+                let failure = Failure {
+                    result: ResultType::ALL[usize::from(b) % ResultType::ALL.len()],
+                    sending_ip: (b & 16 != 0).then(|| std::net::IpAddr::from([192, 0, 2, b])),
+                    receiving_mx: Some(piece(i + 2).to_owned()),
+                    receiving_ip: (b & 32 != 0)
+                        .then(|| std::net::IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1])),
+                    detail: Some(piece(i + 3).to_owned()),
+                };
+                tally.failure(&policy, failure);
+            }
+            sessions += 1;
+        }
+        let dropped = tally.dropped();
+        let domains = tally.domains().count();
+        let reports = tally.take();
+        assert!(tally.is_empty() && tally.dropped() == 0);
+        assert_eq!(reports.len(), domains);
+        let mut counted = 0;
+        for report in &reports {
+            assert!(report.policies.len() <= MAX_POLICIES_PER_DOMAIN);
+            for p in &report.policies {
+                assert_eq!(p.policy.domain, report.domain);
+                assert!(p.details.len() <= MAX_FAILURE_ROWS);
+                assert!(p.details.iter().map(|(_, n)| n).sum::<u64>() <= p.failures);
+                counted += p.successes + p.failures;
+            }
+        }
+        assert_eq!(counted + dropped, sessions);
+
+        for (n, report) in reports.iter().take(2).enumerate() {
+            let meta = ReportMeta {
+                organization: piece(0),
+                contact: piece(1),
+                report_id: piece(2),
+                start: data.len() as u64,
+                end: u64::MAX,
+            };
+            let json = to_json(&meta, report);
+            assert!(json_valid(&json), "{json}");
+            if n > 0 {
+                // The message (below) is the costly part: once is enough.
+                let gz = gzip(json.as_bytes());
+                assert_eq!(gunzip(&gz, json.len()).as_deref(), Some(json.as_bytes()));
+                continue;
+            }
+            let name = filename(piece(3), &report.domain, 0, 1, piece(2));
+            assert!(name.ends_with(".json.gz"), "{name}");
+            assert!(!name.contains(['/', '\\']) && !name.contains(char::is_control));
+            assert!((4..=5).contains(&name.split('!').count()), "{name}");
+            let envelope = MessageMeta {
+                from: "tlsrpt@a.example",
+                to: "reports@b.example",
+                submitter: piece(3),
+                date: 0,
+                message_id: piece(4),
+            };
+            let msg = message(&envelope, &meta, report);
+            let parsed = scop_mime::parse(&msg).expect("a report message parses");
+            let mut attached = None;
+            parsed.message.walk(&mut |m| {
+                if let scop_mime::Body::Leaf(leaf) = m.body()
+                    && m.content_type().subtype() == "tlsrpt+gzip"
+                {
+                    attached = gunzip(leaf.decoded(), json.len());
+                }
+            });
+            assert_eq!(attached.as_deref(), Some(json.as_bytes()));
+        }
+    }
+
+    /// Whether `s` is one JSON value (RFC 8259 2), white space around it
+    /// allowed: the check the fuzz targets make of the JSON we write
+    /// (the unit tests hold it to `serde_json`).
+    pub(crate) fn json_valid(s: &str) -> bool {
+        let b = s.as_bytes();
+        let mut at = 0;
+        json_value(b, &mut at, 0) && {
+            json_ws(b, &mut at);
+            at == b.len()
+        }
+    }
+
+    fn json_ws(b: &[u8], at: &mut usize) {
+        while matches!(b.get(*at), Some(b' ' | b'\t' | b'\n' | b'\r')) {
+            *at += 1;
+        }
+    }
+
+    fn json_eat(b: &[u8], at: &mut usize, c: u8) -> bool {
+        json_ws(b, at);
+        let hit = b.get(*at) == Some(&c);
+        *at += usize::from(hit);
+        hit
+    }
+
+    fn json_value(b: &[u8], at: &mut usize, depth: usize) -> bool {
+        json_ws(b, at);
+        if depth > 64 {
+            return false;
+        }
+        match b.get(*at) {
+            Some(&open @ (b'{' | b'[')) => {
+                *at += 1;
+                let close = if open == b'{' { b'}' } else { b']' };
+                if json_eat(b, at, close) {
+                    return true;
+                }
+                loop {
+                    if open == b'{' {
+                        json_ws(b, at);
+                        if !json_string(b, at) || !json_eat(b, at, b':') {
+                            return false;
+                        }
+                    }
+                    if !json_value(b, at, depth + 1) {
+                        return false;
+                    }
+                    if json_eat(b, at, close) {
+                        return true;
+                    }
+                    if !json_eat(b, at, b',') {
+                        return false;
+                    }
+                }
+            }
+            Some(b'"') => json_string(b, at),
+            Some(b'-' | b'0'..=b'9') => json_number(b, at),
+            _ => ["true", "false", "null"].iter().any(|lit| {
+                let hit = b[*at..].starts_with(lit.as_bytes());
+                *at += if hit { lit.len() } else { 0 };
+                hit
+            }),
+        }
+    }
+
+    fn json_string(b: &[u8], at: &mut usize) -> bool {
+        if b.get(*at) != Some(&b'"') {
+            return false;
+        }
+        *at += 1;
+        loop {
+            match b.get(*at) {
+                None => return false,
+                Some(b'"') => {
+                    *at += 1;
+                    return true;
+                }
+                Some(b'\\') => match b.get(*at + 1) {
+                    Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => *at += 2,
+                    Some(b'u')
+                        if b.get(*at + 2..*at + 6)
+                            .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) =>
+                    {
+                        *at += 6
+                    }
+                    _ => return false,
+                },
+                Some(&c) if c < 0x20 => return false,
+                Some(_) => *at += 1,
+            }
+        }
+    }
+
+    fn json_number(b: &[u8], at: &mut usize) -> bool {
+        let digits = |at: &mut usize| {
+            let start = *at;
+            while b.get(*at).is_some_and(u8::is_ascii_digit) {
+                *at += 1;
+            }
+            *at > start
+        };
+        if b.get(*at) == Some(&b'-') {
+            *at += 1;
+        }
+        if b.get(*at) == Some(&b'0') {
+            *at += 1;
+        } else if !digits(at) {
+            return false;
+        }
+        if b.get(*at) == Some(&b'.') {
+            *at += 1;
+            if !digits(at) {
+                return false;
+            }
+        }
+        if matches!(b.get(*at), Some(b'e' | b'E')) {
+            *at += 1;
+            if matches!(b.get(*at), Some(b'+' | b'-')) {
+                *at += 1;
+            }
+            if !digits(at) {
+                return false;
+            }
+        }
+        true
     }
 }

@@ -28,6 +28,7 @@ pub const FUZZ_TARGETS: &[(&str, &[&str])] = &[
     ("mta_journal", &[]),
     ("mta_dane", &["fuzz/seeds/mesh_certificate"]),
     ("mta_sts", &["fuzz/seeds/mta_sts"]),
+    ("tlsrpt", &["fuzz/seeds/tlsrpt"]),
 ];
 
 /// Seconds each fuzz target runs at most inside `cargo xtask ci`.
