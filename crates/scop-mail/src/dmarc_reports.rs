@@ -254,17 +254,7 @@ impl Reporter {
     /// `message` DKIM-signed for the reporter's domain when we hold its
     /// keys (in one process; the signer compartment signs otherwise).
     fn sign(&self, message: Vec<u8>, now: u64) -> Vec<u8> {
-        let domain = self.email.rsplit_once('@').map_or("", |(_, d)| d);
-        let Some(signers) = self.signers.get(domain).filter(|s| !s.is_empty()) else {
-            return message;
-        };
-        match scop_dkim::sign_message(signers, &message, now) {
-            Ok(signed) => signed,
-            Err(e) => {
-                tracing::error!(error = %e, "DKIM signing of a DMARC report failed");
-                message
-            }
-        }
+        signed(&self.signers, &self.email, message, now)
     }
 
     /// Records one evaluated message from `ip` (no-op when the record
@@ -375,6 +365,29 @@ impl Reporter {
     }
 }
 
+/// `message` DKIM-signed with the `signers` of the domain of `from` (a
+/// report's sender, so that it passes DMARC at the receiver); unsigned
+/// when we hold no key of that domain (in one process; the signer
+/// compartment signs otherwise) or signing fails.
+pub(crate) fn signed(
+    signers: &HashMap<String, Vec<scop_dkim::Signer>>,
+    from: &str,
+    message: Vec<u8>,
+    now: u64,
+) -> Vec<u8> {
+    let domain = from.rsplit_once('@').map_or("", |(_, d)| d);
+    let Some(signers) = signers.get(domain).filter(|s| !s.is_empty()) else {
+        return message;
+    };
+    match scop_dkim::sign_message(signers, &message, now) {
+        Ok(signed) => signed,
+        Err(e) => {
+            tracing::error!(error = %e, "DKIM signing of a report failed");
+            message
+        }
+    }
+}
+
 /// Whether `rua_address` may receive reports about `policy_domain`: same
 /// organizational domain, or the receiving domain agreed (RFC 7489 7.1)
 /// according to `txt` (the TXT strings found at
@@ -418,7 +431,7 @@ pub enum Outbox {
 
 impl Outbox {
     /// Sends `body` to `to` from the null sender; the queue id or why not.
-    async fn send(&self, to: &str, body: Vec<u8>, now: i64) -> Result<String, String> {
+    pub(crate) async fn send(&self, to: &str, body: Vec<u8>, now: i64) -> Result<String, String> {
         match self {
             Outbox::Queue(delivery) => {
                 let message = scop_store::NewMessage {

@@ -38,6 +38,7 @@ pub use scop_mta::srs;
 mod stream;
 pub mod submission;
 pub mod tls;
+pub mod tls_reports;
 pub mod verifier;
 
 use std::sync::atomic::{AtomicU32, Ordering};

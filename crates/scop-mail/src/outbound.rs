@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 
 use rustls::pki_types::ServerName;
 pub use scop_mta::dane::HostSecurity;
+use scop_mta::tlsrpt::ResultType;
 use scop_smtp::client::Capabilities;
 use scop_smtp::{
     Client, ClientConfig, ClientEvent, Envelope, MailParams, RcptParams, TlsPolicy,
@@ -54,6 +55,39 @@ pub enum Attempt {
 }
 
 type Stream = crate::stream::Stream<TlsStream<TcpStream>>;
+
+/// What one new connection's TLS came to, for TLS reporting (RFC 8460).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsOutcome {
+    /// The handshake completed (the certificate passed the check asked).
+    Established,
+    /// The server offered no STARTTLS and TLS was not required: the
+    /// session went on in cleartext.
+    Cleartext,
+    /// STARTTLS was refused, missing where required, or its handshake
+    /// failed.
+    Failed(ResultType, String),
+}
+
+/// The RFC 8460 result type of a failed handshake; `dane` when the
+/// certificate was checked against TLSA records.
+fn handshake_failure(e: &io::Error, dane: bool) -> ResultType {
+    use rustls::CertificateError as C;
+    let cert = match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(rustls::Error::InvalidCertificate(c)) => c,
+        _ => return ResultType::ValidationFailure,
+    };
+    match cert {
+        _ if dane => ResultType::TlsaInvalid,
+        C::Expired | C::ExpiredContext { .. } | C::NotValidYet | C::NotValidYetContext { .. } => {
+            ResultType::CertificateExpired
+        }
+        C::NotValidForName | C::NotValidForNameContext { .. } => {
+            ResultType::CertificateHostMismatch
+        }
+        _ => ResultType::CertificateNotTrusted,
+    }
+}
 
 /// How long a session waits in a [`Pool`] for the next message, at most
 /// (Postfix's connection cache keeps one 2 s by default; servers close
@@ -156,6 +190,10 @@ impl Pool {
 
 /// An open SMTP session.
 struct Session {
+    /// Its certificate is checked against TLSA records.
+    dane: bool,
+    /// It was to use STARTTLS where offered.
+    tls_asked: bool,
     stream: Stream,
     client: Client,
     caps: Capabilities,
@@ -227,6 +265,7 @@ pub async fn send(
     timeouts: Timeouts,
     source: &[std::net::IpAddr],
     pool: Option<&Pool>,
+    seen: &mut Vec<TlsOutcome>,
 ) -> Attempt {
     let key = (addr, server_name.to_string(), security.clone());
     let mut config = config.clone();
@@ -244,7 +283,7 @@ pub async fn send(
             .send_message(for_server(envelope, &s.caps), message)
             .map_err(|e| AttemptError::Protocol(e.to_string()));
         let outcome = match sent {
-            Ok(()) => s.transaction(None, addr, server_name, tls).await,
+            Ok(()) => s.transaction(None, addr, server_name, tls, seen).await,
             Err(e) => Err(e),
         };
         match outcome {
@@ -259,7 +298,8 @@ pub async fn send(
         .iter()
         .copied()
         .find(|ip| ip.is_ipv4() == addr.is_ipv4());
-    let fresh = |config: ClientConfig| {
+    let dane = matches!(security, HostSecurity::Authenticated(_));
+    let mut fresh = async |config: ClientConfig| {
         attempt(
             addr,
             server_name,
@@ -270,7 +310,10 @@ pub async fn send(
             timeouts,
             source,
             pool.is_some(),
+            dane,
+            seen,
         )
+        .await
     };
     let outcome = match fresh(config.clone()).await {
         Err(AttemptError::Tls(e)) if config.tls == TlsPolicy::Opportunistic => {
@@ -333,6 +376,8 @@ async fn attempt(
     timeouts: Timeouts,
     source: Option<std::net::IpAddr>,
     keep: bool,
+    dane: bool,
+    seen: &mut Vec<TlsOutcome>,
 ) -> Result<(Session, TransactionResult), AttemptError> {
     let connect = async {
         match source {
@@ -352,7 +397,10 @@ async fn attempt(
         .await
         .map_err(|_| AttemptError::Timeout)??;
     tcp.set_nodelay(true).ok();
+    let tls_asked = config.tls != TlsPolicy::Disabled;
     let mut s = Session {
+        dane,
+        tls_asked,
         stream: Stream::Plain(tcp),
         client: Client::new(config),
         caps: Capabilities::default(),
@@ -364,7 +412,7 @@ async fn attempt(
     // The message is handed to the machine once the server's capabilities
     // are known (they decide the DSN parameters).
     let pending = Some((envelope, message, keep));
-    let r = s.transaction(pending, addr, server_name, tls).await?;
+    let r = s.transaction(pending, addr, server_name, tls, seen).await?;
     Ok((s, r))
 }
 
@@ -378,11 +426,15 @@ impl Session {
         addr: SocketAddr,
         server_name: &str,
         tls: &Arc<rustls::ClientConfig>,
+        seen: &mut Vec<TlsOutcome>,
     ) -> Result<TransactionResult, AttemptError> {
         loop {
             while let Some(ev) = self.client.poll_event() {
                 match ev {
                     ClientEvent::Ready(c) => {
+                        if self.tls_asked && matches!(self.stream, Stream::Plain(_)) {
+                            seen.push(TlsOutcome::Cleartext);
+                        }
                         // RFC 8689 4.2.1: a REQUIRETLS message goes only to
                         // a server that offers it (after STARTTLS).
                         if pending.is_some_and(|(e, _, _)| lacks_requiretls(e, &c)) {
@@ -401,6 +453,15 @@ impl Session {
                     }
                     ClientEvent::Transaction(r) => return Ok(r),
                     ClientEvent::Closed(err) => {
+                        if let Some(scop_smtp::Error::PeerIncompatible(
+                            scop_smtp::PeerIncompatible::StartTlsUnavailable,
+                        )) = err
+                        {
+                            seen.push(TlsOutcome::Failed(
+                                ResultType::StarttlsNotSupported,
+                                "STARTTLS not offered".into(),
+                            ));
+                        }
                         return Err(AttemptError::Protocol(match err {
                             Some(e) => e.to_string(),
                             None => "the server closed the session before the transaction".into(),
@@ -421,10 +482,19 @@ impl Session {
                 let name = ServerName::try_from(server_name.to_string())
                     .unwrap_or_else(|_| ServerName::IpAddress(addr.ip().into()));
                 let connector = TlsConnector::from(tls.clone());
-                let s = tokio::time::timeout(self.timeouts.reply, connector.connect(name, tcp))
-                    .await
-                    .map_err(|_| AttemptError::Timeout)?
-                    .map_err(AttemptError::Tls)?;
+                let s =
+                    match tokio::time::timeout(self.timeouts.reply, connector.connect(name, tcp))
+                        .await
+                        .map_err(|_| AttemptError::Timeout)?
+                    {
+                        Ok(s) => s,
+                        Err(e) => {
+                            let kind = handshake_failure(&e, self.dane);
+                            seen.push(TlsOutcome::Failed(kind, e.to_string()));
+                            return Err(AttemptError::Tls(e));
+                        }
+                    };
+                seen.push(TlsOutcome::Established);
                 self.stream = Stream::Tls(Box::new(s));
                 self.client
                     .tls_established()
@@ -522,5 +592,40 @@ mod tests {
         assert_eq!((e.params.ret, e.params.envid), (None, None));
         assert_eq!(e.rcpts[0].1, RcptParams::default());
         assert_eq!(e.from, envelope().from);
+    }
+
+    #[test]
+    fn handshake_failures_get_their_report_result_type() {
+        use rustls::CertificateError as C;
+        let failed = |c: C| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                rustls::Error::InvalidCertificate(c),
+            )
+        };
+        for (c, want) in [
+            (C::Expired, ResultType::CertificateExpired),
+            (C::NotValidYet, ResultType::CertificateExpired),
+            (C::NotValidForName, ResultType::CertificateHostMismatch),
+            (C::UnknownIssuer, ResultType::CertificateNotTrusted),
+            (C::BadSignature, ResultType::CertificateNotTrusted),
+        ] {
+            assert_eq!(handshake_failure(&failed(c.clone()), false), want, "{c:?}");
+            // Checked against TLSA records, any certificate error is DANE's.
+            assert_eq!(handshake_failure(&failed(c), true), ResultType::TlsaInvalid);
+        }
+        let other = io::Error::new(
+            io::ErrorKind::InvalidData,
+            rustls::Error::HandshakeNotComplete,
+        );
+        assert_eq!(
+            handshake_failure(&other, false),
+            ResultType::ValidationFailure
+        );
+        let reset = io::Error::from(io::ErrorKind::ConnectionReset);
+        assert_eq!(
+            handshake_failure(&reset, true),
+            ResultType::ValidationFailure
+        );
     }
 }

@@ -60,6 +60,9 @@ pub struct Routes {
     pub source: Vec<std::net::IpAddr>,
     /// MTA-STS (RFC 8461) for looked-up hosts without DANE; none: off.
     pub sts: Option<Arc<crate::mta_sts::Sts>>,
+    /// Where the TLS sessions to looked-up hosts are counted for reports
+    /// (RFC 8460); none: off.
+    pub tls_reports: Option<Arc<crate::tls_reports::TlsReporter>>,
 }
 
 /// One server to try for a domain.
@@ -71,6 +74,9 @@ pub struct Target {
     pub addr: SocketAddr,
     /// What TLS must prove there (DANE, RFC 7672).
     pub security: HostSecurity,
+    /// The policy its TLS sessions are reported under (RFC 8460); none
+    /// for routes not looked up in DNS.
+    pub report: Option<Arc<scop_mta::tlsrpt::Policy>>,
 }
 
 impl Target {
@@ -79,6 +85,7 @@ impl Target {
             name: name.to_string(),
             addr,
             security: HostSecurity::Opportunistic,
+            report: None,
         }
     }
 }
@@ -183,16 +190,19 @@ impl Routes {
                         name: h.clone(),
                         addr: SocketAddr::new(ip, self.port),
                         security: security.clone(),
+                        report: None,
                     }),
             );
         }
+        let mut sts_policy = None;
         if let Some(sts) = &self.sts
             && out
                 .iter()
                 .any(|t| t.security == HostSecurity::Opportunistic)
             && let Some(policy) = sts.policy(dns, domain, crate::now()).await
         {
-            for h in apply_policy(&policy, &mut out) {
+            let policy = sts_policy.insert(policy);
+            for h in apply_policy(policy, &mut out) {
                 tracing::info!(%domain, host = %h, mode = %policy.mode, "MTA-STS: MX host not named by the policy");
             }
             if out.is_empty() {
@@ -201,6 +211,20 @@ impl Routes {
                     policy.mx.join(", ")
                 ));
             }
+        }
+        let mut reported: Vec<Arc<scop_mta::tlsrpt::Policy>> = Vec::new();
+        for t in &mut out {
+            let p =
+                crate::tls_reports::policy_of(domain, &t.name, &t.security, sts_policy.as_ref());
+            let p = match reported.iter().find(|r| ***r == p) {
+                Some(r) => r.clone(),
+                None => {
+                    let r = Arc::new(p);
+                    reported.push(r.clone());
+                    r
+                }
+            };
+            t.report = Some(p);
         }
         if out.is_empty() {
             Route::Temp(if last.is_empty() {
@@ -783,8 +807,11 @@ impl Relay {
         if !m.requiretls && dane::tls_not_required(&m.body) {
             // RFC 8689 4.2.2: the sender asked that TLS policy not stop
             // the message (STARTTLS is still used when offered).
+            // Such as our TLS reports, whose sessions are not reported
+            // on (RFC 8460 5.3).
             for t in &mut hosts {
                 t.security = HostSecurity::Opportunistic;
+                t.report = None;
             }
         }
         if m.requiretls {
@@ -852,10 +879,12 @@ impl Relay {
         let mut last_error = String::from("no host to try");
         // Whether every server lacked what the message requires.
         let mut all_unsuitable = !hosts.is_empty();
+        let mut seen = Vec::new();
         for Target {
             name,
             addr,
             security,
+            report,
         } in hosts
         {
             let tls = match &security {
@@ -870,7 +899,7 @@ impl Relay {
                 },
                 _ => self.tls.clone(),
             };
-            let (e, unsuitable) = match outbound::send(
+            let attempt = outbound::send(
                 addr,
                 &name,
                 &config,
@@ -881,9 +910,22 @@ impl Relay {
                 self.timeouts,
                 &self.routes.source,
                 Some(&self.pool),
+                &mut seen,
             )
-            .await
-            {
+            .await;
+            if let (Some(reporter), Some(policy)) = (&self.routes.tls_reports, &report) {
+                let source = self
+                    .routes
+                    .source
+                    .iter()
+                    .copied()
+                    .find(|ip| ip.is_ipv4() == addr.is_ipv4());
+                for o in seen.drain(..) {
+                    reporter.record(policy, &o, &name, addr.ip(), source);
+                }
+            }
+            seen.clear();
+            let (e, unsuitable) = match attempt {
                 Attempt::Done(result, caps) => {
                     let handoff = if caps.dsn {
                         Handoff::DsnPassedOn
@@ -1050,6 +1092,7 @@ mod tests {
             name: name.into(),
             addr: "192.0.2.1:25".parse().unwrap(),
             security,
+            report: None,
         };
         let hosts = vec![
             target("mx1.example.net", HostSecurity::Opportunistic),

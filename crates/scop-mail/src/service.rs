@@ -249,6 +249,16 @@ pub async fn start(cfg: MailConfig) -> io::Result<Running> {
             stop_rx.clone(),
         )));
     }
+    if cfg.relay
+        && let (Some(reporter), Some(dns)) = (&cfg.routes.tls_reports, &cfg.routes.dns)
+    {
+        tasks.push(tokio::spawn(crate::tls_reports::send_loop(
+            reporter.clone(),
+            dns.clone(),
+            crate::dmarc_reports::Outbox::Queue(delivery.clone()),
+            stop_rx.clone(),
+        )));
+    }
     if cfg.relay {
         let mut relay = Relay::new(delivery, cfg.routes.clone());
         relay.retry = cfg.retry;

@@ -27,6 +27,7 @@ use scop_dns::{Engine, Zone};
 use scop_mail::mta_sts::Sts;
 use scop_mail::mxlookup::Dns;
 use scop_mail::relay::Routes;
+use scop_mail::tls_reports::TlsReporter;
 use scop_mesh::Role;
 use scop_mta::dane::{Lookup, Tlsa};
 use scop_store::Outcome;
@@ -89,11 +90,16 @@ async fn serve(zones: &[(&str, &str, bool)]) -> Dns {
 
 /// The sending domain a.test, relaying through `dns` to `port`.
 async fn sender(dns: Dns, port: u16) -> Domain {
-    sender_with(dns, port, None).await
+    sender_with(dns, port, None, None).await
 }
 
-/// The same, with MTA-STS.
-async fn sender_with(dns: Dns, port: u16, sts: Option<Arc<Sts>>) -> Domain {
+/// The same, with MTA-STS and TLS reports when given.
+async fn sender_with(
+    dns: Dns,
+    port: u16,
+    sts: Option<Arc<Sts>>,
+    tls_reports: Option<Arc<TlsReporter>>,
+) -> Domain {
     domain(
         "a.test",
         &[("alice@a.test", "alice-password")],
@@ -102,6 +108,7 @@ async fn sender_with(dns: Dns, port: u16, sts: Option<Arc<Sts>>) -> Domain {
                 port,
                 dns: Some(dns),
                 sts,
+                tls_reports,
                 ..Routes::default()
             },
             ..Setup::default()
@@ -153,7 +160,9 @@ async fn the_relay_authenticates_mx_hosts_with_validated_tlsa_records() {
         "{}@ MX 10 mx\nmx A 127.0.0.1\n_{port}._tcp.mx TLSA {good}\n\
          bad MX 10 mx.bad\nmx.bad A 127.0.0.1\n_{port}._tcp.mx.bad TLSA {wrong}\n\
          mixed MX 10 mx.bad\nmixed MX 20 mx\n\
-         pkix MX 10 mx.pkix\nmx.pkix A 127.0.0.1\n_{port}._tcp.mx.pkix TLSA {pkix}\n",
+         pkix MX 10 mx.pkix\nmx.pkix A 127.0.0.1\n_{port}._tcp.mx.pkix TLSA {pkix}\n\
+         _smtp._tls TXT \"v=TLSRPTv1; rua=mailto:alice@a.test\"\n\
+         _smtp._tls.bad TXT \"v=TLSRPTv1;rua=mailto:alice@a.test\"\n",
         zone_head("b.test")
     );
     // The same wrong record in an unsigned zone proves nothing: ignored.
@@ -193,7 +202,7 @@ async fn the_relay_authenticates_mx_hosts_with_validated_tlsa_records() {
         over_mesh.tlsa("none.b.test", port).await,
         Lookup::Denied { secure: true }
     );
-    let a = sender(over_mesh, port).await;
+    let a = sender_with(over_mesh, port, None, Some(reporter(2, None))).await;
     for rcpt in [
         "bob@b.test",
         "carol@bad.b.test",
@@ -254,6 +263,91 @@ async fn the_relay_authenticates_mx_hosts_with_validated_tlsa_records() {
         got.contains("Subject: no policy") && got.contains("with ESMTPS"),
         "{got}"
     );
+
+    // TLS reports (RFC 8460) on b.test and bad.b.test, which publish a
+    // record; carol's `TLS-Required: No` session is not counted.
+    expect_tls_reports(
+        &a,
+        None,
+        &[
+            ("b.test", "tlsa", "1+", "0"),
+            ("bad.b.test", "tlsa", "0", "1+ tlsa-invalid mx.bad.b.test"),
+        ],
+        &["mixed.b.test", "pkix.b.test", "c.test"],
+    )
+    .await;
+}
+
+/// A TLS reporter for the sender a.test, sending every `secs` seconds,
+/// signing with `signer` (for a.test) when given.
+fn reporter(secs: u64, signer: Option<scop_dkim::Signer>) -> Arc<TlsReporter> {
+    let signers: HashMap<String, Vec<scop_dkim::Signer>> = signer
+        .map(|s| ("a.test".to_string(), vec![s]))
+        .into_iter()
+        .collect();
+    Arc::new(TlsReporter::new(
+        "relay.a.test",
+        "tlsrpt-noreply@a.test",
+        Arc::new(signers),
+        Duration::from_secs(secs),
+        now(),
+    ))
+}
+
+/// Waits (60 s at most) until the TLS reports in alice's mailbox cover
+/// every domain of `want`, each `(domain, policy type, successes,
+/// failures)`, where a count "N+" is at least N and the failures may be
+/// followed by the first failure's result type and MX host; and none of
+/// `none`.
+async fn expect_tls_reports(
+    a: &Domain,
+    key_record: Option<&str>,
+    want: &[(&str, &str, &str, &str)],
+    none: &[&str],
+) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let totals = tls_report_totals(a, key_record).await;
+        match reports_match(&totals, want, none) {
+            Ok(()) => return,
+            Err(e) if Instant::now() > deadline => panic!("{e}: {totals:?}"),
+            // Later reports may add what is missing.
+            Err(_) => tokio::time::sleep(Duration::from_millis(500)).await,
+        }
+    }
+}
+
+/// Whether the `totals` lines of [`tls_report_totals`] are what
+/// [`expect_tls_reports`] wants.
+fn reports_match(
+    totals: &[String],
+    want: &[(&str, &str, &str, &str)],
+    none: &[&str],
+) -> Result<(), String> {
+    let line_of = |d: &str| totals.iter().find(|l| l.starts_with(&format!("{d} ")));
+    let count = |got: &str, want: &str| match want.strip_suffix('+') {
+        Some(n) => got.parse::<u64>().unwrap() >= n.parse().unwrap(),
+        None => got == want,
+    };
+    for (domain, kind, ok, failed) in want {
+        let line = line_of(domain).ok_or(format!("no report on {domain}"))?;
+        let fields: Vec<&str> = line.split(' ').collect();
+        let failed: Vec<&str> = failed.split(' ').collect();
+        if fields[1] != *kind
+            || !count(fields[2], ok)
+            || !count(fields[3], failed[0])
+            || fields[4..]
+                .iter()
+                .take(failed.len() - 1)
+                .ne(failed[1..].iter())
+        {
+            return Err(format!("{line}: want {kind} {ok} {}", failed.join(" ")));
+        }
+    }
+    match none.iter().find(|d| line_of(d).is_some()) {
+        Some(d) => Err(format!("a report on {d}")),
+        None => Ok(()),
+    }
 }
 
 const REQUIRETLS: &str = r#"
@@ -291,8 +385,21 @@ async fn submit_requiretls(a: &Domain, rcpts: &[&str]) {
 /// failed (5.7.30, `why` in the diagnostic): the header returned, never
 /// the body.
 async fn requiretls_report(a: &Domain, rcpt: &str, why: &str) {
-    let report = a.wait_messages("alice@a.test", 1, 30).await;
-    let report = String::from_utf8_lossy(&report[0]).to_string();
+    // Among TLS reports, in the runs that send them.
+    let recipient = format!("Final-Recipient: rfc822; {rcpt}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let report = loop {
+        let found = a
+            .messages("alice@a.test")
+            .into_iter()
+            .map(|m| String::from_utf8_lossy(&m).to_string())
+            .find(|m| m.contains(&recipient));
+        match found {
+            Some(m) => break m,
+            None if Instant::now() > deadline => panic!("no report on {rcpt}"),
+            None => tokio::time::sleep(Duration::from_millis(200)).await,
+        }
+    };
     for want in [
         &format!("Final-Recipient: rfc822; {rcpt}"),
         "Status: 5.7.30",
@@ -555,13 +662,30 @@ async fn the_relay_applies_mta_sts_policies() {
              _mta-sts.{sub} TXT \"v=STSv1; id=20261127\"\nmta-sts.{sub} A 127.0.0.1\n"
         ));
     }
+    // TLS reports (RFC 8460) to alice, of the sending domain, for all
+    // but w.s.test, where no session is made.
+    zone.push_str("_smtp._tls TXT \"v=TLSRPTv1; rua=mailto:alice@a.test\"\n");
+    for sub in ["v", "t", "n"] {
+        zone.push_str(&format!(
+            "_smtp._tls.{sub} TXT \"v=TLSRPTv1; rua=mailto:alice@a.test\"\n"
+        ));
+    }
     let dns = serve(&[("s.test", &zone, false)]).await;
     let mut roots = rustls::RootCertStore::empty();
     roots.add(CertificateDer::from(der(&ca))).unwrap();
     let cache = dir.join("sts");
     std::fs::create_dir_all(&cache).unwrap();
     let sts = Arc::new(Sts::new(roots, https, Some(cache.clone())));
-    let a = sender_with(dns, port, Some(sts)).await;
+    // Reports every 2 s, signed: the test adds up those that come, and
+    // dkimpy checks their signatures as TLS reports (RFC 8460 3).
+    let signer = scop_dkim::Signer::new(
+        scop_dkim::SigningKey::generate(scop_dkim::KeyKind::Rsa2048).unwrap(),
+        "a.test",
+        "rpt",
+    )
+    .unwrap();
+    let key_record = format!("{}; s=tlsrpt", signer.key().dns_txt().unwrap());
+    let a = sender_with(dns, port, Some(sts), Some(reporter(2, Some(signer)))).await;
 
     send(&a, "dan@s.test").await;
     let log = postfix_got(&pf, "dan@s.test").await;
@@ -599,7 +723,94 @@ async fn the_relay_applies_mta_sts_policies() {
     // message goes as far as Postfix's EHLO, which lacks REQUIRETLS.
     submit_requiretls(&a, &["rita@s.test"]).await;
     requiretls_report(&a, "rita@s.test", "does not offer REQUIRETLS").await;
+
+    // TLS reports (RFC 8460): every domain with a record that got a
+    // session; mx.v.s.test's certificate does not carry that name.
+    expect_tls_reports(
+        &a,
+        Some(&key_record),
+        &[
+            // dan, dora and rita; a message may reuse the session an
+            // earlier one left open (no new TLS session).
+            ("s.test", "sts", "2+", "0"),
+            (
+                "v.s.test",
+                "sts",
+                "0",
+                "1+ certificate-host-mismatch mx.v.s.test",
+            ),
+            ("t.s.test", "sts", "1", "0"),
+            ("n.s.test", "no-policy-found", "1", "0"),
+        ],
+        &["w.s.test"],
+    )
+    .await;
     tokio::task::spawn_blocking(move || pf.stop())
         .await
         .unwrap();
+}
+
+/// Python's reading of the TLS reports in alice's mailbox: one line per
+/// policy domain, "DOMAIN TYPE SUCCESSES FAILURES [RESULT-TYPE MX]...",
+/// summed over the reports; it fails on a report that breaks RFC 8460
+/// 5.3's form (headers, media types, file name, JSON members, policy
+/// strings) or, given the DKIM key record of a.test, whose signature
+/// dkimpy does not find valid for a TLS report.
+async fn tls_report_totals(a: &Domain, key_record: Option<&str>) -> Vec<String> {
+    const READ: &str = r#"
+import email, email.policy, gzip, json, sys, os, collections, re
+key = os.environ.get('DKIM_RECORD')
+totals = collections.OrderedDict()
+for path in sys.argv[1:]:
+    with open(path, 'rb') as f:
+        raw = f.read()
+    m = email.message_from_bytes(raw, policy=email.policy.default)
+    if 'TLS-Report-Domain' not in m:
+        continue
+    if key:
+        import dkim
+        assert dkim.verify(raw, dnsfunc=lambda name, timeout=5: key.encode(), tlsrpt='strict'), path
+    assert m.get_content_type() == 'multipart/report', m.get_content_type()
+    assert m.get_param('report-type') == 'tlsrpt', m.get_param('report-type')
+    assert m['TLS-Report-Submitter'] == 'relay.a.test'
+    assert m['Subject'].startswith('Report Domain: ' + m['TLS-Report-Domain'] + ' Submitter: relay.a.test Report-ID: <')
+    parts = [p for p in m.iter_attachments() if p.get_content_type() == 'application/tlsrpt+gzip']
+    assert len(parts) == 1, [p.get_content_type() for p in m.walk()]
+    name = parts[0].get_filename()
+    assert name.startswith('relay.a.test!' + m['TLS-Report-Domain'] + '!') and name.endswith('.json.gz'), name
+    r = json.loads(gzip.decompress(parts[0].get_content()))
+    assert r['organization-name'] == 'relay.a.test'
+    assert r['contact-info'] == 'tlsrpt-noreply@a.test'
+    assert r['date-range']['start-datetime'].endswith('Z')
+    for p in r['policies']:
+        kind = p['policy']['policy-type']
+        strings = p['policy'].get('policy-string', [])
+        if kind == 'tlsa':
+            assert all(re.fullmatch('[0-3] [01] [0-2] [0-9A-Fa-f]+', x) for x in strings), strings
+        if kind == 'sts':
+            assert 'version: STSv1' in strings and p['policy']['mx-host'], p['policy']
+        d = p['policy']['policy-domain']
+        assert d == m['TLS-Report-Domain'], d
+        t = totals.setdefault(d, [p['policy']['policy-type'], 0, 0, []])
+        t[1] += p['summary']['total-successful-session-count']
+        t[2] += p['summary']['total-failure-session-count']
+        for f in p.get('failure-details', []):
+            t[3] += [f['result-type'], f['receiving-mx-hostname']]
+for d, (kind, ok, failed, details) in totals.items():
+    print(' '.join([d, kind, str(ok), str(failed)] + details))
+"#;
+    let dir = a.maildir("alice@a.test");
+    let mut cmd = std::process::Command::new(scop_testkit::python());
+    cmd.arg("-c").arg(READ);
+    if let Some(k) = key_record {
+        cmd.env("DKIM_RECORD", k);
+    }
+    if let Ok(entries) = std::fs::read_dir(&dir) {
+        for e in entries.flatten() {
+            cmd.arg(e.path());
+        }
+    }
+    let (ok, out) = common::run(cmd).await;
+    assert!(ok, "{out}");
+    out.lines().map(str::to_string).collect()
 }

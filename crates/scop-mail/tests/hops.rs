@@ -219,6 +219,7 @@ async fn to_mx(mx: SocketAddr, msg: &str) -> scop_smtp::Reply {
         Timeouts::default(),
         &[],
         None,
+        &mut Vec::new(),
     )
     .await;
     match attempt {

@@ -58,6 +58,7 @@ async fn send(mx: std::net::SocketAddr, msg: &[u8]) -> Attempt {
         Timeouts::default(),
         &[],
         None,
+        &mut Vec::new(),
     )
     .await
 }

@@ -133,6 +133,15 @@ pub struct ServeArgs {
     /// sends none. Rows are kept in memory and sent at a graceful stop.
     #[arg(long, default_value = "1d", value_name = "DURATION", value_parser = parse_duration_secs)]
     pub(crate) dmarc_reports: i64,
+    /// Send SMTP TLS reports (RFC 8460) this often to the domains the
+    /// relay delivered to that publish a `_smtp._tls` record (mailto:
+    /// addresses), counting the TLS sessions to their MX hosts under
+    /// DANE, MTA-STS or no policy; e.g. 1d, 6h; 0 sends none. Needs the
+    /// resolver and a --dkim key: reports come from tlsrpt-noreply@ the
+    /// first --dkim domain, signed with its key. Counts are kept in memory
+    /// and sent at a graceful stop.
+    #[arg(long, default_value = "1d", value_name = "DURATION", value_parser = parse_duration_secs)]
+    pub(crate) tls_reports: i64,
     /// MX greeting delay to catch clients that talk first (0 disables).
     #[arg(long, default_value_t = 1000, value_name = "MILLISECONDS")]
     pub(crate) greeting_delay: u64,
@@ -358,6 +367,7 @@ pub(crate) fn routes(a: &ServeArgs, dns: Option<scop_mail::mxlookup::Dns>) -> Re
         dns,
         source: a.source_ip.clone(),
         sts,
+        tls_reports: None,
     })
 }
 
@@ -547,11 +557,26 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
     }
     let hostname = a.hostname.clone().unwrap_or_else(system_hostname);
     let dns = resolver(&a.dns)?;
-    let routes = routes(&a, dns.clone())?;
+    let mut routes = routes(&a, dns.clone())?;
     let tls = public_tls(&a, &hostname)?;
     let srs_key = srs_key(&a.data)?;
     let spam = spam_config(&a)?;
     let dkim = std::sync::Arc::new(dkim_signers(&a.dkim)?);
+    // RFC 8460 5.3: reports are DKIM-signed, so only with a key.
+    if routes.dns.is_some()
+        && a.tls_reports > 0
+        && let Some(from_domain) = dkim.keys().min().cloned()
+    {
+        routes.tls_reports = Some(std::sync::Arc::new(
+            scop_mail::tls_reports::TlsReporter::new(
+                &hostname,
+                &format!("tlsrpt-noreply@{from_domain}"),
+                dkim.clone(),
+                Duration::from_secs(a.tls_reports as u64),
+                crate::cmd_dns::now(),
+            ),
+        ));
+    }
     let domains: Vec<String> = dkim.keys().cloned().collect();
     let verifier = verifier(&a, dns, &dkim, &domains)?;
     if let (Some(server), Some(key_file)) = (a.dkim_publish, &a.dkim_tsig_key) {

@@ -1,0 +1,432 @@
+//! SMTP TLS reports (RFC 8460), sending side: the relay counts, per
+//! destination domain and per policy (DANE's TLSA records, an MTA-STS
+//! policy, or none), the TLS sessions it opened and how each failed; at
+//! the end of each reporting interval every domain that publishes a
+//! `_smtp._tls` TXT record gets one JSON report (gzip'd,
+//! [`scop_mta::tlsrpt`]) at each of its `mailto:` addresses, through the
+//! outbound queue.
+//!
+//! ```text
+//!  relay ──record(policy, outcome)──► TlsReporter (in memory)
+//!  every interval ──take()──► per domain: _smtp._tls TXT ──► message ──► queue ──► rua
+//! ```
+//!
+//! Counts live in memory (within [`scop_mta::tlsrpt::MAX_DOMAINS`]
+//! domains): a restart loses those of the running interval, except at a
+//! graceful stop, which sends them. Reports carry `TLS-Required: No`
+//! (RFC 8689 5): they must reach a domain whose TLS is what they report
+//! on as broken (RFC 8460 5.3).
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
+use scop_mta::dane::HostSecurity;
+use scop_mta::mta_sts::Policy as StsPolicy;
+use scop_mta::tlsrpt::{self, Failure, Policy, Rua, Tally};
+
+use crate::dmarc_reports::Outbox;
+use crate::outbound::TlsOutcome;
+
+/// Collects session outcomes between reports.
+pub struct TlsReporter {
+    /// Who reports (our host name): the report's `organization-name` and
+    /// the submitter of its file name and headers.
+    pub submitter: String,
+    /// The report's `contact-info` and the From of its message.
+    pub email: String,
+    /// DKIM signers per domain: reports are signed with those of the
+    /// From domain (RFC 8460 5.3).
+    pub signers: Arc<HashMap<String, Vec<scop_dkim::Signer>>>,
+    /// How often reports go out (RFC 8460 4.1 suggests a day).
+    pub interval: std::time::Duration,
+    state: Mutex<(u64, Tally)>,
+}
+
+impl std::fmt::Debug for TlsReporter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TlsReporter")
+            .field("submitter", &self.submitter)
+            .finish()
+    }
+}
+
+/// The policy a session to a host of `domain` was held to, as a report
+/// names it: DANE's TLSA records, else an MTA-STS policy when one was
+/// found (`enforce` or `testing`), else none.
+pub fn policy_of(
+    domain: &str,
+    host: &str,
+    security: &HostSecurity,
+    sts: Option<&StsPolicy>,
+) -> Policy {
+    match (security, sts) {
+        (HostSecurity::Authenticated(records), _) => Policy::tlsa(domain, host, records),
+        (HostSecurity::Encrypted, _) => Policy::tlsa(domain, host, &[]),
+        (_, Some(p)) if p.mode != scop_mta::mta_sts::Mode::None => Policy::sts(domain, p),
+        _ => Policy::none(domain),
+    }
+}
+
+impl TlsReporter {
+    /// A reporter sending every `interval`, the first starting at `now`.
+    pub fn new(
+        submitter: &str,
+        email: &str,
+        signers: Arc<HashMap<String, Vec<scop_dkim::Signer>>>,
+        interval: std::time::Duration,
+        now: u64,
+    ) -> Self {
+        TlsReporter {
+            submitter: submitter.to_string(),
+            email: email.to_string(),
+            signers,
+            interval,
+            state: Mutex::new((now, Tally::default())),
+        }
+    }
+
+    /// Counts one session to `mx` at `ip` (from `source`, when bound)
+    /// under `policy`. A session that went on in cleartext where TLS was
+    /// only offered counts as a failure only when a policy asked for TLS.
+    pub fn record(
+        &self,
+        policy: &Policy,
+        outcome: &TlsOutcome,
+        mx: &str,
+        ip: IpAddr,
+        source: Option<IpAddr>,
+    ) {
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        let failure = |result, detail: &str| Failure {
+            result,
+            sending_ip: source,
+            receiving_mx: Some(mx.to_ascii_lowercase()),
+            receiving_ip: Some(ip),
+            detail: Some(detail.to_string()),
+        };
+        match outcome {
+            TlsOutcome::Established => state.1.success(policy),
+            TlsOutcome::Cleartext => {
+                let f = failure(
+                    tlsrpt::ResultType::StarttlsNotSupported,
+                    "STARTTLS not offered",
+                );
+                state.1.failure(policy, f)
+            }
+            TlsOutcome::Failed(result, detail) => state.1.failure(policy, failure(*result, detail)),
+        }
+    }
+
+    /// The interval's reports, one per domain, and the interval (start,
+    /// end); the next interval starts at `now`.
+    pub fn take(&self, now: u64) -> (u64, u64, Vec<tlsrpt::DomainReport>) {
+        let Ok(mut state) = self.state.lock() else {
+            return (now, now, Vec::new());
+        };
+        let since = std::mem::replace(&mut state.0, now);
+        (since, now, state.1.take())
+    }
+
+    /// The report on `report` as a message to `to`, DKIM-signed when we
+    /// hold keys of the From domain.
+    pub fn message(
+        &self,
+        report: &tlsrpt::DomainReport,
+        interval: (u64, u64),
+        report_id: &str,
+        to: &str,
+        now: u64,
+    ) -> Vec<u8> {
+        let meta = tlsrpt::ReportMeta {
+            organization: &self.submitter,
+            contact: &self.email,
+            report_id,
+            start: interval.0,
+            end: interval.1,
+        };
+        let message_id = format!("tlsrpt.{report_id}@{}", self.submitter);
+        let unsigned = tlsrpt::message(
+            &tlsrpt::MessageMeta {
+                from: &self.email,
+                to,
+                submitter: &self.submitter,
+                date: now,
+                message_id: &message_id,
+            },
+            &meta,
+            report,
+        );
+        // RFC 8689 5: deliver even where TLS fails (what the report is
+        // about); the header goes before the signature covers the rest.
+        let mut message = b"TLS-Required: No\r\n".to_vec();
+        message.extend_from_slice(&unsigned);
+        crate::dmarc_reports::signed(&self.signers, &self.email, message, now)
+    }
+}
+
+/// Sends the reports of `reporter` every its interval until `stop` (and
+/// once more at stop, so that a graceful restart loses nothing): each
+/// domain's report goes to the `mailto:` addresses of its `_smtp._tls`
+/// record, from the null sender; domains without a record get none.
+pub async fn send_loop(
+    reporter: Arc<TlsReporter>,
+    dns: crate::mxlookup::Dns,
+    outbox: Outbox,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let interval = reporter.interval;
+    let mut next = tokio::time::Instant::now() + interval;
+    loop {
+        let stopping = tokio::select! {
+            _ = tokio::time::sleep_until(next) => false,
+            _ = stop.changed() => true,
+        };
+        next = tokio::time::Instant::now() + interval;
+        let now = crate::now();
+        let (start, end, reports) = reporter.take(now as u64);
+        for report in reports {
+            send(&reporter, &dns, &outbox, &report, (start, end), now).await;
+        }
+        if stopping || *stop.borrow() {
+            return;
+        }
+    }
+}
+
+/// The `mailto:` addresses of `domain`'s TLSRPT record; none when it has
+/// no valid one.
+async fn rua(dns: &crate::mxlookup::Dns, domain: &str) -> Vec<String> {
+    let txts = match dns.txt(&format!("_smtp._tls.{domain}")).await {
+        crate::mxlookup::Answer::Records(v) => v,
+        _ => return Vec::new(),
+    };
+    let txts: Vec<String> = txts
+        .iter()
+        .map(|t| String::from_utf8_lossy(t).into_owned())
+        .collect();
+    let refs: Vec<&str> = txts.iter().map(String::as_str).collect();
+    match tlsrpt::record(&refs) {
+        Ok(r) => r
+            .rua
+            .into_iter()
+            .filter_map(|u| match u {
+                Rua::Mailto(a) => Some(a),
+                Rua::Https(url) => {
+                    tracing::info!(%domain, %url, "TLS report: https destinations are not supported; skipped");
+                    None
+                }
+            })
+            .collect(),
+        Err(e) => {
+            tracing::debug!(%domain, error = %e, "no TLS report destination");
+            Vec::new()
+        }
+    }
+}
+
+async fn send(
+    reporter: &TlsReporter,
+    dns: &crate::mxlookup::Dns,
+    outbox: &Outbox,
+    report: &tlsrpt::DomainReport,
+    interval: (u64, u64),
+    now: i64,
+) {
+    let domain = &report.domain;
+    let addresses = rua(dns, domain).await;
+    if addresses.is_empty() {
+        return;
+    }
+    let report_id = format!("{}.{}", crate::queue_id(), reporter.submitter);
+    for address in addresses {
+        let body = reporter.message(report, interval, &report_id, &address, now as u64);
+        match outbox.send(&address, body, now).await {
+            Ok(id) => tracing::info!(%domain, %address, %id, "TLS report queued"),
+            Err(e) => {
+                tracing::error!(%domain, %address, error = %e, "could not queue a TLS report")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use scop_mta::dane::Tlsa;
+    use scop_mta::tlsrpt::{PolicyType, ResultType};
+
+    fn sts(mode: &str) -> StsPolicy {
+        let text =
+            format!("version: STSv1\r\nmode: {mode}\r\nmx: *.example.net\r\nmax_age: 86400\r\n");
+        StsPolicy::parse(text.as_bytes()).unwrap()
+    }
+
+    #[test]
+    fn a_session_is_reported_under_the_policy_that_applied_to_it() {
+        let tlsa = Tlsa {
+            usage: 3,
+            selector: 1,
+            matching: 1,
+            data: vec![0xab; 32],
+        };
+        let dane = policy_of(
+            "Example.NET.",
+            "mx.example.net",
+            &HostSecurity::Authenticated(vec![tlsa.clone()]),
+            Some(&sts("enforce")),
+        );
+        assert_eq!(dane.kind, PolicyType::Tlsa, "DANE takes precedence");
+        assert_eq!(dane.domain, "example.net");
+        assert_eq!(dane.strings, vec![tlsa.to_text()]);
+        assert_eq!(dane.mx_host, vec!["mx.example.net".to_string()]);
+        let unusable = policy_of(
+            "example.net",
+            "mx.example.net",
+            &HostSecurity::Encrypted,
+            None,
+        );
+        assert_eq!(
+            (unusable.kind, unusable.strings.len()),
+            (PolicyType::Tlsa, 0)
+        );
+        for (security, mode) in [
+            (HostSecurity::Pkix, "enforce"),
+            (HostSecurity::Opportunistic, "testing"),
+        ] {
+            let p = policy_of("example.net", "mx.example.net", &security, Some(&sts(mode)));
+            assert_eq!(p.kind, PolicyType::Sts, "{mode}");
+            assert!(
+                p.strings.contains(&format!("mode: {mode}")),
+                "{:?}",
+                p.strings
+            );
+            assert_eq!(p.mx_host, vec!["*.example.net".to_string()]);
+        }
+        for sts in [Some(sts("none")), None] {
+            let p = policy_of(
+                "example.net",
+                "mx.example.net",
+                &HostSecurity::Opportunistic,
+                sts.as_ref(),
+            );
+            assert_eq!(p.kind, PolicyType::NoPolicyFound);
+        }
+    }
+
+    #[test]
+    fn outcomes_become_counts_and_the_interval_restarts() {
+        let r = TlsReporter::new(
+            "relay.a.test",
+            "tlsrpt@a.test",
+            Arc::default(),
+            std::time::Duration::from_secs(60),
+            1000,
+        );
+        let policy = Policy::none("example.net");
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let source: IpAddr = "198.51.100.1".parse().unwrap();
+        r.record(
+            &policy,
+            &TlsOutcome::Established,
+            "MX.example.net",
+            ip,
+            None,
+        );
+        r.record(
+            &policy,
+            &TlsOutcome::Established,
+            "mx.example.net",
+            ip,
+            None,
+        );
+        r.record(
+            &policy,
+            &TlsOutcome::Cleartext,
+            "mx.example.net",
+            ip,
+            Some(source),
+        );
+        let expired = TlsOutcome::Failed(ResultType::CertificateExpired, "expired".into());
+        r.record(&policy, &expired, "MX.example.net", ip, Some(source));
+        r.record(&policy, &expired, "mx.example.net", ip, Some(source));
+        let (start, end, reports) = r.take(2000);
+        assert_eq!((start, end), (1000, 2000));
+        assert_eq!(reports.len(), 1);
+        let p = &reports[0].policies[0];
+        assert_eq!((p.successes, p.failures), (2, 3));
+        let rows: Vec<_> = p
+            .details
+            .iter()
+            .map(|(f, n)| {
+                let f = (
+                    f.result,
+                    f.receiving_mx.as_deref(),
+                    f.receiving_ip,
+                    f.sending_ip,
+                );
+                (f, *n)
+            })
+            .collect();
+        let mx = Some("mx.example.net");
+        for (result, n) in [
+            (ResultType::StarttlsNotSupported, 1),
+            (ResultType::CertificateExpired, 2),
+        ] {
+            let row = ((result, mx, Some(ip), Some(source)), n);
+            assert!(rows.contains(&row), "{rows:?}");
+        }
+        let (start, _, reports) = r.take(3000);
+        assert_eq!(start, 2000);
+        assert!(reports.is_empty());
+    }
+
+    #[test]
+    fn a_report_message_asks_for_no_tls_policy_and_is_signed() {
+        use scop_dkim::{KeyKind, Signer, SigningKey};
+        let signer = Signer::new(
+            SigningKey::generate(KeyKind::Ed25519).unwrap(),
+            "a.test",
+            "rpt",
+        )
+        .unwrap();
+        let signers = HashMap::from([("a.test".to_string(), vec![signer])]);
+        let r = TlsReporter::new(
+            "relay.a.test",
+            "tlsrpt@a.test",
+            Arc::new(signers),
+            std::time::Duration::from_secs(60),
+            1000,
+        );
+        let policy = Policy::none("example.net");
+        r.record(
+            &policy,
+            &TlsOutcome::Established,
+            "mx.example.net",
+            "192.0.2.7".parse().unwrap(),
+            None,
+        );
+        let (start, end, reports) = r.take(2000);
+        let m = r.message(&reports[0], (start, end), "id1", "rua@example.net", 2000);
+        let text = String::from_utf8_lossy(&m);
+        assert!(text.starts_with("DKIM-Signature:"), "{text}");
+        let headers = &text[..text.find("\r\n\r\n").unwrap()];
+        assert!(headers.contains("\r\nTLS-Required: No\r\n"), "{headers}");
+        assert!(
+            headers.contains("TLS-Report-Domain: example.net"),
+            "{headers}"
+        );
+        // Without a key of the From domain: unsigned.
+        let r = TlsReporter::new(
+            "relay.a.test",
+            "tlsrpt@b.test",
+            Arc::default(),
+            std::time::Duration::from_secs(60),
+            1000,
+        );
+        let m = r.message(&reports[0], (start, end), "id1", "rua@example.net", 2000);
+        assert!(m.starts_with(b"TLS-Required: No\r\n"));
+    }
+}
