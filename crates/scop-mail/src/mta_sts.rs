@@ -72,6 +72,12 @@ impl Sts {
         self.smtp.clone()
     }
 
+    /// The TLS configuration for HTTPS to hosts named in DNS (PKIX, the
+    /// same trust store), e.g. TLS report uploads (RFC 8460 5.4).
+    pub fn https_client(&self) -> Arc<rustls::ClientConfig> {
+        self.https.clone()
+    }
+
     /// The policy in force for `domain` at `now` (unix seconds), if any.
     pub async fn policy(&self, dns: &Dns, domain: &str, now: i64) -> Option<Policy> {
         let txt = match dns.txt(&format!("_mta-sts.{domain}")).await {

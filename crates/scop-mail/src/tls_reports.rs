@@ -4,7 +4,9 @@
 //! the end of each reporting interval every domain that publishes a
 //! `_smtp._tls` TXT record gets one JSON report (gzip'd,
 //! [`scop_mta::tlsrpt`]) at each of its `mailto:` addresses, through the
-//! outbound queue.
+//! outbound queue, and POSTed to each of its `https:` URLs (RFC 8460
+//! 5.4; the server's certificate checked against the trust store, no
+//! redirect followed, [`POST_TIMEOUT`] at most).
 //!
 //! ```text
 //!  relay ──record(policy, outcome)──► TlsReporter (in memory)
@@ -40,6 +42,9 @@ pub struct TlsReporter {
     pub signers: Arc<HashMap<String, Vec<scop_dkim::Signer>>>,
     /// How often reports go out (RFC 8460 4.1 suggests a day).
     pub interval: std::time::Duration,
+    /// The TLS configuration for `https:` destinations (PKIX); none:
+    /// those are skipped.
+    pub https: Option<Arc<rustls::ClientConfig>>,
     state: Mutex<(u64, Tally)>,
 }
 
@@ -82,6 +87,7 @@ impl TlsReporter {
             email: email.to_string(),
             signers,
             interval,
+            https: None,
             state: Mutex::new((now, Tally::default())),
         }
     }
@@ -169,8 +175,9 @@ impl TlsReporter {
 
 /// Sends the reports of `reporter` every its interval until `stop` (and
 /// once more at stop, so that a graceful restart loses nothing): each
-/// domain's report goes to the `mailto:` addresses of its `_smtp._tls`
-/// record, from the null sender; domains without a record get none.
+/// domain's report goes to the destinations of its `_smtp._tls` record
+/// (mail from the null sender, or an HTTPS POST); domains without a
+/// record get none.
 pub async fn send_loop(
     reporter: Arc<TlsReporter>,
     dns: crate::mxlookup::Dns,
@@ -196,9 +203,12 @@ pub async fn send_loop(
     }
 }
 
-/// The `mailto:` addresses of `domain`'s TLSRPT record; none when it has
-/// no valid one.
-async fn rua(dns: &crate::mxlookup::Dns, domain: &str) -> Vec<String> {
+/// How long an upload to an `https:` destination may take, at most.
+pub const POST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// The destinations of `domain`'s TLSRPT record; none when it has no
+/// valid one.
+async fn rua(dns: &crate::mxlookup::Dns, domain: &str) -> Vec<Rua> {
     let txts = match dns.txt(&format!("_smtp._tls.{domain}")).await {
         crate::mxlookup::Answer::Records(v) => v,
         _ => return Vec::new(),
@@ -209,17 +219,7 @@ async fn rua(dns: &crate::mxlookup::Dns, domain: &str) -> Vec<String> {
         .collect();
     let refs: Vec<&str> = txts.iter().map(String::as_str).collect();
     match tlsrpt::record(&refs) {
-        Ok(r) => r
-            .rua
-            .into_iter()
-            .filter_map(|u| match u {
-                Rua::Mailto(a) => Some(a),
-                Rua::Https(url) => {
-                    tracing::info!(%domain, %url, "TLS report: https destinations are not supported; skipped");
-                    None
-                }
-            })
-            .collect(),
+        Ok(r) => r.rua,
         Err(e) => {
             tracing::debug!(%domain, error = %e, "no TLS report destination");
             Vec::new()
@@ -236,20 +236,94 @@ async fn send(
     now: i64,
 ) {
     let domain = &report.domain;
-    let addresses = rua(dns, domain).await;
-    if addresses.is_empty() {
+    let destinations = rua(dns, domain).await;
+    if destinations.is_empty() {
         return;
     }
     let report_id = format!("{}.{}", crate::queue_id(), reporter.submitter);
-    for address in addresses {
-        let body = reporter.message(report, interval, &report_id, &address, now as u64);
-        match outbox.send(&address, body, now).await {
-            Ok(id) => tracing::info!(%domain, %address, %id, "TLS report queued"),
-            Err(e) => {
-                tracing::error!(%domain, %address, error = %e, "could not queue a TLS report")
+    for destination in destinations {
+        match destination {
+            Rua::Mailto(address) => {
+                let body = reporter.message(report, interval, &report_id, &address, now as u64);
+                match outbox.send(&address, body, now).await {
+                    Ok(id) => tracing::info!(%domain, %address, %id, "TLS report queued"),
+                    Err(e) => {
+                        tracing::error!(%domain, %address, error = %e, "could not queue a TLS report")
+                    }
+                }
+            }
+            Rua::Https(url) => {
+                let Some(https) = &reporter.https else {
+                    tracing::info!(%domain, %url, "TLS report: no HTTPS trust store (MTA-STS off); not sent");
+                    continue;
+                };
+                let meta = tlsrpt::ReportMeta {
+                    organization: &reporter.submitter,
+                    contact: &reporter.email,
+                    report_id: &report_id,
+                    start: interval.0,
+                    end: interval.1,
+                };
+                let body = tlsrpt::gzip(tlsrpt::to_json(&meta, report).as_bytes());
+                match tokio::time::timeout(POST_TIMEOUT, post(https, dns, &url, &body)).await {
+                    Ok(Ok(())) => tracing::info!(%domain, %url, "TLS report uploaded"),
+                    Ok(Err(e)) => {
+                        tracing::warn!(%domain, %url, error = %e, "TLS report upload failed")
+                    }
+                    Err(_) => tracing::warn!(%domain, %url, "TLS report upload timed out"),
+                }
             }
         }
     }
+}
+
+/// POSTs `body` to `url` (RFC 8460 5.4): taken on a 2xx answer.
+async fn post(
+    https: &Arc<rustls::ClientConfig>,
+    dns: &crate::mxlookup::Dns,
+    url: &str,
+    body: &[u8],
+) -> Result<(), String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (host, port, request) = tlsrpt::https_request(url, body).map_err(|e| e.to_string())?;
+    let addrs = match host.parse::<IpAddr>() {
+        Ok(ip) => vec![ip],
+        Err(_) => dns.addresses(&host).await?,
+    };
+    let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
+    let mut last = format!("{host} has no address");
+    for ip in addrs {
+        let attempt = async {
+            let tcp = tokio::net::TcpStream::connect((ip, port))
+                .await
+                .map_err(|e| e.to_string())?;
+            let mut tls = tokio_rustls::TlsConnector::from(https.clone())
+                .connect(name.clone(), tcp)
+                .await
+                .map_err(|e| format!("TLS: {e}"))?;
+            tls.write_all(&request).await.map_err(|e| e.to_string())?;
+            let mut head = Vec::new();
+            let mut chunk = [0; 4096];
+            loop {
+                let n = tls.read(&mut chunk).await.unwrap_or(0);
+                head.extend_from_slice(&chunk[..n]);
+                match tlsrpt::https_accepted(&head) {
+                    Some(true) => return Ok(()),
+                    Some(false) => {
+                        let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
+                        return Err(format!("refused: {}", String::from_utf8_lossy(line)));
+                    }
+                    None if n == 0 => return Err("response cut short".to_string()),
+                    None => {}
+                }
+            }
+        };
+        match attempt.await {
+            Ok(()) => return Ok(()),
+            Err(e) => last = format!("{ip}: {e}"),
+        }
+    }
+    Err(last)
 }
 
 #[cfg(test)]

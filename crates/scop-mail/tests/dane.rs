@@ -202,7 +202,7 @@ async fn the_relay_authenticates_mx_hosts_with_validated_tlsa_records() {
         over_mesh.tlsa("none.b.test", port).await,
         Lookup::Denied { secure: true }
     );
-    let a = sender_with(over_mesh, port, None, Some(reporter(2, None))).await;
+    let a = sender_with(over_mesh, port, None, Some(reporter(2, None, None))).await;
     for rcpt in [
         "bob@b.test",
         "carol@bad.b.test",
@@ -279,19 +279,25 @@ async fn the_relay_authenticates_mx_hosts_with_validated_tlsa_records() {
 }
 
 /// A TLS reporter for the sender a.test, sending every `secs` seconds,
-/// signing with `signer` (for a.test) when given.
-fn reporter(secs: u64, signer: Option<scop_dkim::Signer>) -> Arc<TlsReporter> {
+/// signing with `signer` (for a.test) when given, uploading with `https`.
+fn reporter(
+    secs: u64,
+    signer: Option<scop_dkim::Signer>,
+    https: Option<Arc<rustls::ClientConfig>>,
+) -> Arc<TlsReporter> {
     let signers: HashMap<String, Vec<scop_dkim::Signer>> = signer
         .map(|s| ("a.test".to_string(), vec![s]))
         .into_iter()
         .collect();
-    Arc::new(TlsReporter::new(
+    let mut r = TlsReporter::new(
         "relay.a.test",
         "tlsrpt-noreply@a.test",
         Arc::new(signers),
         Duration::from_secs(secs),
         now(),
-    ))
+    );
+    r.https = https;
+    Arc::new(r)
 }
 
 /// Waits (60 s at most) until the TLS reports in alice's mailbox cover
@@ -546,11 +552,19 @@ async fn the_relay_authenticates_postfix_by_a_dane_ta_record() {
 /// An HTTPS server for MTA-STS policies on loopback: answers a GET with
 /// the policy of its Host header (404 for an unknown host); its port and
 /// the number of requests per host.
+/// Requests a [`policy_server`] took: policy fetches per host, and the
+/// bodies POSTed (TLS reports) with their request head.
+#[derive(Default)]
+struct Served {
+    fetches: HashMap<String, usize>,
+    posts: Vec<(String, Vec<u8>)>,
+}
+
 async fn policy_server(
     cert: &str,
     key: &str,
     policies: &[(&str, &str)],
-) -> (u16, Arc<Mutex<HashMap<String, usize>>>) {
+) -> (u16, Arc<Mutex<Served>>) {
     let config = scop_mail::tls::server_config(cert.as_bytes(), key.as_bytes()).unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -559,8 +573,8 @@ async fn policy_server(
         .iter()
         .map(|(h, p)| (h.to_string(), p.to_string()))
         .collect();
-    let counts = Arc::new(Mutex::new(HashMap::new()));
-    let seen = counts.clone();
+    let served = Arc::new(Mutex::new(Served::default()));
+    let seen = served.clone();
     tokio::spawn(async move {
         loop {
             let Ok((tcp, _)) = listener.accept().await else {
@@ -581,7 +595,27 @@ async fn policy_server(
                         Ok(n) => request.extend_from_slice(&buf[..n]),
                     }
                 }
+                let end = request.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+                let mut body = request.split_off(end);
                 let request = String::from_utf8_lossy(&request).to_string();
+                if request.starts_with("POST ") {
+                    let length: usize = request
+                        .lines()
+                        .find_map(|l| l.strip_prefix("Content-Length: "))
+                        .and_then(|n| n.parse().ok())
+                        .unwrap_or(0);
+                    while body.len() < length {
+                        match tls.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => body.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    seen.lock().unwrap().posts.push((request, body));
+                    let accepted = "HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n";
+                    tls.write_all(accepted.as_bytes()).await.ok();
+                    tls.shutdown().await.ok();
+                    return;
+                }
                 assert!(
                     request.starts_with("GET /.well-known/mta-sts.txt HTTP/1.1\r\n"),
                     "{request}"
@@ -591,7 +625,12 @@ async fn policy_server(
                     .find_map(|l| l.strip_prefix("Host: "))
                     .unwrap_or_default()
                     .to_string();
-                *seen.lock().unwrap().entry(host.clone()).or_insert(0) += 1;
+                *seen
+                    .lock()
+                    .unwrap()
+                    .fetches
+                    .entry(host.clone())
+                    .or_insert(0) += 1;
                 let response = match policies.get(&host) {
                     Some(p) => format!(
                         "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{p}",
@@ -604,7 +643,7 @@ async fn policy_server(
             });
         }
     });
-    (port, counts)
+    (port, served)
 }
 
 /// MTA-STS (RFC 8461) against Postfix 3.7, whose certificate for
@@ -621,6 +660,7 @@ async fn the_relay_applies_mta_sts_policies() {
             "mta-sts.w.s.test",
             "mta-sts.v.s.test",
             "mta-sts.t.s.test",
+            "rpt.s.test",
         ],
     ]);
     let ((mx_cert, mx_key), (web_cert, web_key)) = (&certs[0], &certs[1]);
@@ -634,7 +674,7 @@ async fn the_relay_applies_mta_sts_policies() {
         policy("enforce", "*.v.s.test"),
         policy("testing", "mx.elsewhere.test"),
     );
-    let (https, fetches) = policy_server(
+    let (https, served) = policy_server(
         web_cert,
         web_key,
         &[
@@ -663,9 +703,13 @@ async fn the_relay_applies_mta_sts_policies() {
         ));
     }
     // TLS reports (RFC 8460) to alice, of the sending domain, for all
-    // but w.s.test, where no session is made.
+    // but w.s.test, where no session is made, and t.s.test, whose reports
+    // are uploaded to the policy server.
     zone.push_str("_smtp._tls TXT \"v=TLSRPTv1; rua=mailto:alice@a.test\"\n");
-    for sub in ["v", "t", "n"] {
+    zone.push_str(&format!(
+        "_smtp._tls.t TXT \"v=TLSRPTv1; rua=https://rpt.s.test:{https}/v1/tlsrpt\"\nrpt A 127.0.0.1\n"
+    ));
+    for sub in ["v", "n"] {
         zone.push_str(&format!(
             "_smtp._tls.{sub} TXT \"v=TLSRPTv1; rua=mailto:alice@a.test\"\n"
         ));
@@ -685,7 +729,8 @@ async fn the_relay_applies_mta_sts_policies() {
     )
     .unwrap();
     let key_record = format!("{}; s=tlsrpt", signer.key().dns_txt().unwrap());
-    let a = sender_with(dns, port, Some(sts), Some(reporter(2, Some(signer)))).await;
+    let reports = reporter(2, Some(signer), Some(sts.https_client()));
+    let a = sender_with(dns, port, Some(sts), Some(reports)).await;
 
     send(&a, "dan@s.test").await;
     let log = postfix_got(&pf, "dan@s.test").await;
@@ -712,7 +757,10 @@ async fn the_relay_applies_mta_sts_policies() {
     // The policy is fetched once, and kept.
     send(&a, "dora@s.test").await;
     postfix_got(&pf, "dora@s.test").await;
-    assert_eq!(fetches.lock().unwrap().get("mta-sts.s.test"), Some(&1));
+    assert_eq!(
+        served.lock().unwrap().fetches.get("mta-sts.s.test"),
+        Some(&1)
+    );
     let kept = std::fs::read_to_string(cache.join("s.test")).unwrap();
     let kept = scop_mta::mta_sts::Cached::parse(&kept).unwrap();
     assert_eq!(
@@ -739,12 +787,40 @@ async fn the_relay_applies_mta_sts_policies() {
                 "0",
                 "1+ certificate-host-mismatch mx.v.s.test",
             ),
-            ("t.s.test", "sts", "1", "0"),
             ("n.s.test", "no-policy-found", "1", "0"),
         ],
-        &["w.s.test"],
+        &["w.s.test", "t.s.test"],
     )
     .await;
+    // t.s.test's report came by HTTPS POST (RFC 8460 5.4), gzip'd JSON
+    // as Python's gzip and json modules read it.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let (head, body) = loop {
+        if let Some(p) = served.lock().unwrap().posts.first() {
+            break p.clone();
+        }
+        assert!(Instant::now() < deadline, "no report uploaded");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(head.starts_with("POST /v1/tlsrpt HTTP/1.1\r\n"), "{head}");
+    assert!(
+        head.contains("\r\nContent-Type: application/tlsrpt+gzip\r\n"),
+        "{head}"
+    );
+    let file = common::file_with(&a.dir, "uploaded.json.gz", &body);
+    let mut cmd = std::process::Command::new(scop_testkit::python());
+    cmd.arg("-c")
+        .arg(
+            "import gzip, json, sys\n\
+             r = json.loads(gzip.decompress(open(sys.argv[1], 'rb').read()))\n\
+             p = r['policies'][0]\n\
+             print(p['policy']['policy-domain'], p['policy']['policy-type'], \
+             p['summary']['total-successful-session-count'], r['organization-name'])",
+        )
+        .arg(&file);
+    let (ok, out) = common::run(cmd).await;
+    assert!(ok, "{out}");
+    assert_eq!(out.trim(), "t.s.test sts 1 relay.a.test");
     tokio::task::spawn_blocking(move || pf.stop())
         .await
         .unwrap();

@@ -134,8 +134,8 @@ pub struct ServeArgs {
     #[arg(long, default_value = "1d", value_name = "DURATION", value_parser = parse_duration_secs)]
     pub(crate) dmarc_reports: i64,
     /// Send SMTP TLS reports (RFC 8460) this often to the domains the
-    /// relay delivered to that publish a `_smtp._tls` record (mailto:
-    /// addresses), counting the TLS sessions to their MX hosts under
+    /// relay delivered to that publish a `_smtp._tls` record (by mail, or
+    /// HTTPS unless --no-mta-sts), counting the TLS sessions to their MX hosts under
     /// DANE, MTA-STS or no policy; e.g. 1d, 6h; 0 sends none. Needs the
     /// resolver and a --dkim key: reports come from tlsrpt-noreply@ the
     /// first --dkim domain, signed with its key. Counts are kept in memory
@@ -567,15 +567,15 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
         && a.tls_reports > 0
         && let Some(from_domain) = dkim.keys().min().cloned()
     {
-        routes.tls_reports = Some(std::sync::Arc::new(
-            scop_mail::tls_reports::TlsReporter::new(
-                &hostname,
-                &format!("tlsrpt-noreply@{from_domain}"),
-                dkim.clone(),
-                Duration::from_secs(a.tls_reports as u64),
-                crate::cmd_dns::now(),
-            ),
-        ));
+        let mut reporter = scop_mail::tls_reports::TlsReporter::new(
+            &hostname,
+            &format!("tlsrpt-noreply@{from_domain}"),
+            dkim.clone(),
+            Duration::from_secs(a.tls_reports as u64),
+            crate::cmd_dns::now(),
+        );
+        reporter.https = routes.sts.as_ref().map(|s| s.https_client());
+        routes.tls_reports = Some(std::sync::Arc::new(reporter));
     }
     let domains: Vec<String> = dkim.keys().cloned().collect();
     let verifier = verifier(&a, dns, &dkim, &domains)?;
