@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 use scop_mta::mta_sts::{self, Cached, Next, Policy, Response};
+use scop_mta::tlsrpt::ResultType;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::mxlookup::{Answer, Dns};
@@ -33,6 +34,8 @@ pub struct Sts {
     https: Arc<rustls::ClientConfig>,
     /// TLS for MX hosts an enforced policy names.
     smtp: Arc<rustls::ClientConfig>,
+    /// The trust store.
+    roots: Arc<rustls::RootCertStore>,
     /// Port of the policy servers (443).
     port: u16,
     /// One file per domain, or none (memory only).
@@ -59,6 +62,7 @@ impl Sts {
         Sts {
             https: client(vec![b"http/1.1".to_vec()]),
             smtp: client(Vec::new()),
+            roots,
             port,
             cache_dir,
             cache: Mutex::new(kept),
@@ -72,6 +76,13 @@ impl Sts {
         self.smtp.clone()
     }
 
+    /// A TLS configuration for one session to an MX host a `testing`
+    /// policy names: the certificate checked as [`Sts::smtp_client`]
+    /// does, a failure only noted (see [`crate::tls::observing_client`]).
+    pub fn observing_client(&self) -> (Arc<rustls::ClientConfig>, crate::tls::Verdict) {
+        crate::tls::observing_client(self.roots.clone())
+    }
+
     /// The TLS configuration for HTTPS to hosts named in DNS (PKIX, the
     /// same trust store), e.g. TLS report uploads (RFC 8460 5.4).
     pub fn https_client(&self) -> Arc<rustls::ClientConfig> {
@@ -80,6 +91,17 @@ impl Sts {
 
     /// The policy in force for `domain` at `now` (unix seconds), if any.
     pub async fn policy(&self, dns: &Dns, domain: &str, now: i64) -> Option<Policy> {
+        self.policy_checked(dns, domain, now).await.0
+    }
+
+    /// [`Sts::policy`], and, when `domain` announces a policy but none
+    /// could be had, why (as a TLS report names it, RFC 8460 4.3.2.2).
+    pub async fn policy_checked(
+        &self,
+        dns: &Dns,
+        domain: &str,
+        now: i64,
+    ) -> (Option<Policy>, Option<(ResultType, String)>) {
         let txt = match dns.txt(&format!("_mta-sts.{domain}")).await {
             Answer::Records(strings) => {
                 let strings: Vec<&[u8]> = strings.iter().map(Vec::as_slice).collect();
@@ -91,12 +113,12 @@ impl Sts {
         let cached = lock(&self.cache).get(domain).cloned();
         let record = txt.as_ref().map(Option::as_ref).map_err(|_| ());
         match mta_sts::next(record, cached.as_ref(), now) {
-            Next::UseCached => cached.map(|c| c.policy),
-            Next::NoPolicy => None,
+            Next::UseCached => (cached.map(|c| c.policy), None),
+            Next::NoPolicy => (None, None),
             Next::Fetch => {
                 let id = match &txt {
                     Ok(Some(record)) => record.id.clone(),
-                    _ => return None,
+                    _ => return (None, None),
                 };
                 match self.fetch(dns, domain).await {
                     Ok(policy) => {
@@ -107,11 +129,14 @@ impl Sts {
                             policy,
                         };
                         self.keep(domain, &fresh);
-                        Some(fresh.policy)
+                        (Some(fresh.policy), None)
                     }
-                    Err(e) => {
+                    Err((kind, e)) => {
                         tracing::warn!(%domain, error = %e, "MTA-STS: policy fetch failed");
-                        mta_sts::after_failed_fetch(cached.as_ref(), now).map(|c| c.policy.clone())
+                        match mta_sts::after_failed_fetch(cached.as_ref(), now) {
+                            Some(c) => (Some(c.policy.clone()), None),
+                            None => (None, Some((kind, e))),
+                        }
                     }
                 }
             }
@@ -134,18 +159,29 @@ impl Sts {
             .map(|d| d.join(domain))
     }
 
-    /// Fetches and parses the policy of `domain` over HTTPS.
-    async fn fetch(&self, dns: &Dns, domain: &str) -> Result<Policy, String> {
+    /// Fetches and parses the policy of `domain` over HTTPS; what went
+    /// wrong, as a TLS report names it (RFC 8460 4.3.2.2), and why.
+    async fn fetch(&self, dns: &Dns, domain: &str) -> Result<Policy, (ResultType, String)> {
         let host = mta_sts::policy_host(domain);
-        let addrs = dns.addresses(&host).await?;
-        let mut last = format!("{host} has no address");
+        let fetch_error = |e: String| (ResultType::StsPolicyFetchError, e);
+        let addrs = dns.addresses(&host).await.map_err(fetch_error)?;
+        let mut last = fetch_error(format!("{host} has no address"));
         for ip in addrs {
+            let at = format!("https://{host}:{} ({ip})", self.port);
             match tokio::time::timeout(FETCH_TIMEOUT, self.fetch_from(ip, &host, domain)).await {
                 Ok(Ok(body)) => {
-                    return Policy::parse(&body).map_err(|e| format!("policy of {domain}: {e}"));
+                    return Policy::parse(&body).map_err(|e| {
+                        (
+                            ResultType::StsPolicyInvalid,
+                            format!("policy of {domain}: {e}"),
+                        )
+                    });
                 }
-                Ok(Err(e)) => last = format!("https://{host}:{} ({ip}): {e}", self.port),
-                Err(_) => last = format!("https://{host}:{} ({ip}): timed out", self.port),
+                Ok(Err(Fetch::Tls(e))) => {
+                    last = (ResultType::StsWebpkiInvalid, format!("{at}: TLS: {e}"))
+                }
+                Ok(Err(Fetch::Other(e))) => last = fetch_error(format!("{at}: {e}")),
+                Err(_) => last = fetch_error(format!("{at}: timed out")),
             }
         }
         Err(last)
@@ -156,18 +192,20 @@ impl Sts {
         ip: std::net::IpAddr,
         host: &str,
         domain: &str,
-    ) -> Result<Vec<u8>, String> {
+    ) -> Result<Vec<u8>, Fetch> {
+        let other = |e: std::io::Error| Fetch::Other(e.to_string());
         let tcp = tokio::net::TcpStream::connect((ip, self.port))
             .await
-            .map_err(|e| e.to_string())?;
-        let name = ServerName::try_from(host.to_string()).map_err(|e| e.to_string())?;
+            .map_err(other)?;
+        let name =
+            ServerName::try_from(host.to_string()).map_err(|e| Fetch::Other(e.to_string()))?;
         let mut tls = tokio_rustls::TlsConnector::from(self.https.clone())
             .connect(name, tcp)
             .await
-            .map_err(|e| format!("TLS: {e}"))?;
+            .map_err(|e| Fetch::Tls(e.to_string()))?;
         tls.write_all(&mta_sts::request(domain))
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(other)?;
         let mut received = Vec::new();
         let mut chunk = vec![0; 16 << 10];
         loop {
@@ -177,12 +215,22 @@ impl Sts {
             received.extend_from_slice(&chunk[..n]);
             match mta_sts::response(&received, n == 0) {
                 Response::Body(body) => return Ok(body),
-                Response::Failed(e) => return Err(e),
-                Response::Incomplete if n == 0 => return Err("response cut short".into()),
+                Response::Failed(e) => return Err(Fetch::Other(e)),
+                Response::Incomplete if n == 0 => {
+                    return Err(Fetch::Other("response cut short".into()));
+                }
                 Response::Incomplete => {}
             }
         }
     }
+}
+
+/// Why a policy fetch from one address failed.
+enum Fetch {
+    /// The TLS handshake (the certificate, most often).
+    Tls(String),
+    /// Anything else.
+    Other(String),
 }
 
 /// Whether a domain name can be a cache file's name. Domain names from

@@ -72,10 +72,18 @@ pub enum TlsOutcome {
 /// The RFC 8460 result type of a failed handshake; `dane` when the
 /// certificate was checked against TLSA records.
 fn handshake_failure(e: &io::Error, dane: bool) -> ResultType {
+    match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+        Some(e) => certificate_failure(e, dane),
+        None => ResultType::ValidationFailure,
+    }
+}
+
+/// The RFC 8460 result type of a TLS error; `dane` when the certificate
+/// was checked against TLSA records.
+pub fn certificate_failure(e: &rustls::Error, dane: bool) -> ResultType {
     use rustls::CertificateError as C;
-    let cert = match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-        Some(rustls::Error::InvalidCertificate(c)) => c,
-        _ => return ResultType::ValidationFailure,
+    let rustls::Error::InvalidCertificate(cert) = e else {
+        return ResultType::ValidationFailure;
     };
     match cert {
         _ if dane => ResultType::TlsaInvalid,

@@ -29,6 +29,7 @@ use std::time::{Duration, Instant};
 
 use scop_mta::dane::{self, HostSecurity};
 use scop_mta::mta_sts::{Mode, Policy};
+use scop_mta::tlsrpt::ResultType;
 use scop_smtp::{ClientConfig, Envelope, ForwardPath, Host, Mailbox, Reply, ReversePath};
 use scop_store::{DsnParams, NewMessage, PendingRecipient, QueuedMessage};
 use tokio::sync::{Semaphore, watch};
@@ -36,7 +37,7 @@ use tokio::sync::{Semaphore, watch};
 use crate::delivery::{Delivery, RcptOutcome};
 use crate::dsn;
 use crate::now;
-use crate::outbound::{self, Attempt, Timeouts};
+use crate::outbound::{self, Attempt, Timeouts, TlsOutcome};
 
 /// How long a worker owns a message it started on.
 pub const LEASE_SECS: i64 = 15 * 60;
@@ -77,6 +78,24 @@ pub struct Target {
     /// The policy its TLS sessions are reported under (RFC 8460); none
     /// for routes not looked up in DNS.
     pub report: Option<Arc<scop_mta::tlsrpt::Policy>>,
+    /// How reports judge an established session there beyond its own
+    /// TLS checks (nothing is refused for it).
+    pub judged: Judged,
+}
+
+/// How TLS reports (RFC 8460) judge a session that established TLS with
+/// the checks its [`HostSecurity`] asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Judged {
+    /// As it went.
+    #[default]
+    AsIs,
+    /// By the certificate check an `enforce` policy would have made: the
+    /// host is named by a policy in `testing` mode (RFC 8461 5).
+    AsEnforced,
+    /// Failed: the host is not named by a `testing` policy, or the
+    /// domain's announced policy could not be had.
+    Failed(ResultType, String),
 }
 
 impl Target {
@@ -86,6 +105,7 @@ impl Target {
             addr,
             security: HostSecurity::Opportunistic,
             report: None,
+            judged: Judged::AsIs,
         }
     }
 }
@@ -191,17 +211,19 @@ impl Routes {
                         addr: SocketAddr::new(ip, self.port),
                         security: security.clone(),
                         report: None,
+                        judged: Judged::AsIs,
                     }),
             );
         }
-        let mut sts_policy = None;
+        let (mut sts_policy, mut sts_failure) = (None, None);
         if let Some(sts) = &self.sts
             && out
                 .iter()
                 .any(|t| t.security == HostSecurity::Opportunistic)
-            && let Some(policy) = sts.policy(dns, domain, crate::now()).await
         {
-            let policy = sts_policy.insert(policy);
+            (sts_policy, sts_failure) = sts.policy_checked(dns, domain, crate::now()).await;
+        }
+        if let Some(policy) = &sts_policy {
             for h in apply_policy(policy, &mut out) {
                 tracing::info!(%domain, host = %h, mode = %policy.mode, "MTA-STS: MX host not named by the policy");
             }
@@ -214,8 +236,13 @@ impl Routes {
         }
         let mut reported: Vec<Arc<scop_mta::tlsrpt::Policy>> = Vec::new();
         for t in &mut out {
-            let p =
-                crate::tls_reports::policy_of(domain, &t.name, &t.security, sts_policy.as_ref());
+            let p = crate::tls_reports::policy_of(
+                domain,
+                &t.name,
+                &t.security,
+                sts_policy.as_ref(),
+                sts_failure.is_some(),
+            );
             let p = match reported.iter().find(|r| ***r == p) {
                 Some(r) => r.clone(),
                 None => {
@@ -225,6 +252,20 @@ impl Routes {
                 }
             };
             t.report = Some(p);
+            if t.security != HostSecurity::Opportunistic {
+                continue;
+            }
+            t.judged = match (&sts_policy, &sts_failure) {
+                (Some(p), _) if p.mode == Mode::Testing && p.mx_matches(&t.name) => {
+                    Judged::AsEnforced
+                }
+                (Some(p), _) if p.mode == Mode::Testing => Judged::Failed(
+                    ResultType::ValidationFailure,
+                    "MX host not named by the MTA-STS policy".into(),
+                ),
+                (None, Some((kind, why))) => Judged::Failed(*kind, why.clone()),
+                _ => Judged::AsIs,
+            };
         }
         if out.is_empty() {
             Route::Temp(if last.is_empty() {
@@ -812,6 +853,7 @@ impl Relay {
             for t in &mut hosts {
                 t.security = HostSecurity::Opportunistic;
                 t.report = None;
+                t.judged = Judged::AsIs;
             }
         }
         if m.requiretls {
@@ -885,8 +927,11 @@ impl Relay {
             addr,
             security,
             report,
+            judged,
         } in hosts
         {
+            // A `testing` policy's checks, for the report.
+            let mut verdict = None;
             let tls = match &security {
                 // RFC 7672 3.2.2: the MX host name, and the domain it
                 // serves, are the names a DANE-TA chain may be issued for.
@@ -897,7 +942,14 @@ impl Relay {
                     Some(sts) => sts.smtp_client(),
                     None => continue,
                 },
-                _ => self.tls.clone(),
+                _ => match (&self.routes.sts, &judged, &self.routes.tls_reports) {
+                    (Some(sts), Judged::AsEnforced, Some(_)) => {
+                        let (tls, v) = sts.observing_client();
+                        verdict = Some(v);
+                        tls
+                    }
+                    _ => self.tls.clone(),
+                },
             };
             let attempt = outbound::send(
                 addr,
@@ -921,6 +973,21 @@ impl Relay {
                     .copied()
                     .find(|ip| ip.is_ipv4() == addr.is_ipv4());
                 for o in seen.drain(..) {
+                    let o = match (o, &judged) {
+                        (TlsOutcome::Established, Judged::Failed(kind, why)) => {
+                            TlsOutcome::Failed(*kind, why.clone())
+                        }
+                        (TlsOutcome::Established, Judged::AsEnforced) => {
+                            match verdict.as_ref().and_then(|v| v.lock().ok()?.take()) {
+                                Some(e) => TlsOutcome::Failed(
+                                    outbound::certificate_failure(&e, false),
+                                    e.to_string(),
+                                ),
+                                None => TlsOutcome::Established,
+                            }
+                        }
+                        (o, _) => o,
+                    };
                     reporter.record(policy, &o, &name, addr.ip(), source);
                 }
             }
@@ -1093,6 +1160,7 @@ mod tests {
             addr: "192.0.2.1:25".parse().unwrap(),
             security,
             report: None,
+            judged: Judged::AsIs,
         };
         let hosts = vec![
             target("mx1.example.net", HostSecurity::Opportunistic),

@@ -144,6 +144,95 @@ pub fn dane_client(records: Vec<Tlsa>, names: Vec<String>) -> Arc<rustls::Client
     })
 }
 
+/// What [`observing_client`] found wrong with the server's certificate,
+/// if anything (filled during the handshake).
+pub type Verdict = Arc<std::sync::Mutex<Option<rustls::Error>>>;
+
+/// The relay's client configuration for a host that an MTA-STS policy in
+/// `testing` mode names (RFC 8461 5): the certificate is checked against
+/// `roots` for the host name, as in `enforce` mode, but a failed check
+/// only goes into the returned [`Verdict`], for TLS reports; the session
+/// goes on as opportunistic TLS (the handshake signature still checked).
+pub fn observing_client(roots: Arc<rustls::RootCertStore>) -> (Arc<rustls::ClientConfig>, Verdict) {
+    let provider = provider();
+    let verdict = Verdict::default();
+    let verifier: Arc<dyn ServerCertVerifier> =
+        match rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+            .build()
+        {
+            Ok(pkix) => Arc::new(Observing {
+                pkix,
+                verdict: verdict.clone(),
+            }),
+            // No root to check against: nothing to observe.
+            Err(_) => Arc::new(RelayVerifier {
+                provider: provider.clone(),
+                dane: None,
+            }),
+        };
+    let cfg = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("the default provider supports the default versions")
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    (Arc::new(cfg), verdict)
+}
+
+/// See [`observing_client`].
+#[derive(Debug)]
+struct Observing {
+    pkix: Arc<rustls::client::WebPkiServerVerifier>,
+    verdict: Verdict,
+}
+
+impl ServerCertVerifier for Observing {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let checked = self.pkix.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        );
+        if let Err(e) = checked
+            && let Ok(mut v) = self.verdict.lock()
+        {
+            *v = Some(e);
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.pkix.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.pkix.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.pkix.supported_verify_schemes()
+    }
+}
+
 fn client_with(verifier: RelayVerifier) -> Arc<rustls::ClientConfig> {
     let cfg = rustls::ClientConfig::builder_with_provider(verifier.provider.clone())
         .with_safe_default_protocol_versions()

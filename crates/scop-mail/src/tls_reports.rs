@@ -58,17 +58,23 @@ impl std::fmt::Debug for TlsReporter {
 
 /// The policy a session to a host of `domain` was held to, as a report
 /// names it: DANE's TLSA records, else an MTA-STS policy when one was
-/// found (`enforce` or `testing`), else none.
+/// found (`enforce` or `testing`), or one was announced but could not be
+/// had (`sts_failed`; no policy strings then), else none.
 pub fn policy_of(
     domain: &str,
     host: &str,
     security: &HostSecurity,
     sts: Option<&StsPolicy>,
+    sts_failed: bool,
 ) -> Policy {
     match (security, sts) {
         (HostSecurity::Authenticated(records), _) => Policy::tlsa(domain, host, records),
         (HostSecurity::Encrypted, _) => Policy::tlsa(domain, host, &[]),
         (_, Some(p)) if p.mode != scop_mta::mta_sts::Mode::None => Policy::sts(domain, p),
+        (_, None) if sts_failed => Policy {
+            kind: scop_mta::tlsrpt::PolicyType::Sts,
+            ..Policy::none(domain)
+        },
         _ => Policy::none(domain),
     }
 }
@@ -351,6 +357,7 @@ mod tests {
             "mx.example.net",
             &HostSecurity::Authenticated(vec![tlsa.clone()]),
             Some(&sts("enforce")),
+            false,
         );
         assert_eq!(dane.kind, PolicyType::Tlsa, "DANE takes precedence");
         assert_eq!(dane.domain, "example.net");
@@ -361,6 +368,7 @@ mod tests {
             "mx.example.net",
             &HostSecurity::Encrypted,
             None,
+            false,
         );
         assert_eq!(
             (unusable.kind, unusable.strings.len()),
@@ -370,7 +378,13 @@ mod tests {
             (HostSecurity::Pkix, "enforce"),
             (HostSecurity::Opportunistic, "testing"),
         ] {
-            let p = policy_of("example.net", "mx.example.net", &security, Some(&sts(mode)));
+            let p = policy_of(
+                "example.net",
+                "mx.example.net",
+                &security,
+                Some(&sts(mode)),
+                false,
+            );
             assert_eq!(p.kind, PolicyType::Sts, "{mode}");
             assert!(
                 p.strings.contains(&format!("mode: {mode}")),
@@ -385,9 +399,22 @@ mod tests {
                 "mx.example.net",
                 &HostSecurity::Opportunistic,
                 sts.as_ref(),
+                false,
             );
             assert_eq!(p.kind, PolicyType::NoPolicyFound);
         }
+        // Announced but not had: an MTA-STS policy without its text.
+        let p = policy_of(
+            "example.net",
+            "mx.example.net",
+            &HostSecurity::Opportunistic,
+            None,
+            true,
+        );
+        assert_eq!(
+            (p.kind, p.strings.len(), p.mx_host.len()),
+            (PolicyType::Sts, 0, 0)
+        );
     }
 
     #[test]

@@ -660,6 +660,7 @@ async fn the_relay_applies_mta_sts_policies() {
             "mta-sts.w.s.test",
             "mta-sts.v.s.test",
             "mta-sts.t.s.test",
+            "mta-sts.u.s.test",
             "rpt.s.test",
         ],
     ]);
@@ -668,11 +669,12 @@ async fn the_relay_applies_mta_sts_policies() {
     let policy = |mode: &str, mx: &str| {
         format!("version: STSv1\r\nmode: {mode}\r\nmx: {mx}\r\nmax_age: 86400\r\n")
     };
-    let (s, w, v, t) = (
+    let (s, w, v, t, u) = (
         policy("enforce", "mx.s.test"),
         policy("enforce", "mx.s.test"),
         policy("enforce", "*.v.s.test"),
         policy("testing", "mx.elsewhere.test"),
+        policy("testing", "mx.u.s.test"),
     );
     let (https, served) = policy_server(
         web_cert,
@@ -682,6 +684,7 @@ async fn the_relay_applies_mta_sts_policies() {
             ("mta-sts.w.s.test", &w),
             ("mta-sts.v.s.test", &v),
             ("mta-sts.t.s.test", &t),
+            ("mta-sts.u.s.test", &u),
         ],
     )
     .await;
@@ -691,12 +694,13 @@ async fn the_relay_applies_mta_sts_policies() {
     // - w: enforce, names mx.s.test but the MX is mx.w.s.test;
     // - v: enforce, names *.v.s.test, which Postfix's certificate lacks;
     // - t: testing, names another host;
+    // - u: testing, names mx.u.s.test, which Postfix's certificate lacks;
     // - n: announced, but the policy server has no certificate for it.
     let mut zone = zone_head("s.test");
     zone.push_str(
         "@ MX 10 mx\nmx A 127.0.0.1\n_mta-sts TXT \"v=STSv1; id=1;\"\nmta-sts A 127.0.0.1\n",
     );
-    for sub in ["w", "v", "t", "n"] {
+    for sub in ["w", "v", "t", "n", "u"] {
         zone.push_str(&format!(
             "{sub} MX 10 mx.{sub}\nmx.{sub} A 127.0.0.1\n\
              _mta-sts.{sub} TXT \"v=STSv1; id=20261127\"\nmta-sts.{sub} A 127.0.0.1\n"
@@ -709,7 +713,7 @@ async fn the_relay_applies_mta_sts_policies() {
     zone.push_str(&format!(
         "_smtp._tls.t TXT \"v=TLSRPTv1; rua=https://rpt.s.test:{https}/v1/tlsrpt\"\nrpt A 127.0.0.1\n"
     ));
-    for sub in ["v", "n"] {
+    for sub in ["v", "n", "u"] {
         zone.push_str(&format!(
             "_smtp._tls.{sub} TXT \"v=TLSRPTv1; rua=mailto:alice@a.test\"\n"
         ));
@@ -750,6 +754,8 @@ async fn the_relay_applies_mta_sts_policies() {
     postfix_got(&pf, "tess@t.s.test").await;
     send(&a, "nat@n.s.test").await;
     postfix_got(&pf, "nat@n.s.test").await;
+    send(&a, "ursula@u.s.test").await;
+    postfix_got(&pf, "ursula@u.s.test").await;
     let log = pf.log_tail();
     for never in ["otto@w.s.test", "vic@v.s.test"] {
         assert!(!log.contains(never), "{never}: {log}");
@@ -787,7 +793,17 @@ async fn the_relay_applies_mta_sts_policies() {
                 "0",
                 "1+ certificate-host-mismatch mx.v.s.test",
             ),
-            ("n.s.test", "no-policy-found", "1", "0"),
+            // The policy server's certificate does not name
+            // mta-sts.n.s.test: delivered without a policy, reported.
+            ("n.s.test", "sts", "0", "1 sts-webpki-invalid mx.n.s.test"),
+            // Testing mode: delivered, and reported as enforce mode's
+            // check of the certificate would have found it.
+            (
+                "u.s.test",
+                "sts",
+                "0",
+                "1 certificate-host-mismatch mx.u.s.test",
+            ),
         ],
         &["w.s.test", "t.s.test"],
     )
@@ -815,12 +831,19 @@ async fn the_relay_applies_mta_sts_policies() {
              r = json.loads(gzip.decompress(open(sys.argv[1], 'rb').read()))\n\
              p = r['policies'][0]\n\
              print(p['policy']['policy-domain'], p['policy']['policy-type'], \
-             p['summary']['total-successful-session-count'], r['organization-name'])",
+             p['summary']['total-successful-session-count'], \
+             p['summary']['total-failure-session-count'], \
+             p['failure-details'][0]['result-type'], r['organization-name'])",
         )
         .arg(&file);
     let (ok, out) = common::run(cmd).await;
     assert!(ok, "{out}");
-    assert_eq!(out.trim(), "t.s.test sts 1 relay.a.test");
+    // Testing mode, the MX not named by the policy: delivered, reported
+    // as a failed validation.
+    assert_eq!(
+        out.trim(),
+        "t.s.test sts 0 1 validation-failure relay.a.test"
+    );
     tokio::task::spawn_blocking(move || pf.stop())
         .await
         .unwrap();
@@ -863,7 +886,8 @@ for path in sys.argv[1:]:
         strings = p['policy'].get('policy-string', [])
         if kind == 'tlsa':
             assert all(re.fullmatch('[0-3] [01] [0-2] [0-9A-Fa-f]+', x) for x in strings), strings
-        if kind == 'sts':
+        # (An announced policy that could not be had has no text.)
+        if kind == 'sts' and strings:
             assert 'version: STSv1' in strings and p['policy']['mx-host'], p['policy']
         d = p['policy']['policy-domain']
         assert d == m['TLS-Report-Domain'], d
