@@ -29,7 +29,6 @@ use std::time::{Duration, Instant};
 
 use scop_mta::dane::{self, HostSecurity};
 use scop_mta::mta_sts::{Mode, Policy};
-use scop_mta::tlsrpt::ResultType;
 use scop_smtp::{ClientConfig, Envelope, ForwardPath, Host, Mailbox, Reply, ReversePath};
 use scop_store::{DsnParams, NewMessage, PendingRecipient, QueuedMessage};
 use tokio::sync::{Semaphore, watch};
@@ -37,7 +36,8 @@ use tokio::sync::{Semaphore, watch};
 use crate::delivery::{Delivery, RcptOutcome};
 use crate::dsn;
 use crate::now;
-use crate::outbound::{self, Attempt, Timeouts, TlsOutcome};
+use crate::outbound::{self, Attempt, Timeouts};
+use crate::tls_reports::{Judged, policy_of};
 
 /// How long a worker owns a message it started on.
 pub const LEASE_SECS: i64 = 15 * 60;
@@ -81,21 +81,6 @@ pub struct Target {
     /// How reports judge an established session there beyond its own
     /// TLS checks (nothing is refused for it).
     pub judged: Judged,
-}
-
-/// How TLS reports (RFC 8460) judge a session that established TLS with
-/// the checks its [`HostSecurity`] asked for.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum Judged {
-    /// As it went.
-    #[default]
-    AsIs,
-    /// By the certificate check an `enforce` policy would have made: the
-    /// host is named by a policy in `testing` mode (RFC 8461 5).
-    AsEnforced,
-    /// Failed: the host is not named by a `testing` policy, or the
-    /// domain's announced policy could not be had.
-    Failed(ResultType, String),
 }
 
 impl Target {
@@ -234,38 +219,11 @@ impl Routes {
                 ));
             }
         }
-        let mut reported: Vec<Arc<scop_mta::tlsrpt::Policy>> = Vec::new();
         for t in &mut out {
-            let p = crate::tls_reports::policy_of(
-                domain,
-                &t.name,
-                &t.security,
-                sts_policy.as_ref(),
-                sts_failure.is_some(),
-            );
-            let p = match reported.iter().find(|r| ***r == p) {
-                Some(r) => r.clone(),
-                None => {
-                    let r = Arc::new(p);
-                    reported.push(r.clone());
-                    r
-                }
-            };
-            t.report = Some(p);
-            if t.security != HostSecurity::Opportunistic {
-                continue;
-            }
-            t.judged = match (&sts_policy, &sts_failure) {
-                (Some(p), _) if p.mode == Mode::Testing && p.mx_matches(&t.name) => {
-                    Judged::AsEnforced
-                }
-                (Some(p), _) if p.mode == Mode::Testing => Judged::Failed(
-                    ResultType::ValidationFailure,
-                    "MX host not named by the MTA-STS policy".into(),
-                ),
-                (None, Some((kind, why))) => Judged::Failed(*kind, why.clone()),
-                _ => Judged::AsIs,
-            };
+            let (sts, failed) = (sts_policy.as_ref(), sts_failure.as_ref());
+            let p = policy_of(domain, &t.name, &t.security, sts, failed.is_some());
+            t.report = Some(Arc::new(p));
+            t.judged = Judged::of(&t.name, &t.security, sts, failed);
         }
         if out.is_empty() {
             Route::Temp(if last.is_empty() {
@@ -921,7 +879,6 @@ impl Relay {
         let mut last_error = String::from("no host to try");
         // Whether every server lacked what the message requires.
         let mut all_unsuitable = !hosts.is_empty();
-        let mut seen = Vec::new();
         for Target {
             name,
             addr,
@@ -932,6 +889,7 @@ impl Relay {
         {
             // A `testing` policy's checks, for the report.
             let mut verdict = None;
+            let mut seen = Vec::new();
             let tls = match &security {
                 // RFC 7672 3.2.2: the MX host name, and the domain it
                 // serves, are the names a DANE-TA chain may be issued for.
@@ -972,26 +930,11 @@ impl Relay {
                     .iter()
                     .copied()
                     .find(|ip| ip.is_ipv4() == addr.is_ipv4());
-                for o in seen.drain(..) {
-                    let o = match (o, &judged) {
-                        (TlsOutcome::Established, Judged::Failed(kind, why)) => {
-                            TlsOutcome::Failed(*kind, why.clone())
-                        }
-                        (TlsOutcome::Established, Judged::AsEnforced) => {
-                            match verdict.as_ref().and_then(|v| v.lock().ok()?.take()) {
-                                Some(e) => TlsOutcome::Failed(
-                                    outbound::certificate_failure(&e, false),
-                                    e.to_string(),
-                                ),
-                                None => TlsOutcome::Established,
-                            }
-                        }
-                        (o, _) => o,
-                    };
+                for o in seen {
+                    let o = judged.outcome(o, verdict.as_ref());
                     reporter.record(policy, &o, &name, addr.ip(), source);
                 }
             }
-            seen.clear();
             let (e, unsuitable) = match attempt {
                 Attempt::Done(result, caps) => {
                     let handoff = if caps.dsn {

@@ -129,6 +129,7 @@ pub fn opportunistic_client() -> Arc<rustls::ClientConfig> {
     client_with(RelayVerifier {
         provider: provider(),
         dane: None,
+        observe: None,
     })
 }
 
@@ -141,6 +142,7 @@ pub fn dane_client(records: Vec<Tlsa>, names: Vec<String>) -> Arc<rustls::Client
     client_with(RelayVerifier {
         provider: provider(),
         dane: Some(Dane { records, names }),
+        observe: None,
     })
 }
 
@@ -156,81 +158,18 @@ pub type Verdict = Arc<std::sync::Mutex<Option<rustls::Error>>>;
 pub fn observing_client(roots: Arc<rustls::RootCertStore>) -> (Arc<rustls::ClientConfig>, Verdict) {
     let provider = provider();
     let verdict = Verdict::default();
-    let verifier: Arc<dyn ServerCertVerifier> =
-        match rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
+    // Without a root to check against there is nothing to observe.
+    let observe =
+        rustls::client::WebPkiServerVerifier::builder_with_provider(roots, provider.clone())
             .build()
-        {
-            Ok(pkix) => Arc::new(Observing {
-                pkix,
-                verdict: verdict.clone(),
-            }),
-            // No root to check against: nothing to observe.
-            Err(_) => Arc::new(RelayVerifier {
-                provider: provider.clone(),
-                dane: None,
-            }),
-        };
-    let cfg = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("the default provider supports the default versions")
-        .dangerous()
-        .with_custom_certificate_verifier(verifier)
-        .with_no_client_auth();
-    (Arc::new(cfg), verdict)
-}
-
-/// See [`observing_client`].
-#[derive(Debug)]
-struct Observing {
-    pkix: Arc<rustls::client::WebPkiServerVerifier>,
-    verdict: Verdict,
-}
-
-impl ServerCertVerifier for Observing {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let checked = self.pkix.verify_server_cert(
-            end_entity,
-            intermediates,
-            server_name,
-            ocsp_response,
-            now,
-        );
-        if let Err(e) = checked
-            && let Ok(mut v) = self.verdict.lock()
-        {
-            *v = Some(e);
-        }
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.pkix.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.pkix.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.pkix.supported_verify_schemes()
-    }
+            .ok()
+            .map(|pkix| (pkix, verdict.clone()));
+    let cfg = client_with(RelayVerifier {
+        provider,
+        dane: None,
+        observe,
+    });
+    (cfg, verdict)
 }
 
 fn client_with(verifier: RelayVerifier) -> Arc<rustls::ClientConfig> {
@@ -294,11 +233,13 @@ impl Dane {
 }
 
 /// The relay's certificate check: none for opportunistic TLS, DANE's for
-/// a host with usable TLSA records; the handshake signature always.
+/// a host with usable TLSA records, PKIX's noted but not enforced for
+/// [`observing_client`]; the handshake signature always.
 #[derive(Debug)]
 struct RelayVerifier {
     provider: Arc<rustls::crypto::CryptoProvider>,
     dane: Option<Dane>,
+    observe: Option<(Arc<rustls::client::WebPkiServerVerifier>, Verdict)>,
 }
 
 impl ServerCertVerifier for RelayVerifier {
@@ -306,10 +247,17 @@ impl ServerCertVerifier for RelayVerifier {
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Some((pkix, verdict)) = &self.observe
+            && let Err(e) =
+                pkix.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
+            && let Ok(mut v) = verdict.lock()
+        {
+            *v = Some(e);
+        }
         match &self.dane {
             Some(d) if !d.verify(&self.provider, end_entity, intermediates, now) => {
                 Err(rustls::Error::InvalidCertificate(

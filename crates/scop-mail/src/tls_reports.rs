@@ -28,7 +28,8 @@ use scop_mta::mta_sts::Policy as StsPolicy;
 use scop_mta::tlsrpt::{self, Failure, Policy, Rua, Tally};
 
 use crate::dmarc_reports::Outbox;
-use crate::outbound::TlsOutcome;
+use crate::outbound::{TlsOutcome, certificate_failure};
+use crate::tls::Verdict;
 
 /// Collects session outcomes between reports.
 pub struct TlsReporter {
@@ -76,6 +77,64 @@ pub fn policy_of(
             ..Policy::none(domain)
         },
         _ => Policy::none(domain),
+    }
+}
+
+/// How TLS reports judge a session that established TLS with the checks
+/// its [`HostSecurity`] asked for.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Judged {
+    /// As it went.
+    #[default]
+    AsIs,
+    /// By the certificate check an `enforce` policy would have made: the
+    /// host is named by a policy in `testing` mode (RFC 8461 5).
+    AsEnforced,
+    /// Failed: the host is not named by a `testing` policy, or the
+    /// domain's announced policy could not be had (`sts_failure`).
+    Failed(tlsrpt::ResultType, String),
+}
+
+impl Judged {
+    /// How sessions to `host` are judged, under the MTA-STS policy `sts`
+    /// found for its domain or the reason `sts_failure` none was; only
+    /// hosts DANE left opportunistic are judged so.
+    pub fn of(
+        host: &str,
+        security: &HostSecurity,
+        sts: Option<&StsPolicy>,
+        sts_failure: Option<&(tlsrpt::ResultType, String)>,
+    ) -> Judged {
+        use scop_mta::mta_sts::Mode;
+        if *security != HostSecurity::Opportunistic {
+            return Judged::AsIs;
+        }
+        match (sts, sts_failure) {
+            (Some(p), _) if p.mode == Mode::Testing && p.mx_matches(host) => Judged::AsEnforced,
+            (Some(p), _) if p.mode == Mode::Testing => Judged::Failed(
+                tlsrpt::ResultType::ValidationFailure,
+                "MX host not named by the MTA-STS policy".into(),
+            ),
+            (None, Some((kind, why))) => Judged::Failed(*kind, why.clone()),
+            _ => Judged::AsIs,
+        }
+    }
+
+    /// `outcome` as judged; `verdict`: what the observing check of an
+    /// [`Judged::AsEnforced`] session found.
+    pub fn outcome(&self, outcome: TlsOutcome, verdict: Option<&Verdict>) -> TlsOutcome {
+        match (outcome, self) {
+            (TlsOutcome::Established, Judged::Failed(kind, why)) => {
+                TlsOutcome::Failed(*kind, why.clone())
+            }
+            (TlsOutcome::Established, Judged::AsEnforced) => {
+                match verdict.and_then(|v| v.lock().ok()?.take()) {
+                    Some(e) => TlsOutcome::Failed(certificate_failure(&e, false), e.to_string()),
+                    None => TlsOutcome::Established,
+                }
+            }
+            (o, _) => o,
+        }
     }
 }
 
@@ -414,6 +473,61 @@ mod tests {
         assert_eq!(
             (p.kind, p.strings.len(), p.mx_host.len()),
             (PolicyType::Sts, 0, 0)
+        );
+    }
+
+    #[test]
+    fn sessions_are_judged_as_the_mta_sts_policy_would() {
+        let host = "mx.example.net";
+        let open = HostSecurity::Opportunistic;
+        let fetch = (ResultType::StsWebpkiInvalid, "bad certificate".to_string());
+        assert_eq!(
+            Judged::of(host, &open, Some(&sts("testing")), None),
+            Judged::AsEnforced
+        );
+        let unnamed = Judged::of("mx.other.test", &open, Some(&sts("testing")), None);
+        assert!(matches!(
+            unnamed,
+            Judged::Failed(ResultType::ValidationFailure, _)
+        ));
+        assert_eq!(
+            Judged::of(host, &open, None, Some(&fetch)),
+            Judged::Failed(fetch.0, fetch.1.clone())
+        );
+        for (security, policy) in [
+            (HostSecurity::Pkix, Some(sts("enforce"))),
+            (HostSecurity::Encrypted, Some(sts("testing"))),
+            (HostSecurity::Opportunistic, None),
+        ] {
+            assert_eq!(
+                Judged::of(host, &security, policy.as_ref(), None),
+                Judged::AsIs
+            );
+        }
+
+        // What the observing check found replaces the success.
+        let verdict = crate::tls::Verdict::default();
+        let established = || TlsOutcome::Established;
+        assert_eq!(
+            Judged::AsEnforced.outcome(established(), Some(&verdict)),
+            established()
+        );
+        *verdict.lock().unwrap() = Some(rustls::Error::InvalidCertificate(
+            rustls::CertificateError::NotValidForName,
+        ));
+        assert!(matches!(
+            Judged::AsEnforced.outcome(established(), Some(&verdict)),
+            TlsOutcome::Failed(ResultType::CertificateHostMismatch, _)
+        ));
+        let failed = Judged::Failed(fetch.0, fetch.1.clone());
+        assert_eq!(
+            failed.outcome(established(), None),
+            TlsOutcome::Failed(fetch.0, fetch.1)
+        );
+        // A session that failed on its own stays as it failed.
+        assert_eq!(
+            failed.outcome(TlsOutcome::Cleartext, None),
+            TlsOutcome::Cleartext
         );
     }
 

@@ -135,9 +135,10 @@ fn valid_id(id: &str) -> bool {
     (1..=MAX_ID).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
-/// `sts-ext-name` and `sts-policy-ext-name` (RFC 8461 3.1, 3.2): a
-/// letter or digit, then up to 31 letters, digits, `_`, `-` or `.`.
-fn valid_field_name(name: &str) -> bool {
+/// `sts-ext-name` and `sts-policy-ext-name` (RFC 8461 3.1, 3.2), and
+/// TLSRPT's `tlsrpt-ext-name` (RFC 8460 3), the same: a letter or digit,
+/// then up to 31 letters, digits, `_`, `-` or `.`.
+pub(crate) fn valid_field_name(name: &str) -> bool {
     let b = name.as_bytes();
     matches!(b.first(), Some(c) if c.is_ascii_alphanumeric())
         && b.len() <= 32
@@ -145,15 +146,16 @@ fn valid_field_name(name: &str) -> bool {
             .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
 }
 
-/// `sts-ext-value` (RFC 8461 3.1): visible ASCII except `=` and `;`.
-fn valid_txt_ext_value(value: &str) -> bool {
+/// `sts-ext-value` (RFC 8461 3.1) and `tlsrpt-ext-value` (RFC 8460 3):
+/// visible ASCII except `=` and `;`.
+pub(crate) fn valid_txt_ext_value(value: &str) -> bool {
     !value.is_empty()
         && value
             .bytes()
             .all(|c| c.is_ascii_graphic() && c != b'=' && c != b';')
 }
 
-fn trim_wsp(s: &str) -> &str {
+pub(crate) fn trim_wsp(s: &str) -> &str {
     s.trim_matches([' ', '\t'])
 }
 
@@ -278,7 +280,7 @@ impl std::error::Error for PolicyError {}
 /// At most this many characters of untrusted text go into a message.
 const SHOWN_MAX: usize = 64;
 
-fn shown(s: &str) -> String {
+pub(crate) fn shown(s: &str) -> String {
     match s.char_indices().nth(SHOWN_MAX) {
         Some((at, _)) => format!("{}...", &s[..at]),
         None => s.to_owned(),

@@ -28,7 +28,9 @@ use std::net::IpAddr;
 
 use scop_mime::{Builder, DateTime, Mailbox};
 
-use crate::mta_sts::{MAX_HEAD, MAX_HEADERS};
+use crate::mta_sts::{
+    MAX_HEAD, MAX_HEADERS, shown, trim_wsp, valid_field_name, valid_txt_ext_value,
+};
 
 /// Most `rua` destinations kept from a record; more are ignored (RFC
 /// 8460 3 lets the sender deliver to any of them).
@@ -69,16 +71,6 @@ pub const MAX_TIME: u64 = 253_402_300_799;
 
 /// The media type of a gzip'd report (RFC 8460 6.4).
 pub const MEDIA_TYPE: &str = "application/tlsrpt+gzip";
-
-/// At most this many characters of untrusted text go into an error.
-const SHOWN_MAX: usize = 64;
-
-fn shown(s: &str) -> String {
-    match s.char_indices().nth(SHOWN_MAX) {
-        Some((at, _)) => format!("{}...", &s[..at]),
-        None => s.to_owned(),
-    }
-}
 
 /// `s` cut to at most `max` bytes, at a character boundary.
 fn cut(s: &str, max: usize) -> &str {
@@ -193,10 +185,6 @@ fn is_tlsrpt(s: &str) -> bool {
         .is_some_and(|rest| matches!(rest.as_bytes().first(), None | Some(b';' | b' ' | b'\t')))
 }
 
-fn trim_wsp(s: &str) -> &str {
-    s.trim_matches([' ', '\t'])
-}
-
 fn parse_record(text: &str) -> Result<Record, RecordError> {
     let fields: Vec<&str> = text.split(';').map(trim_wsp).collect();
     let (first, rest) = fields.split_first().ok_or(RecordError::None)?;
@@ -230,7 +218,7 @@ fn parse_record(text: &str) -> Result<Record, RecordError> {
                     }
                 }
             }
-            _ if !valid_ext_value(value) => return Err(RecordError::BadExtension(shown(name))),
+            _ if !valid_txt_ext_value(value) => return Err(RecordError::BadExtension(shown(name))),
             _ => {}
         }
     }
@@ -241,24 +229,6 @@ fn parse_record(text: &str) -> Result<Record, RecordError> {
         return Err(RecordError::NoUsableRua);
     }
     Ok(Record { rua })
-}
-
-/// `tlsrpt-ext-name` (RFC 8460 3): a letter or digit, then up to 31
-/// letters, digits, `_`, `-` or `.`.
-fn valid_field_name(name: &str) -> bool {
-    let b = name.as_bytes();
-    matches!(b.first(), Some(c) if c.is_ascii_alphanumeric())
-        && b.len() <= 32
-        && b.iter()
-            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'-' | b'.'))
-}
-
-/// `tlsrpt-ext-value` (RFC 8460 3): visible ASCII except `=` and `;`.
-fn valid_ext_value(value: &str) -> bool {
-    !value.is_empty()
-        && value
-            .bytes()
-            .all(|c| c.is_ascii_graphic() && c != b'=' && c != b';')
 }
 
 fn bad_uri(uri: &str, why: &'static str) -> RecordError {
