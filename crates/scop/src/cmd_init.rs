@@ -298,13 +298,15 @@ fn create(args: InitArgs, out: &mut dyn Write) -> Result<ExitCode> {
     );
     write_file(&dir.join(&zone_rel), zone.as_bytes(), 0o644)?;
 
-    // The first account; DMARC reports and postmaster mail reach it.
+    // The first account; DMARC and TLS reports and postmaster mail reach
+    // it.
     // Its password hash goes to the credentials file, which only the
     // submission compartment opens.
     let store_url = format!("sqlite:{}", dir.join("data/scop.db").display());
     let credentials_rel = PathBuf::from("credentials/passwords.db");
     let credentials = dir.join(&credentials_rel);
     let reports = format!("dmarc-reports@{domain}");
+    let tls_reports = format!("tls-reports@{domain}");
     let postmaster = format!("postmaster@{domain}");
     crate::cmd_admin::block_on(async {
         let store = scop_store::Store::open_with_credentials(&store_url, &credentials)
@@ -312,6 +314,7 @@ fn create(args: InitArgs, out: &mut dyn Write) -> Result<ExitCode> {
             .with_context(|| format!("open the store {store_url}"))?;
         store.add_user(&login, &password).await?;
         store.add_alias(&reports, &login).await?;
+        store.add_alias(&tls_reports, &login).await?;
         if postmaster != login {
             store.add_alias(&postmaster, &login).await?;
         }
@@ -500,6 +503,10 @@ fn zone_text(
     z.push_str(&format!(
         "_dmarc IN TXT \"v=DMARC1; p={}; rua=mailto:dmarc-reports@{domain}; ruf=mailto:dmarc-reports@{domain}\"\n",
         dmarc.keyword()
+    ));
+    // Other senders' TLS reports on our MX (RFC 8460).
+    z.push_str(&format!(
+        "_smtp._tls IN TXT \"v=TLSRPTv1; rua=mailto:tls-reports@{domain}\"\n"
     ));
     if crate::config::in_zone(hostname, domain) {
         for ip in ips {
@@ -717,6 +724,9 @@ mod tests {
              ruf=mailto:dmarc-reports@example.org"
         ));
         assert!(text.contains("mail.example.org. IN AAAA 2001:db8::1"));
+        assert!(
+            text.contains("_smtp._tls IN TXT \"v=TLSRPTv1; rua=mailto:tls-reports@example.org\"")
+        );
         assert!(text.contains("r202611._domainkey IN TXT ( \""));
         assert!(text.contains(&format!(
             "_25._tcp.mail.example.org. IN TLSA 3 1 1 {}",

@@ -123,6 +123,10 @@ fn init_then_up_serves_signs_delivers_and_restarts() {
         dig(dns, &["_dmarc.alice.test", "TXT"]).contains("rua=mailto:dmarc-reports@alice.test")
     );
     assert!(dig(dns, &["alice.test", "TXT"]).contains("v=spf1 mx -all"));
+    assert!(
+        dig(dns, &["_smtp._tls.alice.test", "TXT"])
+            .contains("v=TLSRPTv1; rua=mailto:tls-reports@alice.test")
+    );
     for s in &selectors {
         let txt = dig(dns, &[&format!("{s}._domainkey.alice.test"), "TXT"]);
         assert!(txt.contains("v=DKIM1"), "{s}: {txt}");
