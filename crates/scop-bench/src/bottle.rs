@@ -997,6 +997,7 @@ impl Ours {
         // otherwise meet: the MX's one-second greeting delay (Postfix's
         // smtpd has none without postscreen), ten connections per client
         // address, 500 messages and 1,000 recipients per account and hour,
+        // 2,000 messages per account and day,
         // and the refusal at MAIL of an address that sent 20 spam messages
         // in an hour (the model calls about one Hamlet message in ten spam).
         let config = dir.join("scop.toml");
@@ -1004,6 +1005,7 @@ impl Ours {
         let extra = format!(
             "extra_args = [\"--spam-model\", {:?}, \"--greeting-delay\", \"0\", \"--per-ip\", \"1000\", \
              \"--user-hourly-limit\", \"100000000\", \"--user-hourly-recipients\", \"100000000\", \
+             \"--user-daily-limit\", \"100000000\", \
              \"--spam-block-after\", \"0\"]",
             s(&model)
         );
