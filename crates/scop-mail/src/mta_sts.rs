@@ -89,14 +89,10 @@ impl Sts {
         self.https.clone()
     }
 
-    /// The policy in force for `domain` at `now` (unix seconds), if any.
-    pub async fn policy(&self, dns: &Dns, domain: &str, now: i64) -> Option<Policy> {
-        self.policy_checked(dns, domain, now).await.0
-    }
-
-    /// [`Sts::policy`], and, when `domain` announces a policy but none
-    /// could be had, why (as a TLS report names it, RFC 8460 4.3.2.2).
-    pub async fn policy_checked(
+    /// The policy in force for `domain` at `now` (unix seconds), if any,
+    /// and, when `domain` announces a policy but none could be had, why
+    /// (as a TLS report names it, RFC 8460 4.3.2.2).
+    pub async fn policy(
         &self,
         dns: &Dns,
         domain: &str,

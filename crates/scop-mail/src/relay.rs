@@ -206,7 +206,7 @@ impl Routes {
                 .iter()
                 .any(|t| t.security == HostSecurity::Opportunistic)
         {
-            (sts_policy, sts_failure) = sts.policy_checked(dns, domain, crate::now()).await;
+            (sts_policy, sts_failure) = sts.policy(dns, domain, crate::now()).await;
         }
         if let Some(policy) = &sts_policy {
             for h in apply_policy(policy, &mut out) {
