@@ -219,7 +219,8 @@ impl Routes {
                 ));
             }
         }
-        for t in &mut out {
+        // What TLS reports need, only when they are kept.
+        for t in out.iter_mut().filter(|_| self.tls_reports.is_some()) {
             let (sts, failed) = (sts_policy.as_ref(), sts_failure.as_ref());
             let p = policy_of(domain, &t.name, &t.security, sts, failed.is_some());
             t.report = Some(Arc::new(p));

@@ -158,8 +158,8 @@ impl TlsReporter {
     }
 
     /// Counts one session to `mx` at `ip` (from `source`, when bound)
-    /// under `policy`. A session that went on in cleartext where TLS was
-    /// only offered counts as a failure only when a policy asked for TLS.
+    /// under `policy`. A session that went on in cleartext counts as a
+    /// `starttls-not-supported` failure.
     pub fn record(
         &self,
         policy: &Policy,
@@ -198,7 +198,25 @@ impl TlsReporter {
             return (now, now, Vec::new());
         };
         let since = std::mem::replace(&mut state.0, now);
+        let dropped = state.1.dropped();
+        if dropped > 0 {
+            tracing::warn!(
+                dropped,
+                "TLS reports: sessions past the counting bounds were not counted"
+            );
+        }
         (since, now, state.1.take())
+    }
+
+    /// What a report on the interval `(start, end)` says about itself.
+    fn meta<'a>(&'a self, report_id: &'a str, interval: (u64, u64)) -> tlsrpt::ReportMeta<'a> {
+        tlsrpt::ReportMeta {
+            organization: &self.submitter,
+            contact: &self.email,
+            report_id,
+            start: interval.0,
+            end: interval.1,
+        }
     }
 
     /// The report on `report` as a message to `to`, DKIM-signed when we
@@ -211,13 +229,7 @@ impl TlsReporter {
         to: &str,
         now: u64,
     ) -> Vec<u8> {
-        let meta = tlsrpt::ReportMeta {
-            organization: &self.submitter,
-            contact: &self.email,
-            report_id,
-            start: interval.0,
-            end: interval.1,
-        };
+        let meta = self.meta(report_id, interval);
         let message_id = format!("tlsrpt.{report_id}@{}", self.submitter);
         let unsigned = tlsrpt::message(
             &tlsrpt::MessageMeta {
@@ -322,13 +334,7 @@ async fn send(
                     tracing::info!(%domain, %url, "TLS report: no HTTPS trust store (MTA-STS off); not sent");
                     continue;
                 };
-                let meta = tlsrpt::ReportMeta {
-                    organization: &reporter.submitter,
-                    contact: &reporter.email,
-                    report_id: &report_id,
-                    start: interval.0,
-                    end: interval.1,
-                };
+                let meta = reporter.meta(&report_id, interval);
                 let body = tlsrpt::gzip(tlsrpt::to_json(&meta, report).as_bytes());
                 match tokio::time::timeout(POST_TIMEOUT, post(https, dns, &url, &body)).await {
                     Ok(Ok(())) => tracing::info!(%domain, %url, "TLS report uploaded"),
@@ -531,15 +537,15 @@ mod tests {
         );
     }
 
+    /// A reporter for relay.a.test from `email`, its interval from 1000.
+    fn reporter(email: &str, signers: HashMap<String, Vec<scop_dkim::Signer>>) -> TlsReporter {
+        let day = std::time::Duration::from_secs(86_400);
+        TlsReporter::new("relay.a.test", email, Arc::new(signers), day, 1000)
+    }
+
     #[test]
     fn outcomes_become_counts_and_the_interval_restarts() {
-        let r = TlsReporter::new(
-            "relay.a.test",
-            "tlsrpt@a.test",
-            Arc::default(),
-            std::time::Duration::from_secs(60),
-            1000,
-        );
+        let r = reporter("tlsrpt@a.test", HashMap::new());
         let policy = Policy::none("example.net");
         let ip: IpAddr = "192.0.2.7".parse().unwrap();
         let source: IpAddr = "198.51.100.1".parse().unwrap();
@@ -607,13 +613,9 @@ mod tests {
             "rpt",
         )
         .unwrap();
-        let signers = HashMap::from([("a.test".to_string(), vec![signer])]);
-        let r = TlsReporter::new(
-            "relay.a.test",
+        let r = reporter(
             "tlsrpt@a.test",
-            Arc::new(signers),
-            std::time::Duration::from_secs(60),
-            1000,
+            HashMap::from([("a.test".to_string(), vec![signer])]),
         );
         let policy = Policy::none("example.net");
         r.record(
@@ -634,13 +636,7 @@ mod tests {
             "{headers}"
         );
         // Without a key of the From domain: unsigned.
-        let r = TlsReporter::new(
-            "relay.a.test",
-            "tlsrpt@b.test",
-            Arc::default(),
-            std::time::Duration::from_secs(60),
-            1000,
-        );
+        let r = reporter("tlsrpt@b.test", HashMap::new());
         let m = r.message(&reports[0], (start, end), "id1", "rua@example.net", 2000);
         assert!(m.starts_with(b"TLS-Required: No\r\n"));
     }
