@@ -5,7 +5,9 @@
 //! (the server's certificate checked against the trust store, no
 //! redirect followed) and keeps it, in memory and in a file per domain
 //! (read back at the next start), until its `max_age` runs out. A failed lookup or fetch falls back to
-//! the kept policy while it is valid (RFC 8461 5.1).
+//! the kept policy while it is valid (RFC 8461 5.1); a failed fetch is
+//! not tried again for the same TXT id for
+//! [`scop_mta::mta_sts::FETCH_RETRY_SECS`].
 //!
 //! In `enforce` mode the relay sends only to MX hosts the policy names,
 //! over TLS whose certificate chains to the trust store and names the
@@ -18,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustls::pki_types::ServerName;
-use scop_mta::mta_sts::{self, Cached, Next, Policy, Response};
+use scop_mta::mta_sts::{self, Cached, FailedFetch, Next, Policy, Response};
 use scop_mta::tlsrpt::ResultType;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -41,7 +43,16 @@ pub struct Sts {
     /// One file per domain, or none (memory only).
     cache_dir: Option<PathBuf>,
     cache: Mutex<HashMap<String, Cached>>,
+    /// Fetches that failed lately, per domain, with why: the next waits
+    /// ([`mta_sts::FETCH_RETRY_SECS`]).
+    failed: Mutex<HashMap<String, Failure>>,
 }
+
+/// A failed fetch and why it failed, as a TLS report names it.
+type Failure = (FailedFetch, (ResultType, String));
+
+/// At most this many failed fetches are remembered (one per domain).
+const MAX_FAILED: usize = 10_000;
 
 impl Sts {
     /// MTA-STS checked against `roots`, policies fetched from `port`
@@ -66,6 +77,7 @@ impl Sts {
             port,
             cache_dir,
             cache: Mutex::new(kept),
+            failed: Mutex::default(),
         }
     }
 
@@ -107,10 +119,15 @@ impl Sts {
             Answer::Temp(_) => Err(()),
         };
         let cached = lock(&self.cache).get(domain).cloned();
+        let failed = lock(&self.failed).get(domain).cloned();
         let record = txt.as_ref().map(Option::as_ref).map_err(|_| ());
-        match mta_sts::next(record, cached.as_ref(), now) {
+        match mta_sts::next(record, cached.as_ref(), failed.as_ref().map(|f| &f.0), now) {
             Next::UseCached => (cached.map(|c| c.policy), None),
             Next::NoPolicy => (None, None),
+            Next::FetchFailedLately => match mta_sts::after_failed_fetch(cached.as_ref(), now) {
+                Some(c) => (Some(c.policy.clone()), None),
+                None => (None, failed.map(|f| f.1)),
+            },
             Next::Fetch => {
                 let id = match &txt {
                     Ok(Some(record)) => record.id.clone(),
@@ -119,6 +136,7 @@ impl Sts {
                 match self.fetch(dns, domain).await {
                     Ok(policy) => {
                         tracing::info!(%domain, %id, mode = ?policy.mode, "MTA-STS: policy fetched");
+                        lock(&self.failed).remove(domain);
                         let fresh = Cached {
                             id,
                             fetched: now,
@@ -128,7 +146,13 @@ impl Sts {
                         (Some(fresh.policy), None)
                     }
                     Err((kind, e)) => {
-                        tracing::warn!(%domain, error = %e, "MTA-STS: policy fetch failed");
+                        tracing::warn!(
+                            %domain,
+                            error = %e,
+                            retry_secs = mta_sts::FETCH_RETRY_SECS,
+                            "MTA-STS: policy fetch failed"
+                        );
+                        self.note_failure(domain, FailedFetch { id, at: now }, (kind, e.clone()));
                         match mta_sts::after_failed_fetch(cached.as_ref(), now) {
                             Some(c) => (Some(c.policy.clone()), None),
                             None => (None, Some((kind, e))),
@@ -136,6 +160,17 @@ impl Sts {
                     }
                 }
             }
+        }
+    }
+
+    /// Remembers a failed fetch, past ones whose pause ended making room.
+    fn note_failure(&self, domain: &str, fetch: FailedFetch, why: (ResultType, String)) {
+        let mut failed = lock(&self.failed);
+        if failed.len() >= MAX_FAILED {
+            failed.retain(|_, (f, _)| f.pausing(fetch.at));
+        }
+        if failed.len() < MAX_FAILED || failed.contains_key(domain) {
+            failed.insert(domain.to_string(), (fetch, why));
         }
     }
 

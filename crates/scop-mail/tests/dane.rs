@@ -549,9 +549,6 @@ async fn the_relay_authenticates_postfix_by_a_dane_ta_record() {
         .unwrap();
 }
 
-/// An HTTPS server for MTA-STS policies on loopback: answers a GET with
-/// the policy of its Host header (404 for an unknown host); its port and
-/// the number of requests per host.
 /// Requests a [`policy_server`] took: policy fetches per host, and the
 /// bodies POSTed (TLS reports) with their request head.
 #[derive(Default)]
@@ -560,6 +557,9 @@ struct Served {
     posts: Vec<(String, Vec<u8>)>,
 }
 
+/// An HTTPS server for MTA-STS policies on loopback: answers a GET with
+/// the policy of its Host header (404 for an unknown host), and accepts
+/// POSTs; its port and what it was asked.
 async fn policy_server(
     cert: &str,
     key: &str,
@@ -661,6 +661,7 @@ async fn the_relay_applies_mta_sts_policies() {
             "mta-sts.v.s.test",
             "mta-sts.t.s.test",
             "mta-sts.u.s.test",
+            "mta-sts.f.s.test",
             "rpt.s.test",
         ],
     ]);
@@ -695,12 +696,13 @@ async fn the_relay_applies_mta_sts_policies() {
     // - v: enforce, names *.v.s.test, which Postfix's certificate lacks;
     // - t: testing, names another host;
     // - u: testing, names mx.u.s.test, which Postfix's certificate lacks;
-    // - n: announced, but the policy server has no certificate for it.
+    // - n: announced, but the policy server has no certificate for it;
+    // - f: announced, but the policy server has no policy for it (404).
     let mut zone = zone_head("s.test");
     zone.push_str(
         "@ MX 10 mx\nmx A 127.0.0.1\n_mta-sts TXT \"v=STSv1; id=1;\"\nmta-sts A 127.0.0.1\n",
     );
-    for sub in ["w", "v", "t", "n", "u"] {
+    for sub in ["w", "v", "t", "n", "u", "f"] {
         zone.push_str(&format!(
             "{sub} MX 10 mx.{sub}\nmx.{sub} A 127.0.0.1\n\
              _mta-sts.{sub} TXT \"v=STSv1; id=20261127\"\nmta-sts.{sub} A 127.0.0.1\n"
@@ -713,7 +715,7 @@ async fn the_relay_applies_mta_sts_policies() {
     zone.push_str(&format!(
         "_smtp._tls.t TXT \"v=TLSRPTv1; rua=https://rpt.s.test:{https}/v1/tlsrpt\"\nrpt A 127.0.0.1\n"
     ));
-    for sub in ["v", "n", "u"] {
+    for sub in ["v", "n", "u", "f"] {
         zone.push_str(&format!(
             "_smtp._tls.{sub} TXT \"v=TLSRPTv1; rua=mailto:alice@a.test\"\n"
         ));
@@ -756,6 +758,16 @@ async fn the_relay_applies_mta_sts_policies() {
     postfix_got(&pf, "nat@n.s.test").await;
     send(&a, "ursula@u.s.test").await;
     postfix_got(&pf, "ursula@u.s.test").await;
+    // A failed fetch is not tried again for the next message at once
+    // (mta_sts::FETCH_RETRY_SECS).
+    for rcpt in ["fay@f.s.test", "fred@f.s.test"] {
+        send(&a, rcpt).await;
+        postfix_got(&pf, rcpt).await;
+    }
+    assert_eq!(
+        served.lock().unwrap().fetches.get("mta-sts.f.s.test"),
+        Some(&1)
+    );
     let log = pf.log_tail();
     for never in ["otto@w.s.test", "vic@v.s.test"] {
         assert!(!log.contains(never), "{never}: {log}");
@@ -796,6 +808,13 @@ async fn the_relay_applies_mta_sts_policies() {
             // The policy server's certificate does not name
             // mta-sts.n.s.test: delivered without a policy, reported.
             ("n.s.test", "sts", "0", "1 sts-webpki-invalid mx.n.s.test"),
+            // No policy to fetch: delivered without one, reported.
+            (
+                "f.s.test",
+                "sts",
+                "0",
+                "1+ sts-policy-fetch-error mx.f.s.test",
+            ),
             // Testing mode: delivered, and reported as enforce mode's
             // check of the certificate would have found it.
             (

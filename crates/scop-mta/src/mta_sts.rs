@@ -3,9 +3,11 @@
 //! exchange that fetches it, and the cache that decides when to fetch.
 //!
 //! ```text
-//!  TXT _mta-sts.<domain> ── txt_record() ──► next(txt, cache, now)
+//!  TXT _mta-sts.<domain> ── txt_record() ──► next(txt, cache, failed, now)
 //!   ├─ UseCached ───────────────────────────► the cached policy
 //!   ├─ NoPolicy ────────────────────────────► no MTA-STS for the domain
+//!   ├─ FetchFailedLately ───────────────────► as after a failed fetch,
+//!   │                                         without fetching again
 //!   └─ Fetch: HTTPS to policy_host(domain), port 443, PKIX-validated
 //!        request(domain) ─► server ─► response(received, closed)
 //!          ├─ Body ─► Policy::parse ─┬─ Ok: store Cached { id, fetched: now, policy }
@@ -771,6 +773,40 @@ pub enum Next {
     Fetch,
     /// The domain has no policy (and nothing valid is cached).
     NoPolicy,
+    /// A fetch would be due, but one for the same TXT id failed less than
+    /// [`FETCH_RETRY_SECS`] ago: do as after that failure
+    /// ([`after_failed_fetch`]) without trying again.
+    FetchFailedLately,
+}
+
+/// After a failed fetch, how long (seconds) the next fetch for the same
+/// TXT `id` waits. RFC 8461 leaves the pace to the sender; without a
+/// pause every message to the domain would wait for a fetch that times
+/// out. A new `id` is fetched at once.
+pub const FETCH_RETRY_SECS: i64 = 300;
+
+/// A policy fetch that failed: for which TXT `id`, and when (unix
+/// seconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedFetch {
+    /// The TXT record's `id` the fetch was for.
+    pub id: String,
+    /// When it failed.
+    pub at: i64,
+}
+
+impl FailedFetch {
+    /// Whether a fetch for `record` at `now` should wait: same `id`, and
+    /// less than [`FETCH_RETRY_SECS`] since the failure (a clock that
+    /// went back does not hold the fetch off).
+    pub fn holds(&self, record: &TxtRecord, now: i64) -> bool {
+        self.id == record.id && self.pausing(now)
+    }
+
+    /// Whether `now` falls in the pause after the failure.
+    pub fn pausing(&self, now: i64) -> bool {
+        (self.at..self.at.saturating_add(FETCH_RETRY_SECS)).contains(&now)
+    }
 }
 
 /// What to do for a domain given the outcome of its TXT lookup and its
@@ -786,11 +822,20 @@ pub enum Next {
 /// | failed                 | UseCached            | UseCached             | NoPolicy       |
 ///
 /// A cached policy is kept until it expires: a TXT record that goes away
-/// does not remove it (RFC 8461 5.1).
-pub fn next(txt: Result<Option<&TxtRecord>, ()>, cached: Option<&Cached>, now: i64) -> Next {
+/// does not remove it (RFC 8461 5.1). A `Fetch` that `failed` lately for
+/// the same id is [`Next::FetchFailedLately`] instead.
+pub fn next(
+    txt: Result<Option<&TxtRecord>, ()>,
+    cached: Option<&Cached>,
+    failed: Option<&FailedFetch>,
+    now: i64,
+) -> Next {
     let valid = cached.filter(|c| c.valid(now));
     match (txt, valid) {
         (Ok(Some(record)), Some(c)) if c.id == record.id => Next::UseCached,
+        (Ok(Some(record)), _) if failed.is_some_and(|f| f.holds(record, now)) => {
+            Next::FetchFailedLately
+        }
         (Ok(Some(_)), _) => Next::Fetch,
         (Ok(None) | Err(()), Some(_)) => Next::UseCached,
         (Ok(None) | Err(()), None) => Next::NoPolicy,
@@ -1422,7 +1467,45 @@ mod tests {
             (Err(()), Some(&expired_same), Next::NoPolicy),
             (Err(()), None, Next::NoPolicy),
         ] {
-            assert_eq!(next(txt, cache, now), want, "{txt:?} {cache:?}");
+            assert_eq!(next(txt, cache, None, now), want, "{txt:?} {cache:?}");
+        }
+    }
+
+    #[test]
+    fn a_failed_fetch_holds_the_next_for_the_same_id() {
+        let now = 1_000_000;
+        let rec = TxtRecord { id: "a".into() };
+        let failed = |id: &str, at: i64| FailedFetch { id: id.into(), at };
+        let other = cached("b", now - 10, 100);
+        let same = cached("a", now - 10, 100);
+        for (fail, cache, want) in [
+            (failed("a", now), None, Next::FetchFailedLately),
+            (
+                failed("a", now - FETCH_RETRY_SECS + 1),
+                None,
+                Next::FetchFailedLately,
+            ),
+            (failed("a", now - 1), Some(&other), Next::FetchFailedLately),
+            // The pause is over.
+            (failed("a", now - FETCH_RETRY_SECS), None, Next::Fetch),
+            // The domain published a new id.
+            (failed("b", now), None, Next::Fetch),
+            // A failure "in the future": the clock went back.
+            (failed("a", now + 1), None, Next::Fetch),
+            // Nothing to fetch anyway.
+            (failed("a", now), Some(&same), Next::UseCached),
+        ] {
+            assert_eq!(
+                next(Ok(Some(&rec)), cache, Some(&fail), now),
+                want,
+                "{fail:?} {cache:?}"
+            );
+        }
+        for txt in [Ok(None), Err(())] {
+            assert_eq!(
+                next(txt, None, Some(&failed("a", now)), now),
+                Next::NoPolicy
+            );
         }
     }
 
