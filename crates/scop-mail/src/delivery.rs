@@ -132,8 +132,22 @@ impl Delivery {
     ) -> Result<Vec<(String, RcptOutcome)>, DeliveryError> {
         // Each mailbox, with the recipients that led to it.
         let mut mailboxes: BTreeMap<String, BTreeSet<&str>> = BTreeMap::new();
-        // (envelope sender, recipients, their DSN parameters) of forwarded copies.
-        let mut forwards: Vec<(String, Vec<String>, DsnParams)> = Vec::new();
+        // One name per message content and recipients (for a message
+        // with a Message-ID): a copy handed on again after a crash finds
+        // the first one and is not delivered, nor queued, twice. Without
+        // a Message-ID, identical messages (alerts from one device, say)
+        // are different messages: each gets its own name.
+        let content_named = scop_mta::headers::has_field(&msg, "Message-ID");
+        // (envelope sender, recipients, their DSN parameters, the key that
+        // queues them once) of forwarded copies.
+        let mut forwards: Vec<(String, Vec<String>, DsnParams, Option<String>)> = Vec::new();
+        let once = |rcpt: &str| {
+            content_named.then(|| {
+                let key = scop_mta::headers::content_key(&msg, [rcpt]);
+                let hex: String = key.iter().map(|b| format!("{b:02x}")).collect();
+                format!("forward {hex}")
+            })
+        };
         let mut outcomes = Vec::with_capacity(rcpts.len());
         for (i, rcpt) in rcpts.iter().enumerate() {
             let outcome = match self.resolve(rcpt, now).await? {
@@ -167,13 +181,18 @@ impl Delivery {
                             recipients: vec![d; forward.len()],
                             requiretls: dsn.requiretls,
                         };
-                        forwards.push((rewritten, forward, params));
+                        forwards.push((rewritten, forward, params, once(rcpt)));
                     }
                     outcome
                 }
                 Target::SrsBounce(orig) => {
                     // The bounce keeps its (normally null) sender.
-                    forwards.push((sender.to_string(), vec![orig], DsnParams::default()));
+                    forwards.push((
+                        sender.to_string(),
+                        vec![orig],
+                        DsnParams::default(),
+                        once(rcpt),
+                    ));
                     RcptOutcome::Forwarded
                 }
                 Target::Unknown => RcptOutcome::Unknown,
@@ -189,12 +208,6 @@ impl Delivery {
             sender.replace(['\r', '\n', '>'], "")
         )
         .into_bytes();
-        // One name per message content and recipients (for a message
-        // with a Message-ID): a copy handed on again after a crash finds
-        // the first one and is not delivered twice. Without a Message-ID,
-        // identical messages (alerts from one device, say) are different
-        // messages: each gets its own name.
-        let content_named = scop_mta::headers::has_field(&msg, "Message-ID");
         let mut logged = Vec::new();
         for (login, rcpts) in mailboxes {
             let mut dir = maildir::mailbox_dir(&self.mail_root, &login)?;
@@ -230,21 +243,82 @@ impl Delivery {
                 .await
                 .map_err(|_| std::io::Error::other("the delivery journal is closed"))??;
         }
-        for (sender, recipients, dsn) in forwards {
-            self.store
-                .enqueue(
-                    &NewMessage {
-                        sender,
-                        recipients,
-                        body: msg.to_vec(),
-                        lifetime_secs: self.lifetime_secs,
-                        dsn,
-                    },
-                    now,
-                )
-                .await?;
+        for (sender, recipients, dsn, key) in forwards {
+            let copy = NewMessage {
+                sender,
+                recipients,
+                body: msg.to_vec(),
+                lifetime_secs: self.lifetime_secs,
+                dsn,
+            };
+            match key {
+                Some(key) => {
+                    if self.store.enqueue_once(&copy, &key, now).await?.is_none() {
+                        tracing::info!(to = ?copy.recipients, "forward already queued: not again");
+                        continue;
+                    }
+                }
+                None => {
+                    self.store.enqueue(&copy, now).await?;
+                }
+            }
             self.queued.notify_one();
         }
         Ok(outcomes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_forward_handed_on_again_is_queued_once() {
+        let store = Store::open("sqlite::memory:").await.unwrap();
+        store.add_domain("a.test").await.unwrap();
+        store.add_user("bob@a.test", "pw").await.unwrap();
+        store
+            .set_forward("bob@a.test", &["bob@elsewhere.test".to_string()])
+            .await
+            .unwrap();
+        let root = std::env::temp_dir().join(format!("scop-delivery-{}", std::process::id()));
+        let delivery = Delivery {
+            store: store.clone(),
+            mail_root: root.clone(),
+            hostname: "mail.a.test".into(),
+            srs: Arc::new(Srs::new(b"test srs key")),
+            lifetime_secs: 86_400,
+            queued: Arc::new(Notify::new()),
+            journal: None,
+        };
+        let rcpts = ["bob@a.test".to_string()];
+        let send = |msg: &str, now: i64| {
+            let msg = Arc::new(msg.as_bytes().to_vec());
+            let delivery = delivery.clone();
+            let rcpts = rcpts.clone();
+            async move {
+                let out = delivery
+                    .deliver("s@x.test", &rcpts, &DsnParams::default(), msg, now)
+                    .await
+                    .unwrap();
+                assert_eq!(out[0].1, RcptOutcome::Done, "a copy kept, one forwarded");
+            }
+        };
+        let queued = || async { store.list_queue().await.unwrap().len() };
+        let msg = "Message-ID: <1@x.test>\r\nSubject: hi\r\n\r\nbody\r\n";
+        send(msg, 100).await;
+        // Handed on again with other trace fields, a day later (another
+        // SRS address): the forward is already queued.
+        send(&format!("Received: from hop; later\r\n{msg}"), 86_500).await;
+        assert_eq!(queued().await, 1);
+        // Another body is another message.
+        send("Message-ID: <1@x.test>\r\nSubject: hi\r\n\r\nBODY\r\n", 100).await;
+        assert_eq!(queued().await, 2);
+        // Without a Message-ID, the same bytes are each a message.
+        let plain = "Subject: alert\r\n\r\ndisk full\r\n";
+        send(plain, 100).await;
+        send(plain, 100).await;
+        assert_eq!(queued().await, 4);
+        std::fs::remove_dir_all(&root).ok();
     }
 }

@@ -1118,6 +1118,38 @@ async fn dsn_parameters_are_kept(db: Db) {
     assert_eq!(store.list_queue().await.unwrap().len(), 2);
 }
 
+async fn a_copy_is_queued_once(db: Db) {
+    let store = Store::open(&db.url).await.unwrap();
+    let fwd = msg("srs@a.test", &["x@ext.test"], b"hi\r\n");
+    let first = store.enqueue_once(&fwd, "k1", 100).await.unwrap();
+    assert!(first.is_some());
+    // The same copy again (a hop's retry): not queued.
+    assert_eq!(store.enqueue_once(&fwd, "k1", 150).await.unwrap(), None);
+    // Another key is another copy.
+    let other = store.enqueue_once(&fwd, "k2", 150).await.unwrap();
+    assert!(other.is_some() && other != first);
+    assert_eq!(store.list_queue().await.unwrap().len(), 2);
+    // The key outlives the message and a restart...
+    store
+        .record_delivered(first.unwrap(), "x@ext.test", 200, "250 ok")
+        .await
+        .unwrap();
+    store.close().await;
+    let store = Store::open(&db.url).await.unwrap();
+    assert_eq!(store.list_queue().await.unwrap().len(), 1);
+    assert_eq!(store.enqueue_once(&fwd, "k1", 300).await.unwrap(), None);
+    // ...until it is pruned with the delivery log (strictly before).
+    store.prune_delivery_log(100).await.unwrap();
+    assert_eq!(store.enqueue_once(&fwd, "k1", 300).await.unwrap(), None);
+    store.prune_delivery_log(101).await.unwrap();
+    assert!(store.enqueue_once(&fwd, "k1", 300).await.unwrap().is_some());
+    assert_eq!(store.enqueue_once(&fwd, "k2", 300).await.unwrap(), None);
+    // An over-long envelope refuses the message and leaves no key.
+    let bad = msg("srs@a.test", &[], b"x");
+    assert!(store.enqueue_once(&bad, "k3", 300).await.is_err());
+    assert!(store.enqueue_once(&fwd, "k3", 300).await.unwrap().is_some());
+}
+
 async fn delay_report_is_queued_once(db: Db) {
     let store = Store::open(&db.url).await.unwrap();
     let id = store
@@ -1342,6 +1374,7 @@ suite!(
     concurrent_open_migrates_once,
     dsn_parameters_are_kept,
     delay_report_is_queued_once,
+    a_copy_is_queued_once,
     migrates_a_queued_message_to_dsn_columns,
     enqueued_leased_is_held_until_the_lease_ends,
     a_restarted_relay_releases_only_its_own_leases,

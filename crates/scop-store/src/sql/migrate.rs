@@ -42,6 +42,7 @@ migrations! {
     7 => "0007_limits_and_log_age.sql",
     8 => "0008_requiretls.sql",
     9 => "0009_daily_limit.sql",
+    10 => "0010_queued_once.sql",
 }
 
 /// The schema version this build writes (the last migration).

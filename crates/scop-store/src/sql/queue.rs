@@ -563,6 +563,33 @@ impl Store {
         }.await)
     }
 
+    /// Queues a message unless one was queued under `copy_key` before
+    /// (and the key not yet pruned, [`Store::prune_delivery_log`]): the
+    /// same copy handed on again after a crash or a lost reply is queued
+    /// once. The key and the message are written in one transaction;
+    /// `None` when the key was there.
+    pub async fn enqueue_once(
+        &self,
+        msg: &NewMessage,
+        copy_key: &str,
+        now: i64,
+    ) -> Result<Option<MessageId>> {
+        let prepared = Prepared::new(msg, now)?;
+        write_tx!(self, tx => async {
+            let fresh = sqlx::query(
+                "INSERT INTO queued_once (copy_key, at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            )
+            .bind(copy_key)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            if fresh.rows_affected() == 0 {
+                return Ok(None);
+            }
+            insert_message!(tx, prepared).map(Some)
+        }.await)
+    }
+
     /// Queues `report` (a delay DSN about message `id`) and records that
     /// `rcpts` were notified, in one transaction, so that a recipient gets
     /// at most one delay DSN even across a crash. Recipients already
@@ -896,16 +923,31 @@ impl Store {
     }
 
     /// Removes the delivery records made before `before` (unix seconds),
+    /// and the keys of [`Store::enqueue_once`] written before it,
     /// [`PRUNE_BATCH`] per transaction so writers never wait long; how
-    /// many went.
+    /// many delivery records went.
     pub async fn prune_delivery_log(&self, before: i64) -> Result<u64> {
+        self.prune(
+            "DELETE FROM queued_once WHERE copy_key IN \
+             (SELECT copy_key FROM queued_once WHERE at < $1 LIMIT $2)",
+            before,
+        )
+        .await?;
+        self.prune(
+            "DELETE FROM deliveries WHERE id IN \
+             (SELECT id FROM deliveries WHERE at < $1 LIMIT $2)",
+            before,
+        )
+        .await
+    }
+
+    /// Runs `delete` (binding `before` and [`PRUNE_BATCH`]) until it
+    /// removes less than a batch; how many rows went.
+    async fn prune(&self, delete: &'static str, before: i64) -> Result<u64> {
         let mut removed = 0;
         loop {
             let done = write_tx!(self, tx => async {
-                Ok::<u64, StoreError>(sqlx::query(
-                    "DELETE FROM deliveries WHERE id IN \
-                     (SELECT id FROM deliveries WHERE at < $1 LIMIT $2)",
-                )
+                Ok::<u64, StoreError>(sqlx::query(delete)
                 .bind(before)
                 .bind(PRUNE_BATCH)
                 .execute(&mut *tx)
