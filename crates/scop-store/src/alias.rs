@@ -20,6 +20,7 @@
 //! - when nothing is delivered anywhere the answer is [`Resolution::Unknown`].
 
 use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 use crate::address::{Address, Domain};
 
@@ -197,13 +198,40 @@ pub const MAX_CACHED_ENTRIES: usize = 4096;
 /// An entry is loaded after its version was read, so it is at least as
 /// new as that version; entries are kept only under the newest version
 /// seen, and a newer version empties the cache.
+///
+/// It also keeps when the version was last read, so that resolutions in
+/// quick succession (one per recipient of every message) can skip
+/// reading it again ([`DirectoryCache::recent_version`]).
 #[derive(Debug, Default)]
 pub struct DirectoryCache {
     version: Option<i64>,
     dir: Directory,
+    /// The version last read, and when its read started.
+    read: Option<(i64, Instant)>,
 }
 
 impl DirectoryCache {
+    /// The version read less than `within` before `now`, if any.
+    pub fn recent_version(&self, now: Instant, within: Duration) -> Option<i64> {
+        self.read
+            .filter(|(_, at)| now.saturating_duration_since(*at) < within)
+            .map(|(v, _)| v)
+    }
+
+    /// Notes that `version` was read by a query started at `at` (never
+    /// moving the note back to an older read).
+    pub fn read_version(&mut self, version: i64, at: Instant) {
+        if self.read.is_none_or(|(_, last)| last <= at) {
+            self.read = Some((version, at));
+        }
+    }
+
+    /// Forgets when the version was read: the directory was changed
+    /// through this handle, the next resolution reads it again.
+    pub fn changed(&mut self) {
+        self.read = None;
+    }
+
     /// Copies into `dir` the entries of `needs` cached under `version`,
     /// and returns the ones still to load.
     pub fn fill(&mut self, version: i64, dir: &mut Directory, needs: Vec<Need>) -> Vec<Need> {
@@ -276,6 +304,24 @@ pub fn domain_key(domain: &str) -> Option<String> {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn a_version_read_lately_is_reused_until_a_change() {
+        let t0 = Instant::now();
+        let within = Duration::from_secs(1);
+        let mut cache = DirectoryCache::default();
+        assert_eq!(cache.recent_version(t0, within), None);
+        cache.read_version(7, t0);
+        assert_eq!(cache.recent_version(t0, within), Some(7));
+        assert_eq!(cache.recent_version(t0 + within / 2, within), Some(7));
+        assert_eq!(cache.recent_version(t0 + within, within), None);
+        // An older read finishing late does not replace a newer one.
+        cache.read_version(8, t0 + within);
+        cache.read_version(7, t0);
+        assert_eq!(cache.recent_version(t0 + within, within), Some(8));
+        cache.changed();
+        assert_eq!(cache.recent_version(t0 + within, within), None);
+    }
 
     #[test]
     fn the_cache_serves_entries_of_its_version_only() {

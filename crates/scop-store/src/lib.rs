@@ -43,7 +43,7 @@ use sqlx::sqlite::{
 pub use alias::{MAX_ALIAS_DEPTH, MAX_ALIAS_EXPANSION, Resolution};
 pub use error::{Result, StoreError};
 pub use retry::next_retry;
-pub use sql::accounts::{MAX_FORWARD_TARGETS, SendingLimits, User};
+pub use sql::accounts::{DIRECTORY_RECHECK, MAX_FORWARD_TARGETS, SendingLimits, User};
 pub use sql::migrate::SCHEMA_VERSION;
 pub use sql::queue::{
     DeliveryRecord, DsnParams, MAX_ADDR_TYPE_BYTES, MAX_ADDRESS_BYTES, MAX_DETAIL_BYTES,

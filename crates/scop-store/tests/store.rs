@@ -531,9 +531,13 @@ async fn resolution(db: Db) {
 /// A handle keeps resolved entries; a change made through another handle
 /// (another process: `scop user ...` while the MX runs) is seen by its
 /// next resolution.
+/// Changes made through another handle (another process): an address
+/// that comes to exist is seen at once, other changes within
+/// `DIRECTORY_RECHECK`; changes through the resolving handle at once.
 async fn resolution_sees_changes_made_elsewhere(db: Db) {
     let mx = Store::open(&db.url).await.unwrap();
     let admin = Store::open(&db.url).await.unwrap();
+    let recheck = || tokio::time::sleep(scop_store::DIRECTORY_RECHECK);
     admin.add_user("bob@a.test", "pw").await.unwrap();
     let bob = || mx.resolve("bob@a.test");
     assert_eq!(bob().await.unwrap(), deliver(&["bob@a.test"], &[]));
@@ -553,6 +557,7 @@ async fn resolution_sees_changes_made_elsewhere(db: Db) {
         .set_forward("bob@a.test", &s(&["bob@ext.test"]))
         .await
         .unwrap();
+    recheck().await;
     assert_eq!(
         bob().await.unwrap(),
         deliver(&["bob@a.test"], &["bob@ext.test"])
@@ -562,20 +567,23 @@ async fn resolution_sees_changes_made_elsewhere(db: Db) {
         .add_alias("bob@a.test", "carol@ext.test")
         .await
         .unwrap();
+    recheck().await;
     assert_eq!(
         bob().await.unwrap(),
         deliver(&["bob@a.test"], &["carol@ext.test"])
     );
-    admin
-        .delete_alias("bob@a.test", "carol@ext.test")
+    // Through the resolving handle: at once.
+    mx.delete_alias("bob@a.test", "carol@ext.test")
         .await
         .unwrap();
+    assert_eq!(bob().await.unwrap(), deliver(&["bob@a.test"], &[]));
     admin.add_address("bob@a.test", "b@a.test").await.unwrap();
     assert_eq!(
         mx.resolve("b@a.test").await.unwrap(),
         deliver(&["bob@a.test"], &[])
     );
     admin.delete_user("bob@a.test").await.unwrap();
+    recheck().await;
     assert_eq!(bob().await.unwrap(), Resolution::Unknown);
     assert_eq!(mx.resolve("b@a.test").await.unwrap(), Resolution::Unknown);
     // The catch-all's target is gone too: nothing receives there.

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use sqlx::Row;
 
@@ -11,6 +12,10 @@ use crate::alias::{
 };
 use crate::error::{Result, StoreError, invalid};
 use crate::{Store, on_pool, password, write_tx};
+
+/// How long a directory version read by [`Store::resolve`] is trusted
+/// for resolutions that find someone to deliver to.
+pub const DIRECTORY_RECHECK: Duration = Duration::from_secs(1);
 
 /// Most forwarding targets per account.
 pub const MAX_FORWARD_TARGETS: usize = 32;
@@ -160,6 +165,7 @@ pub(crate) async fn move_passwords_to_credentials(store: &Store, apart: bool) ->
 impl Store {
     /// Makes `domain` local (idempotent).
     pub async fn add_domain(&self, domain: &str) -> Result<()> {
+        let _changed = self.changing_directory();
         let d = Domain::parse(domain).map_err(|e| invalid("domain", domain, e))?;
         on_pool!(self, p => {
             sqlx::query(INSERT_DOMAIN).bind(d.as_str()).execute(p).await?;
@@ -189,6 +195,7 @@ impl Store {
     /// Creates an account. The login is an address; the account receives
     /// mail at it, and its domain becomes local.
     pub async fn add_user(&self, login: &str, password: &str) -> Result<()> {
+        let _changed = self.changing_directory();
         let login = parse_login(login)?;
         let sql = self.passwords.sql()?;
         let hash = hash_blocking(password).await?;
@@ -215,6 +222,7 @@ impl Store {
     /// Deletes an account, its addresses, its forwarding targets, and the
     /// aliases that point at any of its addresses.
     pub async fn delete_user(&self, login: &str) -> Result<()> {
+        let _changed = self.changing_directory();
         let login = parse_login(login)?;
         let key = login.key();
         write_tx!(self, tx => async {
@@ -396,6 +404,7 @@ impl Store {
     /// Gives the account `login` another address (it receives mail there and
     /// may send from it). The address's domain becomes local.
     pub async fn add_address(&self, login: &str, address: &str) -> Result<()> {
+        let _changed = self.changing_directory();
         let login = parse_login(login)?;
         let address = parse_address(address)?;
         let login_key = login.key();
@@ -421,6 +430,7 @@ impl Store {
     /// Replaces the account's forwarding targets (empty: no forwarding).
     /// Mail to the account is forwarded there and also kept in its mailbox.
     pub async fn set_forward(&self, login: &str, targets: &[String]) -> Result<()> {
+        let _changed = self.changing_directory();
         let login = parse_login(login)?;
         if targets.len() > MAX_FORWARD_TARGETS {
             return Err(StoreError::InvalidArgument(
@@ -462,6 +472,7 @@ impl Store {
     /// `target` (a local login or address, or an external address). The
     /// source's domain becomes local.
     pub async fn add_alias(&self, source: &str, target: &str) -> Result<()> {
+        let _changed = self.changing_directory();
         let src = AliasSource::parse(source).map_err(|e| invalid("alias source", source, e))?;
         let dst = parse_address(target)?;
         if src.key() == dst.key() {
@@ -489,6 +500,7 @@ impl Store {
 
     /// Removes one alias.
     pub async fn delete_alias(&self, source: &str, target: &str) -> Result<()> {
+        let _changed = self.changing_directory();
         let src = AliasSource::parse(source).map_err(|e| invalid("alias source", source, e))?;
         let dst = parse_address(target)?;
         on_pool!(self, p => {
@@ -517,19 +529,43 @@ impl Store {
     /// Resolves a recipient address (see [`crate::alias`] for the rules).
     ///
     /// Entries loaded from the store are kept (shared by clones of this
-    /// handle) while the store's directory version stays the same, so a
-    /// resolution costs one query when nothing changed, and a change by
-    /// any process is seen by the next resolution.
+    /// handle) while the store's directory version stays the same, and
+    /// the version itself is read at most once per
+    /// [`DIRECTORY_RECHECK`] while resolutions find someone to deliver
+    /// to: a resolution costs no query when nothing changed. A change
+    /// made through this handle is seen by the next resolution; one made
+    /// by another process is seen at once when it makes an address
+    /// exist (a "no such address" always reads the version again), and
+    /// within [`DIRECTORY_RECHECK`] otherwise.
     pub async fn resolve(&self, address: &str) -> Result<Resolution> {
         let addr = parse_address(address)?;
-        let cache = match &self.directory {
-            Some(c) => Some((c.as_ref(), self.directory_version().await?)),
-            None => None,
+        let Some(c) = &self.directory else {
+            return self.expand(&addr, None).await;
         };
+        let recent = lock(c).recent_version(Instant::now(), DIRECTORY_RECHECK);
+        if let Some(v) = recent {
+            let r = self.expand(&addr, Some((c, v))).await?;
+            if matches!(r, Resolution::Deliver { .. }) {
+                return Ok(r);
+            }
+        }
+        let at = Instant::now();
+        let v = self.directory_version().await?;
+        lock(c).read_version(v, at);
+        self.expand(&addr, Some((c, v))).await
+    }
+
+    /// Expands `addr` with entries cached under the directory version
+    /// `cache.1` (loading and caching the missing ones), or all loaded.
+    async fn expand(
+        &self,
+        addr: &Address,
+        cache: Option<(&Mutex<DirectoryCache>, i64)>,
+    ) -> Result<Resolution> {
         let mut dir = Directory::default();
         // Each round loads (or finds cached) at least one level of the alias tree.
         for _ in 0..(alias::MAX_ALIAS_DEPTH + 3) {
-            let mut needs = match alias::expand(&dir, &addr) {
+            let mut needs = match alias::expand(&dir, addr) {
                 Expansion::Done(r) => return Ok(r),
                 Expansion::Need(needs) => needs,
             };
@@ -612,6 +648,26 @@ impl Store {
             let aliases = rows.iter().map(|r| r.try_get::<String, _>(0)).collect::<Result<_, _>>()?;
             Ok(AddressEntry { owner, aliases })
         })
+    }
+}
+
+/// Marks the directory changed through a handle when dropped: at the end
+/// of the change, whether it committed or not.
+struct DirectoryChange<'a>(&'a Store);
+
+impl Drop for DirectoryChange<'_> {
+    fn drop(&mut self) {
+        if let Some(c) = &self.0.directory {
+            lock(c).changed();
+        }
+    }
+}
+
+impl Store {
+    /// Held across a change of the directory, so that the next
+    /// resolution through this handle reads the version again.
+    fn changing_directory(&self) -> DirectoryChange<'_> {
+        DirectoryChange(self)
     }
 }
 
