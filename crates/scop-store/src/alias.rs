@@ -208,6 +208,8 @@ pub struct DirectoryCache {
     dir: Directory,
     /// The version last read, and when its read started.
     read: Option<(i64, Instant)>,
+    /// When the directory was last changed through this handle.
+    changed: Option<Instant>,
 }
 
 impl DirectoryCache {
@@ -219,17 +221,20 @@ impl DirectoryCache {
     }
 
     /// Notes that `version` was read by a query started at `at` (never
-    /// moving the note back to an older read).
+    /// moving the note back to an older read, nor keeping a read that
+    /// started before the last change through this handle).
     pub fn read_version(&mut self, version: i64, at: Instant) {
-        if self.read.is_none_or(|(_, last)| last <= at) {
+        let newer = self.read.is_none_or(|(_, last)| last <= at);
+        if newer && self.changed.is_none_or(|c| c <= at) {
             self.read = Some((version, at));
         }
     }
 
-    /// Forgets when the version was read: the directory was changed
-    /// through this handle, the next resolution reads it again.
-    pub fn changed(&mut self) {
+    /// The directory was changed through this handle at `at` (when the
+    /// change ended): the next resolution reads the version again.
+    pub fn changed(&mut self, at: Instant) {
         self.read = None;
+        self.changed = Some(at);
     }
 
     /// Copies into `dir` the entries of `needs` cached under `version`,
@@ -319,8 +324,13 @@ mod tests {
         cache.read_version(8, t0 + within);
         cache.read_version(7, t0);
         assert_eq!(cache.recent_version(t0 + within, within), Some(8));
-        cache.changed();
+        cache.changed(t0 + within);
         assert_eq!(cache.recent_version(t0 + within, within), None);
+        // A read that started before the change ended does not count.
+        cache.read_version(8, t0 + within / 2);
+        assert_eq!(cache.recent_version(t0 + within, within), None);
+        cache.read_version(9, t0 + within);
+        assert_eq!(cache.recent_version(t0 + within, within), Some(9));
     }
 
     #[test]

@@ -658,7 +658,7 @@ struct DirectoryChange<'a>(&'a Store);
 impl Drop for DirectoryChange<'_> {
     fn drop(&mut self) {
         if let Some(c) = &self.0.directory {
-            lock(c).changed();
+            lock(c).changed(Instant::now());
         }
     }
 }
