@@ -145,7 +145,8 @@ impl Routes {
     /// The domain's MX hosts and their addresses, each with what TLS must
     /// prove there: DANE (RFC 7672) where the MX answer, the host's
     /// addresses and its TLSA records are all DNSSEC-validated. A host
-    /// whose TLSA lookup fails is left out (as if unreachable).
+    /// whose TLSA lookup fails is left out (as if unreachable), and
+    /// counted as `dnssec-invalid` when TLS reports are kept.
     async fn route_mx(&self, dns: &crate::mxlookup::Dns, domain: &str) -> Route {
         use crate::mxlookup::{ADDRESSES_PER_HOST_MAX, Plan, plan};
         let (mx, mx_secure) = dns.mx_validated(domain).await;
@@ -176,6 +177,15 @@ impl Routes {
             match &security {
                 HostSecurity::Unreachable(e) => {
                     tracing::info!(host = %h, error = %e, "MX host skipped");
+                    // No valid TLSA answer (RFC 8460 4.3.2.2).
+                    if let Some(reporter) = &self.tls_reports {
+                        let policy = scop_mta::tlsrpt::Policy::tlsa(domain, &h, &[]);
+                        let failed = outbound::TlsOutcome::Failed(
+                            scop_mta::tlsrpt::ResultType::DnssecInvalid,
+                            e.clone(),
+                        );
+                        reporter.record(&policy, &failed, &h, addrs[0], None);
+                    }
                     last = format!("{h}: {e}");
                     continue;
                 }

@@ -53,6 +53,12 @@ fn zone_head(origin: &str) -> String {
 /// Serves `zones` (text, and whether to sign it) on loopback; a resolver
 /// for them with the signed zones' keys as trust anchors.
 async fn serve(zones: &[(&str, &str, bool)]) -> Dns {
+    serve_with_dead(zones, &[]).await
+}
+
+/// As [`serve`], with stub zones `dead` whose server does not answer
+/// (a closed port): every lookup there fails.
+async fn serve_with_dead(zones: &[(&str, &str, bool)], dead: &[&str]) -> Dns {
     let mut parsed = Vec::new();
     let mut keys = Vec::new();
     for (origin, text, sign) in zones {
@@ -74,13 +80,19 @@ async fn serve(zones: &[(&str, &str, bool)]) -> Dns {
             .unwrap();
     }
     let addr = common::serve_engine(engine).await;
+    let closed = std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let stub = |zone: &str, server| Stub {
+        zone: Name::from_ascii(format!("{zone}.")).unwrap(),
+        servers: vec![server],
+    };
     Dns::new(&ResolverConfig {
         stubs: zones
             .iter()
-            .map(|(origin, _, _)| Stub {
-                zone: Name::from_ascii(format!("{origin}.")).unwrap(),
-                servers: vec![addr],
-            })
+            .map(|(origin, _, _)| stub(origin, addr))
+            .chain(dead.iter().map(|zone| stub(zone, closed)))
             .collect(),
         anchors: parse_anchors(&anchors).unwrap(),
         ..ResolverConfig::default()
@@ -148,6 +160,7 @@ async fn the_relay_authenticates_mx_hosts_with_validated_tlsa_records() {
         ("mixed.b.test", "dave@mixed.b.test"),
         ("pkix.b.test", "erin@pkix.b.test"),
         ("c.test", "fay@c.test"),
+        ("dead.b.test", "gina@dead.b.test"),
     ] {
         b.store.add_domain(d).await.unwrap();
         b.store.add_user(user, "pw").await.unwrap();
@@ -162,7 +175,9 @@ async fn the_relay_authenticates_mx_hosts_with_validated_tlsa_records() {
          mixed MX 10 mx.bad\nmixed MX 20 mx\n\
          pkix MX 10 mx.pkix\nmx.pkix A 127.0.0.1\n_{port}._tcp.mx.pkix TLSA {pkix}\n\
          _smtp._tls TXT \"v=TLSRPTv1; rua=mailto:alice@a.test\"\n\
-         _smtp._tls.bad TXT \"v=TLSRPTv1;rua=mailto:alice@a.test\"\n",
+         _smtp._tls.bad TXT \"v=TLSRPTv1;rua=mailto:alice@a.test\"\n\
+         dead MX 10 mx.dead\nmx.dead A 127.0.0.1\n\
+         _smtp._tls.dead TXT \"v=TLSRPTv1;rua=mailto:alice@a.test\"\n",
         zone_head("b.test")
     );
     // The same wrong record in an unsigned zone proves nothing: ignored.
@@ -170,7 +185,13 @@ async fn the_relay_authenticates_mx_hosts_with_validated_tlsa_records() {
         "{}@ MX 10 mx\nmx A 127.0.0.1\n_{port}._tcp.mx TLSA {wrong}\n",
         zone_head("c.test")
     );
-    let dns = serve(&[("b.test", &signed, true), ("c.test", &unsigned, false)]).await;
+    // mx.dead.b.test's TLSA records sit in a zone whose server is gone:
+    // their lookup fails.
+    let dns = serve_with_dead(
+        &[("b.test", &signed, true), ("c.test", &unsigned, false)],
+        &["_tcp.mx.dead.b.test"],
+    )
+    .await;
     // The relay asks a resolver compartment over the mesh, as in a split
     // deployment: the validation status crosses the hop (the AD bit).
     let mesh = common::mesh_dir("dane");
@@ -209,6 +230,7 @@ async fn the_relay_authenticates_mx_hosts_with_validated_tlsa_records() {
         "dave@mixed.b.test",
         "erin@pkix.b.test",
         "fay@c.test",
+        "gina@dead.b.test",
     ] {
         send(&a, rcpt).await;
     }
@@ -231,9 +253,20 @@ async fn the_relay_authenticates_mx_hosts_with_validated_tlsa_records() {
     assert!(detail.contains("certificate"), "{detail}");
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(b.messages("carol@bad.b.test").is_empty());
+    // The only MX's TLSA lookup fails: deferred, as if unreachable.
+    let (outcome, detail) = first_outcome(&a, "gina@dead.b.test").await;
+    assert_eq!(outcome, Outcome::Deferred, "{detail}");
+    assert!(detail.contains("TLSA lookup failed"), "{detail}");
     let queue = a.store.list_queue().await.unwrap();
-    assert_eq!(queue.len(), 1, "{queue:?}");
-    assert_eq!(queue[0].recipients[0].rcpt, "carol@bad.b.test");
+    let waiting: Vec<&str> = queue
+        .iter()
+        .map(|m| m.recipients[0].rcpt.as_str())
+        .collect();
+    assert_eq!(
+        waiting,
+        ["carol@bad.b.test", "gina@dead.b.test"],
+        "{queue:?}"
+    );
 
     // REQUIRETLS (RFC 8689): to b.test, whose MX DANE authenticates and
     // offers REQUIRETLS, delivered; to c.test, whose TLSA records are not
@@ -272,6 +305,13 @@ async fn the_relay_authenticates_mx_hosts_with_validated_tlsa_records() {
         &[
             ("b.test", "tlsa", "1+", "0"),
             ("bad.b.test", "tlsa", "0", "1+ tlsa-invalid mx.bad.b.test"),
+            // No session to mx.dead.b.test: its TLSA lookup failed.
+            (
+                "dead.b.test",
+                "tlsa",
+                "0",
+                "1+ dnssec-invalid mx.dead.b.test",
+            ),
         ],
         &["mixed.b.test", "pkix.b.test", "c.test"],
     )
