@@ -208,10 +208,10 @@ impl Sts {
                         )
                     });
                 }
-                Ok(Err(Fetch::Tls(e))) => {
+                Ok(Err(HttpsError::Tls(e))) => {
                     last = (ResultType::StsWebpkiInvalid, format!("{at}: TLS: {e}"))
                 }
-                Ok(Err(Fetch::Other(e))) => last = fetch_error(format!("{at}: {e}")),
+                Ok(Err(HttpsError::Other(e))) => last = fetch_error(format!("{at}: {e}")),
                 Err(_) => last = fetch_error(format!("{at}: timed out")),
             }
         }
@@ -223,45 +223,67 @@ impl Sts {
         ip: std::net::IpAddr,
         host: &str,
         domain: &str,
-    ) -> Result<Vec<u8>, Fetch> {
-        let other = |e: std::io::Error| Fetch::Other(e.to_string());
-        let tcp = tokio::net::TcpStream::connect((ip, self.port))
-            .await
-            .map_err(other)?;
+    ) -> Result<Vec<u8>, HttpsError> {
         let name =
-            ServerName::try_from(host.to_string()).map_err(|e| Fetch::Other(e.to_string()))?;
-        let mut tls = tokio_rustls::TlsConnector::from(self.https.clone())
-            .connect(name, tcp)
-            .await
-            .map_err(|e| Fetch::Tls(e.to_string()))?;
-        tls.write_all(&mta_sts::request(domain))
-            .await
-            .map_err(other)?;
-        let mut received = Vec::new();
-        let mut chunk = vec![0; 16 << 10];
-        loop {
-            // A server that closes without TLS close_notify ends the
-            // body as a close does (the length checks stay).
-            let n = tls.read(&mut chunk).await.unwrap_or(0);
-            received.extend_from_slice(&chunk[..n]);
-            match mta_sts::response(&received, n == 0) {
-                Response::Body(body) => return Ok(body),
-                Response::Failed(e) => return Err(Fetch::Other(e)),
-                Response::Incomplete if n == 0 => {
-                    return Err(Fetch::Other("response cut short".into()));
-                }
-                Response::Incomplete => {}
-            }
-        }
+            ServerName::try_from(host.to_string()).map_err(|e| HttpsError::Other(e.to_string()))?;
+        let request = mta_sts::request(domain);
+        https_exchange(
+            &self.https,
+            ip,
+            self.port,
+            name,
+            &request,
+            |received, closed| match mta_sts::response(received, closed) {
+                Response::Body(body) => Some(Ok(body)),
+                Response::Failed(e) => Some(Err(e)),
+                Response::Incomplete => None,
+            },
+        )
+        .await
     }
 }
 
-/// Why a policy fetch from one address failed.
-enum Fetch {
+/// Why an HTTPS exchange with one address failed.
+pub(crate) enum HttpsError {
     /// The TLS handshake (the certificate, most often).
     Tls(String),
     /// Anything else.
     Other(String),
+}
+
+/// One HTTP/1.1 exchange over TLS (`config`) with `name` at `ip:port`:
+/// sends `request`, then hands what came back, and whether the server
+/// has closed, to `decide` until it settles it. A server that closes
+/// without TLS close_notify ends the answer as a close does; one that
+/// closes before `decide` settles cut it short.
+pub(crate) async fn https_exchange<T>(
+    config: &Arc<rustls::ClientConfig>,
+    ip: std::net::IpAddr,
+    port: u16,
+    name: ServerName<'static>,
+    request: &[u8],
+    mut decide: impl FnMut(&[u8], bool) -> Option<Result<T, String>>,
+) -> Result<T, HttpsError> {
+    let other = |e: std::io::Error| HttpsError::Other(e.to_string());
+    let tcp = tokio::net::TcpStream::connect((ip, port))
+        .await
+        .map_err(other)?;
+    let mut tls = tokio_rustls::TlsConnector::from(config.clone())
+        .connect(name, tcp)
+        .await
+        .map_err(|e| HttpsError::Tls(e.to_string()))?;
+    tls.write_all(request).await.map_err(other)?;
+    let mut received = Vec::new();
+    let mut chunk = vec![0; 16 << 10];
+    loop {
+        let n = tls.read(&mut chunk).await.unwrap_or(0);
+        received.extend_from_slice(&chunk[..n]);
+        match decide(&received, n == 0) {
+            Some(settled) => return settled.map_err(HttpsError::Other),
+            None if n == 0 => return Err(HttpsError::Other("response cut short".into())),
+            None => {}
+        }
+    }
 }
 
 /// Whether a domain name can be a cache file's name. Domain names from

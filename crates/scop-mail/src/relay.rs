@@ -230,11 +230,13 @@ impl Routes {
             }
         }
         // What TLS reports need, only when they are kept.
-        for t in out.iter_mut().filter(|_| self.tls_reports.is_some()) {
+        if self.tls_reports.is_some() {
             let (sts, failed) = (sts_policy.as_ref(), sts_failure.as_ref());
-            let p = policy_of(domain, &t.name, &t.security, sts, failed.is_some());
-            t.report = Some(Arc::new(p));
-            t.judged = Judged::of(&t.name, &t.security, sts, failed);
+            for t in &mut out {
+                let p = policy_of(domain, &t.name, &t.security, sts, failed.is_some());
+                t.report = Some(Arc::new(p));
+                t.judged = Judged::of(&t.name, &t.security, sts, failed);
+            }
         }
         if out.is_empty() {
             Route::Temp(if last.is_empty() {
@@ -911,8 +913,9 @@ impl Relay {
                     Some(sts) => sts.smtp_client(),
                     None => continue,
                 },
-                _ => match (&self.routes.sts, &judged, &self.routes.tls_reports) {
-                    (Some(sts), Judged::AsEnforced, Some(_)) => {
+                // (Judged only while TLS reports are kept.)
+                _ => match (&self.routes.sts, &judged) {
+                    (Some(sts), Judged::AsEnforced) => {
                         let (tls, v) = sts.observing_client();
                         verdict = Some(v);
                         tls

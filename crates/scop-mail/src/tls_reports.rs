@@ -355,7 +355,6 @@ async fn post(
     url: &str,
     body: &[u8],
 ) -> Result<(), String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (host, port, request) = tlsrpt::https_request(url, body).map_err(|e| e.to_string())?;
     let addrs = match host.parse::<IpAddr>() {
         Ok(ip) => vec![ip],
@@ -364,34 +363,20 @@ async fn post(
     let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| e.to_string())?;
     let mut last = format!("{host} has no address");
     for ip in addrs {
-        let attempt = async {
-            let tcp = tokio::net::TcpStream::connect((ip, port))
-                .await
-                .map_err(|e| e.to_string())?;
-            let mut tls = tokio_rustls::TlsConnector::from(https.clone())
-                .connect(name.clone(), tcp)
-                .await
-                .map_err(|e| format!("TLS: {e}"))?;
-            tls.write_all(&request).await.map_err(|e| e.to_string())?;
-            let mut head = Vec::new();
-            let mut chunk = [0; 4096];
-            loop {
-                let n = tls.read(&mut chunk).await.unwrap_or(0);
-                head.extend_from_slice(&chunk[..n]);
-                match tlsrpt::https_accepted(&head) {
-                    Some(true) => return Ok(()),
-                    Some(false) => {
+        let attempt =
+            crate::mta_sts::https_exchange(https, ip, port, name.clone(), &request, |head, _| {
+                match tlsrpt::https_accepted(head)? {
+                    true => Some(Ok(())),
+                    false => {
                         let line = head.split(|&b| b == b'\r').next().unwrap_or_default();
-                        return Err(format!("refused: {}", String::from_utf8_lossy(line)));
+                        Some(Err(format!("refused: {}", String::from_utf8_lossy(line))))
                     }
-                    None if n == 0 => return Err("response cut short".to_string()),
-                    None => {}
                 }
-            }
-        };
+            });
         match attempt.await {
             Ok(()) => return Ok(()),
-            Err(e) => last = format!("{ip}: {e}"),
+            Err(crate::mta_sts::HttpsError::Tls(e)) => last = format!("{ip}: TLS: {e}"),
+            Err(crate::mta_sts::HttpsError::Other(e)) => last = format!("{ip}: {e}"),
         }
     }
     Err(last)
