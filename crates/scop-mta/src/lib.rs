@@ -91,13 +91,26 @@ pub mod fuzz {
     /// Journal records from arbitrary bytes: decoding never panics and
     /// stays in bounds, and what decodes encodes to the same bytes.
     pub fn journal(data: &[u8]) {
-        let (records, used) = crate::journal::decode_all(data);
-        assert!(used <= data.len());
+        use crate::journal::{decode_segment, encode_into, encode_v1_into};
+        let segment = data.get(16..24).map_or(0, |b| {
+            u64::from_le_bytes(b.try_into().expect("eight bytes"))
+        });
+        let seg = decode_segment(data, segment);
+        assert!(seg.used + seg.cut_short <= data.len());
         let mut again = Vec::new();
-        for r in &records {
-            crate::journal::encode_into(&mut again, r.dir, r.name, r.body);
+        for r in &seg.records {
+            match r.segment {
+                Some(s) => {
+                    assert_eq!(s, segment);
+                    encode_into(&mut again, s, r.dir, r.name, r.body);
+                }
+                None => encode_v1_into(&mut again, r.dir, r.name, r.body),
+            }
         }
-        assert_eq!(again, &data[..used]);
+        assert_eq!(again, &data[..seg.used]);
+        // One version per file.
+        let numbered = |r: &crate::journal::Record<'_>| r.segment.is_some();
+        assert!(seg.records.iter().all(numbered) || !seg.records.iter().any(numbered));
     }
 
     /// DANE on arbitrary bytes taken as a certificate: finding the public
