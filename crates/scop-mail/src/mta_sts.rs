@@ -7,7 +7,8 @@
 //! (read back at the next start), until its `max_age` runs out. A failed lookup or fetch falls back to
 //! the kept policy while it is valid (RFC 8461 5.1); a failed fetch is
 //! not tried again for the same TXT id for
-//! [`scop_mta::mta_sts::FETCH_RETRY_SECS`].
+//! [`scop_mta::mta_sts::FETCH_RETRY_SECS`]. Messages that want the same
+//! policy while it is being fetched wait for that one fetch.
 //!
 //! In `enforce` mode the relay sends only to MX hosts the policy names,
 //! over TLS whose certificate chains to the trust store and names the
@@ -46,7 +47,12 @@ pub struct Sts {
     /// Fetches that failed lately, per domain, with why: the next waits
     /// ([`mta_sts::FETCH_RETRY_SECS`]).
     failed: Mutex<HashMap<String, Failure>>,
+    /// Fetches under way, by domain and policy id: what each comes to.
+    fetching: Mutex<HashMap<String, Arc<Fetching>>>,
 }
+
+/// The outcome of one fetch, shared by every message waiting for it.
+type Fetching = tokio::sync::OnceCell<Result<Policy, (ResultType, String)>>;
 
 /// A failed fetch and why it failed, as a TLS report names it.
 type Failure = (FailedFetch, (ResultType, String));
@@ -78,6 +84,7 @@ impl Sts {
             cache_dir,
             cache: Mutex::new(kept),
             failed: Mutex::default(),
+            fetching: Mutex::default(),
         }
     }
 
@@ -133,17 +140,42 @@ impl Sts {
                     Ok(Some(record)) => record.id.clone(),
                     _ => return (None, None),
                 };
-                match self.fetch(dns, domain).await {
+                match self.fetch_once(dns, domain, &id, now).await {
+                    Ok(policy) => (Some(policy), None),
+                    Err(why) => match mta_sts::after_failed_fetch(cached.as_ref(), now) {
+                        Some(c) => (Some(c.policy.clone()), None),
+                        None => (None, Some(why)),
+                    },
+                }
+            }
+        }
+    }
+
+    /// Fetches the policy `id` of `domain`, or waits for the fetch of
+    /// another message that is under way, and keeps the policy or notes
+    /// the failure.
+    async fn fetch_once(
+        &self,
+        dns: &Dns,
+        domain: &str,
+        id: &str,
+        now: i64,
+    ) -> Result<Policy, (ResultType, String)> {
+        let key = format!("{domain} {id}");
+        let shared = lock(&self.fetching).entry(key.clone()).or_default().clone();
+        let outcome = shared
+            .get_or_init(|| async {
+                let fetched = self.fetch(dns, domain).await;
+                match &fetched {
                     Ok(policy) => {
                         tracing::info!(%domain, %id, mode = ?policy.mode, "MTA-STS: policy fetched");
                         lock(&self.failed).remove(domain);
                         let fresh = Cached {
-                            id,
+                            id: id.to_string(),
                             fetched: now,
-                            policy,
+                            policy: policy.clone(),
                         };
                         self.keep(domain, &fresh);
-                        (Some(fresh.policy), None)
                     }
                     Err((kind, e)) => {
                         tracing::warn!(
@@ -152,15 +184,23 @@ impl Sts {
                             retry_secs = mta_sts::FETCH_RETRY_SECS,
                             "MTA-STS: policy fetch failed"
                         );
-                        self.note_failure(domain, FailedFetch { id, at: now }, (kind, e.clone()));
-                        match mta_sts::after_failed_fetch(cached.as_ref(), now) {
-                            Some(c) => (Some(c.policy.clone()), None),
-                            None => (None, Some((kind, e))),
-                        }
+                        let at = FailedFetch {
+                            id: id.to_string(),
+                            at: now,
+                        };
+                        self.note_failure(domain, at, (*kind, e.clone()));
                     }
                 }
-            }
+                fetched
+            })
+            .await
+            .clone();
+        // The next message decides afresh from the cache (or the pause).
+        let mut fetching = lock(&self.fetching);
+        if fetching.get(&key).is_some_and(|f| Arc::ptr_eq(f, &shared)) {
+            fetching.remove(&key);
         }
+        outcome
     }
 
     /// Remembers a failed fetch, past ones whose pause ended making room.

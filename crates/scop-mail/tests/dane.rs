@@ -702,6 +702,7 @@ async fn the_relay_applies_mta_sts_policies() {
             "mta-sts.t.s.test",
             "mta-sts.u.s.test",
             "mta-sts.f.s.test",
+            "mta-sts.c.s.test",
             "rpt.s.test",
         ],
     ]);
@@ -726,6 +727,7 @@ async fn the_relay_applies_mta_sts_policies() {
             ("mta-sts.v.s.test", &v),
             ("mta-sts.t.s.test", &t),
             ("mta-sts.u.s.test", &u),
+            ("mta-sts.c.s.test", &s),
         ],
     )
     .await;
@@ -737,12 +739,13 @@ async fn the_relay_applies_mta_sts_policies() {
     // - t: testing, names another host;
     // - u: testing, names mx.u.s.test, which Postfix's certificate lacks;
     // - n: announced, but the policy server has no certificate for it;
-    // - f: announced, but the policy server has no policy for it (404).
+    // - f: announced, but the policy server has no policy for it (404);
+    // - c: as s.test, asked for by several messages at once.
     let mut zone = zone_head("s.test");
     zone.push_str(
         "@ MX 10 mx\nmx A 127.0.0.1\n_mta-sts TXT \"v=STSv1; id=1;\"\nmta-sts A 127.0.0.1\n",
     );
-    for sub in ["w", "v", "t", "n", "u", "f"] {
+    for sub in ["w", "v", "t", "n", "u", "f", "c"] {
         zone.push_str(&format!(
             "{sub} MX 10 mx.{sub}\nmx.{sub} A 127.0.0.1\n\
              _mta-sts.{sub} TXT \"v=STSv1; id=20261127\"\nmta-sts.{sub} A 127.0.0.1\n"
@@ -766,6 +769,27 @@ async fn the_relay_applies_mta_sts_policies() {
     let cache = dir.join("sts");
     std::fs::create_dir_all(&cache).unwrap();
     let sts = Arc::new(Sts::new(roots, https, Some(cache.clone())));
+    // Messages that want a policy while it is being fetched wait for
+    // that one fetch.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let at_once = tokio::join!(
+        sts.policy(&dns, "c.s.test", now),
+        sts.policy(&dns, "c.s.test", now),
+        sts.policy(&dns, "c.s.test", now),
+    );
+    for (policy, failure) in [at_once.0, at_once.1, at_once.2] {
+        assert_eq!(
+            (policy.map(|p| p.mx), failure),
+            (Some(vec!["mx.s.test".to_string()]), None)
+        );
+    }
+    assert_eq!(
+        served.lock().unwrap().fetches.get("mta-sts.c.s.test"),
+        Some(&1)
+    );
     // Reports every 2 s, signed: the test adds up those that come, and
     // dkimpy checks their signatures as TLS reports (RFC 8460 3).
     let signer = scop_dkim::Signer::new(
