@@ -8,7 +8,9 @@
 //! the kept policy while it is valid (RFC 8461 5.1); a failed fetch is
 //! not tried again for the same TXT id for
 //! [`scop_mta::mta_sts::FETCH_RETRY_SECS`]. Messages that want the same
-//! policy while it is being fetched wait for that one fetch.
+//! policy while it is being fetched wait for that one fetch. A policy in
+//! use is fetched again in the background once it is a day old (or half
+//! its `max_age`, [`scop_mta::mta_sts::REFRESH_SECS`]).
 //!
 //! In `enforce` mode the relay sends only to MX hosts the policy names,
 //! over TLS whose certificate chains to the trust store and names the
@@ -112,7 +114,7 @@ impl Sts {
     /// and, when `domain` announces a policy but none could be had, why
     /// (as a TLS report names it, RFC 8460 4.3.2.2).
     pub async fn policy(
-        &self,
+        self: &Arc<Self>,
         dns: &Dns,
         domain: &str,
         now: i64,
@@ -130,6 +132,17 @@ impl Sts {
         let record = txt.as_ref().map(Option::as_ref).map_err(|_| ());
         match mta_sts::next(record, cached.as_ref(), failed.as_ref().map(|f| &f.0), now) {
             Next::UseCached => (cached.map(|c| c.policy), None),
+            Next::UseCachedAndRefresh => {
+                if let Ok(Some(record)) = &txt {
+                    let (sts, dns, domain) = (self.clone(), dns.clone(), domain.to_string());
+                    let id = record.id.clone();
+                    tokio::spawn(async move {
+                        // Kept, or noted as failed, by fetch_once.
+                        let _ = sts.fetch_once(&dns, &domain, &id, now).await;
+                    });
+                }
+                (cached.map(|c| c.policy), None)
+            }
             Next::NoPolicy => (None, None),
             Next::FetchFailedLately => match mta_sts::after_failed_fetch(cached.as_ref(), now) {
                 Some(c) => (Some(c.policy.clone()), None),

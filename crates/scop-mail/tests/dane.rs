@@ -790,6 +790,25 @@ async fn the_relay_applies_mta_sts_policies() {
         served.lock().unwrap().fetches.get("mta-sts.c.s.test"),
         Some(&1)
     );
+    // Past half its max_age of a day, the policy is used and fetched
+    // again meanwhile; kept as fetched then.
+    let later = now + 50_000;
+    let (policy, _) = sts.policy(&dns, "c.s.test", later).await;
+    assert!(policy.is_some());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while served.lock().unwrap().fetches.get("mta-sts.c.s.test") != Some(&2) {
+        assert!(Instant::now() < deadline, "no refresh");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let kept = std::fs::read_to_string(cache.join("c.s.test")).unwrap_or_default();
+        if scop_mta::mta_sts::Cached::parse(&kept).is_some_and(|c| c.fetched == later) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "refreshed policy not kept");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     // Reports every 2 s, signed: the test adds up those that come, and
     // dkimpy checks their signatures as TLS reports (RFC 8460 3).
     let signer = scop_dkim::Signer::new(

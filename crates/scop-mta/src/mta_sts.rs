@@ -736,6 +736,13 @@ impl Cached {
         i128::from(self.fetched) + i128::from(self.policy.max_age) > i128::from(now)
     }
 
+    /// Whether it is old enough at `now` to be fetched again
+    /// ([`REFRESH_SECS`]).
+    pub fn due(&self, now: i64) -> bool {
+        let after = i128::from(REFRESH_SECS).min(i128::from(self.policy.max_age / 2));
+        i128::from(self.fetched) + after <= i128::from(now)
+    }
+
     /// The text of a cache file: the line `id fetched`, then the policy's
     /// [`Policy::to_text`]; CRLF line ends.
     pub fn to_text(&self) -> String {
@@ -768,6 +775,10 @@ impl Cached {
 pub enum Next {
     /// Use the cached policy as it is.
     UseCached,
+    /// Use the cached policy, and fetch it again meanwhile: it is
+    /// [`Cached::due`] and the TXT record still names it (no fetch for
+    /// that id failed lately).
+    UseCachedAndRefresh,
     /// Fetch the policy over HTTPS (the TXT id is new, or nothing valid
     /// is cached).
     Fetch,
@@ -778,6 +789,13 @@ pub enum Next {
     /// ([`after_failed_fetch`]) without trying again.
     FetchFailedLately,
 }
+
+/// A cached policy is fetched again, while messages go on using it, once
+/// it is this old (seconds), or half its `max_age` when that is shorter:
+/// as long as mail flows to the domain, its policy does not run out
+/// (RFC 8461 leaves when to the sender), and a change its owner made
+/// without a new TXT id is seen within a day.
+pub const REFRESH_SECS: i64 = 86_400;
 
 /// After a failed fetch, how long (seconds) the next fetch for the same
 /// TXT `id` waits. RFC 8461 leaves the pace to the sender; without a
@@ -823,7 +841,9 @@ impl FailedFetch {
 ///
 /// A cached policy is kept until it expires: a TXT record that goes away
 /// does not remove it (RFC 8461 5.1). A `Fetch` that `failed` lately for
-/// the same id is [`Next::FetchFailedLately`] instead.
+/// the same id is [`Next::FetchFailedLately`] instead. A `UseCached` of
+/// the id the record names is [`Next::UseCachedAndRefresh`] once the
+/// policy is [`Cached::due`], unless a fetch for that id failed lately.
 pub fn next(
     txt: Result<Option<&TxtRecord>, ()>,
     cached: Option<&Cached>,
@@ -832,7 +852,13 @@ pub fn next(
 ) -> Next {
     let valid = cached.filter(|c| c.valid(now));
     match (txt, valid) {
-        (Ok(Some(record)), Some(c)) if c.id == record.id => Next::UseCached,
+        (Ok(Some(record)), Some(c)) if c.id == record.id => {
+            if c.due(now) && !failed.is_some_and(|f| f.holds(record, now)) {
+                Next::UseCachedAndRefresh
+            } else {
+                Next::UseCached
+            }
+        }
         (Ok(Some(record)), _) if failed.is_some_and(|f| f.holds(record, now)) => {
             Next::FetchFailedLately
         }
@@ -1507,6 +1533,42 @@ mod tests {
                 Next::NoPolicy
             );
         }
+    }
+
+    #[test]
+    fn a_cached_policy_is_fetched_again_before_it_runs_out() {
+        let now = 1_000_000;
+        let rec = TxtRecord { id: "a".into() };
+        let day = REFRESH_SECS;
+        // Half a max_age of 100 s; a day of a week's.
+        for (fetched, max_age, want) in [
+            (now - 49, 100, Next::UseCached),
+            (now - 50, 100, Next::UseCachedAndRefresh),
+            (now - day + 1, 7 * day as u64, Next::UseCached),
+            (now - day, 7 * day as u64, Next::UseCachedAndRefresh),
+            // Expired: a fetch, as before.
+            (now - 100, 100, Next::Fetch),
+        ] {
+            let c = cached("a", fetched, max_age);
+            assert_eq!(next(Ok(Some(&rec)), Some(&c), None, now), want, "{c:?}");
+        }
+        let old = cached("a", now - 60, 100);
+        // A refresh that failed pauses the next one; the policy is used.
+        let failed = FailedFetch {
+            id: "a".into(),
+            at: now - 5,
+        };
+        assert_eq!(
+            next(Ok(Some(&rec)), Some(&old), Some(&failed), now),
+            Next::UseCached
+        );
+        // Without the record (or its lookup), the policy is used as it is.
+        for txt in [Ok(None), Err(())] {
+            assert_eq!(next(txt, Some(&old), None, now), Next::UseCached);
+        }
+        // A far future or a huge max_age do not overflow.
+        assert!(!cached("a", i64::MAX, u64::MAX).due(now));
+        assert!(cached("a", i64::MIN, u64::MAX).due(now));
     }
 
     #[test]
