@@ -55,10 +55,10 @@ use crate::maildir::{self, Naming};
 /// A segment grows to about this size before the writer starts another.
 pub const SEGMENT_BYTES: u64 = 16 << 20;
 /// Files of segments whose copies are all in their mailboxes kept for
-/// later segments, at most: writing into a file whose blocks are
-/// written already is the fast case of [`Segment`], and reusing one
-/// spares the zeros of [`Segment::prefill`] (about 9 ms per 4 MB here,
-/// in the middle of a batch).
+/// later segments, at most: syncing records written over a file's
+/// written blocks writes no inode, and reusing one spares the zeros a
+/// new segment is filled with ahead of its records (about 9 ms per 4 MB
+/// here, in the middle of a batch).
 pub const MAX_SPARES: usize = 8;
 /// Copies logged but not yet in their mailbox, at most.
 pub const MAX_UNAPPLIED: usize = 4096;
