@@ -531,6 +531,19 @@ async fn postfix_with_cert(
     (pf, port)
 }
 
+/// What `found` gives once it gives something (asked every 50 ms);
+/// fails with `what` after `secs`.
+async fn eventually<T>(secs: u64, what: &str, mut found: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = found() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Waits until Postfix has queued a message for `rcpt`; its log.
 async fn postfix_got(pf: &Postfix, rcpt: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -795,20 +808,21 @@ async fn the_relay_applies_mta_sts_policies() {
     let later = now + 50_000;
     let (policy, _) = sts.policy(&dns, "c.s.test", later).await;
     assert!(policy.is_some());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while served.lock().unwrap().fetches.get("mta-sts.c.s.test") != Some(&2) {
-        assert!(Instant::now() < deadline, "no refresh");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let kept = std::fs::read_to_string(cache.join("c.s.test")).unwrap_or_default();
-        if scop_mta::mta_sts::Cached::parse(&kept).is_some_and(|c| c.fetched == later) {
-            break;
-        }
-        assert!(Instant::now() < deadline, "refreshed policy not kept");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    eventually(20, "no refresh", || {
+        let fetches = served
+            .lock()
+            .unwrap()
+            .fetches
+            .get("mta-sts.c.s.test")
+            .copied();
+        (fetches == Some(2)).then_some(())
+    })
+    .await;
+    eventually(20, "refreshed policy not kept", || {
+        let kept = std::fs::read_to_string(cache.join("c.s.test")).ok()?;
+        scop_mta::mta_sts::Cached::parse(&kept).filter(|c| c.fetched == later)
+    })
+    .await;
     // Reports every 2 s, signed: the test adds up those that come, and
     // dkimpy checks their signatures as TLS reports (RFC 8460 3).
     let signer = scop_dkim::Signer::new(
@@ -912,14 +926,10 @@ async fn the_relay_applies_mta_sts_policies() {
     .await;
     // t.s.test's report came by HTTPS POST (RFC 8460 5.4), gzip'd JSON
     // as Python's gzip and json modules read it.
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let (head, body) = loop {
-        if let Some(p) = served.lock().unwrap().posts.first() {
-            break p.clone();
-        }
-        assert!(Instant::now() < deadline, "no report uploaded");
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    };
+    let (head, body) = eventually(30, "no report uploaded", || {
+        served.lock().unwrap().posts.first().cloned()
+    })
+    .await;
     assert!(head.starts_with("POST /v1/tlsrpt HTTP/1.1\r\n"), "{head}");
     assert!(
         head.contains("\r\nContent-Type: application/tlsrpt+gzip\r\n"),
