@@ -236,6 +236,7 @@ fn u64_at(buf: &[u8], at: usize) -> u64 {
     b.copy_from_slice(&buf[at..at + 8]);
     u64::from_le_bytes(b)
 }
+
 #[cfg(test)]
 mod tests {
     use super::*;
