@@ -130,12 +130,18 @@ impl Sts {
         let cached = lock(&self.cache).get(domain).cloned();
         let failed = lock(&self.failed).get(domain).cloned();
         let record = txt.as_ref().map(Option::as_ref).map_err(|_| ());
+        let id = record.ok().flatten().map(|r| r.id.clone());
+        // After a failed fetch: the cached policy while it is valid, else
+        // none, and why.
+        let fall_back = |why| match mta_sts::after_failed_fetch(cached.as_ref(), now) {
+            Some(c) => (Some(c.policy.clone()), None),
+            None => (None, why),
+        };
         match mta_sts::next(record, cached.as_ref(), failed.as_ref().map(|f| &f.0), now) {
             Next::UseCached => (cached.map(|c| c.policy), None),
             Next::UseCachedAndRefresh => {
-                if let Ok(Some(record)) = &txt {
+                if let Some(id) = id {
                     let (sts, dns, domain) = (self.clone(), dns.clone(), domain.to_string());
-                    let id = record.id.clone();
                     tokio::spawn(async move {
                         // Kept, or noted as failed, by fetch_once.
                         let _ = sts.fetch_once(&dns, &domain, &id, now).await;
@@ -144,23 +150,14 @@ impl Sts {
                 (cached.map(|c| c.policy), None)
             }
             Next::NoPolicy => (None, None),
-            Next::FetchFailedLately => match mta_sts::after_failed_fetch(cached.as_ref(), now) {
-                Some(c) => (Some(c.policy.clone()), None),
-                None => (None, failed.map(|f| f.1)),
-            },
-            Next::Fetch => {
-                let id = match &txt {
-                    Ok(Some(record)) => record.id.clone(),
-                    _ => return (None, None),
-                };
-                match self.fetch_once(dns, domain, &id, now).await {
+            Next::FetchFailedLately => fall_back(failed.map(|f| f.1)),
+            Next::Fetch => match id {
+                Some(id) => match self.fetch_once(dns, domain, &id, now).await {
                     Ok(policy) => (Some(policy), None),
-                    Err(why) => match mta_sts::after_failed_fetch(cached.as_ref(), now) {
-                        Some(c) => (Some(c.policy.clone()), None),
-                        None => (None, Some(why)),
-                    },
-                }
-            }
+                    Err(why) => fall_back(Some(why)),
+                },
+                None => (None, None),
+            },
         }
     }
 
