@@ -674,6 +674,7 @@ pub fn mx_child(args: &[String]) -> Result<()> {
             dmarc_report_interval: std::time::Duration::from_secs(86_400),
             dkim: Default::default(),
             journal: Some(dir.join("mail").join(".journal")),
+            journal_segment_bytes: scop_mail::journal::SEGMENT_BYTES,
         })
         .await?;
         let port = running.mx.context("no MX address")?.port();

@@ -52,7 +52,8 @@ use tokio::sync::oneshot;
 
 use crate::maildir::{self, Naming};
 
-/// A segment grows to about this size before the writer starts another.
+/// A segment grows to about this size before the writer starts another
+/// (the default of [`Journal::open_sized`]).
 pub const SEGMENT_BYTES: u64 = 16 << 20;
 /// Files of segments whose copies are all in their mailboxes kept for
 /// later segments, at most: syncing records written over a file's
@@ -219,6 +220,12 @@ impl Journal {
     /// writes the copies an earlier run left in it into their
     /// mailboxes, and starts the writer and the mailbox thread.
     pub fn open(dir: &Path) -> io::Result<(Journal, Recovered)> {
+        Journal::open_sized(dir, SEGMENT_BYTES)
+    }
+
+    /// [`Journal::open`] with segments of about `segment_bytes` (at
+    /// least one record each).
+    pub fn open_sized(dir: &Path, segment_bytes: u64) -> io::Result<(Journal, Recovered)> {
         fs::create_dir_all(dir)?;
         set_private(dir)?;
         let lock = OpenOptions::new()
@@ -252,7 +259,12 @@ impl Journal {
             std::thread::Builder::new()
                 .name("journal-writer".into())
                 .spawn(move || {
-                    write_loop(&dir, segment, rx, apply_tx, &progress, &budget, &spares)
+                    let log = Log {
+                        dir: &dir,
+                        segment_bytes,
+                        spares: &spares,
+                    };
+                    write_loop(&log, segment, rx, apply_tx, &progress, &budget)
                 })?
         };
         let applier = {
@@ -567,14 +579,21 @@ impl Segment {
     }
 }
 
+/// The log the writer appends to: its directory, the size past which
+/// it starts a new segment, and the files it may start one in.
+struct Log<'a> {
+    dir: &'a Path,
+    segment_bytes: u64,
+    spares: &'a Spares,
+}
+
 fn write_loop(
-    dir: &Path,
+    log: &Log<'_>,
     mut segment: Segment,
     rx: mpsc::Receiver<Pending>,
     apply: mpsc::SyncSender<Apply>,
     progress: &Progress,
     budget: &Budget,
-    spares: &Spares,
 ) {
     let mut heads = Vec::new();
     // After a failed write the segment may end in a partial record: no
@@ -588,8 +607,8 @@ fn write_loop(
             bytes += p.copy.size();
             batch.push(p);
         }
-        if spoiled || segment.len >= SEGMENT_BYTES {
-            match Segment::create(dir, segment.seq + 1, spares) {
+        if spoiled || segment.len >= log.segment_bytes {
+            match Segment::create(log.dir, segment.seq + 1, log.spares) {
                 Ok(s) => {
                     segment = s;
                     spoiled = false;

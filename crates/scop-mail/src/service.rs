@@ -79,6 +79,9 @@ pub struct MailConfig {
     /// once logged there and written into the Maildir just after
     /// ([`crate::journal`]); `None` writes them before the reply.
     pub journal: Option<PathBuf>,
+    /// The size of the journal's segments
+    /// ([`crate::journal::SEGMENT_BYTES`] unless tuned).
+    pub journal_segment_bytes: u64,
 }
 
 /// The MX's spam filter.
@@ -150,7 +153,7 @@ pub async fn start(cfg: MailConfig) -> io::Result<Running> {
     let queued = Arc::new(Notify::new());
     let journal = match cfg.journal.clone() {
         None => None,
-        Some(dir) => Some(open_journal(dir).await?),
+        Some(dir) => Some(open_journal(dir, cfg.journal_segment_bytes).await?),
     };
     let delivery = Delivery {
         store: cfg.store.clone(),
@@ -273,12 +276,14 @@ pub async fn start(cfg: MailConfig) -> io::Result<Running> {
     Ok(running)
 }
 
-/// Opens the delivery journal in `dir`, writing what an earlier run left
-/// there into the mailboxes first.
-pub async fn open_journal(dir: PathBuf) -> io::Result<Arc<Journal>> {
-    let (journal, found) = tokio::task::spawn_blocking(move || Journal::open(&dir))
-        .await
-        .map_err(io::Error::other)??;
+/// Opens the delivery journal in `dir` (segments of about
+/// `segment_bytes`), writing what an earlier run left there into the
+/// mailboxes first.
+pub async fn open_journal(dir: PathBuf, segment_bytes: u64) -> io::Result<Arc<Journal>> {
+    let (journal, found) =
+        tokio::task::spawn_blocking(move || Journal::open_sized(&dir, segment_bytes))
+            .await
+            .map_err(io::Error::other)??;
     if found != Recovered::default() {
         tracing::warn!(
             written = found.written,

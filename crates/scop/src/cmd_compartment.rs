@@ -128,7 +128,7 @@ async fn delivery(
     let journal = match journal.and_then(|name| mail::journal_dir(a, name)) {
         None => None,
         Some(dir) => Some(
-            scop_mail::service::open_journal(dir.clone())
+            scop_mail::service::open_journal(dir.clone(), a.journal_segment_size)
                 .await
                 .with_context(|| format!("open the delivery journal {}", dir.display()))?,
         ),

@@ -80,6 +80,10 @@ pub struct ServeArgs {
     /// copies a crash leaves there are written at the next start.
     #[arg(long)]
     pub(crate) no_delivery_journal: bool,
+    /// Size in bytes past which the delivery journal starts a new
+    /// segment file; spent ones are kept (8 at most) and written over.
+    #[arg(long, value_name = "BYTES", default_value_t = scop_mail::journal::SEGMENT_BYTES, value_parser = clap::value_parser!(u64).range(4096..))]
+    pub(crate) journal_segment_size: u64,
     /// Send mail for DOMAIN to HOST:PORT (repeatable), e.g. b.test=127.0.0.3:25.
     #[arg(long, value_name = "DOMAIN=ADDR")]
     pub(crate) route: Vec<String>,
@@ -614,6 +618,7 @@ fn serve(a: ServeArgs) -> Result<ExitCode> {
             dmarc_report_interval: Duration::from_secs(a.dmarc_reports.max(1) as u64),
             dkim,
             journal: journal_dir(&a, "mail"),
+            journal_segment_bytes: a.journal_segment_size,
         })
         .await
         .context("bind the listeners (ports below 1024 need privileges; see --help for other ports)")?;

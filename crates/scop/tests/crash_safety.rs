@@ -57,6 +57,10 @@ fn start_as(data: &Path, mx: SocketAddr, extra: &[String], log: &str) -> Child {
         "0",
         "--retry-base",
         "1",
+        // Segments of 64 KB: the journal starts new ones, and writes
+        // over spent ones, all along the run, kills included.
+        "--journal-segment-size",
+        "65536",
     ])
     .env("SCOP_LOG", "warn")
     .stdout(Stdio::null())

@@ -165,6 +165,7 @@ pub async fn domain(name: &str, users: &[(&str, &str)], setup: Setup) -> Domain 
             std::sync::Arc::new(m)
         },
         journal: Some(dir.join("mail").join(".journal")),
+        journal_segment_bytes: scop_mail::journal::SEGMENT_BYTES,
     })
     .await
     .unwrap();
