@@ -703,17 +703,16 @@ fn apply_loop(
         let backlog = gather(first, &rx);
         for batch in backlog.chunks(APPLY_BATCH) {
             // Every copy of the older segments is in its mailbox.
-            if oldest < batch[0].segment {
-                while oldest < batch[0].segment {
-                    spares.retire(oldest);
-                    oldest += 1;
-                }
-                // Durably out of the log: after a power loss, a segment
-                // back under its name would bring back copies their
-                // reader may have deleted since.
-                if let Err(e) = maildir::sync_dir(dir) {
-                    tracing::warn!(error = %e, "delivery journal: sync the log's directory");
-                }
+            let retiring = oldest < batch[0].segment;
+            while oldest < batch[0].segment {
+                spares.retire(oldest);
+                oldest += 1;
+            }
+            // Durably out of the log: after a power loss, a segment back
+            // under its name would bring back copies their reader may
+            // have deleted since.
+            if retiring && let Err(e) = maildir::sync_dir(dir) {
+                tracing::warn!(error = %e, "delivery journal: sync the log's directory");
             }
             // Writers in parallel: their fsyncs overlap, and each makes
             // the names it linked durable with one fsync of each new/ it
