@@ -140,7 +140,9 @@ impl Sts {
         match mta_sts::next(record, cached.as_ref(), failed.as_ref().map(|f| &f.0), now) {
             Next::UseCached => (cached.map(|c| c.policy), None),
             Next::UseCachedAndRefresh => {
-                if let Some(id) = id {
+                // One refresh at a time: the messages meanwhile start none.
+                let idle = |id: &String| !lock(&self.fetching).contains_key(&fetch_key(domain, id));
+                if let Some(id) = id.filter(idle) {
                     let (sts, dns, domain) = (self.clone(), dns.clone(), domain.to_string());
                     tokio::spawn(async move {
                         // Kept, or noted as failed, by fetch_once.
@@ -171,7 +173,7 @@ impl Sts {
         id: &str,
         now: i64,
     ) -> Result<Policy, (ResultType, String)> {
-        let key = format!("{domain} {id}");
+        let key = fetch_key(domain, id);
         let shared = lock(&self.fetching).entry(key.clone()).or_default().clone();
         let outcome = shared
             .get_or_init(|| async {
@@ -291,6 +293,11 @@ impl Sts {
         )
         .await
     }
+}
+
+/// The key of a fetch under way in [`Sts`]'s `fetching`.
+fn fetch_key(domain: &str, id: &str) -> String {
+    format!("{domain} {id}")
 }
 
 /// Why an HTTPS exchange with one address failed.

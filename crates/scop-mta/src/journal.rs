@@ -186,12 +186,12 @@ pub struct Segment<'a> {
 /// they are whole and of that segment, or all of version 1 when the
 /// first is.
 pub fn decode_segment(buf: &[u8], segment: u64) -> Segment<'_> {
-    // Some(None): version 1 throughout.
-    let mut expected: Option<Option<u64>> = None;
+    // The first record's magic says which version the file is of.
+    let numbered = version(buf) == Some(true);
+    let want = numbered.then_some(segment);
     let mut records = Vec::new();
     let mut at = 0;
     while let Decoded::Record(r, len) = decode(&buf[at..]) {
-        let want = *expected.get_or_insert(r.segment.map(|_| segment));
         if r.segment != want {
             break;
         }
@@ -205,25 +205,18 @@ pub fn decode_segment(buf: &[u8], segment: u64) -> Segment<'_> {
     };
     let within = &rest[..stated.min(rest.len())];
     let written = within.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
-    let ours = match version(rest) {
-        None => false,
-        Some(false) => expected.is_none_or(|e| e.is_none()),
+    let ours = version(rest) == Some(numbered)
         // Of this segment, or nothing written past the header yet.
-        Some(true) => {
-            expected.is_none_or(|e| e.is_some())
-                && (written <= HEADER_LEN || {
-                    let number = rest.get(HEADER_LEN..).unwrap_or_default();
-                    segment
-                        .to_le_bytes()
-                        .starts_with(&number[..number.len().min(8)])
-                })
-        }
-    };
-    let cut_short = if ours { written } else { 0 };
+        && (!numbered || written <= HEADER_LEN || {
+            let number = rest.get(HEADER_LEN..).unwrap_or_default();
+            segment
+                .to_le_bytes()
+                .starts_with(&number[..number.len().min(8)])
+        });
     Segment {
         records,
         used: at,
-        cut_short,
+        cut_short: if ours { written } else { 0 },
     }
 }
 

@@ -528,11 +528,9 @@ async fn resolution(db: Db) {
     );
 }
 
-/// A handle keeps resolved entries; a change made through another handle
-/// (another process: `scop user ...` while the MX runs) is seen by its
-/// next resolution.
-/// Changes made through another handle (another process): an address
-/// that comes to exist is seen at once, other changes within
+/// A handle keeps resolved entries. Changes made through another handle
+/// (another process: `scop user ...` while the MX runs): an address that
+/// comes to exist is seen at once, other changes within
 /// `DIRECTORY_RECHECK`; changes through the resolving handle at once.
 async fn resolution_sees_changes_made_elsewhere(db: Db) {
     let mx = Store::open(&db.url).await.unwrap();
